@@ -1,0 +1,72 @@
+# rtbroker — `make run` and `make test` do all the set-up on a fresh Debian 12 machine.
+
+BUILD   ?= build
+CC      ?= cc
+SAN     ?=
+OPT     ?= -O2
+CFLAGS_COMMON = -std=gnu11 $(OPT) -g -Wall -Wextra -Werror -DH2O_USE_LIBUV=0 -Iinclude -pthread $(SAN)
+LDLIBS  = -lh2o-evloop -lssl -lcrypto -lz -lyaml -ldl -lpthread -lm
+SUDO    = $(if $(filter 0,$(shell id -u)),,sudo)
+
+BROKER_SRC = $(wildcard broker/*.c)
+BROKER_OBJ = $(patsubst broker/%.c,$(BUILD)/obj/broker/%.o,$(BROKER_SRC))
+CORE_OBJ   = $(filter-out $(BUILD)/obj/broker/main.o,$(BROKER_OBJ))
+PLUGINS    = $(patsubst plugins/%/,%,$(sort $(dir $(wildcard plugins/*/*.c))))
+PLUGIN_SO  = $(patsubst %,$(BUILD)/plugins/%.so,$(PLUGINS))
+UNIT_SRC   = $(wildcard tests/unit/test_*.c)
+UNIT_BIN   = $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
+
+.PHONY: all build deps deps-build deps-test run test asan clean check-config
+
+all: build
+build: $(BUILD)/rtbroker $(PLUGIN_SO) $(UNIT_BIN)
+
+$(BUILD)/obj/broker/%.o: broker/%.c $(wildcard broker/*.h) include/rtbroker/plugin.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_COMMON) -Ibroker -c $< -o $@
+
+$(BUILD)/rtbroker: $(BROKER_OBJ)
+	$(CC) $(CFLAGS_COMMON) -o $@ $^ $(LDLIBS)
+
+# Plugins see only include/rtbroker/plugin.h.
+.SECONDEXPANSION:
+$(BUILD)/plugins/%.so: $$(wildcard plugins/$$*/*.c) $$(wildcard plugins/$$*/*.h) include/rtbroker/plugin.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_COMMON) -fPIC -shared -o $@ $(filter %.c,$^) -lz
+
+$(BUILD)/tests/%: tests/unit/%.c $(CORE_OBJ) tests/unit/unit.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_COMMON) -Ibroker -Itests/unit -o $@ $< $(CORE_OBJ) $(LDLIBS)
+
+# Installs what is missing (idempotent); sudo only when not root.
+deps: deps-build deps-test
+
+deps-build:
+	@missing=$$(for p in $$(grep -v '^#' conf/packages-build.txt); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then echo "installing: $$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; fi
+
+deps-test:
+	@missing=$$(for p in $$(grep -v '^#' conf/packages-test.txt); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if ! command -v node >/dev/null || ! command -v npm >/dev/null; then missing="$$missing nodejs npm"; fi; \
+	if [ -n "$$missing" ]; then echo "installing: $$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; fi
+	@if [ ! -d tests/node_modules ] || [ tests/package-lock.json -nt tests/node_modules/.package-lock.json ]; then \
+	  cd tests && npm ci --no-audit --no-fund --loglevel=error; fi
+
+run: deps-build build
+	exec $(BUILD)/rtbroker -c conf/rtbroker.yaml
+
+test: deps build
+	RTB_BIN=$(BUILD)/rtbroker tests/run
+
+# The whole suite against an ASan + UBSan build.
+asan: deps
+	$(MAKE) BUILD=build-asan OPT=-O1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" build
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 RTB_BIN=build-asan/rtbroker RTB_SANITIZED=1 tests/run
+
+check-config: build
+	$(BUILD)/rtbroker --check-config -c conf/rtbroker.yaml
+
+clean:
+	rm -rf build build-asan

@@ -1,0 +1,55 @@
+/*
+ * The bus interface: where published messages get their id, are kept as history, and
+ * are handed to every worker's hub. Two implementations: the embedded memory bus and
+ * the NATS JetStream bus. Callbacks always run on the calling worker's thread, possibly
+ * before the call returns.
+ */
+#ifndef RT_BUS_H
+#define RT_BUS_H
+
+#include "message.h"
+#include "rt.h"
+#include "topic.h"
+
+typedef struct rt_bus rt_bus_t;
+
+/* A replay request and its result. */
+typedef struct rt_replay {
+    const rt_str_t *patterns; /* valid topics or patterns */
+    size_t npatterns;
+    int has_since;            /* 0: start now (no replay) */
+    rt_id_t since;            /* resume after this id */
+    size_t max;               /* at most this many messages, oldest first; 0 = no bound */
+    /* results */
+    rt_msg_t **msgs;          /* referenced; the caller unrefs each and frees the array */
+    size_t count;
+    int gap;                  /* history after `since` is incomplete (other epoch, evicted, or unknown) */
+    int truncated;            /* more retained messages than max */
+    uint64_t head;            /* every matching message with SEQ <= head is in msgs or was before since */
+} rt_replay_t;
+
+typedef void (*rt_publish_cb)(void *ctx, int err, rt_str_t id);
+
+typedef struct rt_bus_ops {
+    const char *name;
+    int (*start)(rt_bus_t *bus, char *err, size_t errlen); /* main thread, before workers run */
+    void (*stop)(rt_bus_t *bus);
+    /* Takes the message reference. idem_key: Idempotency-Key or empty. cb gets the id
+     * (the first publish's id for a repeated key) once the message is in history. */
+    void (*publish)(rt_bus_t *bus, rt_msg_t *msg, rt_str_t idem_key, rt_publish_cb cb, void *ctx);
+    /* Fills r's results; returns RT_OK or RT_EUNAVAILABLE. */
+    int (*replay)(rt_bus_t *bus, rt_replay_t *r);
+    rt_str_t (*epoch)(rt_bus_t *bus);
+    int (*ready)(rt_bus_t *bus);
+    void (*tick)(rt_bus_t *bus); /* once a second from one worker: expiry */
+    void (*metrics)(rt_bus_t *bus, rt_buf_t *out); /* Prometheus lines */
+} rt_bus_ops_t;
+
+struct rt_bus {
+    const rt_bus_ops_t *ops;
+};
+
+rt_bus_t *rt_bus_memory_new(void);
+void rt_replay_release(rt_replay_t *r);
+
+#endif

@@ -1,0 +1,50 @@
+/* Configuration: YAML file, then RTB_* environment overrides, then validation; one table of keys. */
+#ifndef RT_CONFIG_H
+#define RT_CONFIG_H
+
+#include <sys/socket.h>
+
+#include "rt.h"
+
+enum { RT_CFG_LIST = 100, RT_CFG_LISTEN = 101 }; /* core-only types beside rt_cfg_type_t */
+
+typedef struct rt_cfg_value {
+    const char *path; /* "history.max_messages" */
+    int type;         /* rt_cfg_type_t or RT_CFG_LIST / RT_CFG_LISTEN */
+    const char *default_value;
+    int64_t min, max;
+    /* resolved */
+    int64_t i;
+    char *s;
+    char **list;
+    size_t nlist;
+    const char *origin; /* "default", "file", or the env var name */
+    int line;           /* line in the file, when from the file */
+} rt_cfg_value_t;
+
+typedef struct rt_listen_addr {
+    struct sockaddr_storage ss;
+    socklen_t len;
+    char text[128]; /* as written */
+    int loopback;
+} rt_listen_addr_t;
+
+/* Parses the file (NULL: defaults only) and applies core keys and env. Returns 0, or -1 with
+ * a message in err that names the key and the line. */
+int rt_config_load(const char *path, char *err, size_t errlen);
+/* Declares a plugin's keys under section, resolves them from the file and env. */
+int rt_config_add_section(const char *section, const rt_cfg_key_t *keys, char *err, size_t errlen);
+/* After every section is declared: any key left in the file that nobody declared is an error. */
+int rt_config_check_unknown(char *err, size_t errlen);
+/* Set a core key from the command line (same checks as env). */
+int rt_config_override(const char *path, const char *value, char *err, size_t errlen);
+
+const rt_cfg_value_t *rt_cfg(const char *path); /* NULL when unknown */
+int64_t rt_cfg_int(const char *path);
+const char *rt_cfg_str(const char *path);
+
+int rt_parse_addr(const char *text, rt_listen_addr_t *out);
+int rt_parse_duration_ms(const char *s, int64_t *out);
+int rt_parse_size(const char *s, int64_t *out);
+
+#endif

@@ -1,0 +1,475 @@
+/*
+ * The hub of each worker: drains the inbox the bus fills, finds local subscribers in
+ * the index, and hands each message to their transport once; owns the subscriber
+ * lifecycle (open, subscribe with replay and the seam to live, bounded outbound
+ * queue, timers, end, release) and the h2o streaming dance (one h2o_send in flight,
+ * the rest pending until proceed). Touched only by its worker thread, except
+ * rt_hub_broadcast which the bus calls from any thread.
+ */
+#include <stdlib.h>
+
+#include "auth.h"
+#include "config.h"
+#include "hub.h"
+#include "http.h"
+#include "ops.h"
+
+rt_worker_t *rt_workers;
+size_t rt_nworkers;
+rt_bus_t *rt_bus;
+__thread rt_worker_t *rt_current_worker;
+
+#define SEND_MAX_IOVS 64
+
+static void dispatch_one(rt_subscription_t *s, void *ctx);
+
+/* ---------- inbox ---------- */
+
+void rt_hub_broadcast(rt_msg_t *msg)
+{
+    for (size_t i = 0; i < rt_nworkers; i++) {
+        rt_worker_t *w = &rt_workers[i];
+        pthread_mutex_lock(&w->inbox_lock);
+        if (w->inbox_len == w->inbox_cap) {
+            w->inbox_cap = w->inbox_cap ? w->inbox_cap * 2 : 256;
+            w->inbox = rt_realloc(w->inbox, w->inbox_cap * sizeof(*w->inbox));
+        }
+        w->inbox[w->inbox_len++] = rt_msg_ref(msg);
+        if (!w->wake_pending) {
+            w->wake_pending = 1;
+            h2o_multithread_send_message(&w->receiver, &w->wake_msg);
+        }
+        pthread_mutex_unlock(&w->inbox_lock);
+    }
+}
+
+static void on_inbox(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
+{
+    rt_worker_t *w = H2O_STRUCT_FROM_MEMBER(rt_worker_t, receiver, receiver);
+    int shutdown = 0;
+    while (!h2o_linklist_is_empty(messages)) {
+        h2o_multithread_message_t *m = H2O_STRUCT_FROM_MEMBER(h2o_multithread_message_t, link, messages->next);
+        h2o_linklist_unlink(&m->link);
+        if (m == &w->shutdown_msg)
+            shutdown = 1;
+    }
+    for (;;) {
+        pthread_mutex_lock(&w->inbox_lock);
+        rt_msg_t **batch = w->inbox;
+        size_t n = w->inbox_len, cap = w->inbox_cap;
+        w->inbox = w->draining, w->inbox_cap = w->draining_cap, w->inbox_len = 0;
+        if (n == 0)
+            w->wake_pending = 0;
+        pthread_mutex_unlock(&w->inbox_lock);
+        w->draining = batch, w->draining_cap = cap;
+        if (n == 0)
+            break;
+        for (size_t i = 0; i < n; i++) {
+            rt_index_match(&w->index, batch[i]->topic, dispatch_one, batch[i]);
+            rt_msg_unref(batch[i]);
+        }
+    }
+    if (shutdown)
+        rt_hub_shutdown(w);
+}
+
+/* ---------- timers ---------- */
+
+h2o_timeout_t *rt_worker_timeout(rt_worker_t *w, uint64_t ms)
+{
+    for (size_t i = 0; i < w->ntimers; i++)
+        if (w->timers[i]->ms == ms)
+            return &w->timers[i]->timeout;
+    w->timers = rt_realloc(w->timers, (w->ntimers + 1) * sizeof(*w->timers));
+    rt_timer_list_t *t = rt_calloc(1, sizeof(*t));
+    t->ms = ms;
+    h2o_timeout_init(w->ctx.loop, &t->timeout, ms);
+    w->timers[w->ntimers++] = t;
+    return &t->timeout;
+}
+
+static void on_tick(h2o_timeout_entry_t *entry)
+{
+    rt_worker_t *w = H2O_STRUCT_FROM_MEMBER(rt_worker_t, tick, entry);
+    if (w->id == 0)
+        rt_bus->ops->tick(rt_bus);
+    h2o_timeout_link(w->ctx.loop, rt_worker_timeout(w, 1000), &w->tick);
+}
+
+void rt_hub_init_worker(rt_worker_t *w)
+{
+    pthread_mutex_init(&w->inbox_lock, NULL);
+    h2o_multithread_register_receiver(w->ctx.queue, &w->receiver, on_inbox);
+    rt_index_init(&w->index);
+    h2o_linklist_init_anchor(&w->subs);
+    w->tick.cb = on_tick;
+    h2o_timeout_link(w->ctx.loop, rt_worker_timeout(w, 1000), &w->tick);
+}
+
+/* ---------- outbound queue ---------- */
+
+static void outq_push(rt_outq_t *q, rt_outq_entry_t e)
+{
+    if (q->len == q->cap) {
+        q->cap = q->cap ? q->cap * 2 : 16;
+        q->v = rt_realloc(q->v, q->cap * sizeof(*q->v));
+    }
+    q->v[q->len++] = e;
+    q->bytes += e.iov.len;
+}
+
+static void outq_release(rt_outq_t *q, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (q->v[i].msg)
+            rt_msg_unref(q->v[i].msg);
+        free(q->v[i].owned);
+        q->bytes -= q->v[i].iov.len;
+    }
+    memmove(q->v, q->v + n, (q->len - n) * sizeof(*q->v));
+    q->len -= n;
+}
+
+static void outq_free(rt_outq_t *q)
+{
+    outq_release(q, q->len);
+    free(q->v);
+    q->v = NULL;
+    q->cap = 0;
+}
+
+/* ---------- subscriber lifecycle ---------- */
+
+static void unsubscribe_all(rt_sub_t *sub)
+{
+    for (size_t i = 0; i < sub->nsubs; i++)
+        rt_index_remove(&sub->w->index, sub->subs[i]);
+    free(sub->subs);
+    sub->subs = NULL;
+    sub->nsubs = 0;
+}
+
+static void flush(rt_sub_t *sub)
+{
+    if (!sub->streaming || sub->sending || sub->stopped || sub->final_sent)
+        return;
+    if (sub->pending.len == 0 && !sub->final_queued)
+        return;
+    h2o_iovec_t iovs[SEND_MAX_IOVS];
+    size_t n = sub->pending.len < SEND_MAX_IOVS ? sub->pending.len : SEND_MAX_IOVS, bytes = 0;
+    for (size_t i = 0; i < n; i++) {
+        iovs[i] = sub->pending.v[i].iov;
+        bytes += iovs[i].len;
+        outq_push(&sub->inflight, sub->pending.v[i]);
+    }
+    /* moved, not released: drop them from pending without unref */
+    memmove(sub->pending.v, sub->pending.v + n, (sub->pending.len - n) * sizeof(*sub->pending.v));
+    sub->pending.len -= n;
+    sub->pending.bytes -= bytes;
+    int final = sub->final_queued && sub->pending.len == 0;
+    if (final)
+        sub->final_sent = 1;
+    else
+        sub->sending = 1;
+    rt_metrics_bytes_out(bytes);
+    h2o_send(sub->req, iovs, n, final ? H2O_SEND_STATE_FINAL : H2O_SEND_STATE_IN_PROGRESS);
+}
+
+static void on_proceed(h2o_generator_t *gen, h2o_req_t *req)
+{
+    (void)req;
+    rt_sub_t *sub = (rt_sub_t *)gen;
+    sub->sending = 0;
+    outq_release(&sub->inflight, sub->inflight.len);
+    flush(sub);
+}
+
+static void on_stop(h2o_generator_t *gen, h2o_req_t *req)
+{
+    (void)req;
+    rt_sub_t *sub = (rt_sub_t *)gen;
+    sub->stopped = 1;
+    unsubscribe_all(sub);
+}
+
+static void on_dispose(void *p)
+{
+    rt_sub_t *sub = p;
+    sub->closed = 1;
+    unsubscribe_all(sub);
+    h2o_linklist_unlink(&sub->link);
+    sub->w->nsubs--;
+    for (int i = 0; i < 2; i++)
+        if (h2o_timeout_is_linked(&sub->timers[i]))
+            h2o_timeout_unlink(&sub->timers[i]);
+    if (h2o_timeout_is_linked(&sub->end_timer))
+        h2o_timeout_unlink(&sub->end_timer);
+    sub->tp->release(sub);
+    outq_free(&sub->pending);
+    outq_free(&sub->inflight);
+    rt_metrics_conn(sub->tp, -1);
+}
+
+static void on_end_timer(h2o_timeout_entry_t *entry)
+{
+    rt_sub_t *sub = H2O_STRUCT_FROM_MEMBER(rt_sub_t, end_timer, entry);
+    if (sub->ending || sub->closed)
+        return;
+    sub->ending = 1;
+    unsubscribe_all(sub);
+    if (sub->end_reason == RT_END_SLOW)
+        rt_metrics_slow();
+    sub->tp->end(sub, (rt_end_reason_t)sub->end_reason);
+}
+
+/* Ends the subscriber from the next loop turn, never from inside a delivery. */
+static void schedule_end(rt_sub_t *sub, rt_end_reason_t why)
+{
+    if (sub->ending || sub->closed || h2o_timeout_is_linked(&sub->end_timer))
+        return;
+    sub->end_reason = why;
+    h2o_timeout_link(sub->w->ctx.loop, &sub->w->ctx.zero_timeout, &sub->end_timer);
+}
+
+static void on_timer0(h2o_timeout_entry_t *e)
+{
+    rt_sub_t *sub = H2O_STRUCT_FROM_MEMBER(rt_sub_t, timers[0], e);
+    sub->timer_cb[0](sub);
+}
+
+static void on_timer1(h2o_timeout_entry_t *e)
+{
+    rt_sub_t *sub = H2O_STRUCT_FROM_MEMBER(rt_sub_t, timers[1], e);
+    sub->timer_cb[1](sub);
+}
+
+rt_sub_t *rt_sub_open(rt_request_t *rreq, const rt_transport_t *tp, size_t data_size)
+{
+    h2o_req_t *req = (h2o_req_t *)rreq;
+    rt_worker_t *w = rt_current_worker;
+    rt_sub_t *sub = h2o_mem_alloc_shared(&req->pool, sizeof(*sub) + data_size, on_dispose);
+    memset(sub, 0, sizeof(*sub) + data_size);
+    sub->gen.proceed = on_proceed;
+    sub->gen.stop = on_stop;
+    sub->w = w;
+    sub->req = req;
+    sub->tp = tp;
+    sub->timers[0].cb = on_timer0;
+    sub->timers[1].cb = on_timer1;
+    sub->end_timer.cb = on_end_timer;
+    h2o_linklist_insert(&w->subs, &sub->link);
+    w->nsubs++;
+    rt_metrics_conn(tp, 1);
+    if (w->shutting_down)
+        schedule_end(sub, RT_END_SHUTDOWN);
+    return sub;
+}
+
+void *rt_sub_data(rt_sub_t *sub) { return sub->data; }
+rt_request_t *rt_sub_request(rt_sub_t *sub) { return (rt_request_t *)sub->req; }
+
+static void dispatch_one(rt_subscription_t *s, void *ctx)
+{
+    rt_msg_t *msg = ctx;
+    rt_sub_t *sub = s->owner;
+    if (msg->seq <= s->last_seq)
+        return; /* replayed already, or before this subscription started */
+    s->last_seq = msg->seq;
+    if (sub->last_seq == msg->seq || sub->ending || sub->closed)
+        return; /* another of its patterns matched this message */
+    sub->last_seq = msg->seq;
+    sub->tp->deliver(sub, msg);
+}
+
+/* Whether one of the subscriber's subscriptions (the first n) delivers this topic live. */
+static int covered_by(rt_sub_t *sub, size_t n, rt_str_t topic)
+{
+    for (size_t i = 0; i < n; i++)
+        if (rt_topic_match(sub->subs[i]->pattern, topic))
+            return 1;
+    return 0;
+}
+
+int rt_sub_subscribe(rt_sub_t *sub, const rt_sub_opts_t *o)
+{
+    if (sub->ending || sub->closed || sub->stopped)
+        return RT_ECLOSED;
+    if (o->ntopics == 0)
+        return RT_ETOPIC;
+    if (o->ntopics > (size_t)rt_cfg_int("limits.max_topics") ||
+        sub->nsubs + o->ntopics > (size_t)rt_cfg_int("limits.max_topics"))
+        return RT_ETOOMANY;
+    for (size_t i = 0; i < o->ntopics; i++) {
+        if (rt_topic_check(o->topics[i], 1, NULL) != RT_OK)
+            return RT_ETOPIC;
+        int err = rt_auth_can_subscribe((rt_request_t *)sub->req, o->topics[i]);
+        if (err != RT_OK)
+            return err;
+    }
+    rt_replay_t r = {0};
+    r.patterns = o->topics;
+    r.npatterns = o->ntopics;
+    r.max = o->max_replay;
+    if (o->since.len) {
+        if (rt_id_parse(o->since, &r.since) != RT_OK)
+            return RT_EID;
+        r.has_since = 1;
+    }
+    int err = rt_bus->ops->replay(rt_bus, &r);
+    if (err != RT_OK)
+        return err;
+
+    size_t old = sub->nsubs;
+    sub->subs = rt_realloc(sub->subs, (old + o->ntopics) * sizeof(*sub->subs));
+    for (size_t i = 0; i < o->ntopics; i++) {
+        int dup = 0;
+        for (size_t k = 0; k < sub->nsubs; k++)
+            dup |= rt_str_eq(sub->subs[k]->pattern, o->topics[i]);
+        if (dup)
+            continue;
+        rt_subscription_t *s = rt_index_add(&sub->w->index, o->topics[i], sub);
+        s->last_seq = r.head;
+        sub->subs[sub->nsubs++] = s;
+    }
+    if (r.has_since)
+        rt_metrics_replay(r.gap);
+    if (r.gap)
+        sub->tp->gap(sub, o->since);
+    uint64_t last = 0;
+    for (size_t i = 0; i < r.count && !sub->ending; i++) {
+        rt_msg_t *m = r.msgs[i];
+        if (covered_by(sub, old, m->topic))
+            continue; /* an earlier subscription of this connection delivers it */
+        last = m->seq;
+        sub->tp->deliver(sub, m);
+    }
+    if (old == 0)
+        sub->last_seq = r.truncated ? last : r.head;
+    rt_replay_release(&r);
+    return RT_OK;
+}
+
+rt_str_t rt_sub_cursor(rt_sub_t *sub)
+{
+    size_t n = rt_id_format(sub->cursor, rt_bus->ops->epoch(rt_bus), sub->last_seq);
+    return rt_str(sub->cursor, n);
+}
+
+int rt_sub_stream_start(rt_sub_t *sub, int status, const char *const *headers)
+{
+    h2o_req_t *req = sub->req;
+    if (sub->streaming || sub->responded || sub->stopped)
+        return RT_ECLOSED;
+    req->res.status = status;
+    req->res.reason = status == 200 ? "OK" : "Status";
+    for (size_t i = 0; headers && headers[i]; i += 2)
+        h2o_add_header_by_str(&req->pool, &req->res.headers, headers[i], strlen(headers[i]), 1, NULL, headers[i + 1],
+                              strlen(headers[i + 1]));
+    rt_http_add_common_headers(req);
+    sub->streaming = 1;
+    h2o_start_response(req, &sub->gen);
+    flush(sub);
+    return RT_OK;
+}
+
+static int queue_check(rt_sub_t *sub, size_t len)
+{
+    if (sub->closed || sub->stopped || sub->final_queued)
+        return RT_ECLOSED;
+    if (!sub->ending && sub->pending.bytes + sub->inflight.bytes + len > (size_t)rt_cfg_int("limits.max_queue_bytes")) {
+        schedule_end(sub, RT_END_SLOW);
+        return RT_ESLOW;
+    }
+    return RT_OK;
+}
+
+int rt_sub_write_ref(rt_sub_t *sub, rt_str_t bytes, rt_msg_t *msg)
+{
+    int err = queue_check(sub, bytes.len);
+    if (err != RT_OK)
+        return err;
+    rt_outq_entry_t e = {h2o_iovec_init(bytes.base, bytes.len), msg ? rt_msg_ref(msg) : NULL, NULL};
+    outq_push(&sub->pending, e);
+    flush(sub);
+    return RT_OK;
+}
+
+int rt_sub_write_copy(rt_sub_t *sub, const char *bytes, size_t len)
+{
+    int err = queue_check(sub, len);
+    if (err != RT_OK)
+        return err;
+    char *copy = rt_malloc(len);
+    memcpy(copy, bytes, len);
+    rt_outq_entry_t e = {h2o_iovec_init(copy, len), NULL, copy};
+    outq_push(&sub->pending, e);
+    flush(sub);
+    return RT_OK;
+}
+
+void rt_sub_close(rt_sub_t *sub)
+{
+    if (sub->closed || sub->final_queued || sub->responded)
+        return;
+    unsubscribe_all(sub);
+    for (int i = 0; i < 2; i++)
+        if (h2o_timeout_is_linked(&sub->timers[i]))
+            h2o_timeout_unlink(&sub->timers[i]);
+    if (!sub->streaming) {
+        static const rt_str_t body = {"{\"error\":\"unavailable\",\"message\":\"the subscription was closed\"}", 63};
+        rt_sub_respond(sub, 503, "application/json", &body, 1);
+        return;
+    }
+    sub->final_queued = 1;
+    flush(sub);
+}
+
+void rt_sub_respond(rt_sub_t *sub, int status, const char *content_type, const rt_str_t *parts, size_t nparts)
+{
+    if (sub->closed || sub->stopped || sub->streaming || sub->responded)
+        return;
+    sub->responded = 1;
+    unsubscribe_all(sub);
+    for (int i = 0; i < 2; i++)
+        if (h2o_timeout_is_linked(&sub->timers[i]))
+            h2o_timeout_unlink(&sub->timers[i]);
+    size_t len = 0;
+    for (size_t i = 0; i < nparts; i++)
+        len += parts[i].len;
+    char *body = h2o_mem_alloc_pool(&sub->req->pool, len + 1);
+    size_t off = 0;
+    for (size_t i = 0; i < nparts; i++) {
+        memcpy(body + off, parts[i].base, parts[i].len);
+        off += parts[i].len;
+    }
+    rt_http_respond(sub->req, status, content_type, body, len);
+}
+
+void rt_sub_timer(rt_sub_t *sub, int slot, uint64_t ms, void (*cb)(rt_sub_t *sub))
+{
+    if (slot < 0 || slot > 1 || sub->closed)
+        return;
+    if (h2o_timeout_is_linked(&sub->timers[slot]))
+        h2o_timeout_unlink(&sub->timers[slot]);
+    sub->timer_cb[slot] = cb;
+    if (cb == NULL)
+        return;
+    h2o_timeout_t *t = ms == 0 ? &sub->w->ctx.zero_timeout : rt_worker_timeout(sub->w, ms);
+    h2o_timeout_link(sub->w->ctx.loop, t, &sub->timers[slot]);
+}
+
+void rt_hub_shutdown(rt_worker_t *w)
+{
+    if (w->shutting_down)
+        return;
+    w->shutting_down = 1;
+    w->shutdown_deadline = rt_now_ms() + (uint64_t)rt_cfg_int("shutdown.drain");
+    for (size_t i = 0; i < w->nlisteners; i++) {
+        h2o_socket_read_stop(w->listeners[i]);
+        h2o_socket_close(w->listeners[i]);
+    }
+    w->nlisteners = 0;
+    for (h2o_linklist_t *l = w->subs.next; l != &w->subs; l = l->next)
+        schedule_end(H2O_STRUCT_FROM_MEMBER(rt_sub_t, link, l), RT_END_SHUTDOWN);
+    h2o_context_request_shutdown(&w->ctx);
+}

@@ -1,0 +1,102 @@
+/*
+ * Workers and their hubs: each worker is one thread with its own h2o context, inbox
+ * of published messages, subscription index and subscribers. This header is the core's
+ * view; plugins see subscribers only through plugin.h.
+ */
+#ifndef RT_HUB_H
+#define RT_HUB_H
+
+#define H2O_USE_LIBUV 0
+#include <h2o.h>
+#include <pthread.h>
+
+#include "bus.h"
+#include "index.h"
+#include "message.h"
+
+typedef struct rt_timer_list {
+    uint64_t ms;
+    h2o_timeout_t timeout;
+} rt_timer_list_t;
+
+typedef struct rt_worker {
+    int id;
+    pthread_t tid;
+    h2o_context_t ctx;
+    h2o_accept_ctx_t accept_ctx;
+    h2o_socket_t **listeners;
+    size_t nlisteners;
+    /* inbox: messages from the bus, drained on this thread */
+    h2o_multithread_receiver_t receiver;
+    h2o_multithread_message_t wake_msg, shutdown_msg;
+    pthread_mutex_t inbox_lock;
+    rt_msg_t **inbox, **draining;
+    size_t inbox_len, inbox_cap, draining_cap;
+    int wake_pending;
+    /* subscribers */
+    rt_index_t index;
+    h2o_linklist_t subs;
+    size_t nsubs;
+    rt_timer_list_t **timers;
+    size_t ntimers;
+    h2o_timeout_entry_t tick;
+    int shutting_down, exited;
+    uint64_t shutdown_deadline;
+} rt_worker_t;
+
+typedef struct rt_outq_entry {
+    h2o_iovec_t iov;
+    rt_msg_t *msg; /* reference keeping iov alive, or NULL */
+    char *owned;   /* malloc'd copy, or NULL */
+} rt_outq_entry_t;
+
+typedef struct rt_outq {
+    rt_outq_entry_t *v;
+    size_t len, cap, bytes;
+} rt_outq_t;
+
+struct rt_sub {
+    h2o_generator_t gen;   /* first: h2o calls proceed/stop with it */
+    rt_worker_t *w;
+    h2o_req_t *req;
+    const rt_transport_t *tp;
+    h2o_linklist_t link;   /* in w->subs */
+    rt_subscription_t **subs;
+    size_t nsubs;
+    uint64_t last_seq;     /* highest SEQ delivered or known not to match */
+    rt_outq_t pending, inflight;
+    h2o_timeout_entry_t timers[2], end_timer;
+    void (*timer_cb[2])(rt_sub_t *sub);
+    int end_reason;
+    unsigned streaming : 1, sending : 1, final_queued : 1, final_sent : 1, stopped : 1, ending : 1, closed : 1, responded : 1;
+    char cursor[RT_ID_MAX + 1];
+    _Alignas(16) char data[];
+};
+
+extern rt_worker_t *rt_workers;
+extern size_t rt_nworkers;
+extern rt_bus_t *rt_bus;
+extern __thread rt_worker_t *rt_current_worker;
+
+void rt_hub_init_worker(rt_worker_t *w);
+/* Any thread: hand a message to every worker (takes a reference per worker). */
+void rt_hub_broadcast(rt_msg_t *msg);
+/* Worker thread: stop accepting and end every subscriber. */
+void rt_hub_shutdown(rt_worker_t *w);
+
+/* services for plugins (plugin.c exposes them in rt_services_t) */
+rt_sub_t *rt_sub_open(rt_request_t *req, const rt_transport_t *tp, size_t data_size);
+void *rt_sub_data(rt_sub_t *sub);
+rt_request_t *rt_sub_request(rt_sub_t *sub);
+int rt_sub_subscribe(rt_sub_t *sub, const rt_sub_opts_t *opts);
+rt_str_t rt_sub_cursor(rt_sub_t *sub);
+int rt_sub_stream_start(rt_sub_t *sub, int status, const char *const *headers);
+int rt_sub_write_ref(rt_sub_t *sub, rt_str_t bytes, rt_msg_t *msg);
+int rt_sub_write_copy(rt_sub_t *sub, const char *bytes, size_t len);
+void rt_sub_close(rt_sub_t *sub);
+void rt_sub_respond(rt_sub_t *sub, int status, const char *content_type, const rt_str_t *parts, size_t nparts);
+void rt_sub_timer(rt_sub_t *sub, int slot, uint64_t ms, void (*cb)(rt_sub_t *sub));
+/* A timeout list of this worker for a duration (created on first use). */
+h2o_timeout_t *rt_worker_timeout(rt_worker_t *w, uint64_t ms);
+
+#endif

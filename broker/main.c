@@ -1,0 +1,151 @@
+/*
+ * rtbroker's entry point: command line, configuration, plugins, bus, workers, and the
+ * signal loop (SIGTERM/SIGINT drain and exit 0; SIGHUP is logged until keys exist to
+ * reload). Signals are blocked in every thread and taken here with sigwait, so no
+ * handler ever runs inside h2o.
+ */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "auth.h"
+#include "bus.h"
+#include "config.h"
+#include "hub.h"
+#include "plugin.h"
+#include "server.h"
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: rtbroker [-c FILE] [--listen ADDR] [--workers N] [--check-config] [--version] [--help]\n"
+                 "\n"
+                 "  -c, --config FILE   YAML configuration (default: conf/rtbroker.yaml if present)\n"
+                 "  --listen ADDR       listen address, e.g. 127.0.0.1:8080 (overrides `listen`)\n"
+                 "  --workers N         worker threads (0 = one per core; overrides `workers`)\n"
+                 "  --check-config      load and check the configuration and plugins, then exit\n"
+                 "  --version           print the version and exit\n"
+                 "\n"
+                 "Every configuration key can also be set with an environment variable:\n"
+                 "RTB_ + the key in upper case with dots as underscores (RTB_LISTEN, RTB_HISTORY_MAX_MESSAGES).\n");
+}
+
+static int set_log_level(char *err, size_t errlen)
+{
+    static const char *levels[] = {"error", "warn", "info", "debug"};
+    const char *l = rt_cfg_str("log.level");
+    for (int i = 0; i < 4; i++)
+        if (strcmp(l, levels[i]) == 0) {
+            rt_log_level = i;
+            return 0;
+        }
+    snprintf(err, errlen, "config: log.level: \"%s\" is not one of error, warn, info, debug", l);
+    return -1;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {{"config", required_argument, NULL, 'c'}, {"listen", required_argument, NULL, 'l'},
+                                         {"workers", required_argument, NULL, 'w'}, {"check-config", no_argument, NULL, 'k'},
+                                         {"version", no_argument, NULL, 'v'},      {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    const char *config = NULL, *listen = NULL, *workers = NULL;
+    int check = 0, c;
+    while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c': config = optarg; break;
+        case 'l': listen = optarg; break;
+        case 'w': workers = optarg; break;
+        case 'k': check = 1; break;
+        case 'v': printf("rtbroker %s (plugin ABI %d)\n", RT_VERSION, RT_PLUGIN_ABI_VERSION); return 0;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "rtbroker: unexpected argument \"%s\"\n", argv[optind]);
+        usage(stderr);
+        return 2;
+    }
+    if (config == NULL && access("conf/rtbroker.yaml", R_OK) == 0)
+        config = "conf/rtbroker.yaml";
+
+    char err[1024];
+    if (rt_config_load(config, err, sizeof(err)) != 0 ||
+        (listen && rt_config_override("listen", listen, err, sizeof(err)) != 0) ||
+        (workers && rt_config_override("workers", workers, err, sizeof(err)) != 0) || set_log_level(err, sizeof(err)) != 0 ||
+        rt_plugins_load(argv[0], err, sizeof(err)) != 0 || rt_config_check_unknown(err, sizeof(err)) != 0 ||
+        rt_auth_init(err, sizeof(err)) != 0) {
+        fprintf(stderr, "rtbroker: %s\n", err);
+        return 2;
+    }
+    const char *busname = rt_cfg_str("bus");
+    if (strcmp(busname, "memory") == 0) {
+        rt_bus = rt_bus_memory_new();
+    } else {
+        fprintf(stderr, "rtbroker: config: bus: \"%s\" is not available (this build has: memory)\n", busname);
+        return 2;
+    }
+    if (check) {
+        printf("rtbroker: configuration OK (%s)\n", config ? config : "built-in defaults");
+        return 0;
+    }
+
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    size_t nworkers = (size_t)rt_cfg_int("workers");
+    if (nworkers == 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        nworkers = n > 0 ? (size_t)n : 1;
+    }
+    if (rt_bus->ops->start(rt_bus, err, sizeof(err)) != 0 || rt_plugins_init(err, sizeof(err)) != 0 ||
+        rt_server_init(nworkers, err, sizeof(err)) != 0) {
+        fprintf(stderr, "rtbroker: %s\n", err);
+        return 1;
+    }
+    rt_server_start();
+
+    const rt_cfg_value_t *l = rt_cfg("listen");
+    rt_buf_t b = {0};
+    for (size_t i = 0; i < l->nlist; i++)
+        rt_buf_printf(&b, "%shttp://%s", i ? ", " : "", l->list[i]);
+    rt_buf_appendc(&b, " (transports:");
+    for (size_t i = 0; i < rt_plugins_count(); i++)
+        rt_buf_printf(&b, " %s", rt_plugin_at(i)->name);
+    rt_buf_printf(&b, "; bus %s; %zu workers; config %s)", busname, nworkers, config ? config : "built-in defaults");
+    rt_log(RT_LOG_INFO, "rtbroker %s listening on %.*s", RT_VERSION, (int)b.len, b.base);
+    rt_buf_free(&b);
+    if (rt_auth_anonymous_open()) {
+        for (size_t i = 0; i < l->nlist; i++) {
+            rt_listen_addr_t a;
+            if (rt_parse_addr(l->list[i], &a) == 0 && !a.loopback)
+                rt_log(RT_LOG_WARN, "listener %s is not loopback and auth.anonymous lets anyone subscribe or publish "
+                                    "without a token; restrict auth.anonymous.* before exposing it",
+                       l->list[i]);
+        }
+    }
+
+    for (;;) {
+        int sig = 0;
+        sigwait(&set, &sig);
+        if (sig == SIGHUP) {
+            rt_log(RT_LOG_INFO, "SIGHUP: nothing to reload yet (no keys or certificates configured)");
+            continue;
+        }
+        rt_log(RT_LOG_INFO, "%s: draining (at most %lld ms)", sig == SIGTERM ? "SIGTERM" : "SIGINT",
+               (long long)rt_cfg_int("shutdown.drain"));
+        break;
+    }
+    rt_server_shutdown();
+    rt_plugins_fini();
+    rt_bus->ops->stop(rt_bus);
+    rt_log(RT_LOG_INFO, "stopped");
+    return 0;
+}

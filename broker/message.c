@@ -1,0 +1,118 @@
+/*
+ * Messages: one allocation holding the slices, an atomic refcount, and a cache of
+ * encodings (one per transport variant) filled lazily by whichever worker needs it
+ * first; a lost race frees the loser's copy. Never mutated after the id is set.
+ */
+#include <stdlib.h>
+#include <strings.h>
+
+#include "message.h"
+#include "text.h"
+
+rt_msg_t *rt_msg_new(rt_str_t topic, rt_str_t event, rt_str_t content_type, rt_str_t data)
+{
+    rt_msg_t *m = rt_calloc(1, sizeof(*m) + topic.len + event.len + content_type.len + data.len + 1);
+    atomic_init(&m->refs, 1);
+    char *p = m->buf;
+#define COPY(field, src)                                                                                                           \
+    do {                                                                                                                           \
+        if ((src).len)                                                                                                             \
+            memcpy(p, (src).base, (src).len);                                                                                      \
+        m->field = rt_str(p, (src).len);                                                                                           \
+        p += (src).len;                                                                                                            \
+    } while (0)
+    COPY(topic, topic);
+    COPY(event, event);
+    COPY(content_type, content_type);
+    COPY(data, data);
+#undef COPY
+    if (rt_utf8_valid(data.base, data.len))
+        m->flags |= RT_MSG_UTF8;
+    if (content_type.len >= 16 && strncasecmp(content_type.base, "application/json", 16) == 0 &&
+        (content_type.len == 16 || content_type.base[16] == ';' || content_type.base[16] == ' ') &&
+        rt_json_valid(data.base, data.len))
+        m->flags |= RT_MSG_JSON;
+    m->time_ms = rt_wall_ms();
+    m->id = rt_str(m->idbuf, 0);
+    return m;
+}
+
+void rt_msg_set_id(rt_msg_t *m, rt_str_t epoch, uint64_t seq)
+{
+    m->seq = seq;
+    m->id = rt_str(m->idbuf, rt_id_format(m->idbuf, epoch, seq));
+}
+
+void rt_msg_unref(rt_msg_t *m)
+{
+    if (atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    for (int i = 0; i < RT_MSG_CACHE_SLOTS; i++)
+        free(atomic_load_explicit(&m->cache[i], memory_order_relaxed));
+    free(m);
+}
+
+rt_enc_t *rt_enc_new(const void *bytes, size_t len)
+{
+    rt_enc_t *e = rt_malloc(sizeof(*e) + len);
+    e->len = len;
+    if (len)
+        memcpy(e->bytes, bytes, len);
+    return e;
+}
+
+rt_str_t rt_msg_cached(rt_msg_t *m, int slot, rt_enc_t *(*encode)(rt_msg_t *m, void *arg), void *arg)
+{
+    rt_enc_t *e = atomic_load_explicit(&m->cache[slot], memory_order_acquire);
+    if (e == NULL) {
+        rt_enc_t *mine = encode(m, arg), *expected = NULL;
+        if (atomic_compare_exchange_strong_explicit(&m->cache[slot], &expected, mine, memory_order_acq_rel,
+                                                    memory_order_acquire)) {
+            e = mine;
+        } else {
+            free(mine);
+            e = expected;
+        }
+    }
+    return rt_str(e->bytes, e->len);
+}
+
+static rt_enc_t *encode_envelope(rt_msg_t *m, void *arg)
+{
+    (void)arg;
+    rt_buf_t b = {0};
+    rt_buf_reserve(&b, sizeof(rt_enc_t) + m->data.len + m->topic.len + 96);
+    b.len = sizeof(rt_enc_t); /* build in place after the header */
+    rt_buf_appendc(&b, "{\"id\":");
+    if (m->id.len)
+        rt_json_append_string(&b, m->id);
+    else
+        rt_buf_appendc(&b, "null");
+    rt_buf_appendc(&b, ",\"topic\":");
+    rt_json_append_string(&b, m->topic);
+    rt_buf_appendc(&b, ",\"event\":");
+    if (m->event.len)
+        rt_json_append_string(&b, m->event);
+    else
+        rt_buf_appendc(&b, "null");
+    rt_buf_appendc(&b, ",\"data\":");
+    if (m->flags & RT_MSG_JSON) {
+        rt_json_append_compact(&b, m->data);
+    } else if (m->flags & RT_MSG_UTF8) {
+        rt_json_append_string(&b, m->data);
+    } else {
+        rt_buf_appendc(&b, "\"");
+        rt_base64_append(&b, m->data);
+        rt_buf_appendc(&b, "\",\"encoding\":\"base64\"");
+    }
+    if (m->content_type.len && rt_utf8_valid(m->content_type.base, m->content_type.len)) {
+        rt_buf_appendc(&b, ",\"content_type\":");
+        rt_json_append_string(&b, m->content_type);
+    }
+    rt_buf_appendc(&b, "}");
+    rt_enc_t *e = (rt_enc_t *)b.base;
+    e->len = b.len - sizeof(rt_enc_t);
+    return e;
+}
+
+rt_str_t rt_msg_envelope(rt_msg_t *m) { return rt_msg_cached(m, 0, encode_envelope, NULL); }

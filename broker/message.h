@@ -1,0 +1,43 @@
+/* The immutable, refcounted message shared by all workers, with its per-transport encoding cache. */
+#ifndef RT_MESSAGE_H
+#define RT_MESSAGE_H
+
+#include <stdatomic.h>
+
+#include "rt.h"
+#include "topic.h"
+
+#define RT_MSG_CACHE_SLOTS 16 /* slot 0: the JSON envelope; the rest are handed to plugins */
+
+typedef struct rt_enc {
+    size_t len;
+    char bytes[];
+} rt_enc_t;
+
+struct rt_msg {
+    atomic_uint refs;
+    uint32_t flags;    /* RT_MSG_* */
+    uint64_t seq;      /* 0 until the bus assigns it (and for ephemeral messages) */
+    uint64_t time_ms;  /* wall clock at publish */
+    rt_str_t id, topic, event, content_type, data;
+    char idbuf[RT_ID_MAX + 1];
+    _Atomic(rt_enc_t *) cache[RT_MSG_CACHE_SLOTS];
+    char buf[]; /* topic, event, content type and data, in one allocation */
+};
+
+/* A new message (refs 1) with copies of the slices; the bus sets the id. */
+rt_msg_t *rt_msg_new(rt_str_t topic, rt_str_t event, rt_str_t content_type, rt_str_t data);
+void rt_msg_set_id(rt_msg_t *m, rt_str_t epoch, uint64_t seq);
+static inline rt_msg_t *rt_msg_ref(rt_msg_t *m)
+{
+    atomic_fetch_add_explicit(&m->refs, 1, memory_order_relaxed);
+    return m;
+}
+void rt_msg_unref(rt_msg_t *m);
+/* Cached encoding for slot, computed once by encode (which returns malloc'd rt_enc_t). */
+rt_str_t rt_msg_cached(rt_msg_t *m, int slot, rt_enc_t *(*encode)(rt_msg_t *m, void *arg), void *arg);
+rt_enc_t *rt_enc_new(const void *bytes, size_t len);
+/* The JSON envelope of API.md, cached in slot 0. */
+rt_str_t rt_msg_envelope(rt_msg_t *m);
+
+#endif

@@ -1,0 +1,133 @@
+/*
+ * Health, readiness and Prometheus metrics. Counters are relaxed atomics bumped from
+ * any worker; the per-transport ones are indexed by the order plugins were loaded.
+ */
+#include <stdatomic.h>
+
+#include "bus.h"
+#include "hub.h"
+#include "http.h"
+#include "ops.h"
+
+#define MAX_TP 16
+
+static const rt_transport_t *tps[MAX_TP];
+static size_t ntps;
+static atomic_long conns[MAX_TP], delivered[MAX_TP], delivered_bytes[MAX_TP];
+static atomic_ulong bytes_out, published, publish_failed, slow, replays, gaps, auth_failures, http_4xx, http_5xx;
+
+#define BUMP(c, n) atomic_fetch_add_explicit(&(c), (n), memory_order_relaxed)
+
+void rt_metrics_register_transport(const rt_transport_t *tp)
+{
+    if (ntps < MAX_TP)
+        tps[ntps++] = tp;
+}
+
+static int tp_index(const rt_transport_t *tp)
+{
+    for (size_t i = 0; i < ntps; i++)
+        if (tps[i] == tp)
+            return (int)i;
+    return -1;
+}
+
+void rt_metrics_conn(const rt_transport_t *tp, int delta)
+{
+    int i = tp_index(tp);
+    if (i >= 0)
+        BUMP(conns[i], delta);
+}
+
+void rt_metrics_delivered(const rt_transport_t *tp, size_t messages, size_t bytes)
+{
+    int i = tp_index(tp);
+    if (i >= 0) {
+        BUMP(delivered[i], (long)messages);
+        BUMP(delivered_bytes[i], (long)bytes);
+    }
+}
+
+void rt_metrics_bytes_out(size_t bytes) { BUMP(bytes_out, bytes); }
+void rt_metrics_published(int ok)
+{
+    if (ok)
+        BUMP(published, 1);
+    else
+        BUMP(publish_failed, 1);
+}
+void rt_metrics_slow(void) { BUMP(slow, 1); }
+void rt_metrics_replay(int gap)
+{
+    BUMP(replays, 1);
+    if (gap)
+        BUMP(gaps, 1);
+}
+void rt_metrics_auth_failure(void) { BUMP(auth_failures, 1); }
+void rt_metrics_http_error(int status)
+{
+    if (status >= 500)
+        BUMP(http_5xx, 1);
+    else
+        BUMP(http_4xx, 1);
+}
+
+#define LOAD(c) atomic_load_explicit(&(c), memory_order_relaxed)
+
+static void metrics(h2o_req_t *req)
+{
+    rt_buf_t b = {0};
+    rt_buf_appendc(&b, "# HELP rtbroker_connections Open subscriber connections by transport.\n"
+                       "# TYPE rtbroker_connections gauge\n");
+    for (size_t i = 0; i < ntps; i++)
+        rt_buf_printf(&b, "rtbroker_connections{transport=\"%s\"} %ld\n", tps[i]->name, LOAD(conns[i]));
+    rt_buf_appendc(&b, "# HELP rtbroker_messages_delivered_total Messages handed to subscribers by transport.\n"
+                       "# TYPE rtbroker_messages_delivered_total counter\n");
+    for (size_t i = 0; i < ntps; i++)
+        rt_buf_printf(&b, "rtbroker_messages_delivered_total{transport=\"%s\"} %ld\n", tps[i]->name, LOAD(delivered[i]));
+    rt_buf_printf(&b,
+                  "# HELP rtbroker_messages_published_total Messages accepted into history.\n"
+                  "# TYPE rtbroker_messages_published_total counter\nrtbroker_messages_published_total %lu\n"
+                  "# HELP rtbroker_publish_failures_total Publishes refused by the bus.\n"
+                  "# TYPE rtbroker_publish_failures_total counter\nrtbroker_publish_failures_total %lu\n"
+                  "# HELP rtbroker_bytes_out_total Bytes written to subscriber streams.\n"
+                  "# TYPE rtbroker_bytes_out_total counter\nrtbroker_bytes_out_total %lu\n"
+                  "# HELP rtbroker_slow_consumer_closes_total Subscribers closed for exceeding limits.max_queue_bytes.\n"
+                  "# TYPE rtbroker_slow_consumer_closes_total counter\nrtbroker_slow_consumer_closes_total %lu\n"
+                  "# HELP rtbroker_replays_total Subscriptions that resumed from an id.\n"
+                  "# TYPE rtbroker_replays_total counter\nrtbroker_replays_total %lu\n"
+                  "# HELP rtbroker_gaps_total Resumes whose history was incomplete.\n"
+                  "# TYPE rtbroker_gaps_total counter\nrtbroker_gaps_total %lu\n"
+                  "# HELP rtbroker_auth_failures_total Refused subscribe or publish attempts.\n"
+                  "# TYPE rtbroker_auth_failures_total counter\nrtbroker_auth_failures_total %lu\n"
+                  "# HELP rtbroker_http_errors_total Error answers by class.\n# TYPE rtbroker_http_errors_total counter\n"
+                  "rtbroker_http_errors_total{class=\"4xx\"} %lu\nrtbroker_http_errors_total{class=\"5xx\"} %lu\n",
+                  LOAD(published), LOAD(publish_failed), LOAD(bytes_out), LOAD(slow), LOAD(replays), LOAD(gaps),
+                  LOAD(auth_failures), LOAD(http_4xx), LOAD(http_5xx));
+    rt_bus->ops->metrics(rt_bus, &b);
+    char *body = h2o_mem_alloc_pool(&req->pool, b.len);
+    memcpy(body, b.base, b.len);
+    size_t len = b.len;
+    rt_buf_free(&b);
+    rt_http_respond(req, 200, "text/plain; version=0.0.4", body, len);
+}
+
+int rt_ops_handle(h2o_req_t *req, rt_str_t path)
+{
+    if (rt_str_eqc(path, "/healthz")) {
+        rt_http_respond(req, 200, "text/plain", H2O_STRLIT("ok\n"));
+        return 0;
+    }
+    if (rt_str_eqc(path, "/readyz")) {
+        if (rt_bus->ops->ready(rt_bus) && !rt_current_worker->shutting_down)
+            rt_http_respond(req, 200, "text/plain", H2O_STRLIT("ready\n"));
+        else
+            rt_http_error_status(req, 503, "unavailable", "the bus is not connected or the server is draining");
+        return 0;
+    }
+    if (rt_str_eqc(path, "/metrics")) {
+        metrics(req);
+        return 0;
+    }
+    return -1;
+}

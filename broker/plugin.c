@@ -1,0 +1,286 @@
+/*
+ * The plugin loader and the services table plugins call back into. Plugins are
+ * dlopen'ed by name from plugins.dir, must export `rt_transport_v1` with our ABI
+ * version, and declare their config keys, which the config loader checks like ours.
+ * Every refusal names the file and the reason.
+ */
+#include <dlfcn.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "hub.h"
+#include "http.h"
+#include "message.h"
+#include "ops.h"
+#include "plugin.h"
+
+#define MAX_PLUGINS 16
+
+static const rt_transport_t *plugins[MAX_PLUGINS];
+static void *handles[MAX_PLUGINS];
+static int slot_base[MAX_PLUGINS];
+static size_t nplugins;
+
+size_t rt_plugins_count(void) { return nplugins; }
+const rt_transport_t *rt_plugin_at(size_t i) { return plugins[i]; }
+
+static void plugins_dir(const char *exe_path, char *out, size_t outlen)
+{
+    const char *dir = rt_cfg_str("plugins.dir");
+    if (dir[0]) {
+        snprintf(out, outlen, "%s", dir);
+        return;
+    }
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    if (n > 0)
+        exe[n] = '\0';
+    else
+        snprintf(exe, sizeof(exe), "%s", exe_path);
+    char *slash = strrchr(exe, '/');
+    if (slash)
+        *slash = '\0';
+    else
+        strcpy(exe, ".");
+    snprintf(out, outlen, "%s/plugins", exe);
+}
+
+int rt_plugins_load(const char *exe_path, char *err, size_t errlen)
+{
+    const rt_cfg_value_t *load = rt_cfg("plugins.load");
+    char dir[PATH_MAX], file[PATH_MAX + 64];
+    plugins_dir(exe_path, dir, sizeof(dir));
+    int next_slot = 1; /* slot 0 is the core's JSON envelope */
+    for (size_t i = 0; i < load->nlist; i++) {
+        const char *name = load->list[i];
+        if (strchr(name, '/'))
+            snprintf(file, sizeof(file), "%s", name);
+        else
+            snprintf(file, sizeof(file), "%s/%s.so", dir, name);
+        if (nplugins == MAX_PLUGINS) {
+            snprintf(err, errlen, "plugin %s: at most %d plugins can be loaded", file, MAX_PLUGINS);
+            return -1;
+        }
+        if (access(file, R_OK) != 0) {
+            snprintf(err, errlen, "plugin %s: no such file (plugins.load names \"%s\"; plugins.dir is %s)", file, name, dir);
+            return -1;
+        }
+        void *h = dlopen(file, RTLD_NOW | RTLD_LOCAL);
+        if (h == NULL) {
+            snprintf(err, errlen, "plugin %s: cannot be loaded: %s", file, dlerror());
+            return -1;
+        }
+        const rt_transport_t *tp = dlsym(h, "rt_transport_v1");
+        if (tp == NULL) {
+            snprintf(err, errlen, "plugin %s: does not export the symbol rt_transport_v1 (not an rtbroker transport plugin?)",
+                     file);
+            dlclose(h);
+            return -1;
+        }
+        if (tp->abi_version != RT_PLUGIN_ABI_VERSION) {
+            snprintf(err, errlen, "plugin %s: built for plugin ABI version %u, this broker speaks version %d; rebuild it",
+                     file, tp->abi_version, RT_PLUGIN_ABI_VERSION);
+            dlclose(h);
+            return -1;
+        }
+        if (tp->name == NULL || tp->start == NULL || tp->deliver == NULL || tp->gap == NULL || tp->end == NULL ||
+            tp->release == NULL || tp->claims == NULL || tp->cache_slots < 0 || tp->cache_slots > 4) {
+            snprintf(err, errlen, "plugin %s: its rt_transport_v1 table is incomplete", file);
+            dlclose(h);
+            return -1;
+        }
+        for (size_t k = 0; k < nplugins; k++) {
+            if (strcmp(plugins[k]->name, tp->name) == 0) {
+                snprintf(err, errlen, "plugin %s: a plugin named \"%s\" is already loaded", file, tp->name);
+                dlclose(h);
+                return -1;
+            }
+            for (const char *const *p = tp->paths; p && *p; p++)
+                for (const char *const *q = plugins[k]->paths; q && *q; q++)
+                    if (strcmp(*p, *q) == 0) {
+                        snprintf(err, errlen, "plugin %s: path %s is already claimed by plugin \"%s\"", file, *p,
+                                 plugins[k]->name);
+                        dlclose(h);
+                        return -1;
+                    }
+        }
+        if (next_slot + tp->cache_slots > RT_MSG_CACHE_SLOTS) {
+            snprintf(err, errlen, "plugin %s: no message cache slots left", file);
+            dlclose(h);
+            return -1;
+        }
+        if (rt_config_add_section(tp->name, tp->config, err, errlen) != 0) {
+            dlclose(h);
+            return -1;
+        }
+        slot_base[nplugins] = next_slot;
+        next_slot += tp->cache_slots;
+        handles[nplugins] = h;
+        plugins[nplugins++] = tp;
+        rt_metrics_register_transport(tp);
+    }
+    return 0;
+}
+
+int rt_plugins_init(char *err, size_t errlen)
+{
+    for (size_t i = 0; i < nplugins; i++) {
+        if (plugins[i]->init && plugins[i]->init(&rt_services) != 0) {
+            snprintf(err, errlen, "plugin %s: refused to start (see its log lines above)", plugins[i]->name);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+void rt_plugins_fini(void)
+{
+    for (size_t i = 0; i < nplugins; i++)
+        if (plugins[i]->fini)
+            plugins[i]->fini();
+}
+
+const rt_transport_t *rt_plugins_negotiate(h2o_req_t *req)
+{
+    const rt_transport_t *best = NULL;
+    int best_prio = 0;
+    for (size_t i = 0; i < nplugins; i++) {
+        int p = plugins[i]->claims((rt_request_t *)req);
+        if (p > best_prio)
+            best = plugins[i], best_prio = p;
+    }
+    return best;
+}
+
+const rt_transport_t *rt_plugins_by_path(rt_str_t path)
+{
+    for (size_t i = 0; i < nplugins; i++)
+        for (const char *const *p = plugins[i]->paths; p && *p; p++) {
+            size_t n = strlen(*p);
+            if (path.len >= n && memcmp(path.base, *p, n) == 0 && (path.len == n || path.base[n] == '/'))
+                return plugins[i];
+        }
+    return NULL;
+}
+
+/* ---------- the services table ---------- */
+
+static int64_t svc_cfg_int(const char *section, const char *name)
+{
+    char path[256];
+    snprintf(path, sizeof(path), "%s.%s", section, name);
+    return rt_cfg_int(path);
+}
+
+static rt_str_t svc_cfg_string(const char *section, const char *name)
+{
+    char path[256];
+    snprintf(path, sizeof(path), "%s.%s", section, name);
+    return rt_cstr(rt_cfg_str(path));
+}
+
+static void svc_log(int level, const char *plugin, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    rt_vlog(level, plugin, fmt, ap);
+    va_end(ap);
+}
+
+static rt_str_t svc_req_method(rt_request_t *r)
+{
+    h2o_req_t *req = (h2o_req_t *)r;
+    return rt_str(req->method.base, req->method.len);
+}
+
+static rt_str_t svc_req_path(rt_request_t *r) { return rt_req_path((h2o_req_t *)r); }
+static rt_str_t svc_req_header(rt_request_t *r, const char *name) { return rt_req_header((h2o_req_t *)r, name); }
+static int svc_req_query(rt_request_t *r, const char *name, size_t nth, rt_str_t *out)
+{
+    return rt_req_query((h2o_req_t *)r, name, nth, out);
+}
+static int svc_req_topics(rt_request_t *r, rt_str_t *out, size_t max) { return rt_req_topics((h2o_req_t *)r, out, max); }
+static rt_str_t svc_req_since(rt_request_t *r) { return rt_req_since((h2o_req_t *)r); }
+static void svc_respond_error(rt_request_t *r, int err, const char *message) { rt_http_error((h2o_req_t *)r, err, message); }
+static void svc_respond(rt_request_t *r, int status, const char *ctype, const char *body, size_t len)
+{
+    h2o_req_t *req = (h2o_req_t *)r;
+    char *copy = h2o_mem_alloc_pool(&req->pool, len + 1);
+    memcpy(copy, body, len);
+    rt_http_respond(req, status, ctype, copy, len);
+}
+
+static void svc_msg_view(rt_msg_t *m, rt_msg_view_t *out)
+{
+    out->id = m->id;
+    out->topic = m->topic;
+    out->event = m->event;
+    out->content_type = m->content_type;
+    out->data = m->data;
+    out->seq = m->seq;
+    out->flags = m->flags;
+}
+
+static rt_msg_t *svc_msg_ref(rt_msg_t *m) { return rt_msg_ref(m); }
+
+typedef struct {
+    rt_str_t (*encode)(rt_msg_t *msg, int slot);
+    int slot;
+} enc_arg_t;
+
+static rt_enc_t *encode_trampoline(rt_msg_t *m, void *arg)
+{
+    enc_arg_t *a = arg;
+    rt_str_t s = a->encode(m, a->slot);
+    /* plugins hand back malloc'd bytes; the cache keeps its own header + bytes */
+    rt_enc_t *e = rt_enc_new(s.base, s.len);
+    free((void *)s.base);
+    return e;
+}
+
+static rt_str_t svc_msg_encoded(rt_msg_t *msg, const rt_transport_t *tp, int slot, rt_str_t (*encode)(rt_msg_t *, int))
+{
+    size_t i = 0;
+    while (i < nplugins && plugins[i] != tp)
+        i++;
+    if (i == nplugins || slot < 0 || slot >= tp->cache_slots)
+        return rt_str(NULL, 0);
+    enc_arg_t a = {encode, slot};
+    return rt_msg_cached(msg, slot_base[i] + slot, encode_trampoline, &a);
+}
+
+const rt_services_t rt_services = {
+    RT_PLUGIN_ABI_VERSION,
+    svc_cfg_int,
+    svc_cfg_string,
+    rt_strerror,
+    svc_log,
+    svc_req_method,
+    svc_req_path,
+    svc_req_header,
+    svc_req_query,
+    svc_req_topics,
+    svc_req_since,
+    svc_respond_error,
+    svc_respond,
+    rt_sub_open,
+    rt_sub_data,
+    rt_sub_request,
+    rt_sub_subscribe,
+    rt_sub_cursor,
+    rt_sub_stream_start,
+    rt_sub_write_ref,
+    rt_sub_write_copy,
+    rt_sub_close,
+    rt_sub_respond,
+    rt_sub_timer,
+    svc_msg_view,
+    svc_msg_ref,
+    rt_msg_unref,
+    rt_msg_envelope,
+    svc_msg_encoded,
+    rt_metrics_delivered,
+};

@@ -1,0 +1,113 @@
+/*
+ * POST /pub/{topic}: checks every input before the bus sees it (topic, event name,
+ * size, idempotency key, permission), then publishes and answers 200 with the id only
+ * once the bus has the message in its history. A refused publish changes nothing.
+ */
+#include <stdio.h>
+
+#include "auth.h"
+#include "bus.h"
+#include "config.h"
+#include "hub.h"
+#include "http.h"
+#include "ops.h"
+#include "publish.h"
+#include "text.h"
+
+int rt_event_valid(rt_str_t ev)
+{
+    if (ev.len < 1 || ev.len > 64)
+        return 0;
+    for (size_t i = 0; i < ev.len; i++) {
+        char c = ev.base[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-'))
+            return 0;
+    }
+    return 1;
+}
+
+static int key_valid(rt_str_t k)
+{
+    if (k.len < 1 || k.len > 64)
+        return 0;
+    for (size_t i = 0; i < k.len; i++)
+        if ((unsigned char)k.base[i] < 0x21 || (unsigned char)k.base[i] > 0x7e)
+            return 0;
+    return 1;
+}
+
+typedef struct pub_ctx {
+    h2o_req_t *req;
+    rt_str_t topic;
+} pub_ctx_t;
+
+static void on_published(void *arg, int err, rt_str_t id)
+{
+    pub_ctx_t *c = arg;
+    rt_metrics_published(err == RT_OK);
+    if (err != RT_OK) {
+        if (err == RT_EUNAVAILABLE)
+            h2o_add_header(&c->req->pool, &c->req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, H2O_STRLIT("1"));
+        rt_http_error(c->req, err, "the bus did not accept the message; nothing was published");
+        return;
+    }
+    rt_buf_t b = {0};
+    rt_buf_appendc(&b, "{\"id\":");
+    rt_json_append_string(&b, id);
+    rt_buf_appendc(&b, ",\"topic\":");
+    rt_json_append_string(&b, c->topic);
+    rt_buf_appendc(&b, "}\n");
+    char *body = h2o_mem_alloc_pool(&c->req->pool, b.len);
+    memcpy(body, b.base, b.len);
+    size_t len = b.len;
+    rt_buf_free(&b);
+    rt_http_respond(c->req, 200, "application/json", body, len);
+}
+
+void rt_publish_handle(h2o_req_t *req, rt_str_t path)
+{
+    if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("POST"))) {
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, H2O_STRLIT("POST"));
+        rt_http_error_status(req, 405, "method_not_allowed", "publish with POST /pub/{topic}");
+        return;
+    }
+    rt_str_t topic = path.len > 5 ? rt_str(path.base + 5, path.len - 5) : rt_str("", 0);
+    int wild = 0;
+    if (rt_topic_check(topic, 1, &wild) != RT_OK || wild) {
+        rt_http_error(req, RT_ETOPIC,
+                      wild ? "cannot publish to a wildcard pattern; name one topic"
+                           : "a topic is 1-255 bytes of segments [A-Za-z0-9_-] joined by '.'");
+        return;
+    }
+    rt_str_t event = rt_req_header(req, "x-event");
+    if (event.len == 0)
+        rt_req_query(req, "event", 0, &event);
+    if (event.len && !rt_event_valid(event)) {
+        rt_http_error(req, RT_EEVENT, "an event name is 1-64 characters of [A-Za-z0-9_.-]");
+        return;
+    }
+    rt_str_t key = rt_req_header(req, "idempotency-key");
+    if (key.base && !key_valid(key)) {
+        rt_http_error(req, RT_EINVAL, "Idempotency-Key must be 1-64 printable ASCII characters");
+        return;
+    }
+    int err = rt_auth_can_publish((rt_request_t *)req, topic);
+    if (err != RT_OK) {
+        rt_http_error(req, err, err == RT_EUNAUTHORIZED ? "a token allowing publish to this topic is required"
+                                                       : "the token does not allow publishing to this topic");
+        return;
+    }
+    size_t max = (size_t)rt_cfg_int("limits.max_message_bytes");
+    if (req->entity.len > max) {
+        char msg[128];
+        snprintf(msg, sizeof(msg), "the body is %zu bytes; the limit is %zu", req->entity.len, max);
+        rt_http_error(req, RT_ETOOLARGE, msg);
+        return;
+    }
+    rt_str_t ctype = rt_req_header(req, "content-type");
+    rt_msg_t *msg = rt_msg_new(topic, event, ctype, rt_str(req->entity.base, req->entity.len));
+    pub_ctx_t *c = h2o_mem_alloc_pool(&req->pool, sizeof(*c));
+    c->req = req;
+    c->topic = topic;
+    rt_bus->ops->publish(rt_bus, msg, key, on_published, c);
+}

@@ -1,0 +1,192 @@
+/*
+ * h2o setup and routing. One h2o_globalconf_t; per worker an h2o context on its own
+ * evloop accepting on dup()s of the shared listening sockets (no SO_REUSEPORT, so a
+ * port already taken by another process is an error, never a silent share).
+ * Routes: /pub, /sub and plugins' explicit paths, /healthz /readyz /metrics, then
+ * static files from web.root.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "hub.h"
+#include "http.h"
+#include "ops.h"
+#include "plugin.h"
+#include "publish.h"
+#include "server.h"
+
+static h2o_globalconf_t globalconf;
+static int *listen_fds;
+static size_t nlisten;
+
+static int is_get(h2o_req_t *req)
+{
+    return h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET")) ||
+           h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"));
+}
+
+static int path_is(rt_str_t path, const char *prefix)
+{
+    size_t n = strlen(prefix);
+    return path.len >= n && memcmp(path.base, prefix, n) == 0 && (path.len == n || path.base[n] == '/');
+}
+
+static void subscribe_request(h2o_req_t *req, const rt_transport_t *tp)
+{
+    if (!is_get(req)) {
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, H2O_STRLIT("GET"));
+        rt_http_error_status(req, 405, "method_not_allowed", "subscribe with GET");
+        return;
+    }
+    if (rt_current_worker->shutting_down) {
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, H2O_STRLIT("1"));
+        rt_http_error_status(req, 503, "unavailable", "the server is shutting down; retry on another node");
+        return;
+    }
+    if (tp == NULL) {
+        rt_http_error_status(req, 406, "not_acceptable", "no loaded transport takes this request");
+        return;
+    }
+    tp->start((rt_request_t *)req);
+}
+
+static int on_req(h2o_handler_t *self, h2o_req_t *req)
+{
+    (void)self;
+    rt_str_t path = rt_req_path(req);
+    if (path_is(path, "/pub")) {
+        rt_publish_handle(req, path);
+        return 0;
+    }
+    if (path_is(path, "/sub")) {
+        subscribe_request(req, is_get(req) ? rt_plugins_negotiate(req) : NULL);
+        return 0;
+    }
+    const rt_transport_t *tp = rt_plugins_by_path(path);
+    if (tp != NULL) {
+        subscribe_request(req, tp);
+        return 0;
+    }
+    if (rt_ops_handle(req, path) == 0)
+        return 0;
+    return -1; /* static files */
+}
+
+static int open_listener(const rt_listen_addr_t *a, char *err, size_t errlen)
+{
+    int fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0), on = 1;
+    if (fd < 0) {
+        snprintf(err, errlen, "listen %s: socket: %s", a->text, strerror(errno));
+        return -1;
+    }
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
+    if (a->ss.ss_family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on));
+    if (bind(fd, (const struct sockaddr *)&a->ss, a->len) != 0) {
+        snprintf(err, errlen, "listen %s: cannot bind: %s%s", a->text, strerror(errno),
+                 errno == EADDRINUSE ? " (another process listens there; choose another port with --listen)" : "");
+        close(fd);
+        return -1;
+    }
+    if (listen(fd, 4096) != 0) {
+        snprintf(err, errlen, "listen %s: %s", a->text, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+int rt_server_init(size_t nworkers, char *err, size_t errlen)
+{
+    h2o_config_init(&globalconf);
+    /* bodies up to 4x the message limit are read so the API can answer 413 with JSON; beyond that h2o refuses */
+    globalconf.max_request_entity_size = (size_t)rt_cfg_int("limits.max_message_bytes") * 4 + 4096;
+    h2o_hostconf_t *host = h2o_config_register_host(&globalconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
+    h2o_pathconf_t *pc = h2o_config_register_path(host, "/", 0);
+    h2o_handler_t *h = h2o_create_handler(pc, sizeof(*h));
+    h->on_req = on_req;
+    const char *root = rt_cfg_str("web.root");
+    if (root[0])
+        h2o_file_register(pc, root, NULL, NULL, 0);
+
+    const rt_cfg_value_t *listen = rt_cfg("listen");
+    listen_fds = rt_calloc(listen->nlist, sizeof(int));
+    for (size_t i = 0; i < listen->nlist; i++) {
+        rt_listen_addr_t a;
+        rt_parse_addr(listen->list[i], &a);
+        if ((listen_fds[nlisten] = open_listener(&a, err, errlen)) < 0)
+            return -1;
+        nlisten++;
+    }
+    rt_nworkers = nworkers;
+    rt_workers = rt_calloc(nworkers, sizeof(*rt_workers));
+    return 0;
+}
+
+static void on_accept(h2o_socket_t *listener, const char *err)
+{
+    rt_worker_t *w = listener->data;
+    if (err != NULL)
+        return;
+    for (int i = 0; i < 16; i++) {
+        h2o_socket_t *sock = h2o_evloop_socket_accept(listener);
+        if (sock == NULL)
+            return;
+        h2o_accept(&w->accept_ctx, sock);
+    }
+}
+
+static void *worker_main(void *arg)
+{
+    rt_worker_t *w = arg;
+    rt_current_worker = w;
+    while (!w->shutting_down || (w->nsubs > 0 && rt_now_ms() < w->shutdown_deadline))
+        h2o_evloop_run(w->ctx.loop, 100);
+    /* let the last goodbyes and answers reach the sockets */
+    uint64_t until = rt_now_ms() + 200;
+    while (rt_now_ms() < until)
+        h2o_evloop_run(w->ctx.loop, 20);
+    w->exited = 1;
+    return NULL;
+}
+
+void rt_server_start(void)
+{
+    for (size_t i = 0; i < rt_nworkers; i++) {
+        rt_worker_t *w = &rt_workers[i];
+        w->id = (int)i;
+        h2o_context_init(&w->ctx, h2o_evloop_create(), &globalconf);
+        w->accept_ctx.ctx = &w->ctx;
+        w->accept_ctx.hosts = globalconf.hosts;
+        rt_hub_init_worker(w);
+        w->listeners = rt_calloc(nlisten, sizeof(*w->listeners));
+        for (size_t k = 0; k < nlisten; k++) {
+            int fd = dup(listen_fds[k]);
+            fcntl(fd, F_SETFD, FD_CLOEXEC);
+            fcntl(fd, F_SETFL, O_NONBLOCK);
+            h2o_socket_t *sock = h2o_evloop_socket_create(w->ctx.loop, fd, H2O_SOCKET_FLAG_DONT_READ);
+            sock->data = w;
+            h2o_socket_read_start(sock, on_accept);
+            w->listeners[w->nlisteners++] = sock;
+        }
+    }
+    for (size_t i = 0; i < rt_nworkers; i++)
+        h2o_multithread_create_thread(&rt_workers[i].tid, NULL, worker_main, &rt_workers[i]);
+}
+
+void rt_server_shutdown(void)
+{
+    for (size_t i = 0; i < rt_nworkers; i++)
+        h2o_multithread_send_message(&rt_workers[i].receiver, &rt_workers[i].shutdown_msg);
+    for (size_t i = 0; i < rt_nworkers; i++)
+        pthread_join(rt_workers[i].tid, NULL);
+    for (size_t i = 0; i < nlisten; i++)
+        close(listen_fds[i]);
+}

@@ -1,0 +1,181 @@
+/*
+ * rtbroker transport plugin ABI, version 1.
+ *
+ * The only header a transport plugin includes. A plugin is a shared object that
+ * exports one symbol, `rt_transport_v1` (an rt_transport_t). The broker calls into it
+ * through that table and the plugin calls back through rt_services_t. Nothing of the
+ * broker's internals (h2o, the bus, the subscription index) is visible here.
+ *
+ * Threads: every callback runs on a worker thread, and every service may be called
+ * only from the worker thread that made the call (init/fini: the main thread).
+ * A request, subscriber and message handed to a callback belongs to that worker.
+ *
+ * Strings are (pointer, length) slices and are never assumed NUL-terminated.
+ */
+#ifndef RTBROKER_PLUGIN_H
+#define RTBROKER_PLUGIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define RT_PLUGIN_ABI_VERSION 1
+
+/* A byte slice; not NUL-terminated. */
+typedef struct rt_str {
+    const char *base; /* first byte (may be NULL when len is 0) */
+    size_t len;       /* number of bytes */
+} rt_str_t;
+
+/* Opaque handles, owned by the broker. */
+typedef struct rt_request rt_request_t; /* an HTTP request being handled; valid until answered or closed */
+typedef struct rt_sub rt_sub_t;         /* a subscriber: one connection's subscriptions and its outbound queue */
+typedef struct rt_msg rt_msg_t;         /* an immutable, refcounted message */
+typedef struct rt_transport rt_transport_t; /* a plugin's table, below */
+
+/* Errors are negative; rt_services_t.strerror names them. */
+enum {
+    RT_OK = 0,
+    RT_EINVAL = -1,          /* malformed input */
+    RT_ETOPIC = -2,          /* invalid topic (400 invalid_topic) */
+    RT_EID = -3,             /* malformed id or cursor (400 invalid_id) */
+    RT_ETOOMANY = -4,        /* too many topics in one subscription (400 too_many_topics) */
+    RT_EUNAUTHORIZED = -5,   /* no or bad credentials (401 unauthorized) */
+    RT_EFORBIDDEN = -6,      /* credentials do not allow it (403 forbidden) */
+    RT_ESLOW = -7,           /* outbound queue over limits.max_queue_bytes */
+    RT_ECLOSED = -8,         /* the subscriber is closing */
+    RT_EUNAVAILABLE = -9,    /* the bus is down (503 unavailable) */
+    RT_ENOMEM = -10,         /* out of memory */
+    RT_ETOOLARGE = -11,      /* over limits.max_message_bytes (413 too_large) */
+    RT_EEVENT = -12,         /* invalid event name (400 invalid_event) */
+};
+
+/* Why the broker ends a subscriber (rt_transport_t.end). */
+typedef enum rt_end_reason {
+    RT_END_SHUTDOWN = 1, /* the server is draining: say goodbye (SSE rt.shutdown, WS 1001) */
+    RT_END_SLOW = 2,     /* the outbound queue overflowed (WS 1013, SSE stream end) */
+    RT_END_EXPIRED = 3,  /* the credentials expired (SSE rt.expired, WS 4001) */
+} rt_end_reason_t;
+
+/* Flags of a message (rt_msg_view_t.flags). */
+enum {
+    RT_MSG_JSON = 1,      /* published as application/json and the body is valid JSON */
+    RT_MSG_UTF8 = 2,      /* the body is valid UTF-8 */
+    RT_MSG_EPHEMERAL = 4, /* not stored, no id */
+};
+
+/* A read-only view of a message; the slices live as long as the message. */
+typedef struct rt_msg_view {
+    rt_str_t id;           /* "EPOCH:SEQ"; empty for ephemeral messages */
+    rt_str_t topic;        /* the exact topic it was published to */
+    rt_str_t event;        /* event name; empty when none */
+    rt_str_t content_type; /* the publisher's Content-Type; empty when none */
+    rt_str_t data;         /* the payload, verbatim */
+    uint64_t seq;          /* SEQ of the id; 0 for ephemeral messages */
+    uint32_t flags;        /* RT_MSG_* */
+} rt_msg_view_t;
+
+/* Options of rt_services_t.subscribe. */
+typedef struct rt_sub_opts {
+    const rt_str_t *topics; /* topic patterns (wildcards allowed) */
+    size_t ntopics;         /* number of patterns, 1..limits.max_topics */
+    rt_str_t since;         /* resume after this id; empty = start now */
+    size_t max_replay;      /* deliver at most this many retained messages; 0 = no bound */
+} rt_sub_opts_t;
+
+/* Plugin configuration keys, declared by the plugin and validated by the broker's
+ * config loader under the plugin's section (e.g. `sse.heartbeat`, env RTB_SSE_HEARTBEAT). */
+typedef enum rt_cfg_type {
+    RT_CFG_INT = 1,      /* integer */
+    RT_CFG_DURATION = 2, /* "250ms", "15s", "2m", "1h"; read in milliseconds */
+    RT_CFG_SIZE = 3,     /* "65536", "64KiB", "1MiB"; read in bytes */
+    RT_CFG_BOOL = 4,     /* true/false; read as 1/0 */
+    RT_CFG_STRING = 5,   /* read with cfg_string */
+} rt_cfg_type_t;
+
+typedef struct rt_cfg_key {
+    const char *name;          /* key inside the plugin's section, e.g. "heartbeat" */
+    rt_cfg_type_t type;        /* how the value is parsed and checked */
+    const char *default_value; /* the value when absent, in config syntax */
+    int64_t min, max;          /* inclusive bounds for numeric types (in ms / bytes) */
+} rt_cfg_key_t;
+
+/* Services the broker offers a plugin. Pointer is valid for the process lifetime. */
+typedef struct rt_services {
+    uint32_t abi_version; /* RT_PLUGIN_ABI_VERSION of the broker */
+
+    /* --- configuration (any thread) --- */
+    int64_t (*cfg_int)(const char *section, const char *name);          /* numeric key; durations in ms, sizes in bytes */
+    rt_str_t (*cfg_string)(const char *section, const char *name);      /* string key */
+    const char *(*strerror)(int err);                                   /* "invalid_topic", ... for an RT_E* code */
+    void (*log)(int level, const char *plugin, const char *fmt, ...)    /* level 0 error, 1 warn, 2 info, 3 debug */
+        __attribute__((format(printf, 3, 4)));
+
+    /* --- requests (worker thread) --- */
+    rt_str_t (*req_method)(rt_request_t *req);
+    rt_str_t (*req_path)(rt_request_t *req);                            /* path without the query */
+    rt_str_t (*req_header)(rt_request_t *req, const char *name);        /* first value of a header, lower-case name; empty if absent */
+    int (*req_query)(rt_request_t *req, const char *name, size_t nth, rt_str_t *out); /* nth value (0-based), decoded; 1 found, 0 not */
+    /* The topics of a subscribe request: `/sub/{topic}` or every `topic=` query value.
+     * Fills up to max slices (valid until the request ends); returns the count or RT_ETOPIC / RT_ETOOMANY. */
+    int (*req_topics)(rt_request_t *req, rt_str_t *out, size_t max);
+    /* The resume point: Last-Event-ID header, or query lastEventId= / since= / cursor=; empty if none. */
+    rt_str_t (*req_since)(rt_request_t *req);
+    /* Answer with the JSON error body of the API for an RT_E* code (status chosen from it). */
+    void (*respond_error)(rt_request_t *req, int err, const char *message);
+    /* Answer with a body (copied). */
+    void (*respond)(rt_request_t *req, int status, const char *content_type, const char *body, size_t len);
+
+    /* --- subscribers (worker thread) ---
+     * Lifecycle: sub_open → subscribe (replay is delivered through deliver, maybe at once) →
+     * live deliver... → the broker calls `release` exactly once when the subscriber is gone
+     * (client closed, sub_close, or the request ended). After release the handle is dead. */
+    rt_sub_t *(*sub_open)(rt_request_t *req, const rt_transport_t *tp, size_t data_size); /* zeroed plugin data of data_size */
+    void *(*sub_data)(rt_sub_t *sub);                                   /* the plugin's data area */
+    rt_request_t *(*sub_request)(rt_sub_t *sub);                        /* the request it was opened on */
+    int (*subscribe)(rt_sub_t *sub, const rt_sub_opts_t *opts);         /* authorize and subscribe; RT_E* on refusal */
+    rt_str_t (*sub_cursor)(rt_sub_t *sub);                              /* id of the last message delivered or skipped past; valid until the next call */
+    /* Streaming: send status and headers now; then write. headers: NULL-terminated name, value pairs. */
+    int (*stream_start)(rt_sub_t *sub, int status, const char *const *headers);
+    /* Queue bytes behind the message's lifetime (no copy; msg may be NULL for static bytes). RT_ESLOW when the
+     * queue would exceed limits.max_queue_bytes: the broker then ends the subscriber with RT_END_SLOW. */
+    int (*write_ref)(rt_sub_t *sub, rt_str_t bytes, rt_msg_t *msg);
+    int (*write_copy)(rt_sub_t *sub, const char *bytes, size_t len);    /* queue a copy */
+    void (*sub_close)(rt_sub_t *sub);                                   /* end the stream once queued bytes are out */
+    /* Answer a held (not streaming) subscriber once with a body (copied), then close it. */
+    void (*sub_respond)(rt_sub_t *sub, int status, const char *content_type, const rt_str_t *parts, size_t nparts);
+    /* One-shot timer per slot (0 or 1); re-arm from the callback to repeat; ms 0 = next loop turn; cb NULL cancels. */
+    void (*sub_timer)(rt_sub_t *sub, int slot, uint64_t ms, void (*cb)(rt_sub_t *sub));
+
+    /* --- messages (worker thread) --- */
+    void (*msg_view)(rt_msg_t *msg, rt_msg_view_t *out);
+    rt_msg_t *(*msg_ref)(rt_msg_t *msg);                                /* keep a message beyond the callback */
+    void (*msg_unref)(rt_msg_t *msg);                                   /* drop a reference taken with msg_ref */
+    /* The JSON envelope {"id","topic","event","data"[,"encoding"][,"content_type"]}, built once per message. */
+    rt_str_t (*msg_envelope)(rt_msg_t *msg);
+    /* The bytes a plugin encoded for this message in its cache slot (0..cache_slots-1), encoding them once with
+     * `encode` (which returns malloc'd bytes the broker frees with the message). Shared by all subscribers. */
+    rt_str_t (*msg_encoded)(rt_msg_t *msg, const rt_transport_t *tp, int slot,
+                            rt_str_t (*encode)(rt_msg_t *msg, int slot));
+    void (*count_delivered)(const rt_transport_t *tp, size_t messages, size_t bytes); /* for /metrics */
+} rt_services_t;
+
+/* The table a plugin exports as `rt_transport_v1`. */
+struct rt_transport {
+    uint32_t abi_version;      /* must be RT_PLUGIN_ABI_VERSION */
+    const char *name;          /* short name; also its config section and metrics label */
+    const char *const *paths;  /* explicit paths it serves (e.g. "/sse"), NULL-terminated; may be NULL */
+    const rt_cfg_key_t *config; /* its config keys, terminated by a zero entry; may be NULL */
+    int cache_slots;           /* message encoding cache slots it uses (0..4) */
+
+    int (*init)(const rt_services_t *svc);                /* main thread, after config; non-zero refuses to start */
+    /* Negotiation on /sub/...: a priority > 0 to take the request, 0 to pass. Highest wins. */
+    int (*claims)(rt_request_t *req);
+    void (*start)(rt_request_t *req);                      /* take the request: answer it or open a subscriber */
+    void (*deliver)(rt_sub_t *sub, rt_msg_t *msg);         /* a message for the subscriber, in SEQ order, once */
+    void (*gap)(rt_sub_t *sub, rt_str_t from);             /* before a replay: the history from `from` is incomplete */
+    void (*end)(rt_sub_t *sub, rt_end_reason_t why);       /* the broker wants it ended: say goodbye, then sub_close */
+    void (*release)(rt_sub_t *sub);                        /* the subscriber is gone; free what the data area holds */
+    void (*fini)(void);                                    /* main thread, at exit; may be NULL */
+};
+
+#endif

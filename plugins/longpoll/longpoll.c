@@ -1,0 +1,185 @@
+/*
+ * Long-poll transport: /poll and /sub/... requests that neither upgrade nor ask for
+ * SSE. Stateless on the server: the cursor a client sends back names everything it
+ * has seen, so any node can answer the next poll. Retained messages after the cursor
+ * are answered at once; otherwise the request is held until the first new message
+ * (batched to the end of that loop turn) or the timeout.
+ * Written only against include/rtbroker/plugin.h.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rtbroker/plugin.h"
+
+typedef struct lp_sub {
+    rt_msg_t **msgs;
+    size_t count, cap;
+    int gap;
+} lp_sub_t;
+
+static const rt_services_t *svc;
+static int64_t default_timeout_ms, max_timeout_ms;
+static size_t max_messages, max_topics;
+extern const rt_transport_t rt_transport_v1;
+
+static int lp_init(const rt_services_t *services)
+{
+    svc = services;
+    default_timeout_ms = svc->cfg_int("longpoll", "timeout");
+    max_timeout_ms = svc->cfg_int("longpoll", "max_timeout");
+    max_messages = (size_t)svc->cfg_int("longpoll", "max_messages");
+    max_topics = (size_t)svc->cfg_int("limits", "max_topics");
+    if (default_timeout_ms > max_timeout_ms) {
+        svc->log(0, "longpoll", "config: longpoll.timeout (%lld ms) is over longpoll.max_timeout (%lld ms)",
+                 (long long)default_timeout_ms, (long long)max_timeout_ms);
+        return -1;
+    }
+    return 0;
+}
+
+/* Everything on /sub that no other transport claims. */
+static int lp_claims(rt_request_t *req)
+{
+    (void)req;
+    return 1;
+}
+
+static void answer(rt_sub_t *sub)
+{
+    lp_sub_t *s = svc->sub_data(sub);
+    rt_str_t cursor = svc->sub_cursor(sub);
+    char head[160];
+    int n = snprintf(head, sizeof(head), "{\"cursor\":\"%.*s\",\"gap\":%s,\"messages\":[", (int)cursor.len, cursor.base,
+                     s->gap ? "true" : "false");
+    size_t nparts = 0;
+    rt_str_t *parts = malloc((s->count * 2 + 2) * sizeof(*parts));
+    if (parts == NULL)
+        abort();
+    parts[nparts++] = (rt_str_t){head, (size_t)n};
+    size_t bytes = 0;
+    for (size_t i = 0; i < s->count; i++) {
+        if (i)
+            parts[nparts++] = (rt_str_t){",", 1};
+        parts[nparts] = svc->msg_envelope(s->msgs[i]);
+        bytes += parts[nparts++].len;
+    }
+    parts[nparts++] = (rt_str_t){"]}\n", 3};
+    svc->count_delivered(&rt_transport_v1, s->count, bytes);
+    svc->sub_respond(sub, 200, "application/json", parts, nparts);
+    free(parts);
+}
+
+static void on_timeout(rt_sub_t *sub) { answer(sub); }
+
+static void lp_start(rt_request_t *req)
+{
+    rt_str_t topics[1024];
+    int n = svc->req_topics(req, topics, max_topics < 1024 ? max_topics : 1024);
+    if (n < 0) {
+        svc->respond_error(req, n, n == RT_ETOOMANY ? "too many topics in one poll (limits.max_topics)"
+                                                    : "give topics as /sub/{topic} or ?topic=A&topic=B; a topic is "
+                                                      "segments of [A-Za-z0-9_-] joined by '.', with '*' or a last '>'");
+        return;
+    }
+    int64_t timeout_ms = default_timeout_ms;
+    rt_str_t t;
+    if (svc->req_query(req, "timeout", 0, &t)) {
+        char buf[16];
+        char *end;
+        if (t.len == 0 || t.len >= sizeof(buf)) {
+            svc->respond_error(req, RT_EINVAL, "timeout must be a number of seconds");
+            return;
+        }
+        memcpy(buf, t.base, t.len);
+        buf[t.len] = '\0';
+        long v = strtol(buf, &end, 10);
+        if (*end != '\0' || v < 0 || v * 1000 > max_timeout_ms) {
+            char msg[96];
+            snprintf(msg, sizeof(msg), "timeout must be whole seconds from 0 to %lld (longpoll.max_timeout)",
+                     (long long)(max_timeout_ms / 1000));
+            svc->respond_error(req, RT_EINVAL, msg);
+            return;
+        }
+        timeout_ms = v * 1000;
+    }
+    rt_sub_t *sub = svc->sub_open(req, &rt_transport_v1, sizeof(lp_sub_t));
+    rt_sub_opts_t opts = {topics, (size_t)n, svc->req_since(req), max_messages};
+    int err = svc->subscribe(sub, &opts);
+    if (err != RT_OK) {
+        svc->respond_error(req, err,
+                           err == RT_EID ? "cursor / since / Last-Event-ID must be an id EPOCH:SEQ given by this broker"
+                           : err == RT_EUNAUTHORIZED ? "a token allowing subscribe to this topic is required"
+                           : err == RT_EFORBIDDEN    ? "the token does not allow subscribing to this topic"
+                                                     : svc->strerror(err));
+        return;
+    }
+    lp_sub_t *s = svc->sub_data(sub);
+    if (s->count > 0 || s->gap || timeout_ms == 0)
+        answer(sub);
+    else
+        svc->sub_timer(sub, 0, (uint64_t)timeout_ms, on_timeout);
+}
+
+static void lp_deliver(rt_sub_t *sub, rt_msg_t *msg)
+{
+    lp_sub_t *s = svc->sub_data(sub);
+    if (s->count == max_messages)
+        return; /* the answer is due; the cursor brings the rest next time */
+    if (s->count == s->cap) {
+        s->cap = s->cap ? s->cap * 2 : 8;
+        s->msgs = realloc(s->msgs, s->cap * sizeof(*s->msgs));
+        if (s->msgs == NULL)
+            abort();
+    }
+    s->msgs[s->count++] = svc->msg_ref(msg);
+    svc->sub_timer(sub, 0, 0, on_timeout); /* answer at the end of this loop turn, with whatever else arrived */
+}
+
+static void lp_gap(rt_sub_t *sub, rt_str_t from)
+{
+    (void)from;
+    lp_sub_t *s = svc->sub_data(sub);
+    s->gap = 1;
+}
+
+static void lp_end(rt_sub_t *sub, rt_end_reason_t why)
+{
+    if (why == RT_END_EXPIRED) {
+        static const rt_str_t body = {"{\"error\":\"unauthorized\",\"message\":\"the token expired\"}\n", 54};
+        svc->sub_respond(sub, 401, "application/json", &body, 1);
+        return;
+    }
+    answer(sub); /* shutdown: hand over what we have; the client polls another node */
+}
+
+static void lp_release(rt_sub_t *sub)
+{
+    lp_sub_t *s = svc->sub_data(sub);
+    for (size_t i = 0; i < s->count; i++)
+        svc->msg_unref(s->msgs[i]);
+    free(s->msgs);
+}
+
+static const char *const lp_paths[] = {"/poll", NULL};
+static const rt_cfg_key_t lp_config[] = {
+    {"timeout", RT_CFG_DURATION, "25s", 0, 3600000},
+    {"max_timeout", RT_CFG_DURATION, "60s", 1000, 3600000},
+    {"max_messages", RT_CFG_INT, "1000", 1, 100000},
+    {NULL, 0, NULL, 0, 0},
+};
+
+const rt_transport_t rt_transport_v1 = {
+    .abi_version = RT_PLUGIN_ABI_VERSION,
+    .name = "longpoll",
+    .paths = lp_paths,
+    .config = lp_config,
+    .cache_slots = 0,
+    .init = lp_init,
+    .claims = lp_claims,
+    .start = lp_start,
+    .deliver = lp_deliver,
+    .gap = lp_gap,
+    .end = lp_end,
+    .release = lp_release,
+};
