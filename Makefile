@@ -15,6 +15,7 @@ PLUGINS    = $(patsubst plugins/%/,%,$(sort $(dir $(wildcard plugins/*/*.c))))
 PLUGIN_SO  = $(patsubst %,$(BUILD)/plugins/%.so,$(PLUGINS))
 UNIT_SRC   = $(wildcard tests/unit/test_*.c)
 UNIT_BIN   = $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
+UNIT_EXTRA = plugins/sse/sse_encode.c
 
 .PHONY: all build deps deps-build deps-test run test asan clean check-config
 
@@ -34,9 +35,9 @@ $(BUILD)/plugins/%.so: $$(wildcard plugins/$$*/*.c) $$(wildcard plugins/$$*/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_COMMON) -fPIC -shared -o $@ $(filter %.c,$^) -lz
 
-$(BUILD)/tests/%: tests/unit/%.c $(CORE_OBJ) tests/unit/unit.h
+$(BUILD)/tests/%: tests/unit/%.c $(CORE_OBJ) $(UNIT_EXTRA) tests/unit/unit.h
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_COMMON) -Ibroker -Itests/unit -o $@ $< $(CORE_OBJ) $(LDLIBS)
+	$(CC) $(CFLAGS_COMMON) -Ibroker -Iplugins/sse -Itests/unit -o $@ $< $(UNIT_EXTRA) $(CORE_OBJ) $(LDLIBS)
 
 # Installs what is missing (idempotent); sudo only when not root.
 deps: deps-build deps-test

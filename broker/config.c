@@ -423,6 +423,23 @@ static int parse_file(const char *path, char *err, size_t errlen)
     return rc;
 }
 
+void rt_config_reset(void)
+{
+    for (size_t i = 0; i < nraws; i++) {
+        for (size_t k = 0; k < raws[i].n; k++)
+            free(raws[i].items[k]);
+        free(raws[i].items);
+        free(raws[i].path);
+    }
+    free(raws);
+    raws = NULL, nraws = 0;
+    for (size_t i = 0; i < nvals; i++)
+        free_value(&vals[i]);
+    free(vals);
+    vals = NULL, nvals = capvals = 0;
+    strcpy(file_name, "(none)");
+}
+
 int rt_config_load(const char *path, char *err, size_t errlen)
 {
     if (path && parse_file(path, err, errlen) != 0)

@@ -32,6 +32,8 @@ typedef struct rt_listen_addr {
 /* Parses the file (NULL: defaults only) and applies core keys and env. Returns 0, or -1 with
  * a message in err that names the key and the line. */
 int rt_config_load(const char *path, char *err, size_t errlen);
+/* Forgets everything loaded (tests load several configurations in one process). */
+void rt_config_reset(void);
 /* Declares a plugin's keys under section, resolves them from the file and env. */
 int rt_config_add_section(const char *section, const rt_cfg_key_t *keys, char *err, size_t errlen);
 /* After every section is declared: any key left in the file that nobody declared is an error. */

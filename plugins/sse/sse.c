@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "rtbroker/plugin.h"
+#include "sse_encode.h"
 
 enum { SLOT_PLAIN = 0, SLOT_ENVELOPE = 1 };
 
@@ -42,49 +43,13 @@ static int contains(rt_str_t hay, const char *needle)
 
 static int sse_claims(rt_request_t *req) { return contains(svc->req_header(req, "accept"), "text/event-stream") ? 10 : 0; }
 
-static void append(char **p, const void *src, size_t n)
-{
-    memcpy(*p, src, n);
-    *p += n;
-}
-
-/* "data: " + line + "\n" for each line; CR, LF and CRLF each end a line. */
 static rt_str_t encode(rt_msg_t *msg, int slot)
 {
     rt_msg_view_t v;
     svc->msg_view(msg, &v);
-    rt_str_t data = slot == SLOT_ENVELOPE ? svc->msg_envelope(msg) : v.data;
-    size_t lines = 1;
-    for (size_t i = 0; i < data.len; i++)
-        if (data.base[i] == '\n' || data.base[i] == '\r')
-            lines++;
-    size_t cap = 4 + v.id.len + 1 + 7 + v.event.len + 1 + data.len + lines * 7 + 2;
-    char *out = malloc(cap), *p = out;
-    if (out == NULL)
-        abort();
-    if (v.id.len) {
-        append(&p, "id: ", 4);
-        append(&p, v.id.base, v.id.len);
-        append(&p, "\n", 1);
-    }
-    if (v.event.len && slot == SLOT_PLAIN) {
-        append(&p, "event: ", 7);
-        append(&p, v.event.base, v.event.len);
-        append(&p, "\n", 1);
-    }
-    size_t start = 0;
-    for (size_t i = 0; i <= data.len; i++) {
-        if (i < data.len && data.base[i] != '\n' && data.base[i] != '\r')
-            continue;
-        append(&p, "data: ", 6);
-        append(&p, data.base + start, i - start);
-        append(&p, "\n", 1);
-        if (i + 1 < data.len && data.base[i] == '\r' && data.base[i + 1] == '\n')
-            i++;
-        start = i + 1;
-    }
-    append(&p, "\n", 1);
-    return (rt_str_t){out, (size_t)(p - out)};
+    if (slot == SLOT_ENVELOPE)
+        return sse_encode(v.id, rt_str_empty, svc->msg_envelope(msg));
+    return sse_encode(v.id, v.event, v.data);
 }
 
 static void on_heartbeat(rt_sub_t *sub)
