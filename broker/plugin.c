@@ -45,7 +45,10 @@ static void plugins_dir(const char *exe_path, char *out, size_t outlen)
         *slash = '\0';
     else
         strcpy(exe, ".");
-    snprintf(out, outlen, "%s/plugins", exe);
+    if (strlen(exe) + sizeof("/plugins") > outlen)
+        strcpy(exe, ".");
+    memcpy(out, exe, strlen(exe));
+    memcpy(out + strlen(exe), "/plugins", sizeof("/plugins"));
 }
 
 int rt_plugins_load(const char *exe_path, char *err, size_t errlen)

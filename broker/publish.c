@@ -80,9 +80,8 @@ void rt_publish_handle(h2o_req_t *req, rt_str_t path)
         return;
     }
     rt_str_t event = rt_req_header(req, "x-event");
-    if (event.len == 0)
-        rt_req_query(req, "event", 0, &event);
-    if (event.len && !rt_event_valid(event)) {
+    int has_event = event.base != NULL || rt_req_query(req, "event", 0, &event);
+    if (has_event && !rt_event_valid(event)) {
         rt_http_error(req, RT_EEVENT, "an event name is 1-64 characters of [A-Za-z0-9_.-]");
         return;
     }

@@ -106,8 +106,9 @@ static int open_listener(const rt_listen_addr_t *a, char *err, size_t errlen)
 int rt_server_init(size_t nworkers, char *err, size_t errlen)
 {
     h2o_config_init(&globalconf);
-    /* bodies up to 4x the message limit are read so the API can answer 413 with JSON; beyond that h2o refuses */
-    globalconf.max_request_entity_size = (size_t)rt_cfg_int("limits.max_message_bytes") * 4 + 4096;
+    /* bodies a little over the message limit are read so the API can answer 413 with JSON; beyond that h2o
+     * refuses before reading (plain text) */
+    globalconf.max_request_entity_size = (size_t)rt_cfg_int("limits.max_message_bytes") * 2 + (1 << 20);
     h2o_hostconf_t *host = h2o_config_register_host(&globalconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     h2o_pathconf_t *pc = h2o_config_register_path(host, "/", 0);
     h2o_handler_t *h = h2o_create_handler(pc, sizeof(*h));
@@ -143,10 +144,34 @@ static void on_accept(h2o_socket_t *listener, const char *err)
     }
 }
 
+static h2o_barrier_t started;
+
+/* Everything h2o of a worker is created on its own thread: h2o keeps per-thread buffer
+ * allocators, and a socket made on another thread would share that thread's. */
+static void worker_setup(rt_worker_t *w)
+{
+    rt_current_worker = w;
+    h2o_context_init(&w->ctx, h2o_evloop_create(), &globalconf);
+    w->accept_ctx.ctx = &w->ctx;
+    w->accept_ctx.hosts = globalconf.hosts;
+    rt_hub_init_worker(w);
+    w->listeners = rt_calloc(nlisten, sizeof(*w->listeners));
+    for (size_t k = 0; k < nlisten; k++) {
+        int fd = dup(listen_fds[k]);
+        fcntl(fd, F_SETFD, FD_CLOEXEC);
+        fcntl(fd, F_SETFL, O_NONBLOCK);
+        h2o_socket_t *sock = h2o_evloop_socket_create(w->ctx.loop, fd, H2O_SOCKET_FLAG_DONT_READ);
+        sock->data = w;
+        h2o_socket_read_start(sock, on_accept);
+        w->listeners[w->nlisteners++] = sock;
+    }
+}
+
 static void *worker_main(void *arg)
 {
     rt_worker_t *w = arg;
-    rt_current_worker = w;
+    worker_setup(w);
+    h2o_barrier_wait(&started);
     while (!w->shutting_down || (w->nsubs > 0 && rt_now_ms() < w->shutdown_deadline))
         h2o_evloop_run(w->ctx.loop, 100);
     /* let the last goodbyes and answers reach the sockets */
@@ -159,26 +184,12 @@ static void *worker_main(void *arg)
 
 void rt_server_start(void)
 {
+    h2o_barrier_init(&started, rt_nworkers + 1);
     for (size_t i = 0; i < rt_nworkers; i++) {
-        rt_worker_t *w = &rt_workers[i];
-        w->id = (int)i;
-        h2o_context_init(&w->ctx, h2o_evloop_create(), &globalconf);
-        w->accept_ctx.ctx = &w->ctx;
-        w->accept_ctx.hosts = globalconf.hosts;
-        rt_hub_init_worker(w);
-        w->listeners = rt_calloc(nlisten, sizeof(*w->listeners));
-        for (size_t k = 0; k < nlisten; k++) {
-            int fd = dup(listen_fds[k]);
-            fcntl(fd, F_SETFD, FD_CLOEXEC);
-            fcntl(fd, F_SETFL, O_NONBLOCK);
-            h2o_socket_t *sock = h2o_evloop_socket_create(w->ctx.loop, fd, H2O_SOCKET_FLAG_DONT_READ);
-            sock->data = w;
-            h2o_socket_read_start(sock, on_accept);
-            w->listeners[w->nlisteners++] = sock;
-        }
-    }
-    for (size_t i = 0; i < rt_nworkers; i++)
+        rt_workers[i].id = (int)i;
         h2o_multithread_create_thread(&rt_workers[i].tid, NULL, worker_main, &rt_workers[i]);
+    }
+    h2o_barrier_wait(&started); /* every inbox exists before anything is published or signalled */
 }
 
 void rt_server_shutdown(void)

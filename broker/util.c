@@ -72,12 +72,17 @@ void rt_buf_append(rt_buf_t *b, const void *p, size_t n)
 
 void rt_buf_printf(rt_buf_t *b, const char *fmt, ...)
 {
+    char tmp[512];
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
+    int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
     va_end(ap);
     if (n <= 0)
         return;
+    if ((size_t)n < sizeof(tmp)) {
+        rt_buf_append(b, tmp, (size_t)n);
+        return;
+    }
     rt_buf_reserve(b, (size_t)n + 1);
     va_start(ap, fmt);
     vsnprintf(b->base + b->len, (size_t)n + 1, fmt, ap);

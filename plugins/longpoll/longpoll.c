@@ -30,11 +30,8 @@ static int lp_init(const rt_services_t *services)
     max_timeout_ms = svc->cfg_int("longpoll", "max_timeout");
     max_messages = (size_t)svc->cfg_int("longpoll", "max_messages");
     max_topics = (size_t)svc->cfg_int("limits", "max_topics");
-    if (default_timeout_ms > max_timeout_ms) {
-        svc->log(0, "longpoll", "config: longpoll.timeout (%lld ms) is over longpoll.max_timeout (%lld ms)",
-                 (long long)default_timeout_ms, (long long)max_timeout_ms);
-        return -1;
-    }
+    if (default_timeout_ms > max_timeout_ms)
+        default_timeout_ms = max_timeout_ms; /* "at most longpoll.max_timeout" */
     return 0;
 }
 
@@ -94,14 +91,11 @@ static void lp_start(rt_request_t *req)
         memcpy(buf, t.base, t.len);
         buf[t.len] = '\0';
         long v = strtol(buf, &end, 10);
-        if (*end != '\0' || v < 0 || v * 1000 > max_timeout_ms) {
-            char msg[96];
-            snprintf(msg, sizeof(msg), "timeout must be whole seconds from 0 to %lld (longpoll.max_timeout)",
-                     (long long)(max_timeout_ms / 1000));
-            svc->respond_error(req, RT_EINVAL, msg);
+        if (*end != '\0' || v < 0) {
+            svc->respond_error(req, RT_EINVAL, "timeout must be whole seconds (0 or more)");
             return;
         }
-        timeout_ms = v * 1000;
+        timeout_ms = v * 1000 > max_timeout_ms ? max_timeout_ms : v * 1000; /* capped, as nchan does */
     }
     rt_sub_t *sub = svc->sub_open(req, &rt_transport_v1, sizeof(lp_sub_t));
     rt_sub_opts_t opts = {topics, (size_t)n, svc->req_since(req), max_messages};

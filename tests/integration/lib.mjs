@@ -19,7 +19,10 @@ import { fileURLToPath } from 'node:url';
 
 export const HERE = path.dirname(fileURLToPath(import.meta.url));
 export const ROOT = path.resolve(HERE, '..', '..');
-export const BIN = process.env.RTBROKER_BIN || path.join(ROOT, 'build', 'rtbroker');
+// RTB_BIN (what `make test` / `make asan` pass) or RTBROKER_BIN select another binary.
+export const BIN = path.resolve(ROOT, process.env.RTB_BIN || process.env.RTBROKER_BIN || path.join('build', 'rtbroker'));
+// sanitizer builds (make asan sets RTB_SANITIZED=1) start and run slower
+export const SLOW = process.env.RTB_SANITIZED ? 3 : 1;
 
 // ---------------------------------------------------------------- cleanup registry
 const liveBrokers = new Set();
@@ -197,7 +200,7 @@ async function startOnce(opts) {
   child.once('error', (e) => { broker.spawnError = e; });
   liveBrokers.add(broker);
 
-  const deadline = Date.now() + 10000;
+  const deadline = Date.now() + 10000 * SLOW;
   for (;;) {
     if (broker.spawnError) throw new Error(`spawn ${BIN}: ${broker.spawnError.message}`);
     if (broker.exited) {
@@ -215,7 +218,7 @@ async function startOnce(opts) {
     if (Date.now() > deadline) {
       const log = broker.log();
       await stopBroker(broker, { timeout: 2000 });
-      throw new Error(`broker did not answer /healthz 200 within 10 s\n${indent(log)}`);
+      throw new Error(`broker did not answer /healthz 200 within ${10 * SLOW} s\n${indent(log)}`);
     }
     await sleep(50);
   }
