@@ -64,7 +64,7 @@ test: deps build
 # The whole suite against an ASan + UBSan build.
 asan: deps
 	$(MAKE) BUILD=build-asan OPT=-O1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" build
-	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 RTB_BIN=build-asan/rtbroker RTB_SANITIZED=1 tests/run
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp:print_suppressions=0 UBSAN_OPTIONS=print_stacktrace=1 RTB_BIN=build-asan/rtbroker RTB_SANITIZED=1 tests/run
 
 check-config: build
 	$(BUILD)/rtbroker --check-config -c conf/rtbroker.yaml

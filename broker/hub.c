@@ -126,7 +126,8 @@ static void outq_release(rt_outq_t *q, size_t n)
         free(q->v[i].owned);
         q->bytes -= q->v[i].iov.len;
     }
-    memmove(q->v, q->v + n, (q->len - n) * sizeof(*q->v));
+    if (n && q->len > n)
+        memmove(q->v, q->v + n, (q->len - n) * sizeof(*q->v));
     q->len -= n;
 }
 
@@ -163,7 +164,8 @@ static void flush(rt_sub_t *sub)
         outq_push(&sub->inflight, sub->pending.v[i]);
     }
     /* moved, not released: drop them from pending without unref */
-    memmove(sub->pending.v, sub->pending.v + n, (sub->pending.len - n) * sizeof(*sub->pending.v));
+    if (sub->pending.len > n)
+        memmove(sub->pending.v, sub->pending.v + n, (sub->pending.len - n) * sizeof(*sub->pending.v));
     sub->pending.len -= n;
     sub->pending.bytes -= bytes;
     int final = sub->final_queued && sub->pending.len == 0;

@@ -598,3 +598,47 @@ export function firstNonIncreasing(ids) {
   for (let i = 1; i < ids.length; i++) if (seqOf(ids[i]) <= seqOf(ids[i - 1])) return i;
   return -1;
 }
+
+// ---------------------------------------------------------------- SSE over h2c (node:http2, prior knowledge)
+import http2 from 'node:http2';
+
+/** Open an h2c session (prior knowledge). Caller closes it (session.destroy()). */
+export function h2session(base) {
+  const s = http2.connect(base);
+  s.on('error', () => {});
+  return s;
+}
+
+/** One SSE stream on an h2 session. Resolves on response headers. */
+export function openSSEh2(session, p, { headers = {}, timeout = 10000 } = {}) {
+  const parser = new SSEParser();
+  const chunks = [];
+  return new Promise((resolve, reject) => {
+    const st = session.request({ ':path': p, accept: 'text/event-stream', ...headers });
+    const to = setTimeout(() => { st.close(); reject(new Error(`h2 SSE ${p}: no response headers within ${timeout} ms`)); }, timeout);
+    st.on('error', (e) => { clearTimeout(to); reject(new Error(`h2 SSE ${p}: ${e.message}`)); });
+    st.on('response', (h) => {
+      clearTimeout(to);
+      let endResolve; const done = new Promise((r) => { endResolve = r; });
+      const s = {
+        path: p, status: h[':status'], headers: h, stream: st, ended: false,
+        text: () => Buffer.concat(chunks).toString('utf8'),
+        get events() { return parser.items.filter((x) => x.type === 'event'); },
+        get messages() { return parser.items.filter((x) => x.type === 'event' && (x.event === null || !x.event.startsWith('rt.'))); },
+        get comments() { return parser.items.filter((x) => x.type === 'comment'); },
+        done,
+        close: () => { try { st.close(http2.constants.NGHTTP2_CANCEL); } catch {} },
+        waitFor: (pred, ms, label) => waitFor(() => pred(s), ms, label || `condition on h2 SSE ${p}`,
+          () => `status ${s.status}, ended ${s.ended}, ${s.events.length} events, raw tail ${JSON.stringify(s.text().slice(-300))}`),
+        waitMessages: (n, ms, label) => s.waitFor((x) => x.messages.length >= n, ms, label || `${n} messages on h2 ${p}`),
+        waitOk: (ms = 5000) => s.waitFor((x) => x.comments.some((c) => c.text === 'ok'), ms, `": ok" on h2 ${p}`),
+      };
+      st.on('data', (d) => { chunks.push(d); parser.push(d); });
+      const fin = () => { if (!s.ended) { s.ended = true; endResolve(); } };
+      st.on('end', fin); st.on('close', fin);
+      st.removeAllListeners('error'); st.on('error', fin);
+      resolve(s);
+    });
+    st.end();
+  });
+}

@@ -1,8 +1,10 @@
 // POST /pub/{topic}: ids, validation, limits, auth, payload encodings, idempotency.
 import {
   suite, assert, eq, expectError, publish, publishOk, poll, rawRequest, request,
-  parseId, seqOf, epochOf, trunc, subscribe,
+  parseId, seqOf, epochOf, trunc, subscribe, curl, mkTemp, sleep,
 } from './lib.mjs';
+import fs from 'node:fs';
+import path from 'node:path';
 
 const t = suite(import.meta.url);
 
@@ -202,6 +204,50 @@ t.test('Idempotency-Key: retry returns the same id and publishes nothing new', a
   // invalid keys
   const bad = await publish(b.base, 'idem.t', 'x', { headers: { 'Idempotency-Key': 'k'.repeat(65) } });
   assert(bad.status === 400, `Idempotency-Key of 65 chars (API: 1–64 printable chars): expected 400, got ${bad.status} ${bad.text}`);
+});
+
+t.test('Idempotency-Key: concurrent retries publish once; the key expires after publish.dedup_window', async (c) => {
+  const b = await c.broker({ config: { publish: { dedup_window: '1s' } } });
+  const id0 = await publishOk(b.base, 'idem.c', 'zero');
+  const rs = await Promise.all(Array.from({ length: 10 }, () => publish(b.base, 'idem.c', 'same', { headers: { 'Idempotency-Key': 'k-concurrent' } })));
+  for (const r of rs) assert(r.status === 200, `concurrent keyed publish: ${r.status} ${r.text}`);
+  const ids = new Set(rs.map((r) => r.json.id));
+  eq(ids.size, 1, `10 concurrent publishes with one key must share one id, got ${[...ids]}`);
+  const r = await poll(b.base, { topic: 'idem.c', cursor: id0, timeout: 1 });
+  eq(r.json.messages.length, 1, `messages published by 10 concurrent keyed retries (${trunc(r.text)})`);
+  const first = [...ids][0];
+  await sleep(1600);
+  const later = await publish(b.base, 'idem.c', 'same', { headers: { 'Idempotency-Key': 'k-concurrent' } });
+  assert(later.status === 200, `keyed publish after the window: ${later.status} ${later.text}`);
+  assert(later.json.id !== first && seqOf(later.json.id) > seqOf(first), `after dedup_window 1s the same key must publish anew: got ${later.json.id}, first ${first}`);
+});
+
+t.test('publish over h2c (curl --http2-prior-knowledge): 200, and 413 too_large JSON over the limit', async (c) => {
+  const b = await c.broker({ config: { limits: { max_message_bytes: 4096 } } });
+  const dir = mkTemp('rtb-h2pub-');
+  const small = path.join(dir, 'small'); const big = path.join(dir, 'big');
+  fs.writeFileSync(small, 'over h2');
+  fs.writeFileSync(big, 'b'.repeat(100000));
+  const args = (file) => ['-sS', '--http2-prior-knowledge', '-X', 'POST', '--data-binary', `@${file}`, '-H', 'Content-Type: text/plain',
+    '-w', '\n%{http_code} %{http_version}', `${b.base}/pub/h2.t`];
+  const ok = await curl(args(small));
+  const okLines = ok.stdout.split('\n');
+  const okStatus = okLines.pop();
+  const okBody = okLines.join('\n');
+  eq(okStatus, '200 2', `h2c publish status/version (stderr ${ok.stderr.trim()})`);
+  const j = JSON.parse(okBody);
+  eq(j.topic, 'h2.t', 'topic');
+  parseId(j.id);
+  const tooBig = await curl(args(big));
+  const lines = tooBig.stdout.split('\n');
+  const status = lines.pop();
+  const text = lines.join('\n');
+  let json = null; try { json = JSON.parse(text); } catch {}
+  assert(status.startsWith('413'), `h2c publish of 100000 bytes with limit 4096: expected 413 too_large, got status "${status}" body ${trunc(JSON.stringify(text))} curl exit ${tooBig.code} stderr ${JSON.stringify(tooBig.stderr.trim())}`);
+  eq(json && json.error, 'too_large', `h2c 413 body ${trunc(text)}`);
+  // still serving h2 after that
+  const again = await curl(args(small));
+  assert(again.stdout.endsWith('200 2'), `h2c publish after the 413: ${trunc(again.stdout)} ${again.stderr}`);
 });
 
 await t.run();
