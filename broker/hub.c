@@ -11,6 +11,7 @@
 #include "auth.h"
 #include "config.h"
 #include "hub.h"
+#include <h2o/http1.h>
 #include "http.h"
 #include "ops.h"
 
@@ -150,9 +151,41 @@ static void unsubscribe_all(rt_sub_t *sub)
     sub->nsubs = 0;
 }
 
+static void on_sock_written(h2o_socket_t *sock, const char *err);
+
+/* Upgraded connections: write raw bytes; close once the final bytes are out. */
+static void flush_upgraded(rt_sub_t *sub)
+{
+    if (sub->sending || sub->sock == NULL || sub->closed)
+        return;
+    if (sub->pending.len == 0) {
+        if (sub->final_queued && !h2o_timeout_is_linked(&sub->close_timer))
+            h2o_timeout_link(sub->w->ctx.loop, &sub->w->ctx.zero_timeout, &sub->close_timer);
+        return;
+    }
+    h2o_iovec_t iovs[SEND_MAX_IOVS];
+    size_t n = sub->pending.len < SEND_MAX_IOVS ? sub->pending.len : SEND_MAX_IOVS, bytes = 0;
+    for (size_t i = 0; i < n; i++) {
+        iovs[i] = sub->pending.v[i].iov;
+        bytes += iovs[i].len;
+        outq_push(&sub->inflight, sub->pending.v[i]);
+    }
+    if (sub->pending.len > n)
+        memmove(sub->pending.v, sub->pending.v + n, (sub->pending.len - n) * sizeof(*sub->pending.v));
+    sub->pending.len -= n;
+    sub->pending.bytes -= bytes;
+    sub->sending = 1;
+    rt_metrics_bytes_out(bytes);
+    h2o_socket_write(sub->sock, iovs, n, on_sock_written);
+}
+
 static void flush(rt_sub_t *sub)
 {
-    if (!sub->streaming || sub->sending || sub->stopped || sub->final_sent)
+    if (sub->upgraded) {
+        flush_upgraded(sub);
+        return;
+    }
+    if (!sub->streaming || sub->sending || sub->stopped || sub->final_sent || sub->upgrading)
         return;
     if (sub->pending.len == 0 && !sub->final_queued)
         return;
@@ -194,10 +227,18 @@ static void on_stop(h2o_generator_t *gen, h2o_req_t *req)
     unsubscribe_all(sub);
 }
 
-static void on_dispose(void *p)
+/* The end of every subscriber: unlink, cancel, let the plugin free its part, free. */
+static void destroy(rt_sub_t *sub)
 {
-    rt_sub_t *sub = p;
+    if (sub->closed)
+        return;
     sub->closed = 1;
+    if (sub->anchor)
+        *sub->anchor = NULL;
+    if (sub->sock) {
+        h2o_socket_close(sub->sock);
+        sub->sock = NULL;
+    }
     unsubscribe_all(sub);
     h2o_linklist_unlink(&sub->link);
     sub->w->nsubs--;
@@ -206,10 +247,100 @@ static void on_dispose(void *p)
             h2o_timeout_unlink(&sub->timers[i]);
     if (h2o_timeout_is_linked(&sub->end_timer))
         h2o_timeout_unlink(&sub->end_timer);
+    if (h2o_timeout_is_linked(&sub->close_timer))
+        h2o_timeout_unlink(&sub->close_timer);
     sub->tp->release(sub);
     outq_free(&sub->pending);
     outq_free(&sub->inflight);
     rt_metrics_conn(sub->tp, -1);
+    free(sub);
+}
+
+static void on_req_dispose(void *p)
+{
+    rt_sub_t *sub = *(rt_sub_t **)p;
+    if (sub == NULL)
+        return;
+    sub->req = NULL;
+    sub->anchor = NULL;
+    if (!sub->upgrading && !sub->upgraded)
+        destroy(sub);
+}
+
+static void on_close_timer(h2o_timeout_entry_t *entry)
+{
+    destroy(H2O_STRUCT_FROM_MEMBER(rt_sub_t, close_timer, entry));
+}
+
+static void on_sock_written(h2o_socket_t *sock, const char *err)
+{
+    rt_sub_t *sub = sock->data;
+    sub->sending = 0;
+    outq_release(&sub->inflight, sub->inflight.len);
+    if (err != NULL) {
+        destroy(sub);
+        return;
+    }
+    flush(sub);
+}
+
+static void on_sock_read(h2o_socket_t *sock, const char *err)
+{
+    rt_sub_t *sub = sock->data;
+    if (err != NULL) {
+        destroy(sub); /* the peer closed or the connection broke */
+        return;
+    }
+    if (sub->final_queued || sub->closed)
+        return;
+    size_t used = sub->tp->receive(sub, sock->input->bytes, sock->input->size);
+    if (used > sock->input->size)
+        used = sock->input->size;
+    h2o_buffer_consume(&sock->input, used);
+}
+
+static void on_upgrade_complete(void *data, h2o_socket_t *sock, size_t reqsize)
+{
+    rt_sub_t *sub = data;
+    sub->upgrading = 0;
+    if (sock == NULL) {
+        destroy(sub);
+        return;
+    }
+    sub->sock = sock;
+    sock->data = sub;
+    sub->upgraded = 1;
+    sub->streaming = 1;
+    h2o_buffer_consume(&sock->input, reqsize);
+    h2o_socket_read_start(sock, on_sock_read);
+    flush(sub);
+    if (sock->input->size > 0)
+        on_sock_read(sock, NULL);
+}
+
+int rt_sub_upgrade(rt_sub_t *sub, const char *const *headers)
+{
+    h2o_req_t *req = sub->req;
+    if (req == NULL || sub->streaming || sub->responded || sub->tp->receive == NULL || req->version >= 0x200)
+        return RT_EINVAL;
+    for (size_t i = 0; headers && headers[i]; i += 2)
+        h2o_add_header_by_str(&req->pool, &req->res.headers, headers[i], strlen(headers[i]), 1, NULL, headers[i + 1],
+                              strlen(headers[i + 1]));
+    sub->upgrading = 1;
+    h2o_http1_upgrade(req, NULL, 0, on_upgrade_complete, sub);
+    return RT_OK;
+}
+
+int rt_sub_unsubscribe(rt_sub_t *sub, rt_str_t pattern)
+{
+    for (size_t i = 0; i < sub->nsubs; i++) {
+        if (rt_str_eq(sub->subs[i]->pattern, pattern)) {
+            rt_index_remove(&sub->w->index, sub->subs[i]);
+            sub->subs[i] = sub->subs[--sub->nsubs];
+            return RT_OK;
+        }
+    }
+    return RT_EINVAL;
 }
 
 static void on_end_timer(h2o_timeout_entry_t *entry)
@@ -249,8 +380,9 @@ rt_sub_t *rt_sub_open(rt_request_t *rreq, const rt_transport_t *tp, size_t data_
 {
     h2o_req_t *req = (h2o_req_t *)rreq;
     rt_worker_t *w = rt_current_worker;
-    rt_sub_t *sub = h2o_mem_alloc_shared(&req->pool, sizeof(*sub) + data_size, on_dispose);
-    memset(sub, 0, sizeof(*sub) + data_size);
+    rt_sub_t *sub = rt_calloc(1, sizeof(*sub) + data_size);
+    sub->anchor = h2o_mem_alloc_shared(&req->pool, sizeof(*sub->anchor), on_req_dispose);
+    *sub->anchor = sub;
     sub->gen.proceed = on_proceed;
     sub->gen.stop = on_stop;
     sub->w = w;
@@ -259,6 +391,7 @@ rt_sub_t *rt_sub_open(rt_request_t *rreq, const rt_transport_t *tp, size_t data_
     sub->timers[0].cb = on_timer0;
     sub->timers[1].cb = on_timer1;
     sub->end_timer.cb = on_end_timer;
+    sub->close_timer.cb = on_close_timer;
     h2o_linklist_insert(&w->subs, &sub->link);
     w->nsubs++;
     rt_metrics_conn(tp, 1);
@@ -360,7 +493,7 @@ rt_str_t rt_sub_cursor(rt_sub_t *sub)
 int rt_sub_stream_start(rt_sub_t *sub, int status, const char *const *headers)
 {
     h2o_req_t *req = sub->req;
-    if (sub->streaming || sub->responded || sub->stopped)
+    if (req == NULL || sub->streaming || sub->responded || sub->stopped || sub->upgrading)
         return RT_ECLOSED;
     req->res.status = status;
     req->res.reason = status == 200 ? "OK" : "Status";
@@ -417,7 +550,7 @@ void rt_sub_close(rt_sub_t *sub)
     for (int i = 0; i < 2; i++)
         if (h2o_timeout_is_linked(&sub->timers[i]))
             h2o_timeout_unlink(&sub->timers[i]);
-    if (!sub->streaming) {
+    if (!sub->streaming && !sub->upgrading) {
         static const rt_str_t body = {"{\"error\":\"unavailable\",\"message\":\"the subscription was closed\"}", 63};
         rt_sub_respond(sub, 503, "application/json", &body, 1);
         return;
@@ -428,7 +561,7 @@ void rt_sub_close(rt_sub_t *sub)
 
 void rt_sub_respond(rt_sub_t *sub, int status, const char *content_type, const rt_str_t *parts, size_t nparts)
 {
-    if (sub->closed || sub->stopped || sub->streaming || sub->responded)
+    if (sub->closed || sub->stopped || sub->streaming || sub->responded || sub->req == NULL || sub->upgrading)
         return;
     sub->responded = 1;
     unsubscribe_all(sub);

@@ -58,17 +58,20 @@ typedef struct rt_outq {
 struct rt_sub {
     h2o_generator_t gen;   /* first: h2o calls proceed/stop with it */
     rt_worker_t *w;
-    h2o_req_t *req;
+    h2o_req_t *req;        /* NULL once the request is gone (always, after an upgrade) */
+    rt_sub_t **anchor;     /* in the request's pool: tells us when the request is disposed */
+    h2o_socket_t *sock;    /* the upgraded connection */
     const rt_transport_t *tp;
     h2o_linklist_t link;   /* in w->subs */
     rt_subscription_t **subs;
     size_t nsubs;
     uint64_t last_seq;     /* highest SEQ delivered or known not to match */
     rt_outq_t pending, inflight;
-    h2o_timeout_entry_t timers[2], end_timer;
+    h2o_timeout_entry_t timers[2], end_timer, close_timer;
     void (*timer_cb[2])(rt_sub_t *sub);
     int end_reason;
     unsigned streaming : 1, sending : 1, final_queued : 1, final_sent : 1, stopped : 1, ending : 1, closed : 1, responded : 1;
+    unsigned upgrading : 1, upgraded : 1;
     char cursor[RT_ID_MAX + 1];
     _Alignas(16) char data[];
 };
@@ -96,6 +99,8 @@ int rt_sub_write_copy(rt_sub_t *sub, const char *bytes, size_t len);
 void rt_sub_close(rt_sub_t *sub);
 void rt_sub_respond(rt_sub_t *sub, int status, const char *content_type, const rt_str_t *parts, size_t nparts);
 void rt_sub_timer(rt_sub_t *sub, int slot, uint64_t ms, void (*cb)(rt_sub_t *sub));
+int rt_sub_upgrade(rt_sub_t *sub, const char *const *headers);
+int rt_sub_unsubscribe(rt_sub_t *sub, rt_str_t pattern);
 /* A timeout list of this worker for a duration (created on first use). */
 h2o_timeout_t *rt_worker_timeout(rt_worker_t *w, uint64_t ms);
 

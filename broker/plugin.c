@@ -16,6 +16,7 @@
 #include "message.h"
 #include "ops.h"
 #include "plugin.h"
+#include "publish.h"
 
 #define MAX_PLUGINS 16
 
@@ -280,6 +281,9 @@ const rt_services_t rt_services = {
     rt_sub_close,
     rt_sub_respond,
     rt_sub_timer,
+    rt_sub_upgrade,
+    rt_sub_unsubscribe,
+    rt_publish_from_sub,
     svc_msg_view,
     svc_msg_ref,
     rt_msg_unref,

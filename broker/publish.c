@@ -4,6 +4,7 @@
  * once the bus has the message in its history. A refused publish changes nothing.
  */
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "auth.h"
 #include "bus.h"
@@ -64,6 +65,36 @@ static void on_published(void *arg, int err, rt_str_t id)
     rt_http_respond(c->req, 200, "application/json", body, len);
 }
 
+int rt_publish_check(rt_request_t *who, rt_str_t topic, rt_str_t event, int has_event, rt_str_t idem, size_t len,
+                     const char **why)
+{
+    int wild = 0;
+    if (rt_topic_check(topic, 1, &wild) != RT_OK || wild) {
+        *why = wild ? "cannot publish to a wildcard pattern; name one topic"
+                    : "a topic is 1-255 bytes of segments [A-Za-z0-9_-] joined by '.'";
+        return RT_ETOPIC;
+    }
+    if (has_event && !rt_event_valid(event)) {
+        *why = "an event name is 1-64 characters of [A-Za-z0-9_.-]";
+        return RT_EEVENT;
+    }
+    if (idem.base && !key_valid(idem)) {
+        *why = "Idempotency-Key must be 1-64 printable ASCII characters";
+        return RT_EINVAL;
+    }
+    int err = rt_auth_can_publish(who, topic);
+    if (err != RT_OK) {
+        *why = err == RT_EUNAUTHORIZED ? "a token allowing publish to this topic is required"
+                                       : "the token does not allow publishing to this topic";
+        return err;
+    }
+    if (len > (size_t)rt_cfg_int("limits.max_message_bytes")) {
+        *why = "the message is larger than limits.max_message_bytes";
+        return RT_ETOOLARGE;
+    }
+    return RT_OK;
+}
+
 void rt_publish_handle(h2o_req_t *req, rt_str_t path)
 {
     if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("POST"))) {
@@ -72,35 +103,19 @@ void rt_publish_handle(h2o_req_t *req, rt_str_t path)
         return;
     }
     rt_str_t topic = path.len > 5 ? rt_str(path.base + 5, path.len - 5) : rt_str("", 0);
-    int wild = 0;
-    if (rt_topic_check(topic, 1, &wild) != RT_OK || wild) {
-        rt_http_error(req, RT_ETOPIC,
-                      wild ? "cannot publish to a wildcard pattern; name one topic"
-                           : "a topic is 1-255 bytes of segments [A-Za-z0-9_-] joined by '.'");
-        return;
-    }
     rt_str_t event = rt_req_header(req, "x-event");
     int has_event = event.base != NULL || rt_req_query(req, "event", 0, &event);
-    if (has_event && !rt_event_valid(event)) {
-        rt_http_error(req, RT_EEVENT, "an event name is 1-64 characters of [A-Za-z0-9_.-]");
-        return;
-    }
     rt_str_t key = rt_req_header(req, "idempotency-key");
-    if (key.base && !key_valid(key)) {
-        rt_http_error(req, RT_EINVAL, "Idempotency-Key must be 1-64 printable ASCII characters");
-        return;
-    }
-    int err = rt_auth_can_publish((rt_request_t *)req, topic);
+    const char *why = NULL;
+    int err = rt_publish_check((rt_request_t *)req, topic, event, has_event, key, req->entity.len, &why);
     if (err != RT_OK) {
-        rt_http_error(req, err, err == RT_EUNAUTHORIZED ? "a token allowing publish to this topic is required"
-                                                       : "the token does not allow publishing to this topic");
-        return;
-    }
-    size_t max = (size_t)rt_cfg_int("limits.max_message_bytes");
-    if (req->entity.len > max) {
-        char msg[128];
-        snprintf(msg, sizeof(msg), "the body is %zu bytes; the limit is %zu", req->entity.len, max);
-        rt_http_error(req, RT_ETOOLARGE, msg);
+        char msg[160];
+        if (err == RT_ETOOLARGE) {
+            snprintf(msg, sizeof(msg), "the body is %zu bytes; the limit is %lld (limits.max_message_bytes)", req->entity.len,
+                     (long long)rt_cfg_int("limits.max_message_bytes"));
+            why = msg;
+        }
+        rt_http_error(req, err, why);
         return;
     }
     rt_str_t ctype = rt_req_header(req, "content-type");
@@ -109,4 +124,32 @@ void rt_publish_handle(h2o_req_t *req, rt_str_t path)
     c->req = req;
     c->topic = topic;
     rt_bus->ops->publish(rt_bus, msg, key, on_published, c);
+}
+
+typedef struct sub_pub {
+    rt_sub_t *sub;
+    void (*done)(rt_sub_t *sub, int err, rt_str_t id, void *arg);
+    void *arg;
+} sub_pub_t;
+
+static void on_sub_published(void *arg, int err, rt_str_t id)
+{
+    sub_pub_t *p = arg;
+    rt_metrics_published(err == RT_OK);
+    p->done(p->sub, err, id, p->arg);
+    free(p);
+}
+
+int rt_publish_from_sub(rt_sub_t *sub, const rt_pub_t *pub, const char **why,
+                        void (*done)(rt_sub_t *sub, int err, rt_str_t id, void *arg), void *arg)
+{
+    int err = rt_publish_check((rt_request_t *)sub->req, pub->topic, pub->event, pub->event.len > 0,
+                               pub->idempotency_key.len ? pub->idempotency_key : rt_str(NULL, 0), pub->data.len, why);
+    if (err != RT_OK)
+        return err;
+    sub_pub_t *p = rt_malloc(sizeof(*p));
+    p->sub = sub, p->done = done, p->arg = arg;
+    rt_msg_t *msg = rt_msg_new(pub->topic, pub->event, pub->content_type, pub->data);
+    rt_bus->ops->publish(rt_bus, msg, pub->idempotency_key, on_sub_published, p);
+    return RT_OK;
 }

@@ -82,6 +82,15 @@ typedef struct rt_sub_opts {
     size_t max_replay;      /* deliver at most this many retained messages; 0 = no bound */
 } rt_sub_opts_t;
 
+/* A publish from a connection (rt_services_t.publish). Slices are copied before publish returns. */
+typedef struct rt_pub {
+    rt_str_t topic;           /* an exact topic */
+    rt_str_t event;           /* event name or empty */
+    rt_str_t content_type;    /* e.g. "application/json", or empty */
+    rt_str_t data;            /* the payload */
+    rt_str_t idempotency_key; /* or empty */
+} rt_pub_t;
+
 /* Plugin configuration keys, declared by the plugin and validated by the broker's
  * config loader under the plugin's section (e.g. `sse.heartbeat`, env RTB_SSE_HEARTBEAT). */
 typedef enum rt_cfg_type {
@@ -145,6 +154,15 @@ typedef struct rt_services {
     void (*sub_respond)(rt_sub_t *sub, int status, const char *content_type, const rt_str_t *parts, size_t nparts);
     /* One-shot timer per slot (0 or 1); re-arm from the callback to repeat; ms 0 = next loop turn; cb NULL cancels. */
     void (*sub_timer)(rt_sub_t *sub, int slot, uint64_t ms, void (*cb)(rt_sub_t *sub));
+    /* Take over the connection (HTTP/1.1 only): answer 101 with these headers (NULL-terminated pairs); from then on
+     * the transport's `receive` gets the client's raw bytes and write_ref/write_copy send raw bytes; sub_close closes
+     * the connection once queued bytes are out. The request is gone after this call: read what you need first. */
+    int (*upgrade)(rt_sub_t *sub, const char *const *headers);
+    int (*unsubscribe)(rt_sub_t *sub, rt_str_t pattern);                /* RT_EINVAL when not subscribed to it */
+    /* Publish on behalf of the connection, with the same checks as POST /pub. RT_OK: `done` follows (maybe before this
+     * returns) with the id or an error; otherwise the refusal is returned and *why says why. */
+    int (*publish)(rt_sub_t *sub, const rt_pub_t *pub, const char **why,
+                   void (*done)(rt_sub_t *sub, int err, rt_str_t id, void *arg), void *arg);
 
     /* --- messages (worker thread) --- */
     void (*msg_view)(rt_msg_t *msg, rt_msg_view_t *out);
@@ -175,6 +193,9 @@ struct rt_transport {
     void (*gap)(rt_sub_t *sub, rt_str_t from);             /* before a replay: the history from `from` is incomplete */
     void (*end)(rt_sub_t *sub, rt_end_reason_t why);       /* the broker wants it ended: say goodbye, then sub_close */
     void (*release)(rt_sub_t *sub);                        /* the subscriber is gone; free what the data area holds */
+    /* Upgraded connections only: the bytes received so far; return how many were consumed (the rest is offered
+     * again with more). May be NULL for transports that never upgrade. */
+    size_t (*receive)(rt_sub_t *sub, const char *bytes, size_t len);
     void (*fini)(void);                                    /* main thread, at exit; may be NULL */
 };
 

@@ -240,6 +240,14 @@ async function stopBroker(broker, { signal = 'SIGTERM', timeout = 15000 } = {}) 
   return { ...(res || { code: null, signal: null }), ms: Date.now() - t0, killed };
 }
 
+export function sanitizerReport(logPath) {
+  let txt = '';
+  try { txt = fs.readFileSync(logPath, 'utf8'); } catch { return null; }
+  const i = txt.search(/ERROR: (AddressSanitizer|LeakSanitizer|ThreadSanitizer)|runtime error:|WARNING: ThreadSanitizer/);
+  if (i < 0) return null;
+  return txt.slice(Math.max(0, txt.lastIndexOf('\n', i - 200)), i + 3000);
+}
+
 export function indent(s, p = '  | ') {
   return String(s).split('\n').map((l) => p + l).join('\n');
 }
@@ -312,9 +320,12 @@ function makeCtx(file, name) {
       }
       for (const b of ctx.brokers) {
         if (!b.exited) {
-          const r = await stopBroker(b, { timeout: 8000 });
-          if (r.killed) firstErr ||= new Error(`broker pid ${b.pid} ignored SIGTERM for 8 s at cleanup and was SIGKILLed`);
+          const r = await stopBroker(b, { timeout: 8000 * SLOW });
+          if (r.killed) firstErr ||= new Error(`broker pid ${b.pid} ignored SIGTERM for ${8 * SLOW} s at cleanup and was SIGKILLed`);
         }
+        // sanitizer builds (make asan): any report in the broker's log fails the case
+        const report = sanitizerReport(b.logPath);
+        if (report) firstErr ||= new Error(`sanitizer report in the broker log:\n${indent(report)}`);
       }
       return firstErr;
     },

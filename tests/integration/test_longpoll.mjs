@@ -1,6 +1,6 @@
 // Long-poll transport: held requests, timeouts, cursor following under load, gaps, bad params.
 import {
-  suite, assert, eq, expectError, publishOk, poll, request, sleep, seqOf, epochOf, trunc,
+  suite, assert, eq, expectError, publishOk, poll, request, sleep, seqOf, epochOf, trunc, curl, subscribe,
 } from './lib.mjs';
 
 const t = suite(import.meta.url);
@@ -173,6 +173,38 @@ t.test('/sub/{topic} without SSE Accept is long-poll; Last-Event-ID header works
   const r5 = await poll(b.base, { topic: ['mlp.a', 'mlp.b'], cursor: id2, timeout: 1 });
   eq(checkShape(r5, 'multi-topic poll').messages.map((m) => [m.id, m.topic]), [[a, 'mlp.a'], [bb, 'mlp.b']], 'multi-topic poll');
   void x;
+});
+
+t.test('history.max_age: aged-out messages are not replayed, and a cursor before them gets gap: true', async (c) => {
+  const b = await c.broker({ config: { history: { max_age: '1s' } } });
+  const old = [];
+  for (let i = 0; i < 3; i++) old.push(await publishOk(b.base, 'age.t', `old${i}`));
+  await sleep(1700);
+  const fresh = await publishOk(b.base, 'age.t', 'fresh');
+  const j = checkShape(await poll(b.base, { topic: 'age.t', cursor: old[0], timeout: 1 }), 'poll from an aged-out cursor');
+  eq(j.messages.map((m) => m.data), ['fresh'], 'only the message younger than max_age');
+  eq(j.gap, true, 'gap: old1 and old2 aged out after the cursor');
+  const s = await subscribe(b.base, '/sub/age.t', { headers: { 'Last-Event-ID': old[0] } });
+  c.defer(() => s.close());
+  await s.waitFor((x) => x.events.length >= 2, 5000, 'SSE gap + fresh');
+  await sleep(200);
+  eq(s.events.map((e) => e.event === 'rt.gap' ? 'GAP' : e.data), ['GAP', 'fresh'], 'SSE resume across aged-out messages');
+  void fresh;
+});
+
+t.test('long-poll over h2c (curl --http2-prior-knowledge): held, then answered by a publish', async (c) => {
+  const b = await c.broker();
+  const id0 = await publishOk(b.base, 'h2lp.t', 'zero');
+  const held = curl(['-sS', '--http2-prior-knowledge', '-w', '\n%{http_code} %{http_version}',
+    `${b.base}/poll?topic=h2lp.t&cursor=${encodeURIComponent(id0)}&timeout=15`], { timeout: 20000 });
+  await sleep(800);
+  const id1 = await publishOk(b.base, 'h2lp.t', 'one');
+  const r = await held;
+  const lines = r.stdout.split('\n');
+  const status = lines.pop();
+  eq(status, '200 2', `h2c long-poll status/version (stderr ${r.stderr.trim()})`);
+  const j = JSON.parse(lines.join('\n'));
+  eq([j.cursor, j.messages.map((m) => m.id)], [id1, [id1]], 'h2c long-poll answer');
 });
 
 await t.run();

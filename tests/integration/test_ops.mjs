@@ -4,7 +4,7 @@ import net from 'node:net';
 import path from 'node:path';
 import {
   suite, assert, eq, expectError, publishOk, publish, poll, request, rawRequest, subscribe,
-  runBrokerSync, mkTemp, freePort, ROOT, trunc, sleep,
+  runBrokerSync, mkTemp, freePort, ROOT, trunc, sleep, waitFor,
 } from './lib.mjs';
 
 const t = suite(import.meta.url);
@@ -63,6 +63,32 @@ t.test('/metrics is Prometheus text; published and delivered counters increase',
   assert(dp >= 3, `published counters rose by ${dp} after 3 publishes`);
   assert(dd >= 3, `delivered counters rose by ${dd} after 3 deliveries`);
   c.info(`metrics: published +${dp}, delivered +${dd}; ${p2.samples.length} samples`);
+});
+
+t.test('metrics: replays and gaps counted; vanished SSE clients leave the connection gauge (heartbeat 1s)', async (c) => {
+  const b = await c.broker({ config: { sse: { heartbeat: '1s' }, history: { max_messages: 3 } } });
+  const get = async () => parseProm((await request(b.base, 'GET', '/metrics')).text).samples;
+  const conns = (smp) => smp.filter((x) => /conn/i.test(x.name) && /sse/i.test(x.labels)).reduce((a, x) => a + x.value, 0);
+  const m0 = await get();
+  const ids = [];
+  for (let i = 0; i < 6; i++) ids.push(await publishOk(b.base, 'gm.t', `g${i}`));
+  const r1 = await subscribe(b.base, '/sub/gm.t', { headers: { 'Last-Event-ID': ids[4] } }); // clean replay
+  const r2 = await subscribe(b.base, '/sub/gm.t', { headers: { 'Last-Event-ID': ids[0] } }); // gap
+  c.defer(() => { r1.close(); r2.close(); });
+  await r2.waitFor((x) => x.events.some((e) => e.event === 'rt.gap'), 5000, 'rt.gap');
+  const m1 = await get();
+  assert(sum(m1, /replay/i) - sum(m0, /replay/i) >= 2, `replay counter rose by ${sum(m1, /replay/i) - sum(m0, /replay/i)} after 2 resumes`);
+  assert(sum(m1, /gap/i) - sum(m0, /gap/i) >= 1, `gap counter rose by ${sum(m1, /gap/i) - sum(m0, /gap/i)} after a gap resume`);
+  r1.close(); r2.close();
+  await waitFor(async () => conns(await get()) === conns(m0), 5000, 'gauge back after closing 2 streams');
+  const ghosts = await Promise.all(Array.from({ length: 10 }, () => subscribe(b.base, '/sub/gm.idle')));
+  const up = conns(await get());
+  assert(up >= conns(m0) + 10, `sse connections gauge ${up} with 10 more streams open (baseline ${conns(m0)})`);
+  ghosts.forEach((g) => g.res.socket.destroy()); // clients vanish without a word; the topic stays idle
+  const t0 = Date.now();
+  await waitFor(async () => conns(await get()) <= conns(m0), 6000, 'vanished idle SSE clients to be noticed (sse.heartbeat 1s)',
+    () => `gauge still ${up}`);
+  c.info(`vanished idle SSE clients noticed within ${Date.now() - t0} ms`);
 });
 
 t.test('static files from web.root; no traversal out of it', async (c) => {

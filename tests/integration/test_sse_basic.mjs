@@ -130,6 +130,25 @@ t.test('multi-topic /sub?topic=a&topic=b; other topics isolated', async (c) => {
   eq(other.messages.map((m) => [m.id, m.data]), [[endId, 'END']], 'multi.c subscriber got only its own message');
 });
 
+t.test('overlapping topics in one subscription deliver each message once (live and replay)', async (c) => {
+  const b = await c.broker();
+  const id0 = await publishOk(b.base, 'ov.zero', 'zero');
+  const s = await subscribe(b.base, '/sub?topic=ov.a&topic=ov.*&topic=ov.a&topic=ov.>&envelope=1');
+  c.defer(() => s.close());
+  const ids = [];
+  for (const tp of ['ov.a', 'ov.b', 'ov.a.x', 'ov.a']) ids.push(await publishOk(b.base, tp, tp));
+  await s.waitMessages(4, 5000);
+  await sleep(300);
+  eq(s.messages.map((m) => m.id), ids, 'live: each message once');
+  const r = await subscribe(b.base, `/sub?topic=ov.a&topic=ov.*&topic=ov.>&lastEventId=${encodeURIComponent(id0)}`);
+  c.defer(() => r.close());
+  await r.waitMessages(4, 5000);
+  await sleep(300);
+  eq(r.messages.map((m) => m.id), ids, 'replay: each message once, in order');
+  const lp = await (await fetch(`${b.base}/poll?topic=ov.a&topic=ov.*&topic=ov.>&cursor=${encodeURIComponent(id0)}&timeout=1`)).json();
+  eq(lp.messages.map((m) => m.id), ids, 'long-poll: each message once, in order');
+});
+
 t.test('heartbeat ": ping" every sse.heartbeat (1s)', async (c) => {
   const b = await c.broker({ config: { sse: { heartbeat: '1s' } } });
   const s = await subscribe(b.base, '/sub/hb.t');

@@ -175,6 +175,23 @@ t.test('id older than retention (history.max_messages 10, 30 published) → rt.g
   void firstNonIncreasing; void seqOf;
 });
 
+t.test('broker restart: new epoch; an id from before the restart gives rt.gap / gap: true', async (c) => {
+  const b1 = await c.broker();
+  const oldIds = [];
+  for (let i = 0; i < 3; i++) oldIds.push(await publishOk(b1.base, 'rs.t', `old${i}`));
+  const st = await b1.stop();
+  eq(st.code, 0, 'first broker exit code');
+  const b2 = await c.broker();
+  const newId = await publishOk(b2.base, 'rs.t', 'new0');
+  assert(epochOf(newId) !== epochOf(oldIds[0]), `epoch did not change across a memory-bus restart: ${oldIds[0]} then ${newId}`);
+  const s = await subscribe(b2.base, '/sub/rs.t', { headers: { 'Last-Event-ID': oldIds[2] } });
+  c.defer(() => s.close());
+  await s.waitFor((x) => x.events.length >= 2, 5000, 'gap + new0');
+  eq(s.events.map((e) => e.event === "rt.gap" ? `GAP ${JSON.parse(e.data).from}` : e.data), [`GAP ${oldIds[2]}`, "new0"], 'resume across restart');
+  const lp = await (await fetch(`${b2.base}/poll?topic=rs.t&cursor=${encodeURIComponent(oldIds[2])}&timeout=1`)).json();
+  eq([lp.gap, lp.messages.map((m) => m.data)], [true, ['new0']], 'long-poll across restart');
+});
+
 t.test('malformed Last-Event-ID / lastEventId / since → 400 invalid_id', async (c) => {
   const b = await c.broker();
   await publishOk(b.base, 'bad.t', 'x');
