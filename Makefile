@@ -33,7 +33,7 @@ $(BUILD)/rtbroker: $(BROKER_OBJ)
 .SECONDEXPANSION:
 $(BUILD)/plugins/%.so: $$(wildcard plugins/$$*/*.c) $$(wildcard plugins/$$*/*.h) include/rtbroker/plugin.h
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_COMMON) -fPIC -shared -o $@ $(filter %.c,$^) -lz
+	$(CC) $(CFLAGS_COMMON) -fPIC -shared -o $@ $(filter %.c,$^) -lz -lcrypto
 
 $(BUILD)/tests/%: tests/unit/%.c $(CORE_OBJ) $(UNIT_EXTRA) tests/unit/unit.h
 	@mkdir -p $(dir $@)

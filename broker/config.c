@@ -36,7 +36,7 @@ static const rt_cfg_value_t core_keys[] = {
     K("log.level", RT_CFG_STRING, "info", 0, 0),
     K("web.root", RT_CFG_STRING, "web", 0, 0),
     K("plugins.dir", RT_CFG_STRING, "", 0, 0),
-    K("plugins.load", RT_CFG_LIST, "sse,longpoll", 0, 0),
+    K("plugins.load", RT_CFG_LIST, "sse,longpoll,websocket", 0, 0),
     K("history.max_messages", RT_CFG_INT, "100", 1, 10000000),
     K("history.max_age", RT_CFG_DURATION, "1h", 1000, 366LL * 86400 * 1000),
     K("publish.dedup_window", RT_CFG_DURATION, "2m", 0, 86400LL * 1000),

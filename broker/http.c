@@ -67,6 +67,8 @@ void rt_http_error(h2o_req_t *req, int err, const char *message)
 
 rt_str_t rt_req_header(h2o_req_t *req, const char *name)
 {
+    if (strcmp(name, "upgrade") == 0) /* h2o keeps it apart (only with `Connection: upgrade`, HTTP/1.1) */
+        return req->upgrade.base ? rt_str(req->upgrade.base, req->upgrade.len) : rt_str(NULL, 0);
     ssize_t i = h2o_find_header_by_str(&req->headers, name, strlen(name), -1);
     if (i < 0)
         return rt_str(NULL, 0);

@@ -327,6 +327,8 @@ int rt_sub_upgrade(rt_sub_t *sub, const char *const *headers)
         h2o_add_header_by_str(&req->pool, &req->res.headers, headers[i], strlen(headers[i]), 1, NULL, headers[i + 1],
                               strlen(headers[i + 1]));
     sub->upgrading = 1;
+    req->res.status = 101;
+    req->res.reason = "Switching Protocols";
     h2o_http1_upgrade(req, NULL, 0, on_upgrade_complete, sub);
     return RT_OK;
 }

@@ -17,6 +17,7 @@
 #include "ops.h"
 #include "plugin.h"
 #include "publish.h"
+#include "text.h"
 
 #define MAX_PLUGINS 16
 
@@ -290,4 +291,7 @@ const rt_services_t rt_services = {
     rt_msg_envelope,
     svc_msg_encoded,
     rt_metrics_delivered,
+    rt_utf8_valid,
+    rt_json_object,
+    rt_json_unescape,
 };

@@ -197,6 +197,132 @@ int rt_json_valid(const char *p, size_t len)
     return c.p == c.end;
 }
 
+int rt_json_object(rt_str_t json, rt_json_field_t *fields, size_t max)
+{
+    jcur_t c = {json.base, json.base + json.len};
+    size_t n = 0;
+    skip_ws(&c);
+    if (c.p >= c.end || *c.p != '{')
+        return RT_EINVAL;
+    c.p++;
+    skip_ws(&c);
+    if (c.p < c.end && *c.p == '}') {
+        c.p++;
+    } else {
+        for (;;) {
+            skip_ws(&c);
+            const char *kstart = c.p;
+            if (c.p >= c.end || *c.p != '"' || !string(&c))
+                return RT_EINVAL;
+            const char *kend = c.p;
+            skip_ws(&c);
+            if (c.p >= c.end || *c.p != ':')
+                return RT_EINVAL;
+            c.p++;
+            skip_ws(&c);
+            const char *vstart = c.p;
+            if (!value(&c, 1))
+                return RT_EINVAL;
+            if (n == max)
+                return RT_EINVAL;
+            fields[n].key = rt_str(kstart + 1, (size_t)(kend - kstart - 2));
+            fields[n].value = rt_str(vstart, (size_t)(c.p - vstart));
+            char t = *vstart;
+            fields[n].type = t == '"' ? 's' : t == '{' ? 'o' : t == '[' ? 'a' : t == 't' ? 't' : t == 'f' ? 'f' : t == 'n' ? 'z' : 'n';
+            n++;
+            skip_ws(&c);
+            if (c.p < c.end && *c.p == ',') {
+                c.p++;
+                continue;
+            }
+            if (c.p < c.end && *c.p == '}') {
+                c.p++;
+                break;
+            }
+            return RT_EINVAL;
+        }
+    }
+    skip_ws(&c);
+    return c.p == c.end ? (int)n : RT_EINVAL;
+}
+
+static int put_utf8(char *out, size_t cap, size_t *o, unsigned cp)
+{
+    char tmp[4];
+    size_t n;
+    if (cp < 0x80)
+        tmp[0] = (char)cp, n = 1;
+    else if (cp < 0x800)
+        tmp[0] = (char)(0xc0 | (cp >> 6)), tmp[1] = (char)(0x80 | (cp & 0x3f)), n = 2;
+    else if (cp < 0x10000)
+        tmp[0] = (char)(0xe0 | (cp >> 12)), tmp[1] = (char)(0x80 | ((cp >> 6) & 0x3f)), tmp[2] = (char)(0x80 | (cp & 0x3f)), n = 3;
+    else
+        tmp[0] = (char)(0xf0 | (cp >> 18)), tmp[1] = (char)(0x80 | ((cp >> 12) & 0x3f)),
+        tmp[2] = (char)(0x80 | ((cp >> 6) & 0x3f)), tmp[3] = (char)(0x80 | (cp & 0x3f)), n = 4;
+    if (*o + n > cap)
+        return -1;
+    memcpy(out + *o, tmp, n);
+    *o += n;
+    return 0;
+}
+
+static unsigned hexnum(const char *p)
+{
+    unsigned v = 0;
+    for (int i = 0; i < 4; i++) {
+        char h = p[i];
+        v = v * 16 + (unsigned)(h <= '9' ? h - '0' : (h | 0x20) - 'a' + 10);
+    }
+    return v;
+}
+
+int rt_json_unescape(rt_str_t v, char *out, size_t cap)
+{
+    if (v.len < 2 || v.base[0] != '"' || v.base[v.len - 1] != '"')
+        return RT_EINVAL;
+    size_t o = 0;
+    for (size_t i = 1; i + 1 < v.len; i++) {
+        char ch = v.base[i];
+        if (ch != '\\') {
+            if (o == cap)
+                return RT_EINVAL;
+            out[o++] = ch;
+            continue;
+        }
+        if (i + 2 >= v.len)
+            return RT_EINVAL;
+        char e = v.base[++i];
+        unsigned cp;
+        switch (e) {
+        case 'b': cp = '\b'; break;
+        case 'f': cp = '\f'; break;
+        case 'n': cp = '\n'; break;
+        case 'r': cp = '\r'; break;
+        case 't': cp = '\t'; break;
+        case 'u':
+            if (i + 4 >= v.len || !hex4(v.base + i + 1))
+                return RT_EINVAL;
+            cp = hexnum(v.base + i + 1);
+            i += 4;
+            if (cp >= 0xd800 && cp < 0xdc00 && i + 6 < v.len && v.base[i + 1] == '\\' && v.base[i + 2] == 'u' &&
+                hex4(v.base + i + 3)) {
+                unsigned lo = hexnum(v.base + i + 3);
+                if (lo >= 0xdc00 && lo < 0xe000) {
+                    cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+                    i += 6;
+                }
+            }
+            if (cp >= 0xd800 && cp < 0xe000)
+                cp = 0xfffd; /* a lone surrogate cannot be UTF-8 */
+            break;
+        default: cp = (unsigned char)e; break;
+        }
+        if (put_utf8(out, cap, &o, cp) != 0)
+            return RT_EINVAL;
+    }
+    return (int)o;
+}
+
 void rt_json_append_string(rt_buf_t *b, rt_str_t s)
 {
     static const char hex[] = "0123456789abcdef";

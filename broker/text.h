@@ -8,6 +8,9 @@ int rt_utf8_valid(const char *p, size_t len);
 /* Strict RFC 8259 value check with bounded nesting depth; 1 when valid. */
 int rt_json_valid(const char *p, size_t len);
 /* Append s as a quoted JSON string (valid UTF-8 expected; other bytes are escaped as \u00XX). */
+/* See rt_services_t.json_object / json_unescape in plugin.h. */
+int rt_json_object(rt_str_t json, rt_json_field_t *fields, size_t max);
+int rt_json_unescape(rt_str_t value, char *out, size_t cap);
 void rt_json_append_string(rt_buf_t *b, rt_str_t s);
 /* Append valid JSON without insignificant whitespace (so it fits one SSE data: line). */
 void rt_json_append_compact(rt_buf_t *b, rt_str_t json);

@@ -91,6 +91,13 @@ typedef struct rt_pub {
     rt_str_t idempotency_key; /* or empty */
 } rt_pub_t;
 
+/* One member of a JSON object (rt_services_t.json_object). */
+typedef struct rt_json_field {
+    rt_str_t key;   /* the key's bytes between the quotes (escapes not decoded) */
+    rt_str_t value; /* the raw JSON value */
+    char type;      /* 's' string, 'n' number, 'o' object, 'a' array, 't' true, 'f' false, 'z' null */
+} rt_json_field_t;
+
 /* Plugin configuration keys, declared by the plugin and validated by the broker's
  * config loader under the plugin's section (e.g. `sse.heartbeat`, env RTB_SSE_HEARTBEAT). */
 typedef enum rt_cfg_type {
@@ -175,6 +182,14 @@ typedef struct rt_services {
     rt_str_t (*msg_encoded)(rt_msg_t *msg, const rt_transport_t *tp, int slot,
                             rt_str_t (*encode)(rt_msg_t *msg, int slot));
     void (*count_delivered)(const rt_transport_t *tp, size_t messages, size_t bytes); /* for /metrics */
+
+    /* --- text helpers (any thread) --- */
+    int (*utf8_valid)(const char *bytes, size_t len);                  /* 1 when valid UTF-8 */
+    /* Splits a JSON object (validated strictly, nesting bounded) into at most max members; the count, or
+     * RT_EINVAL when the text is not one valid JSON object or has more than max members. */
+    int (*json_object)(rt_str_t json, rt_json_field_t *fields, size_t max);
+    /* Decodes a JSON string value (with its quotes) into out; the length, or RT_EINVAL when it does not fit. */
+    int (*json_unescape)(rt_str_t value, char *out, size_t cap);
 } rt_services_t;
 
 /* The table a plugin exports as `rt_transport_v1`. */

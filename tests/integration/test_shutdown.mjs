@@ -50,7 +50,7 @@ t.test('100 SSE streams + held long-poll: rt.shutdown on each stream, poll answe
       `held long-poll answer is not {"cursor","messages"}: ${trunc(pollOutcome.text)}`);
   }
   assert(pollOutcome.ms < exitMs + 1500, `held long-poll answered only after ${pollOutcome.ms} ms`);
-  c.info(`held long-poll answered at shutdown: ${pollOutcome.status} ${trunc(pollOutcome.text, 200)}`);
+  c.info(`held long-poll answered at shutdown: ${pollOutcome.status} ${trunc(pollOutcome.text.trim(), 200)}`);
 }, { timeout: 50000 });
 
 t.test('SSE over h2c (curl --http2-prior-knowledge) and HTTP/1.1 curl get rt.shutdown; exit 0', async (c) => {

@@ -98,6 +98,25 @@ t.test('resume while a publisher publishes continuously: no gap, no duplicate ac
   c.info(`continuous resume: ${published.length} messages over 4 connections, all exactly once`);
 });
 
+t.test('resume from the newest id (nothing missed): no replay, no gap, live continues', async (c) => {
+  const b = await c.broker();
+  const last = await publishOk(b.base, 'nm.t', 'seen');
+  const s = await subscribe(b.base, '/sub/nm.t', { headers: { 'Last-Event-ID': last } });
+  c.defer(() => s.close());
+  const other = await publishOk(b.base, 'nm.other', 'elsewhere');
+  const s2 = await subscribe(b.base, '/sub/nm.empty', { headers: { 'Last-Event-ID': other } }); // topic without history
+  c.defer(() => s2.close());
+  await sleep(300);
+  eq(s.events.length, 0, `events replayed after the newest id: ${JSON.stringify(s.events)}`);
+  eq(s2.events.length, 0, `events on a topic without history: ${JSON.stringify(s2.events)}`);
+  const live = await publishOk(b.base, 'nm.t', 'live');
+  const live2 = await publishOk(b.base, 'nm.empty', 'live2');
+  await s.waitMessages(1, 5000);
+  await s2.waitMessages(1, 5000);
+  eq(s.messages.map((m) => m.id), [live], 'live after an empty resume');
+  eq(s2.messages.map((m) => m.id), [live2], 'live after an empty resume on a new topic');
+});
+
 t.test('lastEventId= and since= query forms', async (c) => {
   const b = await c.broker();
   const ids = [];

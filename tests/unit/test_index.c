@@ -394,6 +394,7 @@ static void test_many(void)
 
 int main(void)
 {
+    setvbuf(stdout, NULL, _IOLBF, 0); /* results survive a sanitizer abort */
     test_basic();
     test_duplicates_and_shapes();
     test_many();

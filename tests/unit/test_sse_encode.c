@@ -146,6 +146,7 @@ static void test_large(void)
 
 int main(void)
 {
+    setvbuf(stdout, NULL, _IOLBF, 0); /* results survive a sanitizer abort */
     test_fields();
     test_line_breaks();
     test_large();

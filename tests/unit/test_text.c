@@ -551,6 +551,7 @@ static void test_envelope(void)
 
 int main(void)
 {
+    setvbuf(stdout, NULL, _IOLBF, 0); /* results survive a sanitizer abort */
     test_utf8();
     test_json_valid();
     test_json_string();

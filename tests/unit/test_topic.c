@@ -355,6 +355,7 @@ static void test_id(void)
 
 int main(void)
 {
+    setvbuf(stdout, NULL, _IOLBF, 0); /* results survive a sanitizer abort */
     test_check_valid();
     test_check_invalid();
     test_check_wildcards();
