@@ -244,7 +244,8 @@ static int mb_replay(rt_bus_t *bus, rt_replay_t *r)
     }
     pthread_mutex_unlock(&mb->lock);
 
-    qsort(r->msgs, r->count, sizeof(*r->msgs), cmp_seq);
+    if (r->count > 1)
+        qsort(r->msgs, r->count, sizeof(*r->msgs), cmp_seq);
     size_t out = 0; /* drop duplicates from a topic listed twice */
     for (size_t i = 0; i < r->count; i++) {
         if (out && r->msgs[out - 1]->seq == r->msgs[i]->seq)

@@ -7,6 +7,7 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <math.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -71,7 +72,7 @@ int rt_parse_duration_ms(const char *s, int64_t *out)
     char *end;
     errno = 0;
     double d = strtod(s, &end);
-    if (end == s || errno || d < 0)
+    if (end == s || errno || !isfinite(d) || d < 0)
         return -1;
     double mul = 1000; /* bare numbers are seconds */
     if (*end == '\0' || strcmp(end, "s") == 0)
@@ -433,8 +434,14 @@ void rt_config_reset(void)
     }
     free(raws);
     raws = NULL, nraws = 0;
-    for (size_t i = 0; i < nvals; i++)
+    size_t ncore = sizeof(core_keys) / sizeof(core_keys[0]);
+    for (size_t i = 0; i < nvals; i++) {
         free_value(&vals[i]);
+        if (vals[i].origin && strncmp(vals[i].origin, "RTB_", 4) == 0)
+            free((char *)vals[i].origin);
+        if (i >= ncore)
+            free((char *)vals[i].path);
+    }
     free(vals);
     vals = NULL, nvals = capvals = 0;
     strcpy(file_name, "(none)");
@@ -470,8 +477,11 @@ int rt_config_check_unknown(char *err, size_t errlen)
         if (raws[i].used)
             continue;
         size_t plen = strlen(raws[i].path);
+        int empty = !raws[i].is_seq && raws[i].n == 1 && raws[i].items[0][0] == '\0';
         for (size_t k = 0; k < nvals; k++) {
             if (strncmp(vals[k].path, raws[i].path, plen) == 0 && vals[k].path[plen] == '.') {
+                if (empty)
+                    goto next; /* a section whose keys are all commented out */
                 snprintf(err, errlen, "config: %s: expected a mapping of keys, got a value (%s line %d)", raws[i].path,
                          file_name, raws[i].line);
                 return -1;
@@ -480,6 +490,7 @@ int rt_config_check_unknown(char *err, size_t errlen)
         snprintf(err, errlen, "config: %s: unknown key (%s line %d); see the configuration reference in README.md",
                  raws[i].path, file_name, raws[i].line);
         return -1;
+    next:;
     }
     return 0;
 }
