@@ -159,8 +159,11 @@ static void flush_upgraded(rt_sub_t *sub)
     if (sub->sending || sub->sock == NULL || sub->closed)
         return;
     if (sub->pending.len == 0) {
-        if (sub->final_queued && !h2o_timeout_is_linked(&sub->close_timer))
+        if (sub->final_queued) {
+            if (h2o_timeout_is_linked(&sub->close_timer))
+                h2o_timeout_unlink(&sub->close_timer);
             h2o_timeout_link(sub->w->ctx.loop, &sub->w->ctx.zero_timeout, &sub->close_timer);
+        }
         return;
     }
     h2o_iovec_t iovs[SEND_MAX_IOVS];
@@ -552,7 +555,14 @@ void rt_sub_close(rt_sub_t *sub)
     for (int i = 0; i < 2; i++)
         if (h2o_timeout_is_linked(&sub->timers[i]))
             h2o_timeout_unlink(&sub->timers[i]);
-    if (!sub->streaming && !sub->upgrading) {
+    if (sub->upgraded || sub->upgrading) {
+        /* a peer that stops reading must not hold the connection: close by this deadline regardless */
+        h2o_timeout_link(sub->w->ctx.loop, rt_worker_timeout(sub->w, 5000), &sub->close_timer);
+        sub->final_queued = 1;
+        flush(sub);
+        return;
+    }
+    if (!sub->streaming) {
         static const rt_str_t body = {"{\"error\":\"unavailable\",\"message\":\"the subscription was closed\"}", 63};
         rt_sub_respond(sub, 503, "application/json", &body, 1);
         return;

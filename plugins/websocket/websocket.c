@@ -96,8 +96,12 @@ void ws_send_text(rt_sub_t *sub, const char *text, size_t len)
         send_frame(sub, WS_TEXT, text, len);
 }
 
-/* Sends a close frame (once) and closes the connection after it. */
-void ws_close(rt_sub_t *sub, unsigned code, const char *reason)
+static void on_linger_end(rt_sub_t *sub) { svc->sub_close(sub); }
+
+/* Sends a close frame (once). When the peer has closed already (peer_closed) the connection ends after it;
+ * otherwise we wait a little for the peer's close, reading and discarding, so that closing the socket with
+ * unread input (a TCP reset) cannot destroy our close frame before the peer reads it. */
+static void close_frame(rt_sub_t *sub, unsigned code, const char *reason, int peer_closed)
 {
     ws_conn_t *c = svc->sub_data(sub);
     if (!c->close_sent) {
@@ -111,7 +115,22 @@ void ws_close(rt_sub_t *sub, unsigned code, const char *reason)
         send_frame(sub, WS_CLOSE, p, code ? 2 + rlen : 0);
         c->close_sent = 1;
     }
-    svc->sub_close(sub);
+    if (peer_closed) {
+        svc->sub_close(sub);
+    } else {
+        svc->sub_timer(sub, 0, 0, NULL); /* no more pings */
+        svc->sub_timer(sub, 1, 1000, on_linger_end);
+    }
+}
+
+void ws_close(rt_sub_t *sub, unsigned code, const char *reason) { close_frame(sub, code, reason, 0); }
+
+/* Fails the connection (RFC 6455 7.1.7): no more input is parsed. */
+static void fail(rt_sub_t *sub, unsigned code, const char *reason)
+{
+    ws_conn_t *c = svc->sub_data(sub);
+    c->closed_in = 1;
+    close_frame(sub, code, reason, 0);
 }
 
 /* A message's frame for a variant, built once per message and shared by every subscriber. */
@@ -217,21 +236,21 @@ static void finish_message(rt_sub_t *sub, ws_conn_t *c)
     if (c->msg_compressed) {
         int r = ws_inflate_message(c->msg, c->msg_len, max_message, &inflated, &len);
         if (r == -2) {
-            ws_close(sub, 1009, "message too big");
+            fail(sub, 1009, "message too big");
             return;
         }
         if (r != 0) {
-            ws_close(sub, 1007, "invalid compressed data");
+            fail(sub, 1007, "invalid compressed data");
             return;
         }
         data = inflated;
         if (c->msg_opcode == WS_TEXT && !svc->utf8_valid((const char *)data, len)) {
             free(inflated);
-            ws_close(sub, 1007, "invalid UTF-8");
+            fail(sub, 1007, "invalid UTF-8");
             return;
         }
     } else if (c->msg_opcode == WS_TEXT && !ws_utf8_complete(&c->utf8)) {
-        ws_close(sub, 1007, "invalid UTF-8");
+        fail(sub, 1007, "invalid UTF-8");
         return;
     }
     int opcode = c->msg_opcode;
@@ -249,7 +268,7 @@ static void finish_message(rt_sub_t *sub, ws_conn_t *c)
         }
     } else if (c->mode == WS_MODE_V1) {
         if (opcode == WS_BINARY)
-            ws_close(sub, 1003, "rt.v1 takes JSON text frames");
+            fail(sub, 1003, "rt.v1 takes JSON text frames");
         else
             ws_ops_handle(sub, c, (const char *)data, len);
     }
@@ -266,23 +285,28 @@ static void handle_control(rt_sub_t *sub, ws_conn_t *c, int opcode, const unsign
     if (opcode == WS_PONG)
         return;
     /* close */
+    c->closed_in = 1;
+    if (c->close_sent) { /* the answer to ours: the handshake is complete */
+        svc->sub_close(sub);
+        return;
+    }
     if (len == 1) {
-        ws_close(sub, 1002, "close payload of one byte");
+        fail(sub, 1002, "close payload of one byte");
         return;
     }
     unsigned code = 0;
     if (len >= 2) {
         code = ((unsigned)p[0] << 8) | p[1];
         if (!ws_close_code_valid(code)) {
-            ws_close(sub, 1002, "invalid close code");
+            fail(sub, 1002, "invalid close code");
             return;
         }
         if (!svc->utf8_valid((const char *)p + 2, len - 2)) {
-            ws_close(sub, 1007, "invalid UTF-8 in close reason");
+            fail(sub, 1007, "invalid UTF-8 in close reason");
             return;
         }
     }
-    ws_close(sub, code ? code : 1000, NULL);
+    close_frame(sub, code ? code : 1000, NULL, 1);
 }
 
 static size_t ws_receive(rt_sub_t *sub, const char *bytes, size_t len)
@@ -290,36 +314,36 @@ static size_t ws_receive(rt_sub_t *sub, const char *bytes, size_t len)
     ws_conn_t *c = svc->sub_data(sub);
     const unsigned char *in = (const unsigned char *)bytes;
     size_t off = 0;
-    while (off < len && !c->close_sent) {
+    while (off < len && !c->closed_in) {
         ws_frame_t f;
         int r = ws_parse_header(in + off, len - off, &f);
         if (r == 0)
             break;
         int control = f.opcode & 8;
         if (r < 0 || f.rsv2 || f.rsv3 || !f.masked) {
-            ws_close(sub, 1002, r < 0 ? "bad length" : f.masked ? "reserved bits set" : "client frames must be masked");
+            fail(sub, 1002, r < 0 ? "bad length" : f.masked ? "reserved bits set" : "client frames must be masked");
             return len;
         }
         if (control) {
             if (f.opcode > WS_PONG || !f.fin || f.len > 125 || f.rsv1) {
-                ws_close(sub, 1002, "bad control frame");
+                fail(sub, 1002, "bad control frame");
                 return len;
             }
         } else {
             if (f.opcode > WS_BINARY) {
-                ws_close(sub, 1002, "reserved opcode");
+                fail(sub, 1002, "reserved opcode");
                 return len;
             }
             if ((f.opcode == WS_CONT) != (c->msg_opcode != 0)) {
-                ws_close(sub, 1002, f.opcode == WS_CONT ? "nothing to continue" : "a message is still in progress");
+                fail(sub, 1002, f.opcode == WS_CONT ? "nothing to continue" : "a message is still in progress");
                 return len;
             }
             if (f.rsv1 && (f.opcode == WS_CONT || !c->deflate)) {
-                ws_close(sub, 1002, "RSV1 without a compressed message");
+                fail(sub, 1002, "RSV1 without a compressed message");
                 return len;
             }
             if (f.len > max_message || c->msg_len + f.len > max_message) {
-                ws_close(sub, 1009, "message too big");
+                fail(sub, 1009, "message too big");
                 return len;
             }
         }
@@ -328,6 +352,8 @@ static size_t ws_receive(rt_sub_t *sub, const char *bytes, size_t len)
         const unsigned char *payload = in + off + f.header_len;
         off += f.header_len + (size_t)f.len;
         c->last_seen = now_ms();
+        if (c->close_sent && f.opcode != WS_CLOSE)
+            continue; /* after our close, only the peer's close matters */
         if (control) {
             unsigned char p[125];
             ws_unmask(p, payload, (size_t)f.len, f.mask, 0);
@@ -351,13 +377,13 @@ static size_t ws_receive(rt_sub_t *sub, const char *bytes, size_t len)
         ws_unmask(dst, payload, (size_t)f.len, f.mask, 0);
         c->msg_len += (size_t)f.len;
         if (c->msg_opcode == WS_TEXT && !c->msg_compressed && ws_utf8_feed(&c->utf8, dst, (size_t)f.len) != 0) {
-            ws_close(sub, 1007, "invalid UTF-8");
+            fail(sub, 1007, "invalid UTF-8");
             return len;
         }
         if (f.fin)
             finish_message(sub, c);
     }
-    return c->close_sent ? len : off;
+    return c->closed_in ? len : off;
 }
 
 /* ---------- heartbeats ---------- */

@@ -8,7 +8,7 @@
 enum { WS_MODE_RAW = 0, WS_MODE_V1 = 1 };
 
 typedef struct ws_conn {
-    int mode, deflate, close_sent;
+    int mode, deflate, close_sent, closed_in; /* closed_in: input is no longer parsed */
     uint64_t last_seen;
     /* the message being received */
     int msg_opcode, msg_compressed;
