@@ -1,24 +1,28 @@
 /*
- * Authorization decisions for subscribe and publish. A subscription pattern is allowed
- * only when a granted pattern covers every topic it can match (rt_topic_covers), so
- * `chat.*` never grants `chat.>`. Tokenless clients get auth.anonymous.*; nothing is
- * open when those keys are absent.
+ * Authorization decisions for subscribe and publish, and where tokens come from.
+ * A subscription pattern is allowed only when a granted pattern covers every topic
+ * it can match (rt_topic_covers), so `chat.*` never grants `chat.>`. Tokenless
+ * clients get auth.anonymous.*; nothing is open when those keys are absent. A token
+ * that is presented must be valid, even where anonymous access would do.
  */
+#include <arpa/inet.h>
 #include <stdio.h>
 
 #include "auth.h"
 #include "config.h"
+#include "http.h"
 #include "ops.h"
 #include "topic.h"
 
-static const rt_cfg_value_t *anon_sub, *anon_pub;
+static const rt_cfg_value_t *anon_sub, *anon_pub, *origins;
+static const char *cookie_name;
 
 static int check_list(const rt_cfg_value_t *v, char *err, size_t errlen)
 {
     for (size_t i = 0; i < v->nlist; i++) {
         if (rt_topic_check(rt_cstr(v->list[i]), 1, NULL) != RT_OK) {
-            snprintf(err, errlen, "config: %s: \"%s\" is not a topic pattern (segments of A-Z a-z 0-9 _ -, '*', '>' last)%s",
-                     v->path, v->list[i], v->line ? "" : "");
+            snprintf(err, errlen, "config: %s: \"%s\" is not a topic pattern (segments of A-Z a-z 0-9 _ -, '*', '>' last)",
+                     v->path, v->list[i]);
             if (v->line)
                 snprintf(err + strlen(err), errlen - strlen(err), " (line %d)", v->line);
             return -1;
@@ -31,35 +35,149 @@ int rt_auth_init(char *err, size_t errlen)
 {
     anon_sub = rt_cfg("auth.anonymous.subscribe");
     anon_pub = rt_cfg("auth.anonymous.publish");
+    origins = rt_cfg("http.allowed_origins");
+    cookie_name = rt_cfg_str("auth.cookie");
     if (check_list(anon_sub, err, errlen) || check_list(anon_pub, err, errlen))
         return -1;
-    return 0;
+    for (size_t i = 0; i < origins->nlist; i++) {
+        const char *o = origins->list[i];
+        if (strcmp(o, "*") != 0 && strncmp(o, "http://", 7) != 0 && strncmp(o, "https://", 8) != 0) {
+            snprintf(err, errlen, "config: http.allowed_origins: \"%s\" is not an origin (https://host[:port], or *)", o);
+            return -1;
+        }
+    }
+    return rt_jwt_init(err, errlen);
 }
 
-static int granted(const rt_cfg_value_t *v, rt_str_t pattern)
+static rt_str_t cookie(h2o_req_t *req, const char *name)
 {
-    for (size_t i = 0; i < v->nlist; i++)
-        if (rt_topic_covers(rt_cstr(v->list[i]), pattern))
+    size_t nlen = strlen(name);
+    for (ssize_t i = -1; (i = h2o_find_header(&req->headers, H2O_TOKEN_COOKIE, i)) != -1;) {
+        const char *p = req->headers.entries[i].value.base, *end = p + req->headers.entries[i].value.len;
+        while (p < end) {
+            while (p < end && (*p == ' ' || *p == ';'))
+                p++;
+            const char *semi = memchr(p, ';', (size_t)(end - p));
+            const char *stop = semi ? semi : end;
+            const char *eq = memchr(p, '=', (size_t)(stop - p));
+            if (eq && (size_t)(eq - p) == nlen && memcmp(p, name, nlen) == 0)
+                return rt_str(eq + 1, (size_t)(stop - eq - 1));
+            p = stop;
+        }
+    }
+    return rt_str(NULL, 0);
+}
+
+rt_str_t rt_auth_token(h2o_req_t *req)
+{
+    rt_str_t v = rt_req_header(req, "authorization");
+    if (v.len > 7 && strncasecmp(v.base, "Bearer ", 7) == 0)
+        return rt_str(v.base + 7, v.len - 7);
+    if (rt_req_query(req, "token", 0, &v) && v.len)
+        return v;
+    if ((v = cookie(req, cookie_name)).len)
+        return v;
+    v = rt_req_header(req, "sec-websocket-protocol");
+    for (size_t i = 0; i < v.len;) {
+        while (i < v.len && (v.base[i] == ' ' || v.base[i] == ','))
+            i++;
+        size_t s = i;
+        while (i < v.len && v.base[i] != ',' && v.base[i] != ' ')
+            i++;
+        if (i - s > 7 && memcmp(v.base + s, "bearer.", 7) == 0)
+            return rt_str(v.base + s + 7, i - s - 7);
+    }
+    return rt_str(NULL, 0);
+}
+
+int rt_auth_identify(h2o_req_t *req, rt_ident_t **id, const char **why)
+{
+    *id = NULL;
+    rt_str_t token = rt_auth_token(req);
+    if (token.len == 0)
+        return RT_OK;
+    int err = rt_jwt_verify(token, id, why);
+    if (err != RT_OK) {
+        char ip[64];
+        rt_peer_ip(req, ip, sizeof(ip));
+        rt_metrics_auth_failure();
+        rt_log(RT_LOG_INFO, "auth: refused a token from %s: %s", ip, *why);
+    }
+    return err;
+}
+
+static int granted(char **pats, size_t n, rt_str_t pattern)
+{
+    for (size_t i = 0; i < n; i++)
+        if (rt_topic_covers(rt_cstr(pats[i]), pattern))
             return 1;
     return 0;
 }
 
-int rt_auth_can_subscribe(rt_request_t *req, rt_str_t pattern)
+int rt_auth_allows(const rt_ident_t *id, rt_str_t pattern, int publish)
 {
-    (void)req;
-    if (granted(anon_sub, pattern))
+    const rt_cfg_value_t *anon = publish ? anon_pub : anon_sub;
+    if (granted(anon->list, anon->nlist, pattern))
+        return RT_OK;
+    if (id && (publish ? granted(id->pub_pats, id->npub, pattern) : granted(id->sub_pats, id->nsub, pattern)))
         return RT_OK;
     rt_metrics_auth_failure();
-    return RT_EUNAUTHORIZED;
-}
-
-int rt_auth_can_publish(rt_request_t *req, rt_str_t topic)
-{
-    (void)req;
-    if (granted(anon_pub, topic))
-        return RT_OK;
-    rt_metrics_auth_failure();
-    return RT_EUNAUTHORIZED;
+    return id ? RT_EFORBIDDEN : RT_EUNAUTHORIZED;
 }
 
 int rt_auth_anonymous_open(void) { return anon_sub->nlist > 0 || anon_pub->nlist > 0; }
+int rt_auth_anonymous_subscribe(void) { return anon_sub->nlist > 0; }
+
+void rt_peer_ip(h2o_req_t *req, char *out, size_t outlen)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&ss);
+    snprintf(out, outlen, "?");
+    if (len == 0)
+        return;
+    if (ss.ss_family == AF_INET)
+        inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, out, (socklen_t)outlen);
+    else if (ss.ss_family == AF_INET6)
+        inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, out, (socklen_t)outlen);
+}
+
+static int origin_listed(rt_str_t origin)
+{
+    for (size_t i = 0; i < origins->nlist; i++)
+        if (strcmp(origins->list[i], "*") == 0 || rt_str_eqc(origin, origins->list[i]))
+            return 1;
+    return 0;
+}
+
+int rt_origin_allowed(h2o_req_t *req)
+{
+    rt_str_t origin = rt_req_header(req, "origin");
+    return origins->nlist == 0 || origin.len == 0 || origin_listed(origin);
+}
+
+void rt_cors_headers(h2o_req_t *req)
+{
+    rt_str_t origin = rt_req_header(req, "origin");
+    if (origin.len == 0)
+        return;
+    if (origins->nlist == 0) {
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ACCESS_CONTROL_ALLOW_ORIGIN, NULL, H2O_STRLIT("*"));
+        return;
+    }
+    if (!origin_listed(origin))
+        return;
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ACCESS_CONTROL_ALLOW_ORIGIN, NULL, origin.base, origin.len);
+    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("access-control-allow-credentials"), 0, NULL,
+                          H2O_STRLIT("true"));
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_VARY, NULL, H2O_STRLIT("Origin"));
+}
+
+void rt_cors_preflight(h2o_req_t *req)
+{
+    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("access-control-allow-methods"), 0, NULL,
+                          H2O_STRLIT("GET, POST, OPTIONS"));
+    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("access-control-allow-headers"), 0, NULL,
+                          H2O_STRLIT("Authorization, Content-Type, Last-Event-ID, Idempotency-Key, X-Event, X-Ephemeral"));
+    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("access-control-max-age"), 0, NULL, H2O_STRLIT("600"));
+    rt_http_respond(req, 204, NULL, "", 0);
+}

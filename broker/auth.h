@@ -1,14 +1,32 @@
-/* Who may subscribe and publish: anonymous patterns now, JWT claims later. */
+/* Who may subscribe and publish: token sources, anonymous patterns, JWT permissions, Origin and CORS. */
 #ifndef RT_AUTH_H
 #define RT_AUTH_H
 
+#define H2O_USE_LIBUV 0
+#include <h2o.h>
+
+#include "jwtauth.h"
 #include "rt.h"
 
 int rt_auth_init(char *err, size_t errlen);
-/* RT_OK, RT_EUNAUTHORIZED (no credentials that allow it) or RT_EFORBIDDEN. */
-int rt_auth_can_subscribe(rt_request_t *req, rt_str_t pattern);
-int rt_auth_can_publish(rt_request_t *req, rt_str_t topic);
-/* Whether anonymous clients may do anything at all (for the open-listener warning). */
+/* The token of a request: Authorization: Bearer, token= query, the auth.cookie cookie, or a WebSocket
+ * subprotocol entry bearer.<jwt>; empty when none. */
+rt_str_t rt_auth_token(h2o_req_t *req);
+/* RT_OK with *id (NULL when the request carries no token) or RT_EUNAUTHORIZED with *why. */
+int rt_auth_identify(h2o_req_t *req, rt_ident_t **id, const char **why);
+/* RT_OK, RT_EUNAUTHORIZED (no token, and anonymous access does not cover it) or RT_EFORBIDDEN. */
+int rt_auth_allows(const rt_ident_t *id, rt_str_t pattern, int publish);
+/* Whether anonymous clients may do anything at all / subscribe to anything. */
 int rt_auth_anonymous_open(void);
+int rt_auth_anonymous_subscribe(void);
+
+/* The client's address as text ("?" when unknown). */
+void rt_peer_ip(h2o_req_t *req, char *out, size_t outlen);
+/* Origin policy (http.allowed_origins): 1 when the request's Origin (if any) is allowed. */
+int rt_origin_allowed(h2o_req_t *req);
+/* CORS response headers for an allowed Origin. */
+void rt_cors_headers(h2o_req_t *req);
+/* Answers a CORS preflight (OPTIONS). */
+void rt_cors_preflight(h2o_req_t *req);
 
 #endif

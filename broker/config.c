@@ -48,6 +48,17 @@ static const rt_cfg_value_t core_keys[] = {
     K("auth.anonymous.subscribe", RT_CFG_LIST, "", 0, 0),
     K("auth.anonymous.publish", RT_CFG_LIST, "", 0, 0),
     K("auth.cookie", RT_CFG_STRING, "rt_token", 0, 0),
+    K("auth.jwt.secret", RT_CFG_STRING, "", 0, 0),
+    K("auth.jwt.public_key_file", RT_CFG_STRING, "", 0, 0),
+    K("auth.jwt.algorithms", RT_CFG_LIST, "", 0, 0),
+    K("auth.jwt.leeway", RT_CFG_DURATION, "30s", 0, 3600LL * 1000),
+    K("auth.jwt.issuer", RT_CFG_STRING, "", 0, 0),
+    K("auth.jwt.audience", RT_CFG_STRING, "", 0, 0),
+    K("auth.jwt.claim", RT_CFG_STRING, "rt", 0, 0),
+    K("http.allowed_origins", RT_CFG_LIST, "", 0, 0),
+    K("limits.connections_per_ip", RT_CFG_INT, "1000", 0, 1000000),
+    K("limits.publish_per_connection", RT_CFG_INT, "200", 0, 1000000),
+    K("limits.publish_per_subject", RT_CFG_INT, "1000", 0, 1000000),
 };
 
 static void set_err(char *err, size_t errlen, const rt_cfg_value_t *v, const char *fmt, ...)

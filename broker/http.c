@@ -5,6 +5,7 @@
  */
 #include <stdio.h>
 
+#include "auth.h"
 #include "config.h"
 #include "http.h"
 #include "ops.h"
@@ -29,7 +30,7 @@ static const char *reason_of(int status)
     }
 }
 
-void rt_http_add_common_headers(h2o_req_t *req) { (void)req; }
+void rt_http_add_common_headers(h2o_req_t *req) { rt_cors_headers(req); }
 
 void rt_http_respond(h2o_req_t *req, int status, const char *content_type, const char *body, size_t len)
 {
@@ -50,9 +51,13 @@ void rt_http_error_status(h2o_req_t *req, int status, const char *code, const ch
     rt_buf_appendc(&b, ",\"message\":");
     rt_json_append_string(&b, rt_cstr(message));
     rt_buf_appendc(&b, "}\n");
-    rt_log(status >= 500 ? RT_LOG_WARN : RT_LOG_INFO, "%.*s %.*s -> %d %s: %s", (int)req->method.len, req->method.base,
-           (int)(req->path.len > 200 ? 200 : req->path.len), req->path.base, status, code, message);
+    /* the query is left out: it may hold a token */
+    size_t plen = req->query_at != SIZE_MAX ? req->query_at : req->path.len;
+    rt_log(status >= 500 ? RT_LOG_WARN : RT_LOG_INFO, "%.*s %.*s%s -> %d %s: %s", (int)req->method.len, req->method.base,
+           (int)(plen > 200 ? 200 : plen), req->path.base, plen < req->path.len ? "?…" : "", status, code, message);
     rt_metrics_http_error(status);
+    if (status == 429 || status == 503)
+        h2o_set_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, H2O_STRLIT("1"), 1);
     char *body = h2o_mem_alloc_pool(&req->pool, b.len);
     memcpy(body, b.base, b.len);
     size_t len = b.len;
@@ -62,6 +67,14 @@ void rt_http_error_status(h2o_req_t *req, int status, const char *code, const ch
 
 void rt_http_error(h2o_req_t *req, int err, const char *message)
 {
+    char buf[256];
+    rt_ident_t *id = NULL;
+    const char *why = NULL;
+    if (err == RT_EUNAUTHORIZED && rt_auth_token(req).len && rt_jwt_verify(rt_auth_token(req), &id, &why) != RT_OK) {
+        snprintf(buf, sizeof(buf), "the token was refused: %s", why);
+        message = buf;
+    }
+    rt_ident_free(id);
     rt_http_error_status(req, rt_err_status(err), rt_strerror(err), message);
 }
 

@@ -89,12 +89,34 @@ h2o_timeout_t *rt_worker_timeout(rt_worker_t *w, uint64_t ms)
     return &t->timeout;
 }
 
+static void schedule_end(rt_sub_t *sub, rt_end_reason_t why);
+
+/* Live connections' credentials: a notice before exp (for transports that take one), the end at exp. */
+static void check_expiry(rt_worker_t *w, int64_t now)
+{
+    for (h2o_linklist_t *l = w->subs.next; l != &w->subs; l = l->next) {
+        rt_sub_t *sub = H2O_STRUCT_FROM_MEMBER(rt_sub_t, link, l);
+        if (sub->ident == NULL || sub->ident->exp_ms == 0 || sub->ending || sub->closed)
+            continue;
+        int64_t left = sub->ident->exp_ms - now;
+        if (left <= 0)
+            schedule_end(sub, RT_END_EXPIRED);
+        else if (left <= 60000 && !sub->expiry_noticed && sub->tp->expiring) {
+            sub->expiry_noticed = 1;
+            sub->tp->expiring(sub, (left + 999) / 1000);
+        }
+    }
+}
+
 static void on_tick(h2o_timeout_entry_t *entry)
 {
     rt_worker_t *w = H2O_STRUCT_FROM_MEMBER(rt_worker_t, tick, entry);
-    if (w->id == 0)
+    if (w->id == 0 && ++w->ticks % 4 == 0) {
         rt_bus->ops->tick(rt_bus);
-    h2o_timeout_link(w->ctx.loop, rt_worker_timeout(w, 1000), &w->tick);
+        rt_rate_sweep();
+    }
+    check_expiry(w, (int64_t)rt_wall_ms());
+    h2o_timeout_link(w->ctx.loop, rt_worker_timeout(w, 250), &w->tick);
 }
 
 void rt_hub_init_worker(rt_worker_t *w)
@@ -104,7 +126,7 @@ void rt_hub_init_worker(rt_worker_t *w)
     rt_index_init(&w->index);
     h2o_linklist_init_anchor(&w->subs);
     w->tick.cb = on_tick;
-    h2o_timeout_link(w->ctx.loop, rt_worker_timeout(w, 1000), &w->tick);
+    h2o_timeout_link(w->ctx.loop, rt_worker_timeout(w, 250), &w->tick);
 }
 
 /* ---------- outbound queue ---------- */
@@ -253,6 +275,7 @@ static void destroy(rt_sub_t *sub)
     if (h2o_timeout_is_linked(&sub->close_timer))
         h2o_timeout_unlink(&sub->close_timer);
     sub->tp->release(sub);
+    rt_ident_free(sub->ident);
     outq_free(&sub->pending);
     outq_free(&sub->inflight);
     rt_metrics_conn(sub->tp, -1);
@@ -336,6 +359,43 @@ int rt_sub_upgrade(rt_sub_t *sub, const char *const *headers)
     return RT_OK;
 }
 
+int rt_sub_authenticate(rt_sub_t *sub, rt_str_t token, const char **why)
+{
+    rt_ident_t *id = NULL;
+    int err = rt_jwt_verify(token, &id, why);
+    if (err != RT_OK) {
+        rt_metrics_auth_failure();
+        rt_log(RT_LOG_INFO, "auth: refused a token on a live %s connection: %s", sub->tp->name, *why);
+        return err;
+    }
+    rt_ident_free(sub->ident);
+    sub->ident = id;
+    sub->auth_err = RT_OK;
+    sub->expiry_noticed = 0;
+    for (size_t i = 0; i < sub->nsubs;) {
+        rt_subscription_t *s = sub->subs[i];
+        if (rt_auth_allows(id, s->pattern, 0) == RT_OK) {
+            i++;
+            continue;
+        }
+        char pattern[RT_TOPIC_MAX + 1];
+        memcpy(pattern, s->pattern.base, s->pattern.len);
+        rt_str_t p = rt_str(pattern, s->pattern.len);
+        rt_index_remove(&sub->w->index, s);
+        sub->subs[i] = sub->subs[--sub->nsubs];
+        if (sub->tp->dropped)
+            sub->tp->dropped(sub, p);
+    }
+    return RT_OK;
+}
+
+int rt_sub_auth_state(rt_sub_t *sub)
+{
+    if (sub->auth_err)
+        return sub->auth_err;
+    return sub->ident == NULL && !rt_auth_anonymous_subscribe() ? 1 : RT_OK;
+}
+
 int rt_sub_unsubscribe(rt_sub_t *sub, rt_str_t pattern)
 {
     for (size_t i = 0; i < sub->nsubs; i++) {
@@ -399,6 +459,8 @@ rt_sub_t *rt_sub_open(rt_request_t *rreq, const rt_transport_t *tp, size_t data_
     sub->close_timer.cb = on_close_timer;
     h2o_linklist_insert(&w->subs, &sub->link);
     w->nsubs++;
+    const char *why = NULL;
+    sub->auth_err = rt_auth_identify(req, &sub->ident, &why);
     rt_metrics_conn(tp, 1);
     if (w->shutting_down)
         schedule_end(sub, RT_END_SHUTDOWN);
@@ -442,7 +504,7 @@ int rt_sub_subscribe(rt_sub_t *sub, const rt_sub_opts_t *o)
     for (size_t i = 0; i < o->ntopics; i++) {
         if (rt_topic_check(o->topics[i], 1, NULL) != RT_OK)
             return RT_ETOPIC;
-        int err = rt_auth_can_subscribe((rt_request_t *)sub->req, o->topics[i]);
+        int err = sub->auth_err ? sub->auth_err : rt_auth_allows(sub->ident, o->topics[i], 0);
         if (err != RT_OK)
             return err;
     }
@@ -516,7 +578,9 @@ static int queue_check(rt_sub_t *sub, size_t len)
 {
     if (sub->closed || sub->stopped || sub->final_queued)
         return RT_ECLOSED;
-    if (!sub->ending && sub->pending.bytes + sub->inflight.bytes + len > (size_t)rt_cfg_int("limits.max_queue_bytes")) {
+    size_t queued = sub->pending.bytes + sub->inflight.bytes;
+    /* the limit is on backlog: one message larger than it still goes out to a subscriber that keeps up */
+    if (!sub->ending && queued > 0 && queued + len > (size_t)rt_cfg_int("limits.max_queue_bytes")) {
         schedule_end(sub, RT_END_SLOW);
         return RT_ESLOW;
     }

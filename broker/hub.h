@@ -11,6 +11,8 @@
 #include <pthread.h>
 
 #include "bus.h"
+#include "jwtauth.h"
+#include "ratelimit.h"
 #include "index.h"
 #include "message.h"
 
@@ -41,6 +43,7 @@ typedef struct rt_worker {
     size_t ntimers;
     h2o_timeout_entry_t tick;
     int shutting_down, exited;
+    unsigned ticks;
     uint64_t shutdown_deadline;
 } rt_worker_t;
 
@@ -70,6 +73,10 @@ struct rt_sub {
     h2o_timeout_entry_t timers[2], end_timer, close_timer;
     void (*timer_cb[2])(rt_sub_t *sub);
     int end_reason;
+    rt_ident_t *ident;     /* the verified token's grants, or NULL (anonymous) */
+    int auth_err;          /* the request carried a bad token: every subscribe is refused */
+    int expiry_noticed;
+    rt_bucket_t pub_bucket; /* publishes from this connection */
     unsigned streaming : 1, sending : 1, final_queued : 1, final_sent : 1, stopped : 1, ending : 1, closed : 1, responded : 1;
     unsigned upgrading : 1, upgraded : 1;
     char cursor[RT_ID_MAX + 1];
@@ -101,6 +108,8 @@ void rt_sub_respond(rt_sub_t *sub, int status, const char *content_type, const r
 void rt_sub_timer(rt_sub_t *sub, int slot, uint64_t ms, void (*cb)(rt_sub_t *sub));
 int rt_sub_upgrade(rt_sub_t *sub, const char *const *headers);
 int rt_sub_unsubscribe(rt_sub_t *sub, rt_str_t pattern);
+int rt_sub_authenticate(rt_sub_t *sub, rt_str_t token, const char **why);
+int rt_sub_auth_state(rt_sub_t *sub);
 /* A timeout list of this worker for a duration (created on first use). */
 h2o_timeout_t *rt_worker_timeout(rt_worker_t *w, uint64_t ms);
 

@@ -14,6 +14,7 @@
 #include "bus.h"
 #include "config.h"
 #include "hub.h"
+#include "jwtauth.h"
 #include "plugin.h"
 #include "server.h"
 
@@ -136,7 +137,10 @@ int main(int argc, char **argv)
         int sig = 0;
         sigwait(&set, &sig);
         if (sig == SIGHUP) {
-            rt_log(RT_LOG_INFO, "SIGHUP: nothing to reload yet (no keys or certificates configured)");
+            if (rt_jwt_reload(err, sizeof(err)) == 0)
+                rt_log(RT_LOG_INFO, "SIGHUP: JWT keys reloaded; open connections are kept");
+            else
+                rt_log(RT_LOG_ERROR, "SIGHUP: %s; keeping the keys in use", err);
             continue;
         }
         rt_log(RT_LOG_INFO, "%s: draining (at most %lld ms)", sig == SIGTERM ? "SIGTERM" : "SIGINT",

@@ -64,6 +64,15 @@ void rt_metrics_replay(int gap)
         BUMP(gaps, 1);
 }
 void rt_metrics_auth_failure(void) { BUMP(auth_failures, 1); }
+static atomic_ulong rate_limited_pub, rate_limited_conn;
+void rt_metrics_rate_limited(const char *kind)
+{
+    if (kind[0] == 'p')
+        BUMP(rate_limited_pub, 1);
+    else
+        BUMP(rate_limited_conn, 1);
+}
+
 void rt_metrics_http_error(int status)
 {
     if (status >= 500)
@@ -104,6 +113,11 @@ static void metrics(h2o_req_t *req)
                   "rtbroker_http_errors_total{class=\"4xx\"} %lu\nrtbroker_http_errors_total{class=\"5xx\"} %lu\n",
                   LOAD(published), LOAD(publish_failed), LOAD(bytes_out), LOAD(slow), LOAD(replays), LOAD(gaps),
                   LOAD(auth_failures), LOAD(http_4xx), LOAD(http_5xx));
+    rt_buf_printf(&b,
+                  "# HELP rtbroker_rate_limited_total Requests refused by a rate limit.\n"
+                  "# TYPE rtbroker_rate_limited_total counter\nrtbroker_rate_limited_total{kind=\"publish\"} %lu\n"
+                  "rtbroker_rate_limited_total{kind=\"connect\"} %lu\n",
+                  LOAD(rate_limited_pub), LOAD(rate_limited_conn));
     rt_bus->ops->metrics(rt_bus, &b);
     char *body = h2o_mem_alloc_pool(&req->pool, b.len);
     memcpy(body, b.base, b.len);

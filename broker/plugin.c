@@ -285,6 +285,8 @@ const rt_services_t rt_services = {
     rt_sub_upgrade,
     rt_sub_unsubscribe,
     rt_publish_from_sub,
+    rt_sub_authenticate,
+    rt_sub_auth_state,
     svc_msg_view,
     svc_msg_ref,
     rt_msg_unref,

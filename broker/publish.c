@@ -13,6 +13,7 @@
 #include "http.h"
 #include "ops.h"
 #include "publish.h"
+#include "ratelimit.h"
 #include "text.h"
 
 int rt_event_valid(rt_str_t ev)
@@ -37,6 +38,13 @@ static int key_valid(rt_str_t k)
     return 1;
 }
 
+static rt_str_t peer(h2o_req_t *req, char *buf)
+{
+    rt_peer_ip(req, buf + 1, 63);
+    buf[0] = '@'; /* never equal to a token subject */
+    return rt_cstr(buf);
+}
+
 typedef struct pub_ctx {
     h2o_req_t *req;
     rt_str_t topic;
@@ -47,8 +55,6 @@ static void on_published(void *arg, int err, rt_str_t id)
     pub_ctx_t *c = arg;
     rt_metrics_published(err == RT_OK);
     if (err != RT_OK) {
-        if (err == RT_EUNAVAILABLE)
-            h2o_add_header(&c->req->pool, &c->req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, H2O_STRLIT("1"));
         rt_http_error(c->req, err, "the bus did not accept the message; nothing was published");
         return;
     }
@@ -65,7 +71,7 @@ static void on_published(void *arg, int err, rt_str_t id)
     rt_http_respond(c->req, 200, "application/json", body, len);
 }
 
-int rt_publish_check(rt_request_t *who, rt_str_t topic, rt_str_t event, int has_event, rt_str_t idem, size_t len,
+int rt_publish_check(const rt_ident_t *who, rt_str_t topic, rt_str_t event, int has_event, rt_str_t idem, size_t len,
                      const char **why)
 {
     int wild = 0;
@@ -82,7 +88,7 @@ int rt_publish_check(rt_request_t *who, rt_str_t topic, rt_str_t event, int has_
         *why = "Idempotency-Key must be 1-64 printable ASCII characters";
         return RT_EINVAL;
     }
-    int err = rt_auth_can_publish(who, topic);
+    int err = rt_auth_allows(who, topic, 1);
     if (err != RT_OK) {
         *why = err == RT_EUNAUTHORIZED ? "a token allowing publish to this topic is required"
                                        : "the token does not allow publishing to this topic";
@@ -106,8 +112,18 @@ void rt_publish_handle(h2o_req_t *req, rt_str_t path)
     rt_str_t event = rt_req_header(req, "x-event");
     int has_event = event.base != NULL || rt_req_query(req, "event", 0, &event);
     rt_str_t key = rt_req_header(req, "idempotency-key");
+    char ipbuf[64];
     const char *why = NULL;
-    int err = rt_publish_check((rt_request_t *)req, topic, event, has_event, key, req->entity.len, &why);
+    rt_ident_t *who = NULL;
+    int err = rt_auth_identify(req, &who, &why);
+    if (err == RT_OK)
+        err = rt_publish_check(who, topic, event, has_event, key, req->entity.len, &why);
+    if (err == RT_OK && !rt_rate_allow('s', who ? rt_cstr(who->user) : peer(req, ipbuf), (double)rt_cfg_int("limits.publish_per_subject"))) {
+        err = RT_ERATELIMIT;
+        why = "too many publishes per second (limits.publish_per_subject)";
+        rt_metrics_rate_limited("publish");
+    }
+    rt_ident_free(who);
     if (err != RT_OK) {
         char msg[160];
         if (err == RT_ETOOLARGE) {
@@ -143,10 +159,20 @@ static void on_sub_published(void *arg, int err, rt_str_t id)
 int rt_publish_from_sub(rt_sub_t *sub, const rt_pub_t *pub, const char **why,
                         void (*done)(rt_sub_t *sub, int err, rt_str_t id, void *arg), void *arg)
 {
-    int err = rt_publish_check((rt_request_t *)sub->req, pub->topic, pub->event, pub->event.len > 0,
-                               pub->idempotency_key.len ? pub->idempotency_key : rt_str(NULL, 0), pub->data.len, why);
+    int err = sub->auth_err ? sub->auth_err
+                            : rt_publish_check(sub->ident, pub->topic, pub->event, pub->event.len > 0,
+                                               pub->idempotency_key.len ? pub->idempotency_key : rt_str(NULL, 0),
+                                               pub->data.len, why);
+    if (err == RT_EUNAUTHORIZED && sub->auth_err)
+        *why = "the connection's token was refused";
     if (err != RT_OK)
         return err;
+    if (!rt_bucket_take(&sub->pub_bucket, (double)rt_cfg_int("limits.publish_per_connection"), rt_now_ms()) ||
+        (sub->ident && !rt_rate_allow('s', rt_cstr(sub->ident->user), (double)rt_cfg_int("limits.publish_per_subject")))) {
+        rt_metrics_rate_limited("publish");
+        *why = "too many publishes per second (limits.publish_per_connection / publish_per_subject)";
+        return RT_ERATELIMIT;
+    }
     sub_pub_t *p = rt_malloc(sizeof(*p));
     p->sub = sub, p->done = done, p->arg = arg;
     rt_msg_t *msg = rt_msg_new(pub->topic, pub->event, pub->content_type, pub->data);

@@ -14,7 +14,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "auth.h"
 #include "config.h"
+#include "ratelimit.h"
 #include "hub.h"
 #include "http.h"
 #include "ops.h"
@@ -46,12 +48,18 @@ static void subscribe_request(h2o_req_t *req, const rt_transport_t *tp)
         return;
     }
     if (rt_current_worker->shutting_down) {
-        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, H2O_STRLIT("1"));
         rt_http_error_status(req, 503, "unavailable", "the server is shutting down; retry on another node");
         return;
     }
     if (tp == NULL) {
         rt_http_error_status(req, 406, "not_acceptable", "no loaded transport takes this request");
+        return;
+    }
+    char ip[64];
+    rt_peer_ip(req, ip, sizeof(ip));
+    if (!rt_rate_allow('c', rt_cstr(ip), (double)rt_cfg_int("limits.connections_per_ip"))) {
+        rt_metrics_rate_limited("connect");
+        rt_http_error(req, RT_ERATELIMIT, "too many new subscriptions from this address (limits.connections_per_ip)");
         return;
     }
     tp->start((rt_request_t *)req);
@@ -61,6 +69,17 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     (void)self;
     rt_str_t path = rt_req_path(req);
+    const rt_transport_t *tp = rt_plugins_by_path(path);
+    if (path_is(path, "/pub") || path_is(path, "/sub") || tp != NULL) {
+        if (!rt_origin_allowed(req)) {
+            rt_http_error_status(req, 403, "forbidden", "this Origin is not allowed (http.allowed_origins)");
+            return 0;
+        }
+        if (h2o_memis(req->method.base, req->method.len, H2O_STRLIT("OPTIONS"))) {
+            rt_cors_preflight(req);
+            return 0;
+        }
+    }
     if (path_is(path, "/pub")) {
         rt_publish_handle(req, path);
         return 0;
@@ -69,7 +88,6 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         subscribe_request(req, is_get(req) ? rt_plugins_negotiate(req) : NULL);
         return 0;
     }
-    const rt_transport_t *tp = rt_plugins_by_path(path);
     if (tp != NULL) {
         subscribe_request(req, tp);
         return 0;

@@ -246,6 +246,40 @@ int rt_json_object(rt_str_t json, rt_json_field_t *fields, size_t max)
     return c.p == c.end ? (int)n : RT_EINVAL;
 }
 
+int rt_json_array(rt_str_t json, rt_str_t *items, size_t max)
+{
+    jcur_t c = {json.base, json.base + json.len};
+    size_t n = 0;
+    skip_ws(&c);
+    if (c.p >= c.end || *c.p != '[')
+        return RT_EINVAL;
+    c.p++;
+    skip_ws(&c);
+    if (c.p < c.end && *c.p == ']') {
+        c.p++;
+    } else {
+        for (;;) {
+            skip_ws(&c);
+            const char *start = c.p;
+            if (!value(&c, 1) || n == max)
+                return RT_EINVAL;
+            items[n++] = rt_str(start, (size_t)(c.p - start));
+            skip_ws(&c);
+            if (c.p < c.end && *c.p == ',') {
+                c.p++;
+                continue;
+            }
+            if (c.p < c.end && *c.p == ']') {
+                c.p++;
+                break;
+            }
+            return RT_EINVAL;
+        }
+    }
+    skip_ws(&c);
+    return c.p == c.end ? (int)n : RT_EINVAL;
+}
+
 static int put_utf8(char *out, size_t cap, size_t *o, unsigned cp)
 {
     char tmp[4];

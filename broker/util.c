@@ -159,6 +159,7 @@ const char *rt_strerror(int err)
     case RT_ENOMEM: return "internal_error";
     case RT_ETOOLARGE: return "too_large";
     case RT_EEVENT: return "invalid_event";
+    case RT_ERATELIMIT: return "rate_limited";
     default: return "internal_error";
     }
 }
@@ -174,6 +175,7 @@ int rt_err_status(int err)
     case RT_EUNAUTHORIZED: return 401;
     case RT_EFORBIDDEN: return 403;
     case RT_ETOOLARGE: return 413;
+    case RT_ERATELIMIT: return 429;
     case RT_EUNAVAILABLE: return 503;
     default: return 500;
     }

@@ -47,6 +47,7 @@ enum {
     RT_ENOMEM = -10,         /* out of memory */
     RT_ETOOLARGE = -11,      /* over limits.max_message_bytes (413 too_large) */
     RT_EEVENT = -12,         /* invalid event name (400 invalid_event) */
+    RT_ERATELIMIT = -13,     /* over a rate limit (429 rate_limited) */
 };
 
 /* Why the broker ends a subscriber (rt_transport_t.end). */
@@ -170,6 +171,14 @@ typedef struct rt_services {
      * returns) with the id or an error; otherwise the refusal is returned and *why says why. */
     int (*publish)(rt_sub_t *sub, const rt_pub_t *pub, const char **why,
                    void (*done)(rt_sub_t *sub, int err, rt_str_t id, void *arg), void *arg);
+    /* Replace the connection's credentials with a token (refresh, or a first authentication). Subscriptions the
+     * new token no longer covers are dropped (transport `dropped` is called for each). RT_OK or RT_EUNAUTHORIZED
+     * with *why. */
+    int (*authenticate)(rt_sub_t *sub, rt_str_t token, const char **why);
+    /* RT_OK when the connection's credentials are usable (a valid token, or none where anonymous access opens
+     * something); RT_EUNAUTHORIZED when it presented a bad token; 1 when it has no token and anonymous access
+     * opens nothing to subscribe, so it must authenticate. */
+    int (*sub_auth_state)(rt_sub_t *sub);
 
     /* --- messages (worker thread) --- */
     void (*msg_view)(rt_msg_t *msg, rt_msg_view_t *out);
@@ -211,6 +220,10 @@ struct rt_transport {
     /* Upgraded connections only: the bytes received so far; return how many were consumed (the rest is offered
      * again with more). May be NULL for transports that never upgrade. */
     size_t (*receive)(rt_sub_t *sub, const char *bytes, size_t len);
+    /* Optional: the credentials expire in seconds_left (sent once, at most 60 s before); refresh or be ended. */
+    void (*expiring)(rt_sub_t *sub, int64_t seconds_left);
+    /* Optional: a refresh dropped this subscription (the new token does not cover it). */
+    void (*dropped)(rt_sub_t *sub, rt_str_t pattern);
     void (*fini)(void);                                    /* main thread, at exit; may be NULL */
 };
 

@@ -23,7 +23,7 @@ enum { SLOT_RAW = 0, SLOT_RAW_Z = 1, SLOT_V1 = 2, SLOT_V1_Z = 3 };
 
 const rt_services_t *ws_svc;
 #define svc ws_svc
-static uint64_t ping_ms;
+static uint64_t ping_ms, auth_timeout_ms;
 static size_t max_message, deflate_threshold, max_topics;
 static int deflate_enabled, echo_mode;
 extern const rt_transport_t rt_transport_v1;
@@ -39,6 +39,7 @@ static int ws_init(const rt_services_t *services)
 {
     svc = services;
     ping_ms = (uint64_t)svc->cfg_int("websocket", "ping_interval");
+    auth_timeout_ms = (uint64_t)svc->cfg_int("websocket", "auth_timeout");
     deflate_enabled = (int)svc->cfg_int("websocket", "deflate");
     deflate_threshold = (size_t)svc->cfg_int("websocket", "deflate_threshold");
     echo_mode = (int)svc->cfg_int("websocket", "echo");
@@ -254,7 +255,6 @@ static void finish_message(rt_sub_t *sub, ws_conn_t *c)
         return;
     }
     int opcode = c->msg_opcode;
-    reset_message(c);
     if (echo_mode && c->mode == WS_MODE_RAW) {
         if (c->deflate && len >= deflate_threshold) {
             size_t zlen;
@@ -273,6 +273,7 @@ static void finish_message(rt_sub_t *sub, ws_conn_t *c)
             ws_ops_handle(sub, c, (const char *)data, len);
     }
     free(inflated);
+    reset_message(c); /* after the last use of data, which may be c->msg */
 }
 
 static void handle_control(rt_sub_t *sub, ws_conn_t *c, int opcode, const unsigned char *p, size_t len)
@@ -400,6 +401,12 @@ static void on_heartbeat(rt_sub_t *sub)
     svc->sub_timer(sub, 0, ping_ms, on_heartbeat);
 }
 
+static void on_auth_timeout(rt_sub_t *sub)
+{
+    if (svc->sub_auth_state(sub) != RT_OK)
+        ws_close(sub, 4001, "authenticate with {\"op\":\"auth\"} first");
+}
+
 /* ---------- handshake ---------- */
 
 static int key_ok(rt_str_t key)
@@ -500,8 +507,9 @@ static void ws_start(rt_request_t *req)
         svc->respond_error(req, RT_EINVAL, "WebSocket needs HTTP/1.1");
         return;
     }
-    /* refusals of the subscription are told after the upgrade, so that a browser can read them */
-    if (err == RT_EUNAUTHORIZED) {
+    /* refusals are told after the upgrade, so that a browser can read them */
+    int state = svc->sub_auth_state(sub);
+    if (err == RT_EUNAUTHORIZED || state == RT_EUNAUTHORIZED || (state == 1 && !v1)) {
         ws_close(sub, 4001, "unauthorized");
         return;
     }
@@ -514,6 +522,25 @@ static void ws_start(rt_request_t *req)
         return;
     }
     svc->sub_timer(sub, 0, ping_ms, on_heartbeat);
+    if (state == 1)
+        svc->sub_timer(sub, 1, auth_timeout_ms, on_auth_timeout); /* rt.v1 may still send {"op":"auth"} */
+}
+
+static void ws_expiring(rt_sub_t *sub, int64_t seconds_left)
+{
+    ws_conn_t *c = svc->sub_data(sub);
+    if (c->mode == WS_MODE_V1) {
+        char buf[64];
+        int n = snprintf(buf, sizeof(buf), "{\"type\":\"expiring\",\"in_s\":%lld}", (long long)seconds_left);
+        ws_send_text(sub, buf, (size_t)n);
+    }
+}
+
+static void ws_dropped(rt_sub_t *sub, rt_str_t pattern)
+{
+    ws_conn_t *c = svc->sub_data(sub);
+    if (c->mode == WS_MODE_V1)
+        ws_ops_dropped(sub, pattern);
 }
 
 static const char *const ws_paths[] = {"/ws", NULL};
@@ -522,6 +549,7 @@ static const rt_cfg_key_t ws_config[] = {
     {"deflate", RT_CFG_BOOL, "true", 0, 0},
     {"deflate_threshold", RT_CFG_SIZE, "128", 0, 1 << 30},
     {"echo", RT_CFG_BOOL, "false", 0, 0},
+    {"auth_timeout", RT_CFG_DURATION, "5s", 100, 3600000},
     {NULL, 0, NULL, 0, 0},
 };
 
@@ -539,4 +567,6 @@ const rt_transport_t rt_transport_v1 = {
     .end = ws_end,
     .release = ws_release,
     .receive = ws_receive,
+    .expiring = ws_expiring,
+    .dropped = ws_dropped,
 };

@@ -16,7 +16,7 @@ extern const rt_services_t *ws_svc;
 #define MAX_REF 128
 
 typedef struct op {
-    rt_str_t op, topic, since, event, ref, data;
+    rt_str_t op, topic, since, event, ref, data, token;
     char data_type;
 } op_t;
 
@@ -164,10 +164,45 @@ static void do_pub(rt_sub_t *sub, const op_t *o)
     const char *why = NULL;
     int err = svc->publish(sub, &p, &why, on_published, r);
     free(decoded);
+    ws_conn_t *c = svc->sub_data(sub);
+    c->limited = err == RT_ERATELIMIT ? c->limited + 1 : 0;
     if (err != RT_OK) {
         error(sub, o->ref, svc->strerror(err), why ? why : "refused");
         free(r);
     }
+    if (c->limited >= 5)
+        ws_close(sub, 4029, "rate limited");
+}
+
+static void do_auth(rt_sub_t *sub, const op_t *o)
+{
+    char *token = malloc(o->token.len + 1);
+    if (token == NULL)
+        abort();
+    rt_str_t t = {NULL, 0};
+    const char *why = "auth needs a \\\"token\\\" string";
+    int err = RT_EUNAUTHORIZED;
+    if (o->token.len && text(o->token, token, o->token.len + 1, &t))
+        err = svc->authenticate(sub, t, &why);
+    free(token);
+    if (err != RT_OK) {
+        error(sub, o->ref, "unauthorized", "the token was refused");
+        ws_close(sub, 4001, why);
+        return;
+    }
+    svc->sub_timer(sub, 1, 0, NULL); /* authenticated in time */
+    reply(sub, "ok", o->ref, NULL);
+}
+
+void ws_ops_dropped(rt_sub_t *sub, rt_str_t pattern)
+{
+    char buf[512];
+    int n = snprintf(buf, sizeof(buf),
+                     "{\"type\":\"error\",\"code\":\"forbidden\",\"topic\":\"%.*s\",\"message\":\"the new token does not "
+                     "allow this subscription; it was dropped\"}",
+                     (int)pattern.len, pattern.base);
+    if (n > 0 && (size_t)n < sizeof(buf))
+        ws_send_text(sub, buf, (size_t)n);
 }
 
 void ws_ops_handle(rt_sub_t *sub, ws_conn_t *c, const char *json, size_t len)
@@ -195,6 +230,8 @@ void ws_ops_handle(rt_sub_t *sub, ws_conn_t *c, const char *json, size_t len)
             o.topic = f[i].type == 's' ? f[i].value : (rt_str_t){"", 0};
         } else if (key_is(k, "since") && f[i].type == 's') {
             o.since = f[i].value;
+        } else if (key_is(k, "token") && f[i].type == 's') {
+            o.token = f[i].value;
         } else if (key_is(k, "event") && f[i].type == 's') {
             o.event = f[i].value;
         } else if (key_is(k, "data")) {
@@ -210,6 +247,8 @@ void ws_ops_handle(rt_sub_t *sub, ws_conn_t *c, const char *json, size_t len)
         do_pub(sub, &o);
     else if (key_is(o.op, "\"ping\""))
         reply(sub, "ok", o.ref, NULL);
+    else if (key_is(o.op, "\"auth\""))
+        do_auth(sub, &o);
     else
         error(sub, o.ref, "invalid_parameter", "unknown op; use sub, unsub, pub or ping");
 }

@@ -16,10 +16,12 @@ typedef struct ws_conn {
     unsigned char *msg;
     size_t msg_len, msg_cap;
     rt_str_t gap_topic; /* the pattern being subscribed, for a gap notice */
+    int limited;        /* publishes refused in a row by a rate limit */
 } ws_conn_t;
 
 void ws_ops_handle(rt_sub_t *sub, ws_conn_t *c, const char *json, size_t len);
 void ws_ops_gap(rt_sub_t *sub, ws_conn_t *c, rt_str_t from);
+void ws_ops_dropped(rt_sub_t *sub, rt_str_t pattern);
 
 /* from websocket.c */
 void ws_send_text(rt_sub_t *sub, const char *text, size_t len);

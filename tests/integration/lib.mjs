@@ -34,6 +34,14 @@ process.on('exit', () => {
   for (const c of liveChildren) { try { c.kill('SIGKILL'); } catch {} }
   for (const d of tempDirs) { try { fs.rmSync(d, { recursive: true, force: true }); } catch {} }
 });
+// a promise abandoned by a timed-out case must not kill the remaining cases
+process.on('unhandledRejection', (e) => {
+  console.log(`INFO harness: unhandled rejection (from an abandoned operation): ${e && e.message ? e.message : e}`);
+});
+process.on('uncaughtException', (e) => {
+  console.log(`FAIL harness: uncaught exception: ${e && e.stack ? e.stack : e}`);
+  process.exit(1);
+});
 for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
   process.on(sig, () => { console.log(`FAIL harness: interrupted by ${sig}`); process.exit(130); });
 }
@@ -168,6 +176,8 @@ async function startOnce(opts) {
     listen: `127.0.0.1:${port}`,
     workers,
     shutdown: { drain: '3s' },
+    // tests open hundreds of connections from one address in a burst; tests of the limits set them
+    limits: { connections_per_ip: 0, publish_per_subject: 0, publish_per_connection: 0 },
     auth: { anonymous: { subscribe: ['>'], publish: ['>'] } },
   }, opts.config || {});
   const configPath = path.join(dir, 'rtbroker.yaml');
@@ -260,11 +270,12 @@ export function suite(metaUrl, { hardTimeoutMs = 110000 } = {}) {
     file,
     test(name, fn, o = {}) { cases.push({ name, fn, timeout: o.timeout ?? 30000 }); },
     async run() {
+      let passed = 0; let failed = 0;
       const hard = setTimeout(() => {
         console.log(`FAIL ${file}: hard timeout: file did not finish within ${hardTimeoutMs} ms`);
+        console.log(`${file}: ${passed} passed, ${failed + 1} failed`);
         process.exit(1);
       }, hardTimeoutMs);
-      let passed = 0; let failed = 0;
       for (const c of cases) {
         const ctx = makeCtx(file, c.name);
         let err = null;
