@@ -11,7 +11,7 @@ import time
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from authlib import (Report, Broker, BrokerError, mktemp, make_rsa, make_ec, read, claims, sign, check_config,  # noqa: E402
+from authlib import (Report, Broker, BrokerError, mktemp, make_rsa, make_ec, read, claims, sign, sign_hmac_raw, check_config,  # noqa: E402
                      SSE, WS, bearer, http_req, trunc)
 
 R = Report(__file__, hard_timeout=100)
@@ -90,6 +90,10 @@ async def keys_cases(d):
             r = await pub(b.port, sign(claims(rt=RT), read(rsa_priv), 'RS256'))
             R.check('public_key_file (EC P-256): RS256 token → 401 unauthorized',
                     r.status == 401 and r.error == 'unauthorized', f'got {r.brief()}')
+            for label, key in (('the EC public key PEM', read(ec_pub)), ('the PEM minus its last newline', read(ec_pub).rstrip(b'\n'))):
+                r = await pub(b.port, sign_hmac_raw(claims(rt=RT), key, 'HS256'))
+                R.check(f'public_key_file (EC P-256): key confusion, HS256 keyed with {label} → 401 unauthorized',
+                        r.status == 401 and r.error == 'unauthorized', f'got {r.brief()}')
         finally:
             b.stop()
 
@@ -192,6 +196,20 @@ async def sighup_cases(d):
         m2 = await w2.wait_msg(lambda m: m == 'after-hup', 3)
         R.check('sighup: ws.raw opened before (old RSA key) stays connected and receives', m2 is not None and w2.close_code is None,
                 f'close {w2.close_code}; frames {trunc(w2.msgs, 300)}')
+
+        # a reload that cannot read its key material must not take the broker down
+        write(kp, b'this is not a PEM key\n')
+        b.sighup()
+        await asyncio.sleep(0.5)
+        h = await http_req(b.port, 'GET', '/healthz') if b.alive() else None
+        R.check('sighup: a public_key_file that no longer parses → the broker keeps running (/healthz 200)',
+                b.alive() and h is not None and h.status == 200, f'alive {b.alive()}, healthz {h.brief() if h else None}\n{b.log()}')
+        r = await pub(b.port, new_hs, body='after-bad-hup')
+        r2 = await pub(b.port, new_rs, body='after-bad-hup')
+        R.info(f'after a SIGHUP with an unreadable public_key_file: HS256 (current secret) → {r.status}, RS256 (last good key) → {r2.status}')
+        got = await sse.wait(lambda s: any(e['data'] == 'after-bad-hup' for e in s.events), 2) if r.status == 200 else None
+        R.check('sighup: after the failed reload the SSE stream opened before is still connected',
+                not sse.ended, f'ended; tail {sse.tail()} (got the message: {got})')
     finally:
         if sse:
             sse.close()
