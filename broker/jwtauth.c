@@ -6,6 +6,7 @@
  * are checked by hand. Keys are swapped under a lock on SIGHUP.
  */
 #include <errno.h>
+#include <math.h>
 #include <jwt.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -43,8 +44,9 @@ static int read_file(const char *path, unsigned char **out, size_t *len, char *e
     while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0 && b.len < (1 << 20))
         rt_buf_append(&b, chunk, n);
     fclose(f);
+    rt_buf_append(&b, "", 1); /* NUL-terminated for the PEM checks; not counted in len */
     *out = (unsigned char *)b.base;
-    *len = b.len;
+    *len = b.len - 1;
     return 0;
 }
 
@@ -100,8 +102,6 @@ static int load_keys(char *err, size_t errlen)
             free(np);
             return -1;
         }
-        np = rt_realloc(np, nplen + 1);
-        np[nplen] = '\0';
     }
     pthread_rwlock_wrlock(&keys_lock);
     free(secret);
@@ -261,6 +261,23 @@ static rt_ident_t *ident_new(const char *user, int64_t exp_ms, const char *perms
     return id;
 }
 
+/* A NumericDate claim (RFC 7519: seconds, maybe with a fraction) in ms: 0 absent, 1 found, -1 not a number. */
+static int numeric_date(jwt_t *jwt, const char *name, int64_t *ms)
+{
+    char *js = jwt_get_grants_json(jwt, name);
+    if (js == NULL)
+        return 0;
+    char *end;
+    errno = 0;
+    double v = strtod(js, &end);
+    int ok = end != js && *end == '\0' && errno == 0 && isfinite(v) && js[0] != '"' && fabs(v) < 1e13;
+    free(js);
+    if (!ok)
+        return -1;
+    *ms = (int64_t)(v * 1000.0);
+    return 1;
+}
+
 int rt_jwt_verify(rt_str_t token, rt_ident_t **out, const char **why)
 {
     static __thread char reason[160];
@@ -299,18 +316,19 @@ int rt_jwt_verify(rt_str_t token, rt_ident_t **out, const char **why)
         *why = "the token's algorithm does not match its header";
         goto done;
     }
-    errno = 0;
-    long exp = jwt_get_grant_int(jwt, "exp");
-    int has_exp = errno == 0;
-    if (has_exp && exp * 1000LL + leeway_ms <= now) {
-        snprintf(reason, sizeof(reason), "the token expired %llds ago", (long long)((now - exp * 1000LL) / 1000));
+    int64_t exp_ms = 0, nbf_ms = 0;
+    int has_exp = numeric_date(jwt, "exp", &exp_ms), has_nbf = numeric_date(jwt, "nbf", &nbf_ms);
+    if (has_exp < 0 || has_nbf < 0) {
+        *why = has_exp < 0 ? "exp is not a NumericDate" : "nbf is not a NumericDate";
+        goto done;
+    }
+    if (has_exp && exp_ms + leeway_ms <= now) {
+        snprintf(reason, sizeof(reason), "the token expired %llds ago", (long long)((now - exp_ms) / 1000));
         *why = reason;
         goto done;
     }
-    errno = 0;
-    long nbf = jwt_get_grant_int(jwt, "nbf");
-    if (errno == 0 && nbf * 1000LL - leeway_ms > now) {
-        snprintf(reason, sizeof(reason), "the token is not valid for another %llds (nbf)", (long long)((nbf * 1000LL - now) / 1000));
+    if (has_nbf && nbf_ms - leeway_ms > now) {
+        snprintf(reason, sizeof(reason), "the token is not valid for another %llds (nbf)", (long long)((nbf_ms - now) / 1000));
         *why = reason;
         goto done;
     }
@@ -338,7 +356,7 @@ int rt_jwt_verify(rt_str_t token, rt_ident_t **out, const char **why)
         }
     }
     char *perms = jwt_get_grants_json(jwt, claim);
-    *out = ident_new(jwt_get_grant(jwt, "sub"), has_exp ? exp * 1000LL : 0, perms);
+    *out = ident_new(jwt_get_grant(jwt, "sub"), has_exp ? exp_ms : 0, perms);
     free(perms);
     result = RT_OK;
 done:

@@ -77,7 +77,8 @@ static void send_frame(rt_sub_t *sub, int opcode, const void *payload, size_t le
     unsigned char buf[10 + 256];
     if (len <= 256) {
         size_t h = ws_build_header(buf, opcode, 1, 0, len);
-        memcpy(buf + h, payload, len);
+        if (len)
+            memcpy(buf + h, payload, len);
         svc->write_copy(sub, (const char *)buf, h + len);
         return;
     }
@@ -365,10 +366,12 @@ static size_t ws_receive(rt_sub_t *sub, const char *bytes, size_t len)
             c->msg_opcode = f.opcode;
             c->msg_compressed = f.rsv1;
         }
-        if (c->msg_len + f.len > c->msg_cap) {
+        if (c->msg_len + f.len > c->msg_cap || c->msg == NULL) {
             size_t cap = c->msg_cap ? c->msg_cap : 256;
             while (cap < c->msg_len + f.len)
                 cap *= 2;
+            if (cap < c->msg_cap)
+                cap = c->msg_cap;
             c->msg = realloc(c->msg, cap);
             if (c->msg == NULL)
                 abort();

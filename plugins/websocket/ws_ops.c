@@ -160,7 +160,8 @@ static void do_pub(rt_sub_t *sub, const op_t *o)
     if (r == NULL)
         abort();
     r->len = o->ref.len;
-    memcpy(r->ref, o->ref.base, o->ref.len);
+    if (o->ref.len)
+        memcpy(r->ref, o->ref.base, o->ref.len);
     const char *why = NULL;
     int err = svc->publish(sub, &p, &why, on_published, r);
     free(decoded);

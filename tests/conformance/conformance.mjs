@@ -8,9 +8,10 @@
 // side (masked frames, bad RSV bits, a message that does not inflate, …) or leaves the TCP
 // connection open after the closing handshake.
 //
-// runConformance(env) runs them; env.brokers: {echo, nodeflate} each {port, base};
+// runConformance(env) runs them; env.brokers: {echo, nodeflate, heartbeat} each {port, base};
 // env.onResult(result) is called per case. The echo broker has limits.max_message_bytes = LIMIT
-// and permessage-deflate on (default threshold 128); nodeflate has `websocket.deflate: false`.
+// and permessage-deflate on (default threshold 128); nodeflate has `websocket.deflate: false`;
+// heartbeat has `websocket.ping_interval: 300ms`. All three have `websocket.echo: true`.
 
 import crypto from 'node:crypto';
 import {
@@ -354,6 +355,31 @@ C('2.12', 'ping in the middle of a fragmented text message', 'pong first, then t
   check(c.events[0].kind === 'pong' && c.events[0].data.equals(U('mid')), () => `expected the pong before the message: ${c.describe()}`);
   await t.cleanClose(c);
 });
+
+C('2.13', 'server heartbeat (websocket.ping_interval 300ms): pings arrive; a client that answers them stays open', '≥ 3 server pings in 1.6 s, still open, echo works', async (t) => {
+  const c = await t.open({ broker: 'heartbeat' });
+  c.autoPong = true;
+  await sleep(1600);
+  check(c.pings.length >= 3, () => `${c.pings.length} server pings in 1.6 s with ping_interval 300ms: ${c.describe()}`);
+  check(!c.closeFrame && !c.ended, () => `a client answering pings was closed: ${c.describe()}`);
+  await c.text('still here'); await t.echo(c, [text('still here')]); await t.cleanClose(c);
+}, { broker: 'heartbeat' });
+C('2.14', 'server heartbeat: a client that never answers (sends nothing) is closed after about 2 × ping_interval', 'closed within 0.5–3 s', async (t) => {
+  const c = await t.open({ broker: 'heartbeat' });
+  const t0 = Date.now();
+  await c.waitFor((x) => x.closeFrame || x.ended, 4000, 'the silent client to be closed');
+  const ms = Date.now() - t0;
+  check(ms >= 500, `closed after only ${ms} ms (2 × ping_interval is 600 ms)`);
+  t.note(`closed after ${ms} ms${c.closeFrame ? ` with ${c.closeFrame.code}` : ' (no close frame)'}; ${c.pings.length} pings unanswered`);
+  check(c.pings.length >= 1, 'closed without having been pinged');
+  await c.waitFor((x) => x.ended, 3000, 'the TCP connection to close');
+}, { broker: 'heartbeat' });
+C('2.15', 'server heartbeat: a client that keeps sending data but never pongs is not silent', 'still open after 1.5 s', async (t) => {
+  const c = await t.open({ broker: 'heartbeat' });
+  for (let i = 0; i < 10; i++) { await c.text(`tick${i}`); await sleep(150); }
+  check(!c.closeFrame && !c.ended, () => `closed although it was sending: ${c.describe()}`);
+  await t.echo(c, Array.from({ length: 10 }, (_, i) => text(`tick${i}`))); await t.cleanClose(c);
+}, { broker: 'heartbeat' });
 
 // ================================================================== 3 reserved bits
 const rsvCase = (id, desc, spec) => C(id, desc, 'echo of the preceding text, then close 1002, no pong for the following ping', async (t) => {
@@ -965,7 +991,7 @@ async function publishHttp(t, topic, body) {
 /**
  * Run the cases (optionally filtered), `concurrency` at a time (each case has its own
  * connections and topics). Results are reported through env.onResult in case order.
- * env: { brokers: {echo, nodeflate}, onResult(r), beforeCase(kase) → may restart brokers }
+ * env: { brokers: {echo, nodeflate, heartbeat}, onResult(r), beforeCase(kase) → may restart brokers }
  * Returns [{id, group, desc, expect, ok, reason, notes, ms}].
  */
 export async function runConformance(env, { filter, concurrency = 1 } = {}) {

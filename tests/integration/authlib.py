@@ -19,6 +19,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -40,6 +41,7 @@ SLOW = 3 if os.environ.get('RTB_SANITIZED') else 1
 
 # ------------------------------------------------------------------ cleanup registry
 _live = set()
+_all = []
 _temps = []
 
 
@@ -131,6 +133,12 @@ class Report:
 
     def finish(self):
         self.timer.cancel()
+        for b in list(_live):  # graceful, so that LeakSanitizer can report
+            b.stop()
+        for b in _all:
+            rep = b.sanitizer_report()
+            if rep:
+                self.fail(f'no sanitizer report in the log of {b.name} (pid {b.pid})', '\n' + rep)
         _kill_all()
         self._summary()
         sys.exit(1 if self.failed or not self.passed else 0)
@@ -217,6 +225,7 @@ class Broker:
         logf.close()
         self.pid = self.proc.pid
         _live.add(self)
+        _all.append(self)
         deadline = time.time() + 10 * SLOW
         while True:
             if self.proc.poll() is not None:
@@ -247,6 +256,18 @@ class Broker:
             return '\n'.join(txt.split('\n')[-lines:])
         except OSError as e:
             return f'(no log: {e})'
+
+    def sanitizer_report(self):
+        try:
+            with open(self.log_path, 'rb') as f:
+                txt = f.read().decode('utf-8', 'replace')
+        except OSError:
+            return None
+        m = re.search(r'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:', txt)
+        if not m:
+            return None
+        i = txt.rfind('\n', 0, max(0, m.start() - 200))
+        return txt[max(0, i):m.start() + 3000]
 
     def sighup(self):
         os.kill(self.pid, signal.SIGHUP)
@@ -591,6 +612,7 @@ class WS:
         self.protocol = None
         self.proto_header = None
         self.msgs = []
+        self.closed_seen = False
 
     @classmethod
     async def connect(cls, port, path, protocols=None, headers=None, origin=None, timeout=5):
@@ -615,6 +637,10 @@ class WS:
         return self.ws.close_code if self.ws is not None and self.ws.closed else None
 
     @property
+    def closed(self):
+        return self.ws is None or self.closed_seen
+
+    @property
     def close_reason(self):
         return self.ws.close_reason if self.ws is not None else None
 
@@ -626,12 +652,16 @@ class WS:
             return False
 
     async def recv(self, timeout):
-        """Next message (JSON-decoded when possible) or None on timeout or close."""
+        """Next message (JSON-decoded when possible), or None on timeout or once the connection is closed
+        and every message that came before the close has been read (then closed_seen is set)."""
+        if self.closed_seen:
+            return None
         try:
             m = await asyncio.wait_for(self.ws.recv(), timeout)
         except asyncio.TimeoutError:
             return None
         except websockets.exceptions.ConnectionClosed:
+            self.closed_seen = True
             return None
         try:
             v = json.loads(m)
@@ -646,24 +676,21 @@ class WS:
             if pred(m):
                 return m
         deadline = time.time() + timeout
-        while True:
+        while not self.closed_seen:
             left = deadline - time.time()
             if left <= 0:
                 return None
             m = await self.recv(left)
-            if m is None:
-                if self.ws.closed:
-                    return None
-                continue
-            if pred(m):
+            if m is not None and pred(m):
                 return m
+        return None
 
     async def wait_close(self, timeout):
         """Reads (keeping messages) until the server closes; the close code, or None when still open."""
         deadline = time.time() + timeout
-        while not self.ws.closed and time.time() < deadline:
+        while not self.closed_seen and time.time() < deadline:
             await self.recv(max(0.01, deadline - time.time()))
-        if self.ws.closed:
+        if self.closed_seen:
             try:
                 await asyncio.wait_for(self.ws.wait_closed(), 3)
             except asyncio.TimeoutError:

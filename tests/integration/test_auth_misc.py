@@ -92,6 +92,20 @@ async def ws_cases(port):
             R.check(f'anonymous: ws.raw {path} without a token → {exp}', got == exp, f'got {got}')
         finally:
             await w.close()
+    # the bearer entry may come first; the server selects rt.v1 and never echoes the token
+    good = tok()
+    for protos, want, label in ((['bearer.' + good, 'rt.v1'], 'rt.v1', 'bearer entry offered before rt.v1 → 101 selecting rt.v1'),
+                                (['bearer.' + good, 'rt.raw'], 'rt.raw', 'bearer entry offered before rt.raw → 101 selecting rt.raw'),
+                                (['bearer.' + good], None, 'only a bearer entry offered → 101 raw, no Sec-WebSocket-Protocol echoed')):
+        w = await WS.connect(port, '/sub/chat.room1', protocols=protos)
+        try:
+            code = await w.wait_close(0.4) if w.status == 101 else None
+            hdr = w.proto_header or []
+            R.check(f'ws subprotocol: {label}', w.status == 101 and w.protocol == want and code is None
+                    and not any('bearer' in h for h in hdr) and (want is not None or not hdr),
+                    f'got {w.status or w.error}, protocol {w.protocol!r}, Sec-WebSocket-Protocol {hdr}, close {code}')
+        finally:
+            await w.close()
     # tokenless rt.v1 while something is anonymous: no auth_timeout close; anonymous subs work
     w = await WS.connect(port, '/ws', protocols=['rt.v1'])
     try:

@@ -113,6 +113,35 @@ async def http_limits(port):
     r = await pub_status(port, alice)
     R.check('pub publish_per_subject: alice recovered after a second → 200', r.status == 200, f'got {r.brief()}')
 
+    # rt.v1 pubs are publishes of the token's subject too: they share the per-subject budget
+    await next_window()
+    dave = tok('dave')
+    w = await WS.connect(port, '/ws', protocols=['rt.v1', 'bearer.' + dave])
+    try:
+        if w.status == 101:
+            for i in range(BURST):
+                await w.send({'op': 'pub', 'topic': 'chat.room1', 'data': i, 'ref': i})
+            replies = {}
+            deadline = time.time() + 3
+            while len(replies) < BURST and time.time() < deadline and not w.closed_seen:
+                m = await w.recv(deadline - time.time())
+                if isinstance(m, dict) and m.get('ref') in range(BURST):
+                    replies[m['ref']] = m
+            codes = [replies[i].get('code', 'ok') if i in replies else None for i in range(BURST)]
+            R.check(f'ws.v1 publish_per_subject: {BURST} pubs by one subject on one connection → the excess get error rate_limited',
+                    'rate_limited' in codes and 1 <= codes.count('ok') <= 2 * LIMIT, f'replies {codes}; close {w.close_code}')
+            r = await pub_status(port, dave)
+            seen = r.status
+            R.check('pub publish_per_subject: the same subject over HTTP right after its rt.v1 burst → 429 (one budget per subject)',
+                    r.status == 429, f'got {r.brief()}')
+            if seen == 429:
+                global seen_429
+                seen_429 += 1
+        else:
+            R.fail('ws.v1 publish_per_subject: connect', f'got {w.status or w.error}')
+    finally:
+        await w.close()
+
     # anonymous publishes: per client IP
     await next_window()
     rs = await asyncio.gather(*(pub_status(port, None, 'anon.x') for _ in range(BURST)))
@@ -140,7 +169,7 @@ async def ws_limits(port):
         deadline = time.time() + 3
         while len(replies) < n and time.time() < deadline:
             m = await w.recv(deadline - time.time())
-            if m is None and w.ws.closed:
+            if m is None and w.closed_seen:
                 break
             if isinstance(m, dict) and m.get('ref') in range(n) and m.get('type') in ('ok', 'error'):
                 replies[m['ref']] = m

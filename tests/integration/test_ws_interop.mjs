@@ -4,6 +4,7 @@
 // foreign or expired cursor) and the close codes a client sees (1001 on SIGTERM, 4001 when
 // subscribing is not allowed, 1009 for an oversize client message).
 import { createRequire } from 'node:module';
+import { wsConnect, OP } from '../conformance/wsraw.mjs';
 import {
   suite, assert, eq, publishOk, publish, poll, waitFor, sleep, seqOf, epochOf, trunc, ROOT,
 } from './lib.mjs';
@@ -297,6 +298,52 @@ t.test('oversize client messages: close 1009 (raw and rt.v1; with deflate the sm
     const close = await h.closed();
     eq(close.code, 1009, `${path} ${protocols || 'raw'} deflate ${deflate}: close code for 65537 bytes`);
   }
+});
+
+t.test('raw mode without echo (the default): client frames are validated though ignored — bad UTF-8 1007, unmasked 1002, oversize 1009', async (c) => {
+  const b = await c.broker({ config: cfg({ limits: { max_message_bytes: 65536 } }) });
+  const cases = [
+    ['text that is not UTF-8', (x) => x.text(Buffer.from([0x61, 0xed, 0xa0, 0x80])), 1007],
+    ['unmasked frame', (x) => x.text('hi', { mask: false }), 1002],
+    ['reserved opcode 5', (x) => x.send(5, 'x'), 1002],
+    ['binary of 65537 bytes', (x) => x.binary(Buffer.alloc(65537)), 1009],
+  ];
+  for (const [what, act, code] of cases) {
+    const x = await wsConnect(b.port, { path: '/sub/iop.val' });
+    c.defer(() => x.destroy());
+    eq(x.status, 101, 'handshake');
+    await x.text('valid text is ignored');
+    await x.binary(Buffer.from([0xff]));
+    await act(x);
+    await x.waitFor((y) => y.closeFrame || y.ended, 5000, `close after ${what}`);
+    assert(x.closeFrame, `${what}: connection dropped without a close frame`);
+    eq(x.closeFrame.code, code, `${what}: close code`);
+    eq(x.messages.length, 0, `${what}: data frames sent back with echo off`);
+  }
+});
+
+t.test('rt.v1: malformed input gets an error (or a close with a reason), never silence; unknown op with a ref gets an error with that ref', async (c) => {
+  const b = await c.broker({ config: cfg() });
+  const h = await ws(c, b.base, '/ws', { protocols: ['rt.v1'] });
+  const e = await op(h, { op: 'nope', topic: 'a.b', ref: 'z1' });
+  eq([e.type, e.ref], ['error', 'z1'], `unknown op: ${JSON.stringify(e)}`);
+  assert(typeof e.code === 'string' && e.code && typeof e.message === 'string', `error without code/message: ${JSON.stringify(e)}`);
+  const e2 = await op(h, { op: 'sub', ref: 'z2' });
+  eq([e2.type, e2.ref], ['error', 'z2'], `sub without a topic: ${JSON.stringify(e2)}`);
+  for (const garbage of ['not json', '', '[1,2]', '{"op":', '"just a string"']) {
+    const n = h.msgs.length;
+    h.send(garbage);
+    h.send({ op: 'ping', ref: 'after' });
+    await h.waitFor((x) => x.close || x.msgs.slice(n).some((m) => m.json && m.json.ref === 'after'), 5000, `an answer after ${JSON.stringify(garbage)}`);
+    if (h.close) {
+      assert([1003, 1007, 1008, 1002].includes(h.close.code) && h.close.reason, `closed after ${JSON.stringify(garbage)} with ${JSON.stringify(h.close)}`);
+      c.info(`rt.v1 closes on ${JSON.stringify(garbage)}: ${JSON.stringify(h.close)}`);
+      return;
+    }
+    const answers = h.msgs.slice(n).map((m) => m.json);
+    assert(answers.some((j) => j && j.type === 'error'), `no error frame for ${JSON.stringify(garbage)}: ${JSON.stringify(answers)}`);
+  }
+  assert(b.alive(), 'broker died');
 });
 
 await t.run();
