@@ -5,7 +5,7 @@ CC      ?= cc
 SAN     ?=
 OPT     ?= -O2
 CFLAGS_COMMON = -std=gnu11 $(OPT) -g -Wall -Wextra -Werror -DH2O_USE_LIBUV=0 -Iinclude -pthread $(SAN)
-LDLIBS  = -lh2o-evloop -ljwt -lssl -lcrypto -lz -lyaml -ldl -lpthread -lm
+LDLIBS  = -lh2o-evloop -lnats -ljwt -lssl -lcrypto -lz -lyaml -ldl -lpthread -lm
 SUDO    = $(if $(filter 0,$(shell id -u)),,sudo)
 
 BROKER_SRC = $(wildcard broker/*.c)

@@ -50,6 +50,9 @@ struct rt_bus {
 };
 
 rt_bus_t *rt_bus_memory_new(void);
+rt_bus_t *rt_bus_nats_new(void);
+/* n random characters of [a-z2-9] and a NUL into out. */
+void rt_random_token(char *out, size_t n);
 void rt_replay_release(rt_replay_t *r);
 
 #endif

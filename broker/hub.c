@@ -24,6 +24,43 @@ __thread rt_worker_t *rt_current_worker;
 
 static void dispatch_one(rt_subscription_t *s, void *ctx);
 
+typedef struct rt_task {
+    struct rt_task *next;
+    void (*fn)(void *arg);
+    void *arg;
+} rt_task_t;
+
+void rt_hub_post(rt_worker_t *w, void (*fn)(void *arg), void *arg)
+{
+    rt_task_t *t = rt_malloc(sizeof(*t));
+    t->fn = fn, t->arg = arg;
+    pthread_mutex_lock(&w->inbox_lock);
+    t->next = w->tasks;
+    w->tasks = t;
+    if (!w->wake_pending) {
+        w->wake_pending = 1;
+        h2o_multithread_send_message(&w->receiver, &w->wake_msg);
+    }
+    pthread_mutex_unlock(&w->inbox_lock);
+}
+
+static void run_tasks(rt_task_t *t)
+{
+    rt_task_t *rev = NULL; /* posted newest first: run in posting order */
+    while (t) {
+        rt_task_t *next = t->next;
+        t->next = rev;
+        rev = t;
+        t = next;
+    }
+    while (rev) {
+        rt_task_t *next = rev->next;
+        rev->fn(rev->arg);
+        free(rev);
+        rev = next;
+    }
+}
+
 /* ---------- inbox ---------- */
 
 void rt_hub_broadcast(rt_msg_t *msg)
@@ -59,11 +96,14 @@ static void on_inbox(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messa
         rt_msg_t **batch = w->inbox;
         size_t n = w->inbox_len, cap = w->inbox_cap;
         w->inbox = w->draining, w->inbox_cap = w->draining_cap, w->inbox_len = 0;
-        if (n == 0)
+        rt_task_t *tasks = w->tasks;
+        w->tasks = NULL;
+        if (n == 0 && tasks == NULL)
             w->wake_pending = 0;
         pthread_mutex_unlock(&w->inbox_lock);
         w->draining = batch, w->draining_cap = cap;
-        if (n == 0)
+        run_tasks(tasks);
+        if (n == 0 && tasks == NULL)
             break;
         for (size_t i = 0; i < n; i++) {
             rt_index_match(&w->index, batch[i]->topic, dispatch_one, batch[i]);
@@ -279,7 +319,16 @@ static void destroy(rt_sub_t *sub)
     outq_free(&sub->pending);
     outq_free(&sub->inflight);
     rt_metrics_conn(sub->tp, -1);
-    free(sub);
+    if (sub->holds == 0)
+        free(sub);
+}
+
+void rt_sub_hold(rt_sub_t *sub) { sub->holds++; }
+
+void rt_sub_put(rt_sub_t *sub)
+{
+    if (--sub->holds == 0 && sub->closed)
+        free(sub);
 }
 
 static void on_req_dispose(void *p)

@@ -34,6 +34,7 @@ typedef struct rt_worker {
     pthread_mutex_t inbox_lock;
     rt_msg_t **inbox, **draining;
     size_t inbox_len, inbox_cap, draining_cap;
+    struct rt_task *tasks;  /* closures posted by other threads (bus completions) */
     int wake_pending;
     /* subscribers */
     rt_index_t index;
@@ -79,6 +80,7 @@ struct rt_sub {
     rt_bucket_t pub_bucket; /* publishes from this connection */
     unsigned streaming : 1, sending : 1, final_queued : 1, final_sent : 1, stopped : 1, ending : 1, closed : 1, responded : 1;
     unsigned upgrading : 1, upgraded : 1;
+    unsigned holds;        /* rt_sub_hold count: the memory stays until it is 0 */
     char cursor[RT_ID_MAX + 1];
     _Alignas(16) char data[];
 };
@@ -91,6 +93,11 @@ extern __thread rt_worker_t *rt_current_worker;
 void rt_hub_init_worker(rt_worker_t *w);
 /* Any thread: hand a message to every worker (takes a reference per worker). */
 void rt_hub_broadcast(rt_msg_t *msg);
+/* Any thread: run fn(arg) on worker w's thread soon. */
+void rt_hub_post(rt_worker_t *w, void (*fn)(void *arg), void *arg);
+/* Keep a subscriber's memory past its end (for an operation that completes later); rt_sub_put drops it. */
+void rt_sub_hold(rt_sub_t *sub);
+void rt_sub_put(rt_sub_t *sub);
 /* Worker thread: stop accepting and end every subscriber. */
 void rt_hub_shutdown(rt_worker_t *w);
 

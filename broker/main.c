@@ -84,8 +84,10 @@ int main(int argc, char **argv)
     const char *busname = rt_cfg_str("bus");
     if (strcmp(busname, "memory") == 0) {
         rt_bus = rt_bus_memory_new();
+    } else if (strcmp(busname, "nats") == 0) {
+        rt_bus = rt_bus_nats_new();
     } else {
-        fprintf(stderr, "rtbroker: config: bus: \"%s\" is not available (this build has: memory)\n", busname);
+        fprintf(stderr, "rtbroker: config: bus: \"%s\" is not one of memory, nats\n", busname);
         return 2;
     }
     if (check) {

@@ -45,17 +45,33 @@ static rt_str_t peer(h2o_req_t *req, char *buf)
     return rt_cstr(buf);
 }
 
+/* A publish waiting for the bus; the request may go away meanwhile (the anchor in its pool tells). */
 typedef struct pub_ctx {
     h2o_req_t *req;
+    struct pub_ctx **anchor;
     rt_str_t topic;
+    char topicbuf[RT_TOPIC_MAX + 1];
 } pub_ctx_t;
+
+static void on_req_gone(void *p)
+{
+    pub_ctx_t *c = *(pub_ctx_t **)p;
+    if (c)
+        c->req = NULL;
+}
 
 static void on_published(void *arg, int err, rt_str_t id)
 {
     pub_ctx_t *c = arg;
     rt_metrics_published(err == RT_OK);
+    if (c->req == NULL) { /* the client left before the bus answered */
+        free(c);
+        return;
+    }
+    *c->anchor = NULL;
     if (err != RT_OK) {
         rt_http_error(c->req, err, "the bus did not accept the message; nothing was published");
+        free(c);
         return;
     }
     rt_buf_t b = {0};
@@ -69,6 +85,7 @@ static void on_published(void *arg, int err, rt_str_t id)
     size_t len = b.len;
     rt_buf_free(&b);
     rt_http_respond(c->req, 200, "application/json", body, len);
+    free(c);
 }
 
 int rt_publish_check(const rt_ident_t *who, rt_str_t topic, rt_str_t event, int has_event, rt_str_t idem, size_t len,
@@ -136,9 +153,12 @@ void rt_publish_handle(h2o_req_t *req, rt_str_t path)
     }
     rt_str_t ctype = rt_req_header(req, "content-type");
     rt_msg_t *msg = rt_msg_new(topic, event, ctype, rt_str(req->entity.base, req->entity.len));
-    pub_ctx_t *c = h2o_mem_alloc_pool(&req->pool, sizeof(*c));
+    pub_ctx_t *c = rt_malloc(sizeof(*c));
     c->req = req;
-    c->topic = topic;
+    memcpy(c->topicbuf, topic.base, topic.len);
+    c->topic = rt_str(c->topicbuf, topic.len);
+    c->anchor = h2o_mem_alloc_shared(&req->pool, sizeof(*c->anchor), on_req_gone);
+    *c->anchor = c;
     rt_bus->ops->publish(rt_bus, msg, key, on_published, c);
 }
 
@@ -152,7 +172,11 @@ static void on_sub_published(void *arg, int err, rt_str_t id)
 {
     sub_pub_t *p = arg;
     rt_metrics_published(err == RT_OK);
-    p->done(p->sub, err, id, p->arg);
+    if (!p->sub->closed)
+        p->done(p->sub, err, id, p->arg);
+    else
+        free(p->arg); /* the transport's context for an ack nobody can receive */
+    rt_sub_put(p->sub);
     free(p);
 }
 
@@ -175,6 +199,7 @@ int rt_publish_from_sub(rt_sub_t *sub, const rt_pub_t *pub, const char **why,
     }
     sub_pub_t *p = rt_malloc(sizeof(*p));
     p->sub = sub, p->done = done, p->arg = arg;
+    rt_sub_hold(sub);
     rt_msg_t *msg = rt_msg_new(pub->topic, pub->event, pub->content_type, pub->data);
     rt_bus->ops->publish(rt_bus, msg, pub->idempotency_key, on_sub_published, p);
     return RT_OK;

@@ -168,7 +168,8 @@ typedef struct rt_services {
     int (*upgrade)(rt_sub_t *sub, const char *const *headers);
     int (*unsubscribe)(rt_sub_t *sub, rt_str_t pattern);                /* RT_EINVAL when not subscribed to it */
     /* Publish on behalf of the connection, with the same checks as POST /pub. RT_OK: `done` follows (maybe before this
-     * returns) with the id or an error; otherwise the refusal is returned and *why says why. */
+     * returns) with the id or an error; otherwise the refusal is returned and *why says why. `arg` must be NULL or
+     * malloc'd: when the connection ends before the answer, `done` is not called and the broker frees `arg`. */
     int (*publish)(rt_sub_t *sub, const rt_pub_t *pub, const char **why,
                    void (*done)(rt_sub_t *sub, int err, rt_str_t id, void *arg), void *arg);
     /* Replace the connection's credentials with a token (refresh, or a first authentication). Subscriptions the

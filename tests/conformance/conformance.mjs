@@ -8,10 +8,11 @@
 // side (masked frames, bad RSV bits, a message that does not inflate, …) or leaves the TCP
 // connection open after the closing handshake.
 //
-// runConformance(env) runs them; env.brokers: {echo, nodeflate, heartbeat} each {port, base};
+// runConformance(env) runs them; env.brokers: {echo, nodeflate, tuned} each {port, base};
 // env.onResult(result) is called per case. The echo broker has limits.max_message_bytes = LIMIT
 // and permessage-deflate on (default threshold 128); nodeflate has `websocket.deflate: false`;
-// heartbeat has `websocket.ping_interval: 300ms`. All three have `websocket.echo: true`.
+// tuned has `websocket.ping_interval: 300ms` and `websocket.deflate_threshold: 1000`.
+// All three have `websocket.echo: true`.
 
 import crypto from 'node:crypto';
 import {
@@ -357,15 +358,15 @@ C('2.12', 'ping in the middle of a fragmented text message', 'pong first, then t
 });
 
 C('2.13', 'server heartbeat (websocket.ping_interval 300ms): pings arrive; a client that answers them stays open', '≥ 3 server pings in 1.6 s, still open, echo works', async (t) => {
-  const c = await t.open({ broker: 'heartbeat' });
+  const c = await t.open({ broker: 'tuned' });
   c.autoPong = true;
   await sleep(1600);
   check(c.pings.length >= 3, () => `${c.pings.length} server pings in 1.6 s with ping_interval 300ms: ${c.describe()}`);
   check(!c.closeFrame && !c.ended, () => `a client answering pings was closed: ${c.describe()}`);
   await c.text('still here'); await t.echo(c, [text('still here')]); await t.cleanClose(c);
-}, { broker: 'heartbeat' });
+}, { broker: 'tuned' });
 C('2.14', 'server heartbeat: a client that never answers (sends nothing) is closed after about 2 × ping_interval', 'closed within 0.5–3 s', async (t) => {
-  const c = await t.open({ broker: 'heartbeat' });
+  const c = await t.open({ broker: 'tuned' });
   const t0 = Date.now();
   await c.waitFor((x) => x.closeFrame || x.ended, 4000, 'the silent client to be closed');
   const ms = Date.now() - t0;
@@ -373,13 +374,13 @@ C('2.14', 'server heartbeat: a client that never answers (sends nothing) is clos
   t.note(`closed after ${ms} ms${c.closeFrame ? ` with ${c.closeFrame.code}` : ' (no close frame)'}; ${c.pings.length} pings unanswered`);
   check(c.pings.length >= 1, 'closed without having been pinged');
   await c.waitFor((x) => x.ended, 3000, 'the TCP connection to close');
-}, { broker: 'heartbeat' });
+}, { broker: 'tuned' });
 C('2.15', 'server heartbeat: a client that keeps sending data but never pongs is not silent', 'still open after 1.5 s', async (t) => {
-  const c = await t.open({ broker: 'heartbeat' });
+  const c = await t.open({ broker: 'tuned' });
   for (let i = 0; i < 10; i++) { await c.text(`tick${i}`); await sleep(150); }
   check(!c.closeFrame && !c.ended, () => `closed although it was sending: ${c.describe()}`);
   await t.echo(c, Array.from({ length: 10 }, (_, i) => text(`tick${i}`))); await t.cleanClose(c);
-}, { broker: 'heartbeat' });
+}, { broker: 'tuned' });
 
 // ================================================================== 3 reserved bits
 const rsvCase = (id, desc, spec) => C(id, desc, 'echo of the preceding text, then close 1002, no pong for the following ping', async (t) => {
@@ -979,6 +980,15 @@ C('13.5.6', 'binary delivery of 60000 compressible bytes', 'compressed binary fr
   const body = Buffer.concat([B(0xff, 0xfe), Buffer.alloc(59998, 7)]); await publishHttp(t, 'conf.thrbin', body);
   await t.echo(c, [bin(body)], { compressed: true }); await t.cleanClose(c);
 });
+const thrTuned = (id, n, compressed) => C(id, `delivery of ${n} bytes with websocket.deflate_threshold 1000`, compressed ? 'RSV1 set' : 'RSV1 unset', async (t) => {
+  const tp = `conf.tthr${n}`;
+  const c = await t.openDeflate({ path: `/sub/${tp}` });
+  const body = Array.from({ length: n }, (_, j) => 'thresholds'[j % 10]).join('');
+  await publishHttp(t, tp, body);
+  await t.echo(c, [text(body)], { compressed });
+  await t.cleanClose(c);
+}, { broker: 'tuned' });
+thrTuned('13.5.7', 999, false); thrTuned('13.5.8', 1000, true);
 
 async function publishHttp(t, topic, body) {
   const r = await fetch(`${t.broker().base}/pub/${topic}`, { method: 'POST', body, signal: AbortSignal.timeout(5000) });
@@ -991,7 +1001,7 @@ async function publishHttp(t, topic, body) {
 /**
  * Run the cases (optionally filtered), `concurrency` at a time (each case has its own
  * connections and topics). Results are reported through env.onResult in case order.
- * env: { brokers: {echo, nodeflate, heartbeat}, onResult(r), beforeCase(kase) → may restart brokers }
+ * env: { brokers: {echo, nodeflate, tuned}, onResult(r), beforeCase(kase) → may restart brokers }
  * Returns [{id, group, desc, expect, ok, reason, notes, ms}].
  */
 export async function runConformance(env, { filter, concurrency = 1 } = {}) {

@@ -461,9 +461,10 @@ def _request_bytes(port, method, path, headers, body):
     return head.encode('latin-1') + (body or b'')
 
 
-async def http_req(port, method, path, headers=None, body=None, timeout=10):
+async def http_req(port, method, path, headers=None, body=None, timeout=10, src=None):
+    """One request on its own connection; src: a local address to connect from (e.g. '127.0.0.2')."""
     async def go():
-        reader, writer = await asyncio.open_connection('127.0.0.1', port)
+        reader, writer = await asyncio.open_connection('127.0.0.1', port, local_addr=(src, 0) if src else None)
         try:
             writer.write(_request_bytes(port, method, path, headers, body))
             await writer.drain()
@@ -516,11 +517,12 @@ class SSE:
         self._writer = None
 
     @classmethod
-    async def open(cls, port, path, headers=None, timeout=5):
+    async def open(cls, port, path, headers=None, timeout=5, src=None):
         s = cls()
         h = {'Accept': 'text/event-stream'}
         h.update(headers or {})
-        reader, writer = await asyncio.wait_for(asyncio.open_connection('127.0.0.1', port), timeout)
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection('127.0.0.1', port, local_addr=(src, 0) if src else None), timeout)
         s._writer = writer
         writer.write(_request_bytes(port, 'GET', path, h, None))
         await writer.drain()

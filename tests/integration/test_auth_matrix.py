@@ -16,7 +16,7 @@ import urllib.parse
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from authlib import (Report, Broker, BrokerError, mktemp, make_rsa, read, claims, sign, sign_hmac_raw,  # noqa: E402
-                     none_token, http_req, SSE, WS, bearer, metric_sum, is_type, trunc, STD_RT)
+                     none_token, http_req, SSE, WS, bearer, metric_sum, is_type, trunc)
 
 R = Report(__file__, hard_timeout=110)
 
@@ -300,20 +300,34 @@ async def main():
         except Exception as e:  # noqa: BLE001
             R.fail('metrics: rtbroker_auth_failures_total counts the refused tokens', e)
 
+    # tokens are credentials: they must not end up in the broker's log (signatures are unique per token)
     for name, b in brokers.items():
         if not b.alive():
             R.fail(f'broker {name} alive after the matrix', f'exited {b.proc.returncode}\n{b.log()}')
-        rc = b.stop()
-        if rc not in (0, None):
-            R.info(f'broker {name} exit status {rc} on SIGTERM')
+            continue
+        b.stop()
+        try:
+            with open(b.log_path, 'rb') as f:
+                log = f.read().decode('utf-8', 'replace')
+        except OSError as e:
+            log = ''
+            R.info(f'broker {name} log: {e}')
+        leaked = sorted({c[5].rsplit('.', 1)[-1] for c in cells if c[3] == name and c[5] and len(c[5].rsplit('.', 1)[-1]) >= 20
+                         and c[5].rsplit('.', 1)[-1] in log})
+        R.check(f'broker {name} log does not contain the tokens it was given', not leaked,
+                f'{len(leaked)} token signatures appear in {b.log_path}, e.g. …{leaked[0] if leaked else ""}')
+
+    for name, b in brokers.items():
+        if b.proc.returncode not in (0, None):
+            R.fail(f'broker {name} exits 0 on SIGTERM after the matrix', f'exit status {b.proc.returncode}\n{b.log()}')
 
     # totals
     width = max(len(l) for l in table) if table else 10
     R.info('matrix (rows: token case; columns: ' + ' '.join(TRANSPORTS) + ')')
     for label, row in table.items():
         print('  ' + label.ljust(width) + '  ' + ' '.join(row.get(t, '-').ljust(len(t)) for t in TRANSPORTS))
-    R.info(f'auth matrix: {len(cells)} cells ({len(cases)} token cases × {len(TRANSPORTS)} transports where they apply): '
-           f'{npass} passed, {nfail} failed; rt.v1 op cells: {ops_pass} passed, {ops_fail} failed')
+    print(f'INFO auth matrix: {len(cells)} cells ({len(cases)} token cases × {len(TRANSPORTS)} transports where they apply): '
+           f'{npass} passed, {nfail} failed; rt.v1 op cells: {ops_pass} passed, {ops_fail} failed', flush=True)
 
 
 try:

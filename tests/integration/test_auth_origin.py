@@ -66,7 +66,7 @@ async def listed_broker_cases(port, token):
     s = await SSE.open(port, '/sub/chat.room1', headers=dict(hdr, Origin=GOOD))
     try:
         ok = s.status == 200 and await s.wait_ok(3)
-        R.check(f'sse: listed Origin → 200', ok, f'got {s.status} {s.resp.text if s.status != 200 else s.tail()}')
+        R.check('sse: listed Origin → 200', ok, f'got {s.status} {s.resp.text if s.status != 200 else s.tail()}')
         if ok:
             pr = cors_problems(s.h, GOOD)
             R.check('sse: listed Origin → Access-Control-Allow-Origin: <origin>, -Credentials: true, Vary: Origin',

@@ -25,6 +25,7 @@ LIMIT = 5
 BURST = 3 * LIMIT
 RT = {'sub': ['>'], 'pub': ['>']}
 seen_429 = 0
+OTHER_IP = '127.0.0.2'  # Linux routes all of 127/8 to lo: a second client address
 
 
 def tok(sub):
@@ -49,8 +50,8 @@ def check_429s(name, results):
             f'Retry-After values {ra}')
 
 
-async def sse_status(port, token):
-    s = await SSE.open(port, '/sub/chat.room1', headers=bearer(token))
+async def sse_status(port, token, src=None):
+    s = await SSE.open(port, '/sub/chat.room1', headers=bearer(token), src=src)
     if s.status == 200:
         await s.wait_ok(2)
     s.close()
@@ -61,8 +62,8 @@ async def poll_status(port, token):
     return await http_req(port, 'GET', '/poll?topic=chat.room1&timeout=1', bearer(token))
 
 
-async def pub_status(port, token, topic='chat.room1'):
-    return await http_req(port, 'POST', f'/pub/{topic}', bearer(token) if token else {}, body='x')
+async def pub_status(port, token, topic='chat.room1', src=None):
+    return await http_req(port, 'POST', f'/pub/{topic}', bearer(token) if token else {}, body='x', src=src)
 
 
 async def next_window():
@@ -76,6 +77,11 @@ async def http_limits(port):
         await next_window()
         rs = await asyncio.gather(*(fn(port, alice) for _ in range(BURST)))
         check_429s(f'{name} connections_per_ip', rs)
+        if name == 'sse':
+            # the budget is per client IP: another loopback address is not limited meanwhile
+            r = await sse_status(port, alice, src=OTHER_IP)
+            R.check(f'sse connections_per_ip: another client IP ({OTHER_IP}) is not limited meanwhile → 200',
+                    r.status == 200, f'got {r.brief()}')
         await next_window()
         r = await fn(port, alice)
         R.check(f'{name} connections_per_ip: recovered after a second → 200', r.status == 200, f'got {r.brief()}')
@@ -146,6 +152,9 @@ async def http_limits(port):
     await next_window()
     rs = await asyncio.gather(*(pub_status(port, None, 'anon.x') for _ in range(BURST)))
     check_429s('pub publish_per_subject (anonymous, per IP)', rs)
+    r = await pub_status(port, None, 'anon.x', src=OTHER_IP)
+    R.check(f'pub publish_per_subject (anonymous): another client IP ({OTHER_IP}) is not limited meanwhile → 200',
+            r.status == 200, f'got {r.brief()}')
     await next_window()
     r = await pub_status(port, None, 'anon.x')
     R.check('pub publish_per_subject (anonymous): recovered after a second → 200', r.status == 200, f'got {r.brief()}')

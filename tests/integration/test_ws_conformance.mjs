@@ -20,7 +20,7 @@ const common = {
 const configs = {
   echo: { ...common, websocket: { echo: true } },
   nodeflate: { ...common, websocket: { echo: true, deflate: false } },
-  heartbeat: { ...common, websocket: { echo: true, ping_interval: '300ms' } },
+  tuned: { ...common, websocket: { echo: true, ping_interval: '300ms', deflate_threshold: 1000 } },
 };
 
 const brokers = {};
@@ -41,7 +41,7 @@ let restarting = null;
 try {
   await start('echo');
   await start('nodeflate');
-  await start('heartbeat');
+  await start('tuned');
 } catch (e) {
   line(false, 'start brokers with websocket.echo: true', e.message);
   console.log(`${FILE}: ${passed} passed, ${failed} failed`);

@@ -144,15 +144,21 @@ t.test('slow consumer: a WebSocket that never reads is closed (1013) at max_queu
   c.defer(() => sse.close());
   const slow0 = await slowMetric(b.base);
   assert(Number.isFinite(slow0), 'no rtbroker_slow_consumer_closes_total in /metrics');
-  // 16 KB payloads: a reading subscriber has room for ~3 in its 64 KiB queue while one write is in flight
-  const body = (i) => `${String(i).padStart(5, '0')}:` + 'w'.repeat(16000);
+  // 32 KB payloads, published in lockstep with the subscribers that read (each publish waits until
+  // they all have it), so a reader never has more than one message queued and only the one that
+  // does not read can reach max_queue_bytes, however loaded the machine is
+  const body = (i) => `${String(i).padStart(5, '0')}:` + 'w'.repeat(32000);
   const ids = [];
   let closedAt = -1;
-  for (let i = 0; i < 3000; i++) {
+  const readersHave = (n) => fast.every((x) => x.messages.length - (x.base || 0) >= n) && sse.messages.length >= n;
+  for (let i = 0; i < 2000; i++) {
     ids.push(await publishOk(b.base, 'wsslow.t', body(i)));
+    await waitFor(() => readersHave(i + 1) || fast.some((x) => x.ended), 10000, `message ${i} on every reading subscriber`,
+      () => fast.map((x) => `${x.messages.length - (x.base || 0)}${x.ended ? '(closed)' : ''}`).join(',') + ` sse ${sse.messages.length}`);
+    assert(!fast.some((x) => x.ended), `a subscriber that reads was closed: ${fast.filter((x) => x.ended).map((x) => x.describe()).join(' | ')}`);
     if (i % 10 === 9 && (await slowMetric(b.base)) > slow0) { closedAt = i; break; }
   }
-  assert(closedAt >= 0, `no slow-consumer close after ${ids.length} × 16 KB to a WebSocket that reads nothing (max_queue_bytes 64KiB)`);
+  assert(closedAt >= 0, `no slow-consumer close after ${ids.length} × 32 KB to a WebSocket that reads nothing (max_queue_bytes 64KiB)`);
   const n = ids.length;
   const rawData = (x) => x.messages.map((m) => m.data.toString('utf8'));
   await waitFor(() => fast.every((x) => x.messages.length - (x.base || 0) >= n) && sse.messages.length >= n, 20000, `all ${n} messages on every other subscriber`,
@@ -162,7 +168,7 @@ t.test('slow consumer: a WebSocket that never reads is closed (1013) at max_queu
   eq(rawData(fast[0]).map((s) => s.slice(0, 6)), want.map((s) => s.slice(0, 6)), 'raw subscriber: every message, in order');
   assert(rawData(fast[0]).every((s, i) => s === want[i]), 'raw subscriber: a payload was corrupted');
   assert(rawData(fast[1]).every((s, i) => s === want[i]) && fast[1].messages.length === n, 'raw+deflate subscriber: messages lost or corrupted');
-  assert(fast[1].messages.some((m) => m.compressed), 'raw+deflate subscriber got no compressed message (16 KB payloads, threshold 128)');
+  assert(fast[1].messages.some((m) => m.compressed), 'raw+deflate subscriber got no compressed message (32 KB payloads, threshold 128)');
   const v1 = fast[2].messages.slice(1).map((m) => JSON.parse(m.data.toString('utf8')));
   eq(v1.map((m) => m.id), ids, 'rt.v1 subscriber ids');
   eq(sse.messages.map((m) => m.id), ids, 'SSE subscriber ids');
@@ -176,7 +182,7 @@ t.test('slow consumer: a WebSocket that never reads is closed (1013) at max_queu
   for (let i = 0; i < got.length; i++) assert(got[i] === want[i], `slow subscriber: message ${i} is ${JSON.stringify(got[i].slice(0, 8))}…, expected ${JSON.stringify(want[i].slice(0, 8))}… (a silent hole)`);
   if (slow.closeFrame) eq(slow.closeFrame.code, 1013, 'close code for the slow consumer');
   assert(slow.violations.length === 0, `violations on the slow connection: ${slow.violations.join('; ')}`);
-  c.info(`slow consumer closed after ${n} publishes of 16 KB; it had received ${got.length}; ${slow.closeFrame ? `close frame ${slow.closeFrame.code} "${slow.closeFrame.reason}"` : 'no close frame (connection closed)'}`);
+  c.info(`slow consumer closed after ${n} publishes of 32 KB; it had received ${got.length}; ${slow.closeFrame ? `close frame ${slow.closeFrame.code} "${slow.closeFrame.reason}"` : 'no close frame (connection closed)'}`);
 }, { timeout: 60000 });
 
 for (const deflate of [false, true]) {

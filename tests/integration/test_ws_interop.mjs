@@ -153,6 +153,22 @@ for (const deflate of [false, true]) {
     assert(!h.close, `connection closed: ${JSON.stringify(h.close)}`);
   });
 
+  t.test(`multi-topic /sub?topic=A&topic=B in raw and rt.v1 mode: both topics delivered ${tag}`, async (c) => {
+    const b = await c.broker({ config: cfg() });
+    const raw = await ws(c, b.base, '/sub?topic=iop.m1&topic=iop.m2', { deflate });
+    const v1 = await ws(c, b.base, '/sub?topic=iop.m1&topic=iop.m2', { deflate, protocols: ['rt.v1'] });
+    eq(v1.ws.protocol, 'rt.v1', 'selected subprotocol');
+    await sleep(100);
+    const i1 = await publishOk(b.base, 'iop.m1', 'one');
+    await publishOk(b.base, 'iop.m3', 'not subscribed');
+    const i2 = await publishOk(b.base, 'iop.m2', 'two');
+    await raw.waitFor((x) => x.msgs.length >= 2, 5000, 'raw: 2 messages');
+    await v1.waitFor((x) => x.json.filter((j) => j && j.type === 'msg').length >= 2, 5000, 'rt.v1: 2 messages');
+    await sleep(150);
+    eq(raw.msgs.map((m) => m.text), ['one', 'two'], 'raw multi-topic payloads');
+    eq(v1.json.filter((j) => j && j.type === 'msg').map((m) => [m.id, m.topic, m.data]), [[i1, 'iop.m1', 'one'], [i2, 'iop.m2', 'two']], 'rt.v1 multi-topic envelopes');
+  });
+
   t.test(`rt.v1 via subprotocol on /sub/{topic}: the path topic is subscribed at connect ${tag}`, async (c) => {
     const b = await c.broker({ config: cfg() });
     const h = await ws(c, b.base, '/sub/iop.v1path', { deflate, protocols: ['rt.v1'] });
@@ -242,6 +258,10 @@ t.test('gap: a cursor from a foreign epoch and one older than the retained histo
   const h3 = await ws(c, b.base, '/ws', { protocols: ['rt.v1'] });
   await op(h3, { op: 'sub', topic: 'iop.gap', since: ids[4], ref: 'g3' });
   eq(h3.json.filter((j) => j && j.type !== 'ok').map((j) => j.type === 'msg' ? j.id : j), [ids[5]], 'retained cursor: no gap, only the newer message');
+  // the gap names the pattern subscribed to
+  const h4 = await ws(c, b.base, '/ws', { protocols: ['rt.v1'] });
+  await op(h4, { op: 'sub', topic: 'iop.>', since: foreign, ref: 'g5' });
+  eq(h4.json[0], { type: 'gap', topic: 'iop.>', from: foreign }, 'gap notice of a wildcard subscription');
   // a malformed cursor is an error, not a silent start-now
   const bad = await op(h3, { op: 'sub', topic: 'iop.gap', since: 'not an id', ref: 'g4' });
   eq([bad.type, bad.ref], ['error', 'g4'], `sub with a malformed since: ${JSON.stringify(bad)}`);

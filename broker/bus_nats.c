@@ -1,0 +1,532 @@
+/*
+ * The NATS JetStream bus. Publishes go to the stream `<prefix>.>` (asynchronously; the
+ * worker learns the stream sequence from the ack). Every node keeps one ordered
+ * consumer on the stream, loaded from the start, and fills the same history the memory
+ * bus uses, so replays are served locally and live delivery is a broadcast to the
+ * workers. nats.c's threads never touch h2o: completions go to workers as posted tasks.
+ * A bus thread does the blocking work: connecting, creating or checking the stream,
+ * (re)subscribing after reconnects, and failing publishes whose ack never came.
+ */
+#include <nats/nats.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "bus.h"
+#include "config.h"
+#include "history.h"
+#include "hub.h"
+#include "map.h"
+
+typedef struct pending {
+    rt_worker_t *worker;
+    rt_publish_cb cb;
+    void *ctx;
+    uint64_t started_ms;
+    natsMsg *key; /* the published message, as the ack handler sees it */
+    int err;
+    uint64_t seq;
+    char epoch[16];
+} pending_t;
+
+typedef struct natsbus {
+    rt_bus_t super;
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    pthread_t thread;
+    natsOptions *opts;
+    natsConnection *nc;
+    jsCtx *js;
+    natsSubscription *sub;
+    rt_history_t *history;
+    rt_map_t pending; /* natsMsg pointer bytes -> pending_t */
+    char epoch[16];
+    char prefix[128], stream[128];
+    uint64_t last_seq;   /* last stream SEQ consumed */
+    uint64_t target_seq; /* the stream's last SEQ when we (re)subscribed: ready once consumed */
+    int connected, resubscribe, stream_ok, stopping;
+    /* metrics */
+    uint64_t pub_count, pub_latency_us, lag;
+} natsbus_t;
+
+static rt_str_t key_of(natsMsg **m) { return rt_str((const char *)m, sizeof(*m)); }
+
+static void on_connected(natsConnection *nc, void *closure)
+{
+    natsbus_t *nb = closure;
+    (void)nc;
+    pthread_mutex_lock(&nb->lock);
+    nb->connected = 1;
+    nb->resubscribe = 1;
+    pthread_cond_signal(&nb->wake);
+    pthread_mutex_unlock(&nb->lock);
+    rt_log(RT_LOG_INFO, "nats: connected");
+}
+
+static void on_disconnected(natsConnection *nc, void *closure)
+{
+    natsbus_t *nb = closure;
+    (void)nc;
+    pthread_mutex_lock(&nb->lock);
+    int was = nb->connected;
+    nb->connected = 0;
+    pthread_mutex_unlock(&nb->lock);
+    if (was)
+        rt_log(RT_LOG_WARN, "nats: disconnected; publishes get 503 until it is back");
+}
+
+static void epoch_of(const char *stream, int64_t created, char out[16])
+{
+    static const char alphabet[] = "abcdefghijkmnpqrstuvwxyz23456789";
+    char buf[200];
+    snprintf(buf, sizeof(buf), "%s/%lld", stream, (long long)created);
+    uint64_t h = rt_hash(rt_cstr(buf));
+    for (int i = 0; i < 8; i++, h >>= 5)
+        out[i] = alphabet[h & 31];
+    out[8] = '\0';
+}
+
+/* Creates the stream or checks the one there; sets the epoch. 0, or -1 with err naming the setting. */
+static int setup_stream(natsbus_t *nb, char *err, size_t errlen)
+{
+    jsStreamInfo *si = NULL;
+    jsErrCode jerr = 0;
+    int64_t max_msgs = rt_cfg_int("history.max_messages"), max_age_ns = rt_cfg_int("history.max_age") * 1000000LL,
+            dup_ns = rt_cfg_int("publish.dedup_window") * 1000000LL, replicas = rt_cfg_int("nats.replicas");
+    char subject[140];
+    snprintf(subject, sizeof(subject), "%s.>", nb->prefix);
+    natsStatus s = js_GetStreamInfo(&si, nb->js, nb->stream, NULL, &jerr);
+    if (s == NATS_NOT_FOUND || jerr == JSStreamNotFoundErr) {
+        jsStreamConfig cfg;
+        jsStreamConfig_Init(&cfg);
+        const char *subjects[] = {subject};
+        cfg.Name = nb->stream;
+        cfg.Subjects = subjects;
+        cfg.SubjectsLen = 1;
+        cfg.Storage = js_FileStorage;
+        cfg.MaxMsgsPerSubject = max_msgs;
+        cfg.MaxAge = max_age_ns;
+        cfg.Duplicates = dup_ns ? dup_ns : 1000000; /* 0 would mean the server's default (2 min) */
+        cfg.Replicas = replicas;
+        s = js_AddStream(&si, nb->js, &cfg, NULL, &jerr);
+        if (s != NATS_OK) {
+            snprintf(err, errlen, "nats: cannot create stream %s: %s (JetStream error %d)", nb->stream, natsStatus_GetText(s),
+                     (int)jerr);
+            return -1;
+        }
+        rt_log(RT_LOG_INFO, "nats: created stream %s on %s", nb->stream, subject);
+    } else if (s != NATS_OK) {
+        snprintf(err, errlen, "nats: cannot read stream %s: %s (JetStream error %d; is JetStream enabled: nats-server -js?)",
+                 nb->stream, natsStatus_GetText(s), (int)jerr);
+        return -1;
+    } else {
+        jsStreamConfig *c = si->Config;
+        const char *conflict = NULL;
+        char detail[200];
+        int has_subject = 0;
+        for (int i = 0; i < c->SubjectsLen; i++)
+            has_subject |= strcmp(c->Subjects[i], subject) == 0;
+        if (!has_subject)
+            conflict = "subjects", snprintf(detail, sizeof(detail), "it does not capture %s", subject);
+        else if (c->MaxMsgsPerSubject != max_msgs)
+            conflict = "history.max_messages", snprintf(detail, sizeof(detail), "its max_msgs_per_subject is %lld, the config says %lld",
+                                                        (long long)c->MaxMsgsPerSubject, (long long)max_msgs);
+        else if (c->MaxAge != max_age_ns)
+            conflict = "history.max_age", snprintf(detail, sizeof(detail), "its max_age is %llds, the config says %llds",
+                                                   (long long)(c->MaxAge / 1000000000LL), (long long)(max_age_ns / 1000000000LL));
+        if (conflict) {
+            snprintf(err, errlen, "nats: stream %s exists with other settings: %s (%s); change the config or the stream", nb->stream,
+                     detail, conflict);
+            jsStreamInfo_Destroy(si);
+            return -1;
+        }
+    }
+    char epoch[16];
+    epoch_of(nb->stream, si->Created, epoch);
+    uint64_t last = si->State.LastSeq;
+    jsStreamInfo_Destroy(si);
+    pthread_mutex_lock(&nb->lock);
+    if (strcmp(epoch, nb->epoch) != 0) {
+        if (nb->epoch[0])
+            rt_log(RT_LOG_WARN, "nats: stream %s was recreated: new epoch %s (old ids get a gap)", nb->stream, epoch);
+        memcpy(nb->epoch, epoch, sizeof(epoch));
+        rt_history_clear(nb->history);
+        nb->last_seq = 0;
+    }
+    nb->target_seq = last;
+    nb->stream_ok = 1;
+    pthread_mutex_unlock(&nb->lock);
+    return 0;
+}
+
+/* A message from the stream (nats.c's thread): keep it and hand it to every worker. */
+static void on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *closure)
+{
+    natsbus_t *nb = closure;
+    (void)nc, (void)sub;
+    jsMsgMetaData *meta = NULL;
+    if (natsMsg_GetMetaData(&meta, m) != NATS_OK) {
+        natsMsg_Destroy(m);
+        return;
+    }
+    uint64_t seq = meta->Sequence.Stream;
+    pthread_mutex_lock(&nb->lock);
+    int dup = seq <= nb->last_seq;
+    if (!dup)
+        nb->last_seq = seq;
+    nb->lag = meta->NumPending;
+    char epoch[16];
+    memcpy(epoch, nb->epoch, sizeof(epoch));
+    pthread_mutex_unlock(&nb->lock);
+    jsMsgMetaData_Destroy(meta);
+    const char *subject = natsMsg_GetSubject(m);
+    size_t plen = strlen(nb->prefix);
+    rt_str_t topic = rt_cstr(subject + (strncmp(subject, nb->prefix, plen) == 0 && subject[plen] == '.' ? plen + 1 : 0));
+    if (dup || rt_topic_check(topic, 0, NULL) != RT_OK) {
+        if (!dup)
+            rt_log(RT_LOG_DEBUG, "nats: subject %s is not a topic; skipped", subject);
+        natsMsg_Destroy(m);
+        return;
+    }
+    const char *event = NULL, *ctype = NULL;
+    natsMsgHeader_Get(m, "Rt-Event", &event);
+    natsMsgHeader_Get(m, "Content-Type", &ctype);
+    rt_str_t ev = rt_cstr(event);
+    if (ev.len > 64)
+        ev.len = 0;
+    rt_msg_t *msg = rt_msg_new(topic, ev, rt_cstr(ctype), rt_str(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m)));
+    natsMsg_Destroy(m);
+    rt_msg_set_id(msg, rt_cstr(epoch), seq);
+    rt_history_add(nb->history, msg);
+    rt_hub_broadcast(msg);
+    rt_msg_unref(msg);
+}
+
+static int subscribe_stream(natsbus_t *nb)
+{
+    jsSubOptions so;
+    jsSubOptions_Init(&so);
+    so.Stream = nb->stream;
+    so.Ordered = true;
+    pthread_mutex_lock(&nb->lock);
+    uint64_t from = nb->last_seq + 1;
+    pthread_mutex_unlock(&nb->lock);
+    so.Config.DeliverPolicy = from > 1 ? js_DeliverByStartSequence : js_DeliverAll;
+    so.Config.OptStartSeq = from > 1 ? from : 0;
+    char subject[140];
+    snprintf(subject, sizeof(subject), "%s.>", nb->prefix);
+    if (nb->sub) {
+        natsSubscription_Unsubscribe(nb->sub);
+        natsSubscription_Destroy(nb->sub);
+        nb->sub = NULL;
+    }
+    jsErrCode jerr = 0;
+    natsStatus s = js_Subscribe(&nb->sub, nb->js, subject, on_msg, nb, NULL, &so, &jerr);
+    if (s != NATS_OK) {
+        rt_log(RT_LOG_WARN, "nats: cannot subscribe to %s: %s (JetStream error %d); retrying", subject, natsStatus_GetText(s),
+               (int)jerr);
+        return -1;
+    }
+    rt_log(RT_LOG_INFO, "nats: consuming %s from SEQ %llu", subject, (unsigned long long)from);
+    return 0;
+}
+
+static void complete(void *arg)
+{
+    pending_t *p = arg;
+    char id[RT_ID_MAX + 1];
+    size_t n = p->err == RT_OK ? rt_id_format(id, rt_cstr(p->epoch), p->seq) : 0;
+    p->cb(p->ctx, p->err, rt_str(id, n));
+    free(p);
+}
+
+/* Fails publishes whose ack has not come within nats.publish_timeout (nothing is known of them: 503). */
+static void expire_pending(natsbus_t *nb)
+{
+    uint64_t now = rt_now_ms(), limit = (uint64_t)rt_cfg_int("nats.publish_timeout");
+    pthread_mutex_lock(&nb->lock);
+    size_t b = 0;
+    rt_map_entry_t *e = rt_map_next(&nb->pending, NULL, &b);
+    while (e) {
+        rt_map_entry_t *next = rt_map_next(&nb->pending, e, &b);
+        pending_t *p = e->value;
+        if (now - p->started_ms > limit) {
+            rt_map_del(&nb->pending, key_of(&p->key));
+            p->err = RT_EUNAVAILABLE;
+            rt_hub_post(p->worker, complete, p);
+        }
+        e = next;
+    }
+    pthread_mutex_unlock(&nb->lock);
+}
+
+static void *bus_thread(void *arg)
+{
+    natsbus_t *nb = arg;
+    for (;;) {
+        pthread_mutex_lock(&nb->lock);
+        if (!nb->stopping && !nb->resubscribe) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_sec += 1;
+            pthread_cond_timedwait(&nb->wake, &nb->lock, &ts);
+        }
+        int stopping = nb->stopping, work = nb->resubscribe && nb->connected;
+        pthread_mutex_unlock(&nb->lock);
+        if (stopping)
+            return NULL;
+        expire_pending(nb);
+        if (!work)
+            continue;
+        char err[512];
+        if (setup_stream(nb, err, sizeof(err)) != 0) {
+            rt_log(RT_LOG_ERROR, "%s", err);
+            continue;
+        }
+        if (subscribe_stream(nb) == 0) {
+            pthread_mutex_lock(&nb->lock);
+            nb->resubscribe = 0;
+            pthread_mutex_unlock(&nb->lock);
+        }
+    }
+}
+
+static void on_ack(jsCtx *js, natsMsg *m, jsPubAck *pa, jsPubAckErr *pae, void *closure);
+
+static int nb_start(rt_bus_t *bus, char *err, size_t errlen)
+{
+    natsbus_t *nb = (natsbus_t *)bus;
+    const rt_cfg_value_t *urls = rt_cfg("nats.url");
+    snprintf(nb->prefix, sizeof(nb->prefix), "%s", rt_cfg_str("nats.subject_prefix"));
+    if (rt_topic_check(rt_cstr(nb->prefix), 0, NULL) != RT_OK) {
+        snprintf(err, errlen, "config: nats.subject_prefix: \"%s\" is not a subject prefix (segments of A-Z a-z 0-9 _ -)", nb->prefix);
+        return -1;
+    }
+    if (rt_cfg_str("nats.stream")[0]) {
+        snprintf(nb->stream, sizeof(nb->stream), "%s", rt_cfg_str("nats.stream"));
+    } else {
+        size_t i = 0;
+        for (; nb->prefix[i] && i < sizeof(nb->stream) - 1; i++) {
+            char c = nb->prefix[i];
+            nb->stream[i] = (char)(c == '.' ? '_' : (c >= 'a' && c <= 'z') ? c - 32 : c);
+        }
+        nb->stream[i] = '\0';
+    }
+    rt_history_configure(nb->history, (size_t)rt_cfg_int("history.max_messages"), (uint64_t)rt_cfg_int("history.max_age"));
+
+    natsOptions *o = NULL;
+    natsOptions_Create(&o);
+    natsOptions_SetServers(o, (const char **)urls->list, (int)urls->nlist);
+    natsOptions_SetName(o, "rtbroker");
+    natsOptions_SetMaxReconnect(o, -1);
+    natsOptions_SetReconnectWait(o, 250);
+    natsOptions_SetRetryOnFailedConnect(o, true, on_connected, nb);
+    natsOptions_SetDisconnectedCB(o, on_disconnected, nb);
+    natsOptions_SetReconnectedCB(o, on_connected, nb);
+    if (rt_cfg_str("nats.token")[0])
+        natsOptions_SetToken(o, rt_cfg_str("nats.token"));
+    if (rt_cfg_str("nats.user")[0])
+        natsOptions_SetUserInfo(o, rt_cfg_str("nats.user"), rt_cfg_str("nats.password"));
+    if (rt_cfg_str("nats.creds")[0])
+        natsOptions_SetUserCredentialsFromFiles(o, rt_cfg_str("nats.creds"), NULL);
+    if (rt_cfg_str("nats.tls_ca")[0]) {
+        natsOptions_SetSecure(o, true);
+        if (natsOptions_LoadCATrustedCertificates(o, rt_cfg_str("nats.tls_ca")) != NATS_OK) {
+            snprintf(err, errlen, "config: nats.tls_ca: cannot load %s", rt_cfg_str("nats.tls_ca"));
+            return -1;
+        }
+    }
+    if (rt_cfg_str("nats.tls_cert")[0] &&
+        natsOptions_LoadCertificatesChain(o, rt_cfg_str("nats.tls_cert"), rt_cfg_str("nats.tls_key")) != NATS_OK) {
+        snprintf(err, errlen, "config: nats.tls_cert / nats.tls_key: cannot load the certificate and key");
+        return -1;
+    }
+    nb->opts = o;
+    natsStatus s = natsConnection_Connect(&nb->nc, o);
+    if (s != NATS_OK && s != NATS_NOT_YET_CONNECTED) {
+        snprintf(err, errlen, "nats: cannot connect to %s: %s", urls->list[0], natsStatus_GetText(s));
+        return -1;
+    }
+    jsOptions jo;
+    jsOptions_Init(&jo);
+    jo.Wait = 5000;
+    jo.PublishAsync.AckHandler = on_ack;
+    jo.PublishAsync.AckHandlerClosure = nb;
+    jo.PublishAsync.MaxPending = 65536;
+    natsConnection_JetStream(&nb->js, nb->nc, &jo);
+    if (s == NATS_OK) {
+        nb->connected = 1;
+        /* with NATS up at start, a stream that conflicts with the config stops the broker */
+        if (setup_stream(nb, err, errlen) != 0)
+            return -1;
+        nb->resubscribe = subscribe_stream(nb) != 0;
+    } else {
+        rt_log(RT_LOG_WARN, "nats: %s is not reachable yet; /readyz is 503 and publishes get 503 until it is", urls->list[0]);
+    }
+    pthread_create(&nb->thread, NULL, bus_thread, nb);
+    return 0;
+}
+
+static void nb_stop(rt_bus_t *bus)
+{
+    natsbus_t *nb = (natsbus_t *)bus;
+    pthread_mutex_lock(&nb->lock);
+    nb->stopping = 1;
+    pthread_cond_signal(&nb->wake);
+    pthread_mutex_unlock(&nb->lock);
+    pthread_join(nb->thread, NULL);
+    if (nb->sub) {
+        natsSubscription_Unsubscribe(nb->sub);
+        natsSubscription_Destroy(nb->sub);
+    }
+    jsCtx_Destroy(nb->js);
+    natsConnection_Close(nb->nc);
+    natsConnection_Destroy(nb->nc);
+    natsOptions_Destroy(nb->opts);
+}
+
+static void on_ack(jsCtx *js, natsMsg *m, jsPubAck *pa, jsPubAckErr *pae, void *closure)
+{
+    natsbus_t *nb = closure;
+    (void)js;
+    pthread_mutex_lock(&nb->lock);
+    pending_t *p = rt_map_del(&nb->pending, key_of(&m));
+    if (p && pa) {
+        nb->pub_count++;
+        nb->pub_latency_us += (rt_now_ms() - p->started_ms) * 1000;
+        memcpy(p->epoch, nb->epoch, sizeof(p->epoch));
+    }
+    pthread_mutex_unlock(&nb->lock);
+    natsMsg_Destroy(m);
+    if (p == NULL)
+        return; /* already failed by the timeout */
+    if (pa) {
+        p->err = RT_OK;
+        p->seq = pa->Sequence;
+    } else {
+        p->err = RT_EUNAVAILABLE;
+        rt_log(RT_LOG_WARN, "nats: publish refused: %s", pae && pae->ErrText ? pae->ErrText : "no answer");
+    }
+    rt_hub_post(p->worker, complete, p);
+}
+
+static void nb_publish(rt_bus_t *bus, rt_msg_t *msg, rt_str_t idem_key, rt_publish_cb cb, void *ctx)
+{
+    natsbus_t *nb = (natsbus_t *)bus;
+    char subject[RT_TOPIC_MAX + 140], idem[RT_TOPIC_MAX + 130];
+    pthread_mutex_lock(&nb->lock);
+    int up = nb->connected && nb->stream_ok;
+    pthread_mutex_unlock(&nb->lock);
+    natsMsg *m = NULL;
+    snprintf(subject, sizeof(subject), "%s.%.*s", nb->prefix, (int)msg->topic.len, msg->topic.base);
+    if (!up || natsMsg_Create(&m, subject, NULL, msg->data.base, (int)msg->data.len) != NATS_OK) {
+        rt_msg_unref(msg);
+        cb(ctx, RT_EUNAVAILABLE, rt_str(NULL, 0));
+        return;
+    }
+    char ev[80], ct[256];
+    if (msg->event.len) {
+        snprintf(ev, sizeof(ev), "%.*s", (int)msg->event.len, msg->event.base);
+        natsMsgHeader_Set(m, "Rt-Event", ev);
+    }
+    if (msg->content_type.len) {
+        snprintf(ct, sizeof(ct), "%.*s", (int)msg->content_type.len, msg->content_type.base);
+        natsMsgHeader_Set(m, "Content-Type", ct);
+    }
+    if (idem_key.len) { /* JetStream de-duplicates per stream: the key is per topic */
+        snprintf(idem, sizeof(idem), "%.*s:%.*s", (int)msg->topic.len, msg->topic.base, (int)idem_key.len, idem_key.base);
+        natsMsgHeader_Set(m, "Nats-Msg-Id", idem);
+    }
+    rt_msg_unref(msg);
+    pending_t *p = rt_calloc(1, sizeof(*p));
+    p->worker = rt_current_worker;
+    p->cb = cb, p->ctx = ctx;
+    p->started_ms = rt_now_ms();
+    p->key = m;
+    pthread_mutex_lock(&nb->lock);
+    rt_map_put(&nb->pending, key_of(&p->key), p);
+    pthread_mutex_unlock(&nb->lock);
+    natsMsg *send = m;
+    if (js_PublishMsgAsync(nb->js, &send, NULL) != NATS_OK) {
+        pthread_mutex_lock(&nb->lock);
+        pending_t *q = rt_map_del(&nb->pending, key_of(&p->key));
+        pthread_mutex_unlock(&nb->lock);
+        if (q) { /* not handed to nats.c: fail it here */
+            natsMsg_Destroy(send);
+            free(q);
+            cb(ctx, RT_EUNAVAILABLE, rt_str(NULL, 0));
+        }
+    }
+}
+
+static int nb_replay(rt_bus_t *bus, rt_replay_t *r)
+{
+    natsbus_t *nb = (natsbus_t *)bus;
+    char epoch[16];
+    pthread_mutex_lock(&nb->lock);
+    memcpy(epoch, nb->epoch, sizeof(epoch));
+    pthread_mutex_unlock(&nb->lock);
+    rt_history_replay(nb->history, rt_cstr(epoch), 1, r);
+    return RT_OK;
+}
+
+static __thread char epoch_copy[16];
+static rt_str_t nb_epoch(rt_bus_t *bus)
+{
+    natsbus_t *nb = (natsbus_t *)bus;
+    pthread_mutex_lock(&nb->lock);
+    snprintf(epoch_copy, sizeof(epoch_copy), "%s", nb->epoch[0] ? nb->epoch : "none");
+    pthread_mutex_unlock(&nb->lock);
+    return rt_cstr(epoch_copy);
+}
+
+static int nb_ready(rt_bus_t *bus)
+{
+    natsbus_t *nb = (natsbus_t *)bus;
+    pthread_mutex_lock(&nb->lock);
+    int ready = nb->connected && nb->stream_ok && !nb->resubscribe && nb->last_seq >= nb->target_seq;
+    pthread_mutex_unlock(&nb->lock);
+    return ready;
+}
+
+static void nb_tick(rt_bus_t *bus) { rt_history_tick(((natsbus_t *)bus)->history); }
+
+static void nb_metrics(rt_bus_t *bus, rt_buf_t *out)
+{
+    natsbus_t *nb = (natsbus_t *)bus;
+    size_t topics, retained;
+    rt_history_stats(nb->history, &topics, &retained);
+    pthread_mutex_lock(&nb->lock);
+    int up = nb->connected && nb->stream_ok;
+    uint64_t seq = nb->last_seq, lag = nb->lag, count = nb->pub_count, lat = nb->pub_latency_us;
+    size_t inflight = nb->pending.count;
+    pthread_mutex_unlock(&nb->lock);
+    rt_buf_printf(out,
+                  "# HELP rtbroker_bus_up Whether the bus is connected.\n# TYPE rtbroker_bus_up gauge\nrtbroker_bus_up{bus=\"nats\"} %d\n"
+                  "# HELP rtbroker_bus_seq The last stream SEQ consumed.\n# TYPE rtbroker_bus_seq gauge\nrtbroker_bus_seq %llu\n"
+                  "# HELP rtbroker_nats_consumer_lag Messages in the stream not yet consumed by this node.\n"
+                  "# TYPE rtbroker_nats_consumer_lag gauge\nrtbroker_nats_consumer_lag %llu\n"
+                  "# HELP rtbroker_nats_publish_latency_seconds Time from publish to JetStream ack.\n"
+                  "# TYPE rtbroker_nats_publish_latency_seconds summary\n"
+                  "rtbroker_nats_publish_latency_seconds_sum %.6f\nrtbroker_nats_publish_latency_seconds_count %llu\n"
+                  "# HELP rtbroker_nats_publishes_in_flight Publishes waiting for a JetStream ack.\n"
+                  "# TYPE rtbroker_nats_publishes_in_flight gauge\nrtbroker_nats_publishes_in_flight %zu\n"
+                  "# HELP rtbroker_history_topics Topics with retained history.\n# TYPE rtbroker_history_topics gauge\n"
+                  "rtbroker_history_topics %zu\n"
+                  "# HELP rtbroker_history_messages Retained messages.\n# TYPE rtbroker_history_messages gauge\n"
+                  "rtbroker_history_messages %zu\n",
+                  up, (unsigned long long)seq, (unsigned long long)lag, (double)lat / 1e6, (unsigned long long)count, inflight,
+                  topics, retained);
+}
+
+static const rt_bus_ops_t natsbus_ops = {"nats", nb_start, nb_stop, nb_publish, nb_replay, nb_epoch, nb_ready, nb_tick, nb_metrics};
+
+rt_bus_t *rt_bus_nats_new(void)
+{
+    natsbus_t *nb = rt_calloc(1, sizeof(*nb));
+    nb->super.ops = &natsbus_ops;
+    nb->history = rt_history_new();
+    pthread_mutex_init(&nb->lock, NULL);
+    pthread_cond_init(&nb->wake, NULL);
+    return &nb->super;
+}
