@@ -16,11 +16,13 @@ PLUGIN_SO  = $(patsubst %,$(BUILD)/plugins/%.so,$(PLUGINS))
 UNIT_SRC   = $(wildcard tests/unit/test_*.c)
 UNIT_BIN   = $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 UNIT_EXTRA = plugins/sse/sse_encode.c
+TOOLS_SRC  = $(wildcard tests/tools/*.c)
+TOOLS_BIN  = $(patsubst tests/tools/%.c,$(BUILD)/tools/%,$(TOOLS_SRC))
 
 .PHONY: all build deps deps-build deps-test run test asan clean check-config
 
 all: build
-build: $(BUILD)/rtbroker $(PLUGIN_SO) $(UNIT_BIN)
+build: $(BUILD)/rtbroker $(PLUGIN_SO) $(UNIT_BIN) $(TOOLS_BIN)
 
 $(BUILD)/obj/broker/%.o: broker/%.c $(wildcard broker/*.h) include/rtbroker/plugin.h
 	@mkdir -p $(dir $@)
@@ -38,6 +40,11 @@ $(BUILD)/plugins/%.so: $$(wildcard plugins/$$*/*.c) $$(wildcard plugins/$$*/*.h)
 $(BUILD)/tests/%: tests/unit/%.c $(CORE_OBJ) $(UNIT_EXTRA) tests/unit/unit.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_COMMON) -Ibroker -Iplugins/sse -Itests/unit -o $@ $< $(UNIT_EXTRA) $(CORE_OBJ) $(LDLIBS)
+
+# Small programs the tests use (e.g. a plain nats.c client).
+$(BUILD)/tools/%: tests/tools/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_COMMON) -o $@ $< -lnats
 
 # Installs what is missing (idempotent); sudo only when not root.
 deps: deps-build deps-test
