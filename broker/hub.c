@@ -215,6 +215,24 @@ static void unsubscribe_all(rt_sub_t *sub)
 
 static void on_sock_written(h2o_socket_t *sock, const char *err);
 
+/* Moves the next pending entries (at most SEND_MAX_IOVS) to inflight, filling iovs; returns how many. Moved, not
+ * released: the references go with them until the write completes. */
+static size_t take_batch(rt_sub_t *sub, h2o_iovec_t *iovs)
+{
+    size_t n = sub->pending.len < SEND_MAX_IOVS ? sub->pending.len : SEND_MAX_IOVS, bytes = 0;
+    for (size_t i = 0; i < n; i++) {
+        iovs[i] = sub->pending.v[i].iov;
+        bytes += iovs[i].len;
+        outq_push(&sub->inflight, sub->pending.v[i]);
+    }
+    if (sub->pending.len > n)
+        memmove(sub->pending.v, sub->pending.v + n, (sub->pending.len - n) * sizeof(*sub->pending.v));
+    sub->pending.len -= n;
+    sub->pending.bytes -= bytes;
+    rt_metrics_bytes_out(bytes);
+    return n;
+}
+
 /* Upgraded connections: write raw bytes; close once the final bytes are out. */
 static void flush_upgraded(rt_sub_t *sub)
 {
@@ -229,18 +247,8 @@ static void flush_upgraded(rt_sub_t *sub)
         return;
     }
     h2o_iovec_t iovs[SEND_MAX_IOVS];
-    size_t n = sub->pending.len < SEND_MAX_IOVS ? sub->pending.len : SEND_MAX_IOVS, bytes = 0;
-    for (size_t i = 0; i < n; i++) {
-        iovs[i] = sub->pending.v[i].iov;
-        bytes += iovs[i].len;
-        outq_push(&sub->inflight, sub->pending.v[i]);
-    }
-    if (sub->pending.len > n)
-        memmove(sub->pending.v, sub->pending.v + n, (sub->pending.len - n) * sizeof(*sub->pending.v));
-    sub->pending.len -= n;
-    sub->pending.bytes -= bytes;
+    size_t n = take_batch(sub, iovs);
     sub->sending = 1;
-    rt_metrics_bytes_out(bytes);
     h2o_socket_write(sub->sock, iovs, n, on_sock_written);
 }
 
@@ -255,23 +263,12 @@ static void flush(rt_sub_t *sub)
     if (sub->pending.len == 0 && !sub->final_queued)
         return;
     h2o_iovec_t iovs[SEND_MAX_IOVS];
-    size_t n = sub->pending.len < SEND_MAX_IOVS ? sub->pending.len : SEND_MAX_IOVS, bytes = 0;
-    for (size_t i = 0; i < n; i++) {
-        iovs[i] = sub->pending.v[i].iov;
-        bytes += iovs[i].len;
-        outq_push(&sub->inflight, sub->pending.v[i]);
-    }
-    /* moved, not released: drop them from pending without unref */
-    if (sub->pending.len > n)
-        memmove(sub->pending.v, sub->pending.v + n, (sub->pending.len - n) * sizeof(*sub->pending.v));
-    sub->pending.len -= n;
-    sub->pending.bytes -= bytes;
+    size_t n = take_batch(sub, iovs);
     int final = sub->final_queued && sub->pending.len == 0;
     if (final)
         sub->final_sent = 1;
     else
         sub->sending = 1;
-    rt_metrics_bytes_out(bytes);
     h2o_send(sub->req, iovs, n, final ? H2O_SEND_STATE_FINAL : H2O_SEND_STATE_IN_PROGRESS);
 }
 

@@ -209,7 +209,26 @@ static int svc_req_query(rt_request_t *r, const char *name, size_t nth, rt_str_t
 }
 static int svc_req_topics(rt_request_t *r, rt_str_t *out, size_t max) { return rt_req_topics((h2o_req_t *)r, out, max); }
 static rt_str_t svc_req_since(rt_request_t *r) { return rt_req_since((h2o_req_t *)r); }
-static void svc_respond_error(rt_request_t *r, int err, const char *message) { rt_http_error((h2o_req_t *)r, err, message); }
+static const char *default_message(int err)
+{
+    switch (err) {
+    case RT_ETOPIC:
+        return "give topics as /sub/{topic} or ?topic=A&topic=B; a topic is segments of [A-Za-z0-9_-] joined by '.', "
+               "with '*' for one segment or a last '>'";
+    case RT_ETOOMANY: return "too many topics in one subscription (limits.max_topics)";
+    case RT_EID: return "Last-Event-ID / lastEventId / since / cursor must be an id EPOCH:SEQ given by this broker";
+    case RT_EUNAUTHORIZED: return "a token allowing subscribe to this topic is required";
+    case RT_EFORBIDDEN: return "the token does not allow subscribing to this topic";
+    case RT_ERATELIMIT: return "too many requests; retry later";
+    case RT_EUNAVAILABLE: return "the bus is not available; retry later";
+    default: return rt_strerror(err);
+    }
+}
+
+static void svc_respond_error(rt_request_t *r, int err, const char *message)
+{
+    rt_http_error((h2o_req_t *)r, err, message ? message : default_message(err));
+}
 static void svc_respond(rt_request_t *r, int status, const char *ctype, const char *body, size_t len)
 {
     h2o_req_t *req = (h2o_req_t *)r;

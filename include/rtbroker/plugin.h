@@ -137,7 +137,8 @@ typedef struct rt_services {
     int (*req_topics)(rt_request_t *req, rt_str_t *out, size_t max);
     /* The resume point: Last-Event-ID header, or query lastEventId= / since= / cursor=; empty if none. */
     rt_str_t (*req_since)(rt_request_t *req);
-    /* Answer with the JSON error body of the API for an RT_E* code (status chosen from it). */
+    /* Answer with the JSON error body of the API for an RT_E* code (status chosen from it); message NULL: the
+     * broker's standard message for the code. */
     void (*respond_error)(rt_request_t *req, int err, const char *message);
     /* Answer with a body (copied). */
     void (*respond)(rt_request_t *req, int status, const char *content_type, const char *body, size_t len);

@@ -74,9 +74,7 @@ static void lp_start(rt_request_t *req)
     rt_str_t topics[1024];
     int n = svc->req_topics(req, topics, max_topics < 1024 ? max_topics : 1024);
     if (n < 0) {
-        svc->respond_error(req, n, n == RT_ETOOMANY ? "too many topics in one poll (limits.max_topics)"
-                                                    : "give topics as /sub/{topic} or ?topic=A&topic=B; a topic is "
-                                                      "segments of [A-Za-z0-9_-] joined by '.', with '*' or a last '>'");
+        svc->respond_error(req, n, NULL);
         return;
     }
     int64_t timeout_ms = default_timeout_ms;
@@ -101,11 +99,7 @@ static void lp_start(rt_request_t *req)
     rt_sub_opts_t opts = {topics, (size_t)n, svc->req_since(req), max_messages};
     int err = svc->subscribe(sub, &opts);
     if (err != RT_OK) {
-        svc->respond_error(req, err,
-                           err == RT_EID ? "cursor / since / Last-Event-ID must be an id EPOCH:SEQ given by this broker"
-                           : err == RT_EUNAUTHORIZED ? "a token allowing subscribe to this topic is required"
-                           : err == RT_EFORBIDDEN    ? "the token does not allow subscribing to this topic"
-                                                     : svc->strerror(err));
+        svc->respond_error(req, err, NULL);
         return;
     }
     lp_sub_t *s = svc->sub_data(sub);

@@ -64,9 +64,7 @@ static void sse_start(rt_request_t *req)
     rt_str_t topics[1024];
     int n = svc->req_topics(req, topics, max_topics < 1024 ? max_topics : 1024);
     if (n < 0) {
-        svc->respond_error(req, n, n == RT_ETOOMANY ? "too many topics in one subscription (limits.max_topics)"
-                                                    : "give topics as /sub/{topic} or ?topic=A&topic=B; a topic is "
-                                                      "segments of [A-Za-z0-9_-] joined by '.', with '*' or a last '>'");
+        svc->respond_error(req, n, NULL);
         return;
     }
     rt_str_t env;
@@ -82,11 +80,7 @@ static void sse_start(rt_request_t *req)
     rt_sub_opts_t opts = {topics, (size_t)n, svc->req_since(req), 0};
     int err = svc->subscribe(sub, &opts);
     if (err != RT_OK) {
-        svc->respond_error(req, err,
-                           err == RT_EID ? "Last-Event-ID / lastEventId / since must be an id EPOCH:SEQ given by this broker"
-                           : err == RT_EUNAUTHORIZED ? "a token allowing subscribe to this topic is required"
-                           : err == RT_EFORBIDDEN    ? "the token does not allow subscribing to this topic"
-                                                     : svc->strerror(err));
+        svc->respond_error(req, err, NULL);
         return;
     }
     static const char *const headers[] = {"content-type", "text/event-stream", "cache-control", "no-cache",

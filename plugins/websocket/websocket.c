@@ -469,9 +469,7 @@ static void ws_start(rt_request_t *req)
             n = RT_ETOPIC;
     }
     if (n < 0) {
-        svc->respond_error(req, n, n == RT_ETOOMANY ? "too many topics in one subscription (limits.max_topics)"
-                                                    : "give topics as /sub/{topic} or ?topic=A&topic=B; a topic is "
-                                                      "segments of [A-Za-z0-9_-] joined by '.', with '*' or a last '>'");
+        svc->respond_error(req, n, NULL);
         return;
     }
     rt_str_t ext = svc->req_header(req, "sec-websocket-extensions");
@@ -491,8 +489,7 @@ static void ws_start(rt_request_t *req)
         err = svc->subscribe(sub, &opts);
         c->gap_topic = (rt_str_t){NULL, 0};
         if (err == RT_EID || err == RT_ETOPIC || err == RT_ETOOMANY || err == RT_EUNAVAILABLE) {
-            svc->respond_error(req, err, err == RT_EID ? "since / lastEventId / Last-Event-ID must be an id EPOCH:SEQ"
-                                                       : svc->strerror(err));
+            svc->respond_error(req, err, NULL);
             return;
         }
     }
