@@ -19,7 +19,10 @@ UNIT_EXTRA = plugins/sse/sse_encode.c
 TOOLS_SRC  = $(wildcard tests/tools/*.c)
 TOOLS_BIN  = $(patsubst tests/tools/%.c,$(BUILD)/tools/%,$(TOOLS_SRC))
 
-.PHONY: all build deps deps-build deps-test run test asan clean check-config
+PREFIX  ?= /usr/local
+DESTDIR ?=
+
+.PHONY: all build deps deps-build deps-test run test asan clean check-config install
 
 all: build
 build: $(BUILD)/rtbroker $(PLUGIN_SO) $(UNIT_BIN) $(TOOLS_BIN)
@@ -72,6 +75,21 @@ test: deps build
 asan: deps
 	$(MAKE) BUILD=build-asan OPT=-O1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" build
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp:print_suppressions=0 UBSAN_OPTIONS=print_stacktrace=1 RTB_BIN=build-asan/rtbroker RTB_SANITIZED=1 tests/run
+
+# The broker lives in $(PREFIX)/lib/rtbroker with its plugins beside it (it finds them next to itself);
+# bin/rtbroker links there. Third-party plugins build with `pkg-config --cflags rtbroker-plugin`.
+install: build
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/rtbroker/plugins $(DESTDIR)$(PREFIX)/include/rtbroker \
+	  $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/share/rtbroker/conf $(DESTDIR)$(PREFIX)/share/rtbroker/web
+	install -m 755 $(BUILD)/rtbroker $(DESTDIR)$(PREFIX)/lib/rtbroker/rtbroker
+	ln -sf ../lib/rtbroker/rtbroker $(DESTDIR)$(PREFIX)/bin/rtbroker
+	install -m 644 $(PLUGIN_SO) $(DESTDIR)$(PREFIX)/lib/rtbroker/plugins/
+	install -m 644 include/rtbroker/plugin.h $(DESTDIR)$(PREFIX)/include/rtbroker/plugin.h
+	install -m 644 conf/*.yaml $(DESTDIR)$(PREFIX)/share/rtbroker/conf/
+	cp -R web/. $(DESTDIR)$(PREFIX)/share/rtbroker/web/
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e "s|@ABI@|$$(sed -n 's/^#define RT_PLUGIN_ABI_VERSION //p' include/rtbroker/plugin.h)|" \
+	  -e "s|@VERSION@|$$(sed -n 's/^#define RT_VERSION \"\(.*\)\"/\1/p' broker/rt.h)|" \
+	  include/rtbroker-plugin.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/rtbroker-plugin.pc
 
 check-config: build
 	$(BUILD)/rtbroker --check-config -c conf/rtbroker.yaml

@@ -37,7 +37,7 @@ static const rt_cfg_value_t core_keys[] = {
     K("log.level", RT_CFG_STRING, "info", 0, 0),
     K("web.root", RT_CFG_STRING, "web", 0, 0),
     K("plugins.dir", RT_CFG_STRING, "", 0, 0),
-    K("plugins.load", RT_CFG_LIST, "sse,longpoll,websocket", 0, 0),
+    K("plugins.load", RT_CFG_LIST, "sse,longpoll,websocket,ndjson", 0, 0),
     K("history.max_messages", RT_CFG_INT, "100", 1, 10000000),
     K("history.max_age", RT_CFG_DURATION, "1h", 1000, 366LL * 86400 * 1000),
     K("publish.dedup_window", RT_CFG_DURATION, "2m", 0, 86400LL * 1000),
@@ -330,6 +330,34 @@ static int assign_text(rt_cfg_value_t *v, const char *text, char *err, size_t er
     return r;
 }
 
+/* A plugin's key `sse.heartbeat` may also be written `plugins.sse.heartbeat` (env RTB_PLUGINS_SSE_HEARTBEAT). */
+static int resolve_alias(rt_cfg_value_t *v, const char *alias, char *err, size_t errlen)
+{
+    char env[160], aenv[160];
+    env_name(v->path, env, sizeof(env));
+    env_name(alias, aenv, sizeof(aenv));
+    raw_t *r = find_raw(v->path), *a = find_raw(alias);
+    if (r && a) {
+        snprintf(err, errlen, "config: %s: given twice, also as %s (%s lines %d and %d)", v->path, alias, file_name, r->line,
+                 a->line);
+        return -1;
+    }
+    if (a && !getenv(env) && !getenv(aenv)) {
+        a->used = 1;
+        v->origin = "file";
+        v->line = a->line;
+        return assign(v, a->items, a->n, a->is_seq, err, errlen);
+    }
+    if (getenv(aenv) && !getenv(env)) {
+        if (r)
+            r->used = 1;
+        v->origin = strdup(aenv);
+        v->line = 0;
+        return assign_text(v, getenv(aenv), err, errlen);
+    }
+    return 1; /* not given under the alias */
+}
+
 static int resolve(rt_cfg_value_t *v, char *err, size_t errlen)
 {
     char env[160];
@@ -487,11 +515,23 @@ int rt_config_add_section(const char *section, const rt_cfg_key_t *keys, char *e
         snprintf(path, sizeof(path), "%s.%s", section, k->name);
         if (rt_cfg(path))
             continue;
+        char alias[300];
+        snprintf(alias, sizeof(alias), "plugins.%s", path);
         rt_cfg_value_t tmpl = K(strdup(path), (int)k->type, k->default_value, k->min, k->max);
-        if (resolve(add_value(&tmpl), err, errlen) != 0)
+        rt_cfg_value_t *v = add_value(&tmpl);
+        int r = strncmp(section, "plugins.", 8) == 0 ? 1 : resolve_alias(v, alias, err, errlen);
+        if (r < 0 || (r == 1 && resolve(v, err, errlen) != 0))
             return -1;
     }
     return 0;
+}
+
+void rt_config_ignore_section(const char *section)
+{
+    size_t n = strlen(section);
+    for (size_t i = 0; i < nraws; i++)
+        if (strncmp(raws[i].path, section, n) == 0 && raws[i].path[n] == '.')
+            raws[i].used = 1;
 }
 
 int rt_config_check_unknown(char *err, size_t errlen)

@@ -36,6 +36,8 @@ int rt_config_load(const char *path, char *err, size_t errlen);
 void rt_config_reset(void);
 /* Declares a plugin's keys under section, resolves them from the file and env. */
 int rt_config_add_section(const char *section, const rt_cfg_key_t *keys, char *err, size_t errlen);
+/* Keys under a section nobody will declare (a disabled plugin's) are not errors. */
+void rt_config_ignore_section(const char *section);
 /* After every section is declared: any key left in the file that nobody declared is an error. */
 int rt_config_check_unknown(char *err, size_t errlen);
 /* Set a core key from the command line (same checks as env). */

@@ -20,12 +20,13 @@
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: rtbroker [-c FILE] [--listen ADDR] [--workers N] [--check-config] [--version] [--help]\n"
+    fprintf(out, "usage: rtbroker [-c FILE] [--listen ADDR] [--workers N] [--check-config] [--list-plugins] [--version] [--help]\n"
                  "\n"
                  "  -c, --config FILE   YAML configuration (default: conf/rtbroker.yaml if present)\n"
                  "  --listen ADDR       listen address, e.g. 127.0.0.1:8080 (overrides `listen`)\n"
                  "  --workers N         worker threads (0 = one per core; overrides `workers`)\n"
                  "  --check-config      load and check the configuration and plugins, then exit\n"
+                 "  --list-plugins      list the plugins in plugins.dir, what each claims, and why one cannot load\n"
                  "  --version           print the version and exit\n"
                  "\n"
                  "Every configuration key can also be set with an environment variable:\n"
@@ -50,15 +51,17 @@ int main(int argc, char **argv)
     static const struct option opts[] = {{"config", required_argument, NULL, 'c'}, {"listen", required_argument, NULL, 'l'},
                                          {"workers", required_argument, NULL, 'w'}, {"check-config", no_argument, NULL, 'k'},
                                          {"version", no_argument, NULL, 'v'},      {"help", no_argument, NULL, 'h'},
+                                         {"list-plugins", no_argument, NULL, 'p'},
                                          {NULL, 0, NULL, 0}};
     const char *config = NULL, *listen = NULL, *workers = NULL;
-    int check = 0, c;
+    int check = 0, list = 0, c;
     while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
         switch (c) {
         case 'c': config = optarg; break;
         case 'l': listen = optarg; break;
         case 'w': workers = optarg; break;
         case 'k': check = 1; break;
+        case 'p': list = 1; break;
         case 'v': printf("rtbroker %s (plugin ABI %d)\n", RT_VERSION, RT_PLUGIN_ABI_VERSION); return 0;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
@@ -73,6 +76,13 @@ int main(int argc, char **argv)
         config = "conf/rtbroker.yaml";
 
     char err[1024];
+    if (list) {
+        if (rt_config_load(config, err, sizeof(err)) != 0) {
+            fprintf(stderr, "rtbroker: %s\n", err);
+            return 2;
+        }
+        return rt_plugins_list(argv[0], stdout);
+    }
     if (rt_config_load(config, err, sizeof(err)) != 0 ||
         (listen && rt_config_override("listen", listen, err, sizeof(err)) != 0) ||
         (workers && rt_config_override("workers", workers, err, sizeof(err)) != 0) || set_log_level(err, sizeof(err)) != 0 ||

@@ -4,7 +4,9 @@
  * version, and declare their config keys, which the config loader checks like ours.
  * Every refusal names the file and the reason.
  */
+#include <dirent.h>
 #include <dlfcn.h>
+#include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,6 +55,83 @@ static void plugins_dir(const char *exe_path, char *out, size_t outlen)
     memcpy(out + strlen(exe), "/plugins", sizeof("/plugins"));
 }
 
+/* Opens a plugin file and checks its table; NULL with err naming the file and the reason. */
+static const rt_transport_t *open_plugin(const char *file, void **handle, char *err, size_t errlen)
+{
+    void *h = dlopen(file, RTLD_NOW | RTLD_LOCAL);
+    if (h == NULL) {
+        snprintf(err, errlen, "plugin %s: cannot be loaded: %s", file, dlerror());
+        return NULL;
+    }
+    const rt_transport_t *tp = dlsym(h, "rt_transport_v1");
+    const char *why = NULL;
+    char buf[160];
+    if (tp == NULL)
+        why = "does not export the symbol rt_transport_v1 (not an rtbroker transport plugin?)";
+    else if (tp->abi_version != RT_PLUGIN_ABI_VERSION)
+        snprintf(buf, sizeof(buf), "built for plugin ABI version %u, this broker speaks version %d; rebuild it against its "
+                                   "include/rtbroker/plugin.h", tp->abi_version, RT_PLUGIN_ABI_VERSION), why = buf;
+    else if (tp->name == NULL || tp->start == NULL || tp->deliver == NULL || tp->gap == NULL || tp->end == NULL ||
+             tp->release == NULL || tp->claims == NULL)
+        why = "its rt_transport_v1 table lacks a required field (name, claims, start, deliver, gap, end, release)";
+    else if (tp->cache_slots < 0 || tp->cache_slots > 4)
+        why = "cache_slots must be 0 to 4";
+    if (why) {
+        snprintf(err, errlen, "plugin %s: %s", file, why);
+        dlclose(h);
+        return NULL;
+    }
+    *handle = h;
+    return tp;
+}
+
+int rt_plugins_list(const char *exe_path, FILE *out)
+{
+    char dir[PATH_MAX], file[PATH_MAX + 300], err[512];
+    plugins_dir(exe_path, dir, sizeof(dir));
+    const rt_cfg_value_t *load = rt_cfg("plugins.load");
+    fprintf(out, "plugins in %s (plugins.load:", dir);
+    for (size_t i = 0; i < load->nlist; i++)
+        fprintf(out, " %s", load->list[i]);
+    fprintf(out, ")\n");
+    DIR *d = opendir(dir);
+    if (d == NULL) {
+        fprintf(out, "  cannot read %s: %s\n", dir, strerror(errno));
+        return 1;
+    }
+    struct dirent *e;
+    int n = 0;
+    while ((e = readdir(d)) != NULL) {
+        size_t len = strlen(e->d_name);
+        if (len < 4 || strcmp(e->d_name + len - 3, ".so") != 0)
+            continue;
+        snprintf(file, sizeof(file), "%s/%s", dir, e->d_name);
+        void *h;
+        const rt_transport_t *tp = open_plugin(file, &h, err, sizeof(err));
+        n++;
+        if (tp == NULL) {
+            fprintf(out, "  %-12s refused: %s\n", e->d_name, err);
+            continue;
+        }
+        int loaded = 0;
+        for (size_t i = 0; i < load->nlist; i++)
+            loaded |= strcmp(load->list[i], tp->name) == 0;
+        fprintf(out, "  %-12s %s, ABI %u, %s\n      claims: /sub/... by negotiation (its claims());", tp->name, e->d_name,
+                tp->abi_version, loaded ? "loaded by plugins.load" : "not in plugins.load");
+        for (const char *const *p = tp->paths; p && *p; p++)
+            fprintf(out, " %s", *p);
+        fprintf(out, "\n      config:");
+        for (const rt_cfg_key_t *k = tp->config; k && k->name; k++)
+            fprintf(out, " %s.%s=%s", tp->name, k->name, k->default_value);
+        fprintf(out, "%s\n", tp->config && tp->config->name ? "" : " (none)");
+        dlclose(h);
+    }
+    closedir(d);
+    if (n == 0)
+        fprintf(out, "  (no .so files)\n");
+    return 0;
+}
+
 int rt_plugins_load(const char *exe_path, char *err, size_t errlen)
 {
     const rt_cfg_value_t *load = rt_cfg("plugins.load");
@@ -61,6 +140,21 @@ int rt_plugins_load(const char *exe_path, char *err, size_t errlen)
     int next_slot = 1; /* slot 0 is the core's JSON envelope */
     for (size_t i = 0; i < load->nlist; i++) {
         const char *name = load->list[i];
+        const char *base = strrchr(name, '/') ? strrchr(name, '/') + 1 : name;
+        char section[128], stem[64];
+        snprintf(stem, sizeof(stem), "%.*s", (int)(strcspn(base, ".")), base);
+        snprintf(section, sizeof(section), "plugins.%s", stem);
+        static const rt_cfg_key_t enabled_key[] = {{"enabled", RT_CFG_BOOL, "true", 0, 0}, {NULL, 0, NULL, 0, 0}};
+        if (rt_config_add_section(section, enabled_key, err, errlen) != 0)
+            return -1;
+        char enabled[160];
+        snprintf(enabled, sizeof(enabled), "%s.enabled", section);
+        if (!rt_cfg_int(enabled)) {
+            rt_log(RT_LOG_INFO, "plugin %s: disabled by %s", stem, enabled);
+            rt_config_ignore_section(section);
+            rt_config_ignore_section(stem);
+            continue;
+        }
         if (strchr(name, '/'))
             snprintf(file, sizeof(file), "%s", name);
         else
@@ -73,30 +167,10 @@ int rt_plugins_load(const char *exe_path, char *err, size_t errlen)
             snprintf(err, errlen, "plugin %s: no such file (plugins.load names \"%s\"; plugins.dir is %s)", file, name, dir);
             return -1;
         }
-        void *h = dlopen(file, RTLD_NOW | RTLD_LOCAL);
-        if (h == NULL) {
-            snprintf(err, errlen, "plugin %s: cannot be loaded: %s", file, dlerror());
+        void *h;
+        const rt_transport_t *tp = open_plugin(file, &h, err, errlen);
+        if (tp == NULL)
             return -1;
-        }
-        const rt_transport_t *tp = dlsym(h, "rt_transport_v1");
-        if (tp == NULL) {
-            snprintf(err, errlen, "plugin %s: does not export the symbol rt_transport_v1 (not an rtbroker transport plugin?)",
-                     file);
-            dlclose(h);
-            return -1;
-        }
-        if (tp->abi_version != RT_PLUGIN_ABI_VERSION) {
-            snprintf(err, errlen, "plugin %s: built for plugin ABI version %u, this broker speaks version %d; rebuild it",
-                     file, tp->abi_version, RT_PLUGIN_ABI_VERSION);
-            dlclose(h);
-            return -1;
-        }
-        if (tp->name == NULL || tp->start == NULL || tp->deliver == NULL || tp->gap == NULL || tp->end == NULL ||
-            tp->release == NULL || tp->claims == NULL || tp->cache_slots < 0 || tp->cache_slots > 4) {
-            snprintf(err, errlen, "plugin %s: its rt_transport_v1 table is incomplete", file);
-            dlclose(h);
-            return -1;
-        }
         for (size_t k = 0; k < nplugins; k++) {
             if (strcmp(plugins[k]->name, tp->name) == 0) {
                 snprintf(err, errlen, "plugin %s: a plugin named \"%s\" is already loaded", file, tp->name);
