@@ -22,10 +22,12 @@ TOOLS_BIN  = $(patsubst tests/tools/%.c,$(BUILD)/tools/%,$(TOOLS_SRC))
 PREFIX  ?= /usr/local
 DESTDIR ?=
 
-.PHONY: all build deps deps-build deps-test run test asan clean check-config install
+.PHONY: all build deps deps-build deps-test run test asan clean check-config install bench
 
 all: build
-build: $(BUILD)/rtbroker $(PLUGIN_SO) $(UNIT_BIN) $(TOOLS_BIN)
+BENCH_BIN  = $(if $(wildcard tests/bench/loadgen.c),$(BUILD)/bench/loadgen)
+
+build: $(BUILD)/rtbroker $(PLUGIN_SO) $(UNIT_BIN) $(TOOLS_BIN) $(BENCH_BIN)
 
 $(BUILD)/obj/broker/%.o: broker/%.c $(wildcard broker/*.h) include/rtbroker/plugin.h
 	@mkdir -p $(dir $@)
@@ -48,6 +50,15 @@ $(BUILD)/tests/%: tests/unit/%.c $(CORE_OBJ) $(UNIT_EXTRA) tests/unit/unit.h
 $(BUILD)/tools/%: tests/tools/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_COMMON) -o $@ $< -lnats
+
+# The load generator of `make bench` (libc and OpenSSL only; zlib for permessage-deflate).
+$(BUILD)/bench/loadgen: tests/bench/loadgen.c $(wildcard tests/bench/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_COMMON) -o $@ tests/bench/loadgen.c -lssl -lcrypto -lz -lm
+
+# Side by side with nginx + nchan; writes BENCHMARKS.md (bounded: well under 15 minutes).
+bench: deps build
+	RTB_BIN=$(BUILD)/rtbroker tests/bench/run
 
 # Installs what is missing (idempotent); sudo only when not root.
 deps: deps-build deps-test

@@ -6,6 +6,7 @@
  */
 #include <getopt.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -113,6 +114,16 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
 
+    /* every connection is a file descriptor: take all the process may have */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+            rt_log(RT_LOG_WARN, "cannot raise the open file limit to %llu", (unsigned long long)rl.rlim_max);
+    }
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 100000)
+        rt_log(RT_LOG_DEBUG, "open file limit %llu: at most about %llu connections (raise ulimit -Hn for more)",
+               (unsigned long long)rl.rlim_cur, (unsigned long long)(rl.rlim_cur > 64 ? rl.rlim_cur - 64 : 0));
     size_t nworkers = (size_t)rt_cfg_int("workers");
     if (nworkers == 0) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
