@@ -20,6 +20,8 @@ typedef struct rt_replay {
     int has_since;            /* 0: start now (no replay) */
     rt_id_t since;            /* resume after this id */
     size_t max;               /* at most this many messages, oldest first; 0 = no bound */
+    int has_before;           /* instead of since: the `max` messages just before SEQ `before` (history API) */
+    uint64_t before;
     /* results */
     rt_msg_t **msgs;          /* referenced; the caller unrefs each and frees the array */
     size_t count;
@@ -37,6 +39,9 @@ typedef struct rt_bus_ops {
     /* Takes the message reference. idem_key: Idempotency-Key or empty. cb gets the id
      * (the first publish's id for a repeated key) once the message is in history. */
     void (*publish)(rt_bus_t *bus, rt_msg_t *msg, rt_str_t idem_key, rt_publish_cb cb, void *ctx);
+    /* An ephemeral message (RT_MSG_EPHEMERAL, no id): to every node's current subscribers, never stored. Takes
+     * the reference. RT_OK or RT_EUNAVAILABLE. */
+    int (*publish_ephemeral)(rt_bus_t *bus, rt_msg_t *msg);
     /* Fills r's results; returns RT_OK or RT_EUNAVAILABLE. */
     int (*replay)(rt_bus_t *bus, rt_replay_t *r);
     rt_str_t (*epoch)(rt_bus_t *bus);

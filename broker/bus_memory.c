@@ -123,6 +123,14 @@ static void mb_publish(rt_bus_t *bus, rt_msg_t *msg, rt_str_t idem_key, rt_publi
     cb(ctx, RT_OK, rt_cstr(id));
 }
 
+static int mb_publish_ephemeral(rt_bus_t *bus, rt_msg_t *msg)
+{
+    (void)bus;
+    rt_hub_broadcast(msg);
+    rt_msg_unref(msg);
+    return RT_OK;
+}
+
 static int mb_replay(rt_bus_t *bus, rt_replay_t *r)
 {
     membus_t *mb = (membus_t *)bus;
@@ -167,7 +175,8 @@ static void mb_metrics(rt_bus_t *bus, rt_buf_t *out)
 
 static void mb_stop(rt_bus_t *bus) { (void)bus; }
 
-static const rt_bus_ops_t membus_ops = {"memory", mb_start, mb_stop, mb_publish, mb_replay, mb_epoch, mb_ready, mb_tick, mb_metrics};
+static const rt_bus_ops_t membus_ops = {"memory",   mb_start, mb_stop, mb_publish, mb_publish_ephemeral,
+                                        mb_replay, mb_epoch, mb_ready,   mb_tick,    mb_metrics};
 
 rt_bus_t *rt_bus_memory_new(void)
 {

@@ -37,7 +37,7 @@ typedef struct natsbus {
     natsOptions *opts;
     natsConnection *nc;
     jsCtx *js;
-    natsSubscription *sub;
+    natsSubscription *sub, *eph_sub;
     rt_history_t *history;
     rt_map_t pending; /* natsMsg pointer bytes -> pending_t */
     char epoch[16];
@@ -292,6 +292,7 @@ static void *bus_thread(void *arg)
 }
 
 static void on_ack(jsCtx *js, natsMsg *m, jsPubAck *pa, jsPubAckErr *pae, void *closure);
+static void on_ephemeral(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *closure);
 
 static int nb_start(rt_bus_t *bus, char *err, size_t errlen)
 {
@@ -347,6 +348,9 @@ static int nb_start(rt_bus_t *bus, char *err, size_t errlen)
         snprintf(err, errlen, "nats: cannot connect to %s: %s", urls->list[0], natsStatus_GetText(s));
         return -1;
     }
+    char eph[160];
+    snprintf(eph, sizeof(eph), "%s_eph.>", nb->prefix); /* core NATS subscriptions survive reconnects */
+    natsConnection_Subscribe(&nb->eph_sub, nb->nc, eph, on_ephemeral, nb);
     jsOptions jo;
     jsOptions_Init(&jo);
     jo.Wait = 5000;
@@ -378,6 +382,10 @@ static void nb_stop(rt_bus_t *bus)
     if (nb->sub) {
         natsSubscription_Unsubscribe(nb->sub);
         natsSubscription_Destroy(nb->sub);
+    }
+    if (nb->eph_sub) {
+        natsSubscription_Unsubscribe(nb->eph_sub);
+        natsSubscription_Destroy(nb->eph_sub);
     }
     jsCtx_Destroy(nb->js);
     natsConnection_Close(nb->nc);
@@ -459,6 +467,54 @@ static void nb_publish(rt_bus_t *bus, rt_msg_t *msg, rt_str_t idem_key, rt_publi
     }
 }
 
+/* Ephemeral messages travel on core NATS, on `<prefix>_eph.<topic>`, outside the stream's `<prefix>.>`. */
+static int nb_publish_ephemeral(rt_bus_t *bus, rt_msg_t *msg)
+{
+    natsbus_t *nb = (natsbus_t *)bus;
+    char subject[RT_TOPIC_MAX + 140], ev[80], ct[256];
+    snprintf(subject, sizeof(subject), "%s_eph.%.*s", nb->prefix, (int)msg->topic.len, msg->topic.base);
+    pthread_mutex_lock(&nb->lock);
+    int up = nb->connected;
+    pthread_mutex_unlock(&nb->lock);
+    natsMsg *m = NULL;
+    int err = RT_EUNAVAILABLE;
+    if (up && natsMsg_Create(&m, subject, NULL, msg->data.base, (int)msg->data.len) == NATS_OK) {
+        if (msg->event.len) {
+            snprintf(ev, sizeof(ev), "%.*s", (int)msg->event.len, msg->event.base);
+            natsMsgHeader_Set(m, "Rt-Event", ev);
+        }
+        if (msg->content_type.len) {
+            snprintf(ct, sizeof(ct), "%.*s", (int)msg->content_type.len, msg->content_type.base);
+            natsMsgHeader_Set(m, "Content-Type", ct);
+        }
+        err = natsConnection_PublishMsg(nb->nc, m) == NATS_OK ? RT_OK : RT_EUNAVAILABLE;
+        natsMsg_Destroy(m);
+    }
+    rt_msg_unref(msg);
+    return err;
+}
+
+/* An ephemeral message from core NATS (any node, this one included). */
+static void on_ephemeral(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *closure)
+{
+    natsbus_t *nb = closure;
+    (void)nc, (void)sub;
+    const char *subject = natsMsg_GetSubject(m);
+    size_t plen = strlen(nb->prefix);
+    rt_str_t topic = rt_cstr(subject + plen + 5); /* "<prefix>_eph." */
+    const char *event = NULL, *ctype = NULL;
+    natsMsgHeader_Get(m, "Rt-Event", &event);
+    natsMsgHeader_Get(m, "Content-Type", &ctype);
+    rt_str_t ev = rt_cstr(event);
+    if (strlen(subject) > plen + 5 && rt_topic_check(topic, 0, NULL) == RT_OK && ev.len <= 64) {
+        rt_msg_t *msg = rt_msg_new(topic, ev, rt_cstr(ctype), rt_str(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m)));
+        msg->flags |= RT_MSG_EPHEMERAL;
+        rt_hub_broadcast(msg);
+        rt_msg_unref(msg);
+    }
+    natsMsg_Destroy(m);
+}
+
 static int nb_replay(rt_bus_t *bus, rt_replay_t *r)
 {
     natsbus_t *nb = (natsbus_t *)bus;
@@ -519,7 +575,8 @@ static void nb_metrics(rt_bus_t *bus, rt_buf_t *out)
                   topics, retained);
 }
 
-static const rt_bus_ops_t natsbus_ops = {"nats", nb_start, nb_stop, nb_publish, nb_replay, nb_epoch, nb_ready, nb_tick, nb_metrics};
+static const rt_bus_ops_t natsbus_ops = {"nats",    nb_start, nb_stop,  nb_publish, nb_publish_ephemeral,
+                                         nb_replay, nb_epoch, nb_ready, nb_tick,    nb_metrics};
 
 rt_bus_t *rt_bus_nats_new(void)
 {

@@ -135,12 +135,15 @@ void rt_history_replay(rt_history_t *h, rt_str_t epoch, int future_ok, rt_replay
 
     pthread_mutex_lock(&h->lock);
     r->head = h->head;
-    if (!r->has_since) {
+    if (!r->has_since && !r->has_before) {
         pthread_mutex_unlock(&h->lock);
         return;
     }
     uint64_t after = r->since.seq;
-    if (!rt_str_eq(r->since.epoch, epoch)) {
+    if (r->has_before) {
+        after = 0; /* everything retained, then keep the newest `max` below `before` */
+        r->gap = h->forgotten_max > 0;
+    } else if (!rt_str_eq(r->since.epoch, epoch)) {
         r->gap = 1;
         after = 0;
     } else if (after > h->head) {
@@ -193,6 +196,23 @@ void rt_history_replay(rt_history_t *h, rt_str_t epoch, int future_ok, rt_replay
             r->msgs[out++] = r->msgs[i];
     }
     r->count = out;
+    if (r->has_before) {
+        size_t keep = 0, lost = r->gap; /* in before mode, gap: history older than what is returned was evicted */
+        while (keep < r->count && r->msgs[keep]->seq < r->before)
+            keep++;
+        for (size_t i = keep; i < r->count; i++)
+            rt_msg_unref(r->msgs[i]);
+        r->count = keep;
+        size_t first = r->max && keep > r->max ? keep - r->max : 0;
+        for (size_t i = 0; i < first; i++)
+            rt_msg_unref(r->msgs[i]);
+        if (first > 0)
+            memmove(r->msgs, r->msgs + first, (keep - first) * sizeof(*r->msgs));
+        r->count = keep - first;
+        r->truncated = first > 0;
+        r->gap = lost && first == 0;
+        return;
+    }
     if (r->max && r->count > r->max) {
         for (size_t i = r->max; i < r->count; i++)
             rt_msg_unref(r->msgs[i]);

@@ -520,6 +520,13 @@ static void dispatch_one(rt_subscription_t *s, void *ctx)
 {
     rt_msg_t *msg = ctx;
     rt_sub_t *sub = s->owner;
+    if (msg->flags & RT_MSG_EPHEMERAL) { /* no SEQ: once per connection, never a cursor */
+        if (sub->last_ephemeral == msg || sub->ending || sub->closed)
+            return;
+        sub->last_ephemeral = msg;
+        sub->tp->deliver(sub, msg);
+        return;
+    }
     if (msg->seq <= s->last_seq)
         return; /* replayed already, or before this subscription started */
     s->last_seq = msg->seq;

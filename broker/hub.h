@@ -70,6 +70,7 @@ struct rt_sub {
     rt_subscription_t **subs;
     size_t nsubs;
     uint64_t last_seq;     /* highest SEQ delivered or known not to match */
+    const rt_msg_t *last_ephemeral; /* compared only, never dereferenced */
     rt_outq_t pending, inflight;
     h2o_timeout_entry_t timers[2], end_timer, close_timer;
     void (*timer_cb[2])(rt_sub_t *sub);

@@ -64,7 +64,8 @@ void rt_metrics_replay(int gap)
         BUMP(gaps, 1);
 }
 void rt_metrics_auth_failure(void) { BUMP(auth_failures, 1); }
-static atomic_ulong rate_limited_pub, rate_limited_conn;
+static atomic_ulong rate_limited_pub, rate_limited_conn, ephemeral;
+void rt_metrics_ephemeral(void) { BUMP(ephemeral, 1); }
 void rt_metrics_rate_limited(const char *kind)
 {
     if (kind[0] == 'p')
@@ -116,8 +117,10 @@ static void metrics(h2o_req_t *req)
     rt_buf_printf(&b,
                   "# HELP rtbroker_rate_limited_total Requests refused by a rate limit.\n"
                   "# TYPE rtbroker_rate_limited_total counter\nrtbroker_rate_limited_total{kind=\"publish\"} %lu\n"
-                  "rtbroker_rate_limited_total{kind=\"connect\"} %lu\n",
-                  LOAD(rate_limited_pub), LOAD(rate_limited_conn));
+                  "rtbroker_rate_limited_total{kind=\"connect\"} %lu\n"
+                  "# HELP rtbroker_ephemeral_messages_total Ephemeral messages sent (never stored).\n"
+                  "# TYPE rtbroker_ephemeral_messages_total counter\nrtbroker_ephemeral_messages_total %lu\n",
+                  LOAD(rate_limited_pub), LOAD(rate_limited_conn), LOAD(ephemeral));
     rt_bus->ops->metrics(rt_bus, &b);
     char *body = h2o_mem_alloc_pool(&req->pool, b.len);
     memcpy(body, b.base, b.len);

@@ -60,6 +60,24 @@ static void on_req_gone(void *p)
         c->req = NULL;
 }
 
+static void respond_published(h2o_req_t *req, rt_str_t id, rt_str_t topic)
+{
+    rt_buf_t b = {0};
+    rt_buf_appendc(&b, "{\"id\":");
+    if (id.len)
+        rt_json_append_string(&b, id);
+    else
+        rt_buf_appendc(&b, "null"); /* ephemeral */
+    rt_buf_appendc(&b, ",\"topic\":");
+    rt_json_append_string(&b, topic);
+    rt_buf_appendc(&b, "}\n");
+    char *body = h2o_mem_alloc_pool(&req->pool, b.len);
+    memcpy(body, b.base, b.len);
+    size_t len = b.len;
+    rt_buf_free(&b);
+    rt_http_respond(req, 200, "application/json", body, len);
+}
+
 static void on_published(void *arg, int err, rt_str_t id)
 {
     pub_ctx_t *c = arg;
@@ -69,22 +87,10 @@ static void on_published(void *arg, int err, rt_str_t id)
         return;
     }
     *c->anchor = NULL;
-    if (err != RT_OK) {
+    if (err != RT_OK)
         rt_http_error(c->req, err, "the bus did not accept the message; nothing was published");
-        free(c);
-        return;
-    }
-    rt_buf_t b = {0};
-    rt_buf_appendc(&b, "{\"id\":");
-    rt_json_append_string(&b, id);
-    rt_buf_appendc(&b, ",\"topic\":");
-    rt_json_append_string(&b, c->topic);
-    rt_buf_appendc(&b, "}\n");
-    char *body = h2o_mem_alloc_pool(&c->req->pool, b.len);
-    memcpy(body, b.base, b.len);
-    size_t len = b.len;
-    rt_buf_free(&b);
-    rt_http_respond(c->req, 200, "application/json", body, len);
+    else
+        respond_published(c->req, id, c->topic);
     free(c);
 }
 
@@ -153,6 +159,18 @@ void rt_publish_handle(h2o_req_t *req, rt_str_t path)
     }
     rt_str_t ctype = rt_req_header(req, "content-type");
     rt_msg_t *msg = rt_msg_new(topic, event, ctype, rt_str(req->entity.base, req->entity.len));
+    rt_str_t eph = rt_req_header(req, "x-ephemeral");
+    if (eph.len == 0)
+        rt_req_query(req, "ephemeral", 0, &eph);
+    if (rt_str_eqc(eph, "1") || rt_str_eqc(eph, "true")) {
+        msg->flags |= RT_MSG_EPHEMERAL;
+        rt_metrics_ephemeral();
+        if ((err = rt_bus->ops->publish_ephemeral(rt_bus, msg)) != RT_OK)
+            rt_http_error(req, err, "the bus is not available; nothing was sent");
+        else
+            respond_published(req, rt_str(NULL, 0), topic);
+        return;
+    }
     pub_ctx_t *c = rt_malloc(sizeof(*c));
     c->req = req;
     memcpy(c->topicbuf, topic.base, topic.len);
@@ -197,10 +215,20 @@ int rt_publish_from_sub(rt_sub_t *sub, const rt_pub_t *pub, const char **why,
         *why = "too many publishes per second (limits.publish_per_connection / publish_per_subject)";
         return RT_ERATELIMIT;
     }
+    rt_msg_t *msg = rt_msg_new(pub->topic, pub->event, pub->content_type, pub->data);
+    if (pub->ephemeral) {
+        msg->flags |= RT_MSG_EPHEMERAL;
+        rt_metrics_ephemeral();
+        if ((err = rt_bus->ops->publish_ephemeral(rt_bus, msg)) != RT_OK) {
+            *why = "the bus is not available; nothing was sent";
+            return err;
+        }
+        done(sub, RT_OK, rt_str(NULL, 0), arg);
+        return RT_OK;
+    }
     sub_pub_t *p = rt_malloc(sizeof(*p));
     p->sub = sub, p->done = done, p->arg = arg;
     rt_sub_hold(sub);
-    rt_msg_t *msg = rt_msg_new(pub->topic, pub->event, pub->content_type, pub->data);
     rt_bus->ops->publish(rt_bus, msg, pub->idempotency_key, on_sub_published, p);
     return RT_OK;
 }

@@ -90,6 +90,7 @@ typedef struct rt_pub {
     rt_str_t content_type;    /* e.g. "application/json", or empty */
     rt_str_t data;            /* the payload */
     rt_str_t idempotency_key; /* or empty */
+    int ephemeral;            /* 1: to current subscribers only, never stored, no id */
 } rt_pub_t;
 
 /* One member of a JSON object (rt_services_t.json_object). */

@@ -17,6 +17,7 @@ extern const rt_services_t *ws_svc;
 
 typedef struct op {
     rt_str_t op, topic, since, event, ref, data, token;
+    int ephemeral;
     char data_type;
 } op_t;
 
@@ -123,7 +124,10 @@ static void on_published(rt_sub_t *sub, int err, rt_str_t id, void *arg)
         error(sub, ref, svc->strerror(err), "the bus did not accept the message; nothing was published");
     } else {
         char extra[96];
-        snprintf(extra, sizeof(extra), ",\"id\":\"%.*s\"", (int)(id.len > 64 ? 64 : id.len), id.base);
+        if (id.len)
+            snprintf(extra, sizeof(extra), ",\"id\":\"%.*s\"", (int)(id.len > 64 ? 64 : id.len), id.base);
+        else
+            snprintf(extra, sizeof(extra), ",\"id\":null"); /* ephemeral */
         reply(sub, "ok", ref, extra);
     }
     free(r);
@@ -145,7 +149,7 @@ static void do_pub(rt_sub_t *sub, const op_t *o)
         error(sub, o->ref, "invalid_parameter", "pub needs \\\"data\\\"");
         return;
     }
-    rt_pub_t p = {topic, event, {NULL, 0}, o->data, {NULL, 0}};
+    rt_pub_t p = {topic, event, {NULL, 0}, o->data, {NULL, 0}, o->ephemeral};
     char *decoded = NULL;
     if (o->data_type == 's') { /* a JSON string is published as that text */
         decoded = malloc(o->data.len + 1);
@@ -231,6 +235,8 @@ void ws_ops_handle(rt_sub_t *sub, ws_conn_t *c, const char *json, size_t len)
             o.topic = f[i].type == 's' ? f[i].value : (rt_str_t){"", 0};
         } else if (key_is(k, "since") && f[i].type == 's') {
             o.since = f[i].value;
+        } else if (key_is(k, "ephemeral")) {
+            o.ephemeral = f[i].type == 't';
         } else if (key_is(k, "token") && f[i].type == 's') {
             o.token = f[i].value;
         } else if (key_is(k, "event") && f[i].type == 's') {

@@ -1,0 +1,113 @@
+/*
+ * GET /history/{topic}: retained messages on demand, answered at once in the long-poll
+ * shape. `since=ID` pages forward (oldest first after ID), `before=ID` pages back (the
+ * `limit` just before ID, still oldest first); neither gives the latest `limit`.
+ * Wildcards allowed; subscribe permission is required for every pattern.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "auth.h"
+#include "bus.h"
+#include "config.h"
+#include "history_api.h"
+#include "hub.h"
+#include "http.h"
+
+void rt_history_handle(h2o_req_t *req)
+{
+    if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET"))) {
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, H2O_STRLIT("GET"));
+        rt_http_error_status(req, 405, "method_not_allowed", "read history with GET /history/{topic}");
+        return;
+    }
+    size_t max_topics = (size_t)rt_cfg_int("limits.max_topics");
+    rt_str_t topics[1024];
+    int n = rt_req_topics(req, topics, max_topics < 1024 ? max_topics : 1024);
+    if (n < 0) {
+        rt_http_error(req, n, n == RT_ETOOMANY ? "too many topics (limits.max_topics)"
+                                               : "give topics as /history/{topic} or ?topic=A&topic=B (wildcards allowed)");
+        return;
+    }
+    const char *why = NULL;
+    rt_ident_t *id = NULL;
+    int err = rt_auth_identify(req, &id, &why);
+    for (int i = 0; i < n && err == RT_OK; i++)
+        err = rt_auth_allows(id, topics[i], 0);
+    rt_ident_free(id);
+    if (err != RT_OK) {
+        rt_http_error(req, err, err == RT_EFORBIDDEN ? "the token does not allow reading this topic"
+                                                    : "a token allowing subscribe to this topic is required");
+        return;
+    }
+    size_t max = (size_t)rt_cfg_int("history.max_messages"), limit = max < 100 ? max : 100;
+    rt_str_t v, since = {NULL, 0}, before = {NULL, 0};
+    if (rt_req_query(req, "limit", 0, &v)) {
+        char buf[16], *end;
+        snprintf(buf, sizeof(buf), "%.*s", (int)(v.len < 15 ? v.len : 15), v.base);
+        long l = strtol(buf, &end, 10);
+        if (v.len == 0 || v.len > 15 || *end || l < 1) {
+            rt_http_error(req, RT_EINVAL, "limit must be a whole number from 1 to history.max_messages");
+            return;
+        }
+        limit = (size_t)l > max ? max : (size_t)l;
+    }
+    rt_req_query(req, "since", 0, &since);
+    rt_req_query(req, "before", 0, &before);
+    if (since.len && before.len) {
+        rt_http_error(req, RT_EINVAL, "give since (page forward) or before (page back), not both");
+        return;
+    }
+    rt_replay_t r = {0};
+    r.patterns = topics;
+    r.npatterns = (size_t)n;
+    r.max = limit;
+    rt_str_t epoch = rt_bus->ops->epoch(rt_bus);
+    int foreign = 0;
+    rt_id_t bid;
+    if (since.len) {
+        if (rt_id_parse(since, &r.since) != RT_OK) {
+            rt_http_error(req, RT_EID, "since must be an id EPOCH:SEQ given by this broker");
+            return;
+        }
+        r.has_since = 1;
+    } else {
+        r.has_before = 1;
+        r.before = UINT64_MAX;
+        if (before.len) {
+            if (rt_id_parse(before, &bid) != RT_OK) {
+                rt_http_error(req, RT_EID, "before must be an id EPOCH:SEQ given by this broker");
+                return;
+            }
+            if (rt_str_eq(bid.epoch, epoch))
+                r.before = bid.seq;
+            else
+                foreign = 1; /* another history: the newest of this one, flagged */
+        }
+    }
+    if ((err = rt_bus->ops->replay(rt_bus, &r)) != RT_OK) {
+        rt_http_error(req, err, "the bus is not available");
+        return;
+    }
+    char cursor[RT_ID_MAX + 1];
+    if (r.has_since)
+        rt_id_format(cursor, epoch, r.count ? r.msgs[r.count - 1]->seq : r.head);
+    else if (r.count)
+        rt_id_format(cursor, epoch, r.msgs[0]->seq);
+    else
+        rt_id_format(cursor, epoch, r.before == UINT64_MAX ? r.head + 1 : r.before);
+    rt_buf_t b = {0};
+    rt_buf_printf(&b, "{\"cursor\":\"%s\",\"gap\":%s,\"messages\":[", cursor, r.gap || foreign ? "true" : "false");
+    for (size_t i = 0; i < r.count; i++) {
+        if (i)
+            rt_buf_appendc(&b, ",");
+        rt_buf_appends(&b, rt_msg_envelope(r.msgs[i]));
+    }
+    rt_buf_appendc(&b, "]}\n");
+    rt_replay_release(&r);
+    char *body = h2o_mem_alloc_pool(&req->pool, b.len);
+    memcpy(body, b.base, b.len);
+    size_t len = b.len;
+    rt_buf_free(&b);
+    rt_http_respond(req, 200, "application/json", body, len);
+}
