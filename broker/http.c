@@ -150,7 +150,7 @@ int rt_req_topics(h2o_req_t *req, rt_str_t *out, size_t max)
     rt_str_t path = rt_req_path(req);
     size_t n = 0;
     const char *slash = path.len > 1 ? memchr(path.base + 1, '/', path.len - 1) : NULL;
-    if (slash != NULL) {
+    if (slash != NULL && slash + 1 < path.base + path.len) { /* "/sub/" with nothing after: topic= values only */
         rt_str_t t = rt_str(slash + 1, (size_t)(path.base + path.len - slash - 1));
         if (rt_topic_check(t, 1, NULL) != RT_OK)
             return RT_ETOPIC;
