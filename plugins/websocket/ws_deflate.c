@@ -4,6 +4,7 @@
  * subscriber and is compressed once. Inbound messages are inflated with a fresh window
  * (we ask for client_no_context_takeover), bounded by the message size limit.
  */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -92,14 +93,27 @@ int ws_deflate_accept(const char *header, size_t len)
     return 0;
 }
 
-static __thread z_stream *deflater;
+/* One compressor per thread, released when the thread ends. */
+static pthread_key_t deflater_key;
+static pthread_once_t deflater_once = PTHREAD_ONCE_INIT;
+
+static void deflater_free(void *p)
+{
+    deflateEnd(p);
+    free(p);
+}
+
+static void deflater_key_init(void) { pthread_key_create(&deflater_key, deflater_free); }
 
 unsigned char *ws_deflate_message(const unsigned char *in, size_t len, size_t reserve, size_t *outlen)
 {
+    pthread_once(&deflater_once, deflater_key_init);
+    z_stream *deflater = pthread_getspecific(deflater_key);
     if (deflater == NULL) {
         deflater = calloc(1, sizeof(*deflater));
         if (deflater == NULL || deflateInit2(deflater, Z_DEFAULT_COMPRESSION, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY) != Z_OK)
             abort();
+        pthread_setspecific(deflater_key, deflater);
     } else {
         deflateReset(deflater);
     }
