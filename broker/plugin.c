@@ -55,6 +55,29 @@ static void plugins_dir(const char *exe_path, char *out, size_t outlen)
     memcpy(out + strlen(exe), "/plugins", sizeof("/plugins"));
 }
 
+/* The file a plugins.load entry names: a path as given, else NAME.so in dir. */
+static void resolve_file(const char *dir, const char *name, char *out, size_t outlen)
+{
+    if (strchr(name, '/'))
+        snprintf(out, outlen, "%s", name);
+    else
+        snprintf(out, outlen, "%s/%s.so", dir, name);
+}
+
+/* An explicit path must not take a core endpoint or everything. */
+static const char *bad_path(const rt_transport_t *tp)
+{
+    static const char *const core[] = {"/pub", "/sub", "/history", "/presence", "/healthz", "/readyz", "/metrics", NULL};
+    for (const char *const *p = tp->paths; p && *p; p++) {
+        if ((*p)[0] != '/' || (*p)[1] == '\0')
+            return "an explicit path must start with '/' and name something (not \"\" or \"/\")";
+        for (const char *const *c = core; *c; c++)
+            if (strcmp(*p, *c) == 0)
+                return "an explicit path takes a core endpoint (/pub, /sub, /history, /presence, /healthz, /readyz, /metrics)";
+    }
+    return NULL;
+}
+
 /* Opens a plugin file and checks its table; NULL with err naming the file and the reason. */
 static const rt_transport_t *open_plugin(const char *file, void **handle, char *err, size_t errlen)
 {
@@ -76,6 +99,8 @@ static const rt_transport_t *open_plugin(const char *file, void **handle, char *
         why = "its rt_transport_v1 table lacks a required field (name, claims, start, deliver, gap, end, release)";
     else if (tp->cache_slots < 0 || tp->cache_slots > 4)
         why = "cache_slots must be 0 to 4";
+    else
+        why = bad_path(tp);
     if (why) {
         snprintf(err, errlen, "plugin %s: %s", file, why);
         dlclose(h);
@@ -114,8 +139,11 @@ int rt_plugins_list(const char *exe_path, FILE *out)
             continue;
         }
         int loaded = 0;
-        for (size_t i = 0; i < load->nlist; i++)
-            loaded |= strcmp(load->list[i], tp->name) == 0;
+        char want[PATH_MAX + 300], a[PATH_MAX], b[PATH_MAX];
+        for (size_t i = 0; i < load->nlist; i++) {
+            resolve_file(dir, load->list[i], want, sizeof(want));
+            loaded |= realpath(want, a) && realpath(file, b) && strcmp(a, b) == 0;
+        }
         fprintf(out, "  %-12s %s, ABI %u, %s\n      claims: /sub/... by negotiation (its claims());", tp->name, e->d_name,
                 tp->abi_version, loaded ? "loaded by plugins.load" : "not in plugins.load");
         for (const char *const *p = tp->paths; p && *p; p++)
@@ -140,25 +168,7 @@ int rt_plugins_load(const char *exe_path, char *err, size_t errlen)
     int next_slot = 1; /* slot 0 is the core's JSON envelope */
     for (size_t i = 0; i < load->nlist; i++) {
         const char *name = load->list[i];
-        const char *base = strrchr(name, '/') ? strrchr(name, '/') + 1 : name;
-        char section[128], stem[64];
-        snprintf(stem, sizeof(stem), "%.*s", (int)(strcspn(base, ".")), base);
-        snprintf(section, sizeof(section), "plugins.%s", stem);
-        static const rt_cfg_key_t enabled_key[] = {{"enabled", RT_CFG_BOOL, "true", 0, 0}, {NULL, 0, NULL, 0, 0}};
-        if (rt_config_add_section(section, enabled_key, err, errlen) != 0)
-            return -1;
-        char enabled[160];
-        snprintf(enabled, sizeof(enabled), "%s.enabled", section);
-        if (!rt_cfg_int(enabled)) {
-            rt_log(RT_LOG_INFO, "plugin %s: disabled by %s", stem, enabled);
-            rt_config_ignore_section(section);
-            rt_config_ignore_section(stem);
-            continue;
-        }
-        if (strchr(name, '/'))
-            snprintf(file, sizeof(file), "%s", name);
-        else
-            snprintf(file, sizeof(file), "%s/%s.so", dir, name);
+        resolve_file(dir, name, file, sizeof(file));
         if (nplugins == MAX_PLUGINS) {
             snprintf(err, errlen, "plugin %s: at most %d plugins can be loaded", file, MAX_PLUGINS);
             return -1;
@@ -171,6 +181,22 @@ int rt_plugins_load(const char *exe_path, char *err, size_t errlen)
         const rt_transport_t *tp = open_plugin(file, &h, err, errlen);
         if (tp == NULL)
             return -1;
+        /* plugins.<name>.enabled: false skips it (and its keys are not errors) */
+        char section[128], enabled[160];
+        snprintf(section, sizeof(section), "plugins.%s", tp->name);
+        snprintf(enabled, sizeof(enabled), "%s.enabled", section);
+        static const rt_cfg_key_t enabled_key[] = {{"enabled", RT_CFG_BOOL, "true", 0, 0}, {NULL, 0, NULL, 0, 0}};
+        if (rt_config_add_section(section, enabled_key, err, errlen) != 0) {
+            dlclose(h);
+            return -1;
+        }
+        if (!rt_cfg_int(enabled)) {
+            rt_log(RT_LOG_INFO, "plugin %s: disabled by %s", tp->name, enabled);
+            rt_config_ignore_section(section);
+            rt_config_ignore_section(tp->name);
+            dlclose(h);
+            continue;
+        }
         for (size_t k = 0; k < nplugins; k++) {
             if (strcmp(plugins[k]->name, tp->name) == 0) {
                 snprintf(err, errlen, "plugin %s: a plugin named \"%s\" is already loaded", file, tp->name);

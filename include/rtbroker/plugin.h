@@ -153,7 +153,8 @@ typedef struct rt_services {
     rt_request_t *(*sub_request)(rt_sub_t *sub);                        /* the request it was opened on */
     int (*subscribe)(rt_sub_t *sub, const rt_sub_opts_t *opts);         /* authorize and subscribe; RT_E* on refusal */
     rt_str_t (*sub_cursor)(rt_sub_t *sub);                              /* id of the last message delivered or skipped past; valid until the next call */
-    /* Streaming: send status and headers now; then write. headers: NULL-terminated name, value pairs. */
+    /* Streaming: status and headers, sent with the first bytes written (write something at once, like SSE's
+     * ": ok", so that the client learns it is subscribed). headers: NULL-terminated name, value pairs. */
     int (*stream_start)(rt_sub_t *sub, int status, const char *const *headers);
     /* Queue bytes behind the message's lifetime (no copy; msg may be NULL for static bytes). RT_ESLOW when the
      * queue would exceed limits.max_queue_bytes: the broker then ends the subscriber with RT_END_SLOW. */

@@ -3,7 +3,8 @@
  * application/x-ndjson` on /sub/... (or /ndjson?topic=...) streams one JSON envelope
  * per line, for fetch() clients that need request headers EventSource cannot send
  * (Authorization). Resume with Last-Event-ID or ?since=; gaps, heartbeats and the end
- * are lines with a "type". Built only against include/rtbroker/plugin.h (see PLUGINS.md).
+ * are lines with a "type" (the first line is {"type":"ok"}). Built only against include/rtbroker/plugin.h
+ * (see PLUGINS.md).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -68,6 +69,7 @@ static void nd_start(rt_request_t *req)
         return;
     }
     rt_sub_t *sub = svc->sub_open(req, &rt_transport_v1, 0);
+    line(sub, "{\"type\":\"ok\"}\n"); /* first, so the client knows at once that it is subscribed */
     rt_sub_opts_t opts = {topics, (size_t)n, svc->req_since(req), 0};
     int err = svc->subscribe(sub, &opts);
     if (err != RT_OK) {
