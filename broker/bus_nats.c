@@ -45,6 +45,9 @@ typedef struct natsbus {
     uint64_t last_seq;   /* last stream SEQ consumed */
     uint64_t target_seq; /* the stream's last SEQ when we (re)subscribed: ready once consumed */
     int connected, resubscribe, stream_ok, stopping;
+    unsigned checks;
+    pending_t **held; /* acks whose SEQ went backwards: answered once the epoch is checked */
+    size_t nheld;
     /* metrics */
     uint64_t pub_count, pub_latency_us, lag;
 } natsbus_t;
@@ -63,6 +66,8 @@ static void on_connected(natsConnection *nc, void *closure)
     rt_log(RT_LOG_INFO, "nats: connected");
 }
 
+static void complete(void *arg);
+
 static void on_disconnected(natsConnection *nc, void *closure)
 {
     natsbus_t *nb = closure;
@@ -70,6 +75,8 @@ static void on_disconnected(natsConnection *nc, void *closure)
     pthread_mutex_lock(&nb->lock);
     int was = nb->connected;
     nb->connected = 0;
+    /* publishes in flight stay pending: nats.c sends what it had buffered again after reconnecting, and their
+     * acks answer them; only nats.publish_timeout turns them into 503 */
     pthread_mutex_unlock(&nb->lock);
     if (was)
         rt_log(RT_LOG_WARN, "nats: disconnected; publishes get 503 until it is back");
@@ -86,8 +93,9 @@ static void epoch_of(const char *stream, int64_t created, char out[16])
     out[8] = '\0';
 }
 
-/* Creates the stream or checks the one there; sets the epoch. 0, or -1 with err naming the setting. */
-static int setup_stream(natsbus_t *nb, char *err, size_t errlen)
+/* Creates the stream or checks the one there; sets the epoch; *last gets the stream's last SEQ.
+ * 0, or -1 with err naming the setting. */
+static int setup_stream(natsbus_t *nb, uint64_t *last_out, char *err, size_t errlen)
 {
     jsStreamInfo *si = NULL;
     jsErrCode jerr = 0;
@@ -134,6 +142,12 @@ static int setup_stream(natsbus_t *nb, char *err, size_t errlen)
         else if (c->MaxAge != max_age_ns)
             conflict = "history.max_age", snprintf(detail, sizeof(detail), "its max_age is %llds, the config says %llds",
                                                    (long long)(c->MaxAge / 1000000000LL), (long long)(max_age_ns / 1000000000LL));
+        else if (dup_ns && c->Duplicates != dup_ns)
+            conflict = "publish.dedup_window", snprintf(detail, sizeof(detail), "its duplicate window is %llds, the config says %llds",
+                                                        (long long)(c->Duplicates / 1000000000LL), (long long)(dup_ns / 1000000000LL));
+        else if (c->Replicas != replicas)
+            conflict = "nats.replicas", snprintf(detail, sizeof(detail), "it has %lld replicas, the config says %lld",
+                                                 (long long)c->Replicas, (long long)replicas);
         if (conflict) {
             snprintf(err, errlen, "nats: stream %s exists with other settings: %s (%s); change the config or the stream", nb->stream,
                      detail, conflict);
@@ -146,16 +160,23 @@ static int setup_stream(natsbus_t *nb, char *err, size_t errlen)
     uint64_t last = si->State.LastSeq;
     jsStreamInfo_Destroy(si);
     pthread_mutex_lock(&nb->lock);
-    if (strcmp(epoch, nb->epoch) != 0) {
-        if (nb->epoch[0])
-            rt_log(RT_LOG_WARN, "nats: stream %s was recreated: new epoch %s (old ids get a gap)", nb->stream, epoch);
+    int changed = strcmp(epoch, nb->epoch) != 0, had = nb->epoch[0] != '\0';
+    char old[16];
+    memcpy(old, nb->epoch, sizeof(old));
+    if (changed) {
+        if (had)
+            rt_log(RT_LOG_WARN, "nats: stream %s was recreated: new epoch %s (subscribers get a gap notice)",
+                   nb->stream, epoch);
         memcpy(nb->epoch, epoch, sizeof(epoch));
         rt_history_clear(nb->history);
         nb->last_seq = 0;
+        nb->resubscribe = 1;
     }
-    nb->target_seq = last;
+    *last_out = last;
     nb->stream_ok = 1;
     pthread_mutex_unlock(&nb->lock);
+    if (changed && had)
+        rt_hub_reset_all(rt_cstr(old)); /* SEQs start again: live subscribers continue after a gap notice */
     return 0;
 }
 
@@ -252,7 +273,7 @@ static void expire_pending(natsbus_t *nb)
         pending_t *p = e->value;
         if (now - p->started_ms > limit) {
             rt_map_del(&nb->pending, key_of(&p->key));
-            p->err = RT_EUNAVAILABLE;
+            p->err = RT_EUNKNOWN; /* it was handed to NATS: it may yet be stored */
             rt_hub_post(p->worker, complete, p);
         }
         e = next;
@@ -265,7 +286,7 @@ static void *bus_thread(void *arg)
     natsbus_t *nb = arg;
     for (;;) {
         pthread_mutex_lock(&nb->lock);
-        if (!nb->stopping && !nb->resubscribe) {
+        if (!nb->stopping && !nb->resubscribe && nb->nheld == 0) {
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
             ts.tv_sec += 1;
@@ -276,16 +297,40 @@ static void *bus_thread(void *arg)
         if (stopping)
             return NULL;
         expire_pending(nb);
+        pthread_mutex_lock(&nb->lock);
+        int held = nb->nheld > 0;
+        pthread_mutex_unlock(&nb->lock);
+        if (held)
+            nb->checks = 4; /* check the stream now */
+        if (!work && stopping == 0 && ++nb->checks % 5 == 0) {
+            pthread_mutex_lock(&nb->lock);
+            int check = nb->connected && !nb->resubscribe;
+            pthread_mutex_unlock(&nb->lock);
+            char err[512];
+            uint64_t last;
+            if (check && setup_stream(nb, &last, err, sizeof(err)) != 0) /* recreates a deleted stream; notices a new epoch */
+                rt_log(RT_LOG_ERROR, "%s", err);
+            pthread_mutex_lock(&nb->lock);
+            work = nb->resubscribe && nb->connected;
+            for (size_t i = 0; i < nb->nheld; i++) { /* their ids take the epoch just checked */
+                memcpy(nb->held[i]->epoch, nb->epoch, sizeof(nb->epoch));
+                rt_hub_post(nb->held[i]->worker, complete, nb->held[i]);
+            }
+            nb->nheld = 0;
+            pthread_mutex_unlock(&nb->lock);
+        }
         if (!work)
             continue;
         char err[512];
-        if (setup_stream(nb, err, sizeof(err)) != 0) {
+        uint64_t last;
+        if (setup_stream(nb, &last, err, sizeof(err)) != 0) {
             rt_log(RT_LOG_ERROR, "%s", err);
             continue;
         }
         if (subscribe_stream(nb) == 0) {
             pthread_mutex_lock(&nb->lock);
             nb->resubscribe = 0;
+            nb->target_seq = last; /* ready once consumed up to here */
             pthread_mutex_unlock(&nb->lock);
         }
     }
@@ -321,6 +366,7 @@ static int nb_start(rt_bus_t *bus, char *err, size_t errlen)
     natsOptions_SetName(o, "rtbroker");
     natsOptions_SetMaxReconnect(o, -1);
     natsOptions_SetReconnectWait(o, 250);
+    natsOptions_SetReconnectBufSize(o, 1); /* no buffering while disconnected: such publishes fail (503) at once */
     natsOptions_SetRetryOnFailedConnect(o, true, on_connected, nb);
     natsOptions_SetDisconnectedCB(o, on_disconnected, nb);
     natsOptions_SetReconnectedCB(o, on_connected, nb);
@@ -361,8 +407,10 @@ static int nb_start(rt_bus_t *bus, char *err, size_t errlen)
     if (s == NATS_OK) {
         nb->connected = 1;
         /* with NATS up at start, a stream that conflicts with the config stops the broker */
-        if (setup_stream(nb, err, errlen) != 0)
+        uint64_t last;
+        if (setup_stream(nb, &last, err, errlen) != 0)
             return -1;
+        nb->target_seq = last;
         nb->resubscribe = subscribe_stream(nb) != 0;
     } else {
         rt_log(RT_LOG_WARN, "nats: %s is not reachable yet; /readyz is 503 and publishes get 503 until it is", urls->list[0]);
@@ -379,16 +427,12 @@ static void nb_stop(rt_bus_t *bus)
     pthread_cond_signal(&nb->wake);
     pthread_mutex_unlock(&nb->lock);
     pthread_join(nb->thread, NULL);
-    if (nb->sub) {
-        natsSubscription_Unsubscribe(nb->sub);
-        natsSubscription_Destroy(nb->sub);
-    }
-    if (nb->eph_sub) {
-        natsSubscription_Unsubscribe(nb->eph_sub);
-        natsSubscription_Destroy(nb->eph_sub);
-    }
-    jsCtx_Destroy(nb->js);
+    /* close first: unsubscribing a JetStream consumer is a request that waits out its timeout when NATS is gone;
+     * the ordered consumer is ephemeral and the server drops it by itself */
     natsConnection_Close(nb->nc);
+    natsSubscription_Destroy(nb->sub);
+    natsSubscription_Destroy(nb->eph_sub);
+    jsCtx_Destroy(nb->js);
     natsConnection_Destroy(nb->nc);
     natsOptions_Destroy(nb->opts);
 }
@@ -399,20 +443,25 @@ static void on_ack(jsCtx *js, natsMsg *m, jsPubAck *pa, jsPubAckErr *pae, void *
     (void)js;
     pthread_mutex_lock(&nb->lock);
     pending_t *p = rt_map_del(&nb->pending, key_of(&m));
+    int hold = p && pa && pa->Sequence <= nb->last_seq && !pa->Duplicate;
     if (p && pa) {
         nb->pub_count++;
         nb->pub_latency_us += (rt_now_ms() - p->started_ms) * 1000;
         memcpy(p->epoch, nb->epoch, sizeof(p->epoch));
+        p->err = RT_OK;
+        p->seq = pa->Sequence;
+    }
+    if (hold) { /* a SEQ seen before: the stream was recreated; the id waits for the new epoch */
+        nb->held = rt_realloc(nb->held, (nb->nheld + 1) * sizeof(*nb->held));
+        nb->held[nb->nheld++] = p;
+        pthread_cond_signal(&nb->wake);
     }
     pthread_mutex_unlock(&nb->lock);
     natsMsg_Destroy(m);
-    if (p == NULL)
-        return; /* already failed by the timeout */
-    if (pa) {
-        p->err = RT_OK;
-        p->seq = pa->Sequence;
-    } else {
-        p->err = RT_EUNAVAILABLE;
+    if (p == NULL || hold)
+        return; /* already failed by the timeout, or held */
+    if (!pa) { /* a timeout or a lost connection says nothing of whether the stream has it */
+        p->err = pae && (pae->ErrCode || pae->Err == NATS_NO_RESPONDERS) ? RT_EUNAVAILABLE : RT_EUNKNOWN;
         rt_log(RT_LOG_WARN, "nats: publish refused: %s", pae && pae->ErrText ? pae->ErrText : "no answer");
     }
     rt_hub_post(p->worker, complete, p);

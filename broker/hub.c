@@ -6,6 +6,7 @@
  * the rest pending until proceed). Touched only by its worker thread, except
  * rt_hub_broadcast which the bus calls from any thread.
  */
+#include <stdatomic.h>
 #include <stdlib.h>
 
 #include "auth.h"
@@ -63,8 +64,14 @@ static void run_tasks(rt_task_t *t)
 
 /* ---------- inbox ---------- */
 
+static atomic_int hub_ready;
+
+void rt_hub_set_ready(void) { atomic_store(&hub_ready, 1); }
+
 void rt_hub_broadcast(rt_msg_t *msg)
 {
+    if (!atomic_load(&hub_ready))
+        return; /* the workers are not running yet: there is no subscriber to tell (history has it) */
     for (size_t i = 0; i < rt_nworkers; i++) {
         rt_worker_t *w = &rt_workers[i];
         pthread_mutex_lock(&w->inbox_lock);
@@ -720,6 +727,42 @@ void rt_sub_timer(rt_sub_t *sub, int slot, uint64_t ms, void (*cb)(rt_sub_t *sub
         return;
     h2o_timeout_t *t = ms == 0 ? &sub->w->ctx.zero_timeout : rt_worker_timeout(sub->w, ms);
     h2o_timeout_link(sub->w->ctx.loop, t, &sub->timers[slot]);
+}
+
+typedef struct reset {
+    rt_worker_t *w;
+    char old_epoch[RT_EPOCH_MAX + 1];
+} reset_t;
+
+/* SEQs start again in a new history: every subscription starts from 0, with a gap notice from its old cursor. */
+static void reset_worker(void *arg)
+{
+    reset_t *r = arg;
+    for (h2o_linklist_t *l = r->w->subs.next; l != &r->w->subs; l = l->next) {
+        rt_sub_t *sub = H2O_STRUCT_FROM_MEMBER(rt_sub_t, link, l);
+        if (sub->ending || sub->closed || sub->nsubs == 0)
+            continue;
+        char from[RT_ID_MAX + 1];
+        size_t n = rt_id_format(from, rt_cstr(r->old_epoch), sub->last_seq);
+        for (size_t i = 0; i < sub->nsubs; i++)
+            sub->subs[i]->last_seq = 0;
+        sub->last_seq = 0;
+        rt_metrics_replay(1);
+        sub->tp->gap(sub, rt_str(from, n));
+    }
+    free(r);
+}
+
+void rt_hub_reset_all(rt_str_t old_epoch)
+{
+    if (!atomic_load(&hub_ready))
+        return;
+    for (size_t i = 0; i < rt_nworkers; i++) {
+        reset_t *r = rt_calloc(1, sizeof(*r));
+        r->w = &rt_workers[i];
+        memcpy(r->old_epoch, old_epoch.base, old_epoch.len > RT_EPOCH_MAX ? RT_EPOCH_MAX : old_epoch.len);
+        rt_hub_post(&rt_workers[i], reset_worker, r);
+    }
 }
 
 void rt_hub_shutdown(rt_worker_t *w)

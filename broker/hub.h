@@ -94,6 +94,11 @@ extern __thread rt_worker_t *rt_current_worker;
 void rt_hub_init_worker(rt_worker_t *w);
 /* Any thread: hand a message to every worker (takes a reference per worker). */
 void rt_hub_broadcast(rt_msg_t *msg);
+/* Called once every worker's inbox exists; broadcasts before that are dropped. */
+void rt_hub_set_ready(void);
+/* Any thread: the history was lost (a new epoch): every subscription continues from SEQ 0 of the new history,
+ * after a gap notice from its cursor in the old one. */
+void rt_hub_reset_all(rt_str_t old_epoch);
 /* Any thread: run fn(arg) on worker w's thread soon. */
 void rt_hub_post(rt_worker_t *w, void (*fn)(void *arg), void *arg);
 /* Keep a subscriber's memory past its end (for an operation that completes later); rt_sub_put drops it. */

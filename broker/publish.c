@@ -87,7 +87,10 @@ static void on_published(void *arg, int err, rt_str_t id)
         return;
     }
     *c->anchor = NULL;
-    if (err != RT_OK)
+    if (err == RT_EUNKNOWN)
+        rt_http_error(c->req, err, "no acknowledgement from the bus in time: the message may or may not be stored; "
+                                   "retry with the same Idempotency-Key to publish it exactly once");
+    else if (err != RT_OK)
         rt_http_error(c->req, err, "the bus did not accept the message; nothing was published");
     else
         respond_published(c->req, id, c->topic);

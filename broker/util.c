@@ -156,6 +156,7 @@ const char *rt_strerror(int err)
     case RT_ESLOW: return "slow_consumer";
     case RT_ECLOSED: return "closed";
     case RT_EUNAVAILABLE: return "unavailable";
+    case RT_EUNKNOWN: return "unavailable";
     case RT_ENOMEM: return "internal_error";
     case RT_ETOOLARGE: return "too_large";
     case RT_EEVENT: return "invalid_event";
@@ -176,7 +177,8 @@ int rt_err_status(int err)
     case RT_EFORBIDDEN: return 403;
     case RT_ETOOLARGE: return 413;
     case RT_ERATELIMIT: return 429;
-    case RT_EUNAVAILABLE: return 503;
+    case RT_EUNAVAILABLE:
+    case RT_EUNKNOWN: return 503;
     default: return 500;
     }
 }

@@ -48,6 +48,7 @@ enum {
     RT_ETOOLARGE = -11,      /* over limits.max_message_bytes (413 too_large) */
     RT_EEVENT = -12,         /* invalid event name (400 invalid_event) */
     RT_ERATELIMIT = -13,     /* over a rate limit (429 rate_limited) */
+    RT_EUNKNOWN = -14,       /* no answer from the bus: the message may or may not be stored (503 unavailable) */
 };
 
 /* Why the broker ends a subscriber (rt_transport_t.end). */

@@ -7,7 +7,7 @@
 // - nats_client (tests/tools/nats_client.c, built into build/tools/nats_client by make build).
 // - WebSocket subscribers (npm ws, raw and rt.v1), long-poll loops, metrics, percentiles.
 
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
@@ -105,7 +105,13 @@ export async function startNats(ctx, opts = {}) {
     const r = await fetch(`http://127.0.0.1:${monitorPort}${p}`, { signal: AbortSignal.timeout(2000) });
     return r.json();
   };
-  ctx.defer(() => h.stop('SIGKILL'));
+  // one cleanup for all of a case's nats-servers, registered with the first one: it runs after the
+  // brokers' (deferred later, run earlier), so brokers never shut down against a dead nats-server
+  if (!ctx.natsServers) {
+    ctx.natsServers = [];
+    ctx.defer(() => Promise.all(ctx.natsServers.map((n) => n.stop('SIGKILL'))));
+  }
+  ctx.natsServers.push(h);
   if (opts.start !== false) await h.start();
   return h;
 }
@@ -175,6 +181,21 @@ export async function killBroker(b, sig = 'SIGKILL') {
   b.stopping = true;
   b.kill(sig);
   await Promise.race([b.exitPromise, sleep(5000)]);
+}
+
+/** Which of `servers` (startNats handles) the process `pid` has an established TCP connection to (ss -tnp). */
+export function connectedServers(pid, servers) {
+  const r = spawnSync('ss', ['-Htnp', 'state', 'established'], { encoding: 'utf8' });
+  const out = [];
+  for (const line of (r.stdout || '').split('\n')) {
+    if (!line.includes(`pid=${pid},`)) continue;
+    const cols = line.trim().split(/\s+/);
+    const peer = cols[3] || '';
+    const port = Number(peer.split(':').pop());
+    const srv = servers.find((x) => x.port === port);
+    if (srv && !out.includes(srv)) out.push(srv);
+  }
+  return out;
 }
 
 // ---------------------------------------------------------------- metrics
@@ -286,7 +307,7 @@ export function wsV1(ctx, base, topic, { since, timeout = 10000 } = {}) {
  * Poll `topic` from `cursor` until stopped; bases: one or more broker bases used in turn
  * (or a function (i) → base). Collects messages (and gap flags) in .got.
  */
-export function longPoller(bases, topic, cursor, { timeout = 5, onError } = {}) {
+export function longPoller(bases, topic, cursor, { timeout = 5, onError, path: pollPath = '/poll' } = {}) {
   const pick = typeof bases === 'function' ? bases : (i) => bases[i % bases.length];
   const p = { got: [], gaps: 0, polls: 0, cursor, stopped: false, errors: [], byNode: {} };
   p.done = (async () => {
@@ -294,7 +315,7 @@ export function longPoller(bases, topic, cursor, { timeout = 5, onError } = {}) 
       const base = pick(p.polls);
       const params = { topic, timeout };
       if (p.cursor) params.cursor = p.cursor;
-      const r = await poll(base, params, { timeout: (timeout + 10) * 1000 }).catch((e) => ({ status: 0, text: e.message }));
+      const r = await poll(base, params, { path: pollPath, timeout: (timeout + 10) * 1000 }).catch((e) => ({ status: 0, text: e.message }));
       p.polls++;
       if (r.status !== 200) {
         p.errors.push(`${base}: ${r.status} ${trunc(r.text, 200)}`);

@@ -11,10 +11,12 @@
  *       DATA<TAB>EVENT<TAB>CONTENT_TYPE (EVENT / CONTENT_TYPE "-" when the header is absent).
  *       Exits 0 after N messages, 3 when TIMEOUT_MS passes first.
  *   nats_client delstream URL NAME
- *   nats_client addstream URL NAME SUBJECT MAX_MSGS_PER_SUBJECT [REPLICAS]
+ *   nats_client addstream URL NAME SUBJECT MAX_MSGS_PER_SUBJECT [REPLICAS [MAX_AGE_S [DUPLICATE_WINDOW_S]]]
+ *   nats_client get URL STREAM SEQ
+ *       prints "seq=N time_ns=T subject=S event=E" then the data on the next line
  *   nats_client info URL NAME
  *       prints key=value lines: subjects, max_msgs_per_subject, max_age_ns, duplicates_ns,
- *       replicas, storage, msgs, first_seq, last_seq, created
+ *       replicas, storage, msgs, first_seq, last_seq, created, leader (cluster)
  *
  * URL may be a comma-separated list. Exit status: 0 ok, 1 error (on stderr), 2 usage, 3 timeout.
  */
@@ -30,7 +32,8 @@ static int usage(void)
             "       nats_client cpub URL SUBJECT DATA [EVENT [CONTENT_TYPE]]\n"
             "       nats_client sub URL SUBJECT N TIMEOUT_MS\n"
             "       nats_client delstream URL NAME\n"
-            "       nats_client addstream URL NAME SUBJECT MAX_MSGS_PER_SUBJECT [REPLICAS]\n"
+            "       nats_client addstream URL NAME SUBJECT MAX_MSGS_PER_SUBJECT [REPLICAS [MAX_AGE_S [DUPLICATE_WINDOW_S]]]\n"
+            "       nats_client get URL STREAM SEQ\n"
             "       nats_client info URL NAME\n");
     return 2;
 }
@@ -50,13 +53,18 @@ static int present(const char *s) { return s && *s && strcmp(s, "-") != 0; }
 static natsStatus connect_to(natsConnection **nc, const char *url)
 {
     natsOptions *o = NULL;
+    const char *servers[16];
+    int n = 0;
+    char *copy = strdup(url), *save = NULL;
+    for (char *tok = strtok_r(copy, ",", &save); tok && n < 16; tok = strtok_r(NULL, ",", &save)) servers[n++] = tok;
     natsStatus s = natsOptions_Create(&o);
-    if (s == NATS_OK) s = natsOptions_SetURL(o, url);
+    if (s == NATS_OK) s = natsOptions_SetServers(o, servers, n);
     if (s == NATS_OK) s = natsOptions_SetTimeout(o, 5000);
     if (s == NATS_OK) s = natsOptions_SetMaxReconnect(o, 0);
     if (s == NATS_OK) s = natsOptions_SetName(o, "rtbroker-tests-nats_client");
     if (s == NATS_OK) s = natsConnection_Connect(nc, o);
     natsOptions_Destroy(o);
+    free(copy);
     return s;
 }
 
@@ -81,11 +89,12 @@ int main(int argc, char **argv)
     int rc = 0;
 
     if (strcmp(cmd, "pub") && strcmp(cmd, "cpub") && strcmp(cmd, "sub") && strcmp(cmd, "delstream") &&
-        strcmp(cmd, "addstream") && strcmp(cmd, "info"))
+        strcmp(cmd, "addstream") && strcmp(cmd, "info") && strcmp(cmd, "get"))
         return usage();
     if ((!strcmp(cmd, "pub") || !strcmp(cmd, "cpub")) && argc < 5) return usage();
     if (!strcmp(cmd, "sub") && argc < 6) return usage();
     if (!strcmp(cmd, "addstream") && argc < 6) return usage();
+    if (!strcmp(cmd, "get") && argc < 5) return usage();
 
     s = connect_to(&nc, url);
     if (s != NATS_OK) return fail("connect", s, 0);
@@ -163,10 +172,23 @@ int main(int argc, char **argv)
         sc.Storage = js_FileStorage;
         sc.MaxMsgsPerSubject = strtoll(argv[5], NULL, 10);
         sc.Replicas = argc > 6 ? strtoll(argv[6], NULL, 10) : 1;
+        if (argc > 7) sc.MaxAge = strtoll(argv[7], NULL, 10) * 1000000000LL;
+        if (argc > 8) sc.Duplicates = strtoll(argv[8], NULL, 10) * 1000000000LL;
         s = js_AddStream(&si, js, &sc, NULL, &jerr);
         if (s != NATS_OK) rc = fail("js_AddStream", s, jerr);
         else printf("created %s\n", argv[3]);
         jsStreamInfo_Destroy(si);
+    } else if (!strcmp(cmd, "get")) {
+        natsMsg *m = NULL;
+        s = js_GetMsg(&m, js, argv[3], strtoull(argv[4], NULL, 10), NULL, &jerr);
+        if (s != NATS_OK) { rc = fail("js_GetMsg", s, jerr); goto out; }
+        const char *ev = NULL;
+        if (natsMsgHeader_Get(m, "Rt-Event", &ev) != NATS_OK || !ev) ev = "-";
+        printf("seq=%llu time_ns=%lld subject=%s event=%s\n", (unsigned long long)natsMsg_GetSequence(m),
+               (long long)natsMsg_GetTime(m), natsMsg_GetSubject(m), ev);
+        fwrite(natsMsg_GetData(m), 1, (size_t)natsMsg_GetDataLength(m), stdout);
+        printf("\n");
+        natsMsg_Destroy(m);
     } else { /* info */
         jsStreamInfo *si = NULL;
         s = js_GetStreamInfo(&si, js, argv[3], NULL, &jerr);
@@ -186,6 +208,7 @@ int main(int argc, char **argv)
         printf("first_seq=%llu\n", (unsigned long long)si->State.FirstSeq);
         printf("last_seq=%llu\n", (unsigned long long)si->State.LastSeq);
         printf("created=%lld\n", (long long)si->Created);
+        printf("leader=%s\n", si->Cluster && si->Cluster->Leader ? si->Cluster->Leader : "");
         jsStreamInfo_Destroy(si);
     }
 out:

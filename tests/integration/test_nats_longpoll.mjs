@@ -1,0 +1,60 @@
+// NATS bus, stateless long-poll across nodes: clients alternating their polls between nodes A
+// and B lose nothing and get nothing twice while 2,000 messages are published to both nodes
+// concurrently (no sticky sessions).
+import { suite, assert, eq, publishOk, waitFor, sleep, trunc } from './lib.mjs';
+import { startNats, natsBroker, longPoller, sameIds, tryPublish, seqNum } from './natslib.mjs';
+
+const t = suite(import.meta.url, { hardTimeoutMs: 140000 });
+
+t.test('long-polls alternating between A and B lose nothing while 2,000 messages are published to both concurrently', async (c) => {
+  const nats = await startNats(c);
+  const cfg = { history: { max_messages: 5000 } };
+  const A = await natsBroker(c, nats.url, cfg);
+  const B = await natsBroker(c, nats.url, cfg);
+  const C = await natsBroker(c, nats.url, cfg);
+  // the starting cursor: a first message, known to both nodes
+  const w = await publishOk(A.base, 'lp.t', 'warm-up');
+  // p1: one topic, A,B,A,B…; p2: a wildcard, B,A,B,A…; p3: all three nodes in turn, via /sub (negotiated long-poll)
+  const p1 = longPoller([A.base, B.base], 'lp.t', w, { timeout: 5 });
+  const p2 = longPoller([B.base, A.base], 'lp.*', w, { timeout: 5 });
+  const p3 = longPoller([A.base, B.base, C.base], 'lp.*', w, { timeout: 5, path: '/sub' });
+  c.defer(() => { p1.stopped = p2.stopped = p3.stopped = true; });
+
+  const N = 2000; const PER_NODE = 4;
+  const pubs = []; // {id, topic}
+  const failures = [];
+  let next = 0;
+  const t0 = Date.now();
+  await Promise.all([A, B].flatMap((b) => Array.from({ length: PER_NODE }, async () => {
+    while (next < N) {
+      const i = next++;
+      const topic = i % 2 ? 'lp.u' : 'lp.t';
+      const r = await tryPublish(b.base, topic, `m${i}`);
+      if (r.status === 200) pubs.push({ id: r.id, topic, body: `m${i}` });
+      else failures.push(`${r.status} ${trunc(r.text, 100)}`);
+    }
+  })));
+  const pubMs = Date.now() - t0;
+  assert(failures.length === 0, `${failures.length} of ${N} publishes failed: ${failures.slice(0, 3).join('; ')}`);
+  pubs.sort((a, b) => seqNum(a.id) - seqNum(b.id));
+  const wantT = pubs.filter((m) => m.topic === 'lp.t');
+  await waitFor(() => p1.got.length >= wantT.length && p2.got.length >= N && p3.got.length >= N, 40000, 'every poller to catch up',
+    () => `p1 ${p1.got.length}/${wantT.length}, p2 ${p2.got.length}/${N}, p3 ${p3.got.length}/${N}; errors ${JSON.stringify([...p1.errors, ...p2.errors, ...p3.errors].slice(-3))}`);
+  const doneMs = Date.now() - t0;
+  await sleep(500);
+  await Promise.all([p1.stop(), p2.stop(), p3.stop()]);
+  for (const [name, p, want] of [['p1 (lp.t, A/B)', p1, wantT], ['p2 (lp.*, B/A)', p2, pubs], ['p3 (lp.*, A/B/C via /sub)', p3, pubs]]) {
+    sameIds(p.got.map((m) => m.id), want.map((m) => m.id), `long-poller ${name}`);
+    eq(p.got.map((m) => m.data), want.map((m) => m.body), `long-poller ${name}: payloads`);
+    eq(p.gaps, 0, `long-poller ${name}: gap flags`);
+    eq(p.errors, [], `long-poller ${name}: failed polls`);
+  }
+  // both nodes answered polls (otherwise the alternation proved nothing)
+  for (const [name, p] of [['p1', p1], ['p2', p2]]) {
+    assert((p.byNode[A.base] || 0) > 0 && (p.byNode[B.base] || 0) > 0, `${name}: polls answered per node ${JSON.stringify(p.byNode)}`);
+  }
+  c.info(`${N} publishes on A and B (${2 * PER_NODE} concurrent) in ${(pubMs / 1000).toFixed(2)} s; pollers complete after ${(doneMs / 1000).toFixed(2)} s; ` +
+    `polls: p1 ${p1.polls}, p2 ${p2.polls}, p3 ${p3.polls}`);
+}, { timeout: 90000 });
+
+await t.run();
