@@ -16,7 +16,7 @@ extern const rt_services_t *ws_svc;
 #define MAX_REF 128
 
 typedef struct op {
-    rt_str_t op, topic, since, event, ref, data, token;
+    rt_str_t op, topic, since, event, ref, data, token, key;
     int ephemeral;
     char data_type;
 } op_t;
@@ -135,10 +135,14 @@ static void on_published(rt_sub_t *sub, int err, rt_str_t id, void *arg)
 
 static void do_pub(rt_sub_t *sub, const op_t *o)
 {
-    char tbuf[300], ebuf[80];
-    rt_str_t topic, event = {NULL, 0};
+    char tbuf[300], ebuf[80], kbuf[80];
+    rt_str_t topic, event = {NULL, 0}, key = {NULL, 0};
     if (!o->topic.len || !text(o->topic, tbuf, sizeof(tbuf), &topic)) {
         error(sub, o->ref, "invalid_topic", "pub needs a \\\"topic\\\" string");
+        return;
+    }
+    if (o->key.len && !text(o->key, kbuf, sizeof(kbuf), &key)) {
+        error(sub, o->ref, "invalid_parameter", "idempotency_key must be 1-64 printable ASCII characters");
         return;
     }
     if (o->event.len && !text(o->event, ebuf, sizeof(ebuf), &event)) {
@@ -149,7 +153,7 @@ static void do_pub(rt_sub_t *sub, const op_t *o)
         error(sub, o->ref, "invalid_parameter", "pub needs \\\"data\\\"");
         return;
     }
-    rt_pub_t p = {topic, event, {NULL, 0}, o->data, {NULL, 0}, o->ephemeral};
+    rt_pub_t p = {topic, event, {NULL, 0}, o->data, key, o->ephemeral};
     char *decoded = NULL;
     if (o->data_type == 's') { /* a JSON string is published as that text */
         decoded = malloc(o->data.len + 1);
@@ -237,6 +241,8 @@ void ws_ops_handle(rt_sub_t *sub, ws_conn_t *c, const char *json, size_t len)
             o.since = f[i].value;
         } else if (key_is(k, "ephemeral")) {
             o.ephemeral = f[i].type == 't';
+        } else if (key_is(k, "idempotency_key") && f[i].type == 's') {
+            o.key = f[i].value;
         } else if (key_is(k, "token") && f[i].type == 's') {
             o.token = f[i].value;
         } else if (key_is(k, "event") && f[i].type == 's') {

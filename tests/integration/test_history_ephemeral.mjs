@@ -118,4 +118,19 @@ t.test('history: bad input and permissions', async (c) => {
   eq(j.messages, [], 'an empty history is an empty list');
 });
 
+t.test('rt.v1 pub with idempotency_key: a retry gets the first id and stores nothing new', async (c) => {
+  const b = await c.broker();
+  const v1 = await wsOpen(`${b.base.replace('http', 'ws')}/ws`, ['rt.v1']);
+  for (const ref of ['a', 'b']) v1.ws.send(JSON.stringify({ op: 'pub', topic: 'idem.t', data: 'x', idempotency_key: 'k-1', ref }));
+  v1.ws.send(JSON.stringify({ op: 'pub', topic: 'idem.t', data: 'y', idempotency_key: 'bad key with spaces', ref: 'c' }));
+  await sleep(300);
+  const acks = Object.fromEntries(v1.got.map((x) => JSON.parse(x)).filter((m) => m.ref).map((m) => [m.ref, m]));
+  assert(acks.a && acks.a.type === 'ok' && acks.a.id, `first pub acked with an id: ${JSON.stringify(acks.a)}`);
+  eq(acks.b, { type: 'ok', ref: 'b', id: acks.a.id }, 'the retry gets the first id');
+  eq([acks.c.type, acks.c.code], ['error', 'invalid_parameter'], 'a bad key is refused');
+  const h = await history(b.base, 'idem.t');
+  eq(h.messages.map((m) => m.id), [acks.a.id], 'stored once');
+  v1.ws.close();
+});
+
 await t.run();
