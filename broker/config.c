@@ -534,8 +534,34 @@ void rt_config_ignore_section(const char *section)
             raws[i].used = 1;
 }
 
+extern char **environ;
+
+/* An RTB_ variable that names no key is likely a typo that would silently do nothing: say so (a warning, since
+ * tools around the broker use RTB_ names of their own). */
+static void check_env(void)
+{
+    for (char **e = environ; *e; e++) {
+        if (strncmp(*e, "RTB_", 4) != 0)
+            continue;
+        size_t n = strcspn(*e, "=");
+        int known = 0;
+        for (size_t k = 0; k < nvals && !known; k++) {
+            char name[160], alias[300], aname[320];
+            env_name(vals[k].path, name, sizeof(name));
+            snprintf(alias, sizeof(alias), "plugins.%s", vals[k].path);
+            env_name(alias, aname, sizeof(aname));
+            known = (strlen(name) == n && strncmp(*e, name, n) == 0) || (strlen(aname) == n && strncmp(*e, aname, n) == 0);
+        }
+        if (!known)
+            rt_log(RT_LOG_WARN, "config: the environment variable %.*s names no configuration key (a typo?); see the "
+                                "configuration reference in README.md",
+                   (int)(n > 100 ? 100 : n), *e);
+    }
+}
+
 int rt_config_check_unknown(char *err, size_t errlen)
 {
+    check_env();
     for (size_t i = 0; i < nraws; i++) {
         if (raws[i].used)
             continue;
