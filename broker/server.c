@@ -163,6 +163,9 @@ static void on_accept(h2o_socket_t *listener, const char *err)
         h2o_socket_t *sock = h2o_evloop_socket_accept(listener);
         if (sock == NULL)
             return;
+        /* small frames go out now: Nagle plus delayed ACKs would hold them up to 40 ms */
+        int one = 1;
+        setsockopt(h2o_socket_get_fd(sock), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         h2o_accept(&w->accept_ctx, sock);
     }
 }
