@@ -848,6 +848,7 @@ function wsSession(c) {
     const r = 'r' + (++nref);
     const op = { op: 'pub', topic: item.topic, data: item.data, ref: r };
     if (item.event) op.event = item.event;
+    if (item.key) op.idempotency_key = item.key; // a retry of the same publish is stored once
     const json = JSON.stringify(op);
     if (json.length > o.wsMaxPublish) return false; // large ones go over HTTP (a frame over the broker's limit closes the socket)
     pending.set(r, { kind: 'pub', item });
