@@ -228,7 +228,12 @@ static int subscribe_stream(natsbus_t *nb)
     jsSubOptions so;
     jsSubOptions_Init(&so);
     so.Stream = nb->stream;
-    so.Ordered = true;
+    /* A plain ephemeral push consumer that we recreate ourselves after reconnects, rather than nats.c's ordered
+     * consumer: the latter resets itself on its own thread, and unsubscribing it while it does races inside nats.c
+     * (a use-after-free found by ASan). Flow control and heartbeats as an ordered consumer has; no acks. */
+    so.Config.AckPolicy = js_AckNone;
+    so.Config.FlowControl = true;
+    so.Config.Heartbeat = 5000000000LL;
     pthread_mutex_lock(&nb->lock);
     uint64_t from = nb->last_seq + 1;
     pthread_mutex_unlock(&nb->lock);
@@ -248,6 +253,7 @@ static int subscribe_stream(natsbus_t *nb)
                (int)jerr);
         return -1;
     }
+    natsSubscription_SetPendingLimits(nb->sub, -1, -1); /* never drop: a gap here would be a silent loss */
     rt_log(RT_LOG_INFO, "nats: consuming %s from SEQ %llu", subject, (unsigned long long)from);
     return 0;
 }

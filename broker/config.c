@@ -605,6 +605,18 @@ const rt_cfg_value_t *rt_cfg(const char *path)
     return NULL;
 }
 
+rt_limits_t rt_lim;
+
+void rt_config_freeze(void)
+{
+    rt_lim.max_queue_bytes = (size_t)rt_cfg_int("limits.max_queue_bytes");
+    rt_lim.max_topics = (size_t)rt_cfg_int("limits.max_topics");
+    rt_lim.max_message_bytes = (size_t)rt_cfg_int("limits.max_message_bytes");
+    rt_lim.connections_per_ip = (double)rt_cfg_int("limits.connections_per_ip");
+    rt_lim.publish_per_connection = (double)rt_cfg_int("limits.publish_per_connection");
+    rt_lim.publish_per_subject = (double)rt_cfg_int("limits.publish_per_subject");
+}
+
 int64_t rt_cfg_int(const char *path)
 {
     const rt_cfg_value_t *v = rt_cfg(path);

@@ -44,6 +44,14 @@ int rt_config_check_unknown(char *err, size_t errlen);
 int rt_config_override(const char *path, const char *value, char *err, size_t errlen);
 
 const rt_cfg_value_t *rt_cfg(const char *path); /* NULL when unknown */
+
+/* Values the hot paths read, copied once the configuration is complete (rt_config_freeze). */
+typedef struct rt_limits {
+    size_t max_queue_bytes, max_topics, max_message_bytes;
+    double connections_per_ip, publish_per_connection, publish_per_subject;
+} rt_limits_t;
+extern rt_limits_t rt_lim;
+void rt_config_freeze(void);
 int64_t rt_cfg_int(const char *path);
 const char *rt_cfg_str(const char *path);
 

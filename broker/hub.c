@@ -558,8 +558,7 @@ int rt_sub_subscribe(rt_sub_t *sub, const rt_sub_opts_t *o)
         return RT_ECLOSED;
     if (o->ntopics == 0)
         return RT_ETOPIC;
-    if (o->ntopics > (size_t)rt_cfg_int("limits.max_topics") ||
-        sub->nsubs + o->ntopics > (size_t)rt_cfg_int("limits.max_topics"))
+    if (o->ntopics > rt_lim.max_topics || sub->nsubs + o->ntopics > rt_lim.max_topics)
         return RT_ETOOMANY;
     for (size_t i = 0; i < o->ntopics; i++) {
         if (rt_topic_check(o->topics[i], 1, NULL) != RT_OK)
@@ -640,7 +639,7 @@ static int queue_check(rt_sub_t *sub, size_t len)
         return RT_ECLOSED;
     size_t queued = sub->pending.bytes + sub->inflight.bytes;
     /* the limit is on backlog: one message larger than it still goes out to a subscriber that keeps up */
-    if (!sub->ending && queued > 0 && queued + len > (size_t)rt_cfg_int("limits.max_queue_bytes")) {
+    if (!sub->ending && queued > 0 && queued + len > rt_lim.max_queue_bytes) {
         schedule_end(sub, RT_END_SLOW);
         return RT_ESLOW;
     }

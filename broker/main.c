@@ -92,6 +92,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "rtbroker: %s\n", err);
         return 2;
     }
+    rt_config_freeze();
     const char *busname = rt_cfg_str("bus");
     if (strcmp(busname, "memory") == 0) {
         rt_bus = rt_bus_memory_new();

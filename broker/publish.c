@@ -120,7 +120,7 @@ int rt_publish_check(const rt_ident_t *who, rt_str_t topic, rt_str_t event, int 
                                        : "the token does not allow publishing to this topic";
         return err;
     }
-    if (len > (size_t)rt_cfg_int("limits.max_message_bytes")) {
+    if (len > rt_lim.max_message_bytes) {
         *why = "the message is larger than limits.max_message_bytes";
         return RT_ETOOLARGE;
     }
@@ -144,7 +144,8 @@ void rt_publish_handle(h2o_req_t *req, rt_str_t path)
     int err = rt_auth_identify(req, &who, &why);
     if (err == RT_OK)
         err = rt_publish_check(who, topic, event, has_event, key, req->entity.len, &why);
-    if (err == RT_OK && !rt_rate_allow('s', who ? rt_cstr(who->user) : peer(req, ipbuf), (double)rt_cfg_int("limits.publish_per_subject"))) {
+    if (err == RT_OK && rt_lim.publish_per_subject > 0 &&
+        !rt_rate_allow('s', who ? rt_cstr(who->user) : peer(req, ipbuf), rt_lim.publish_per_subject)) {
         err = RT_ERATELIMIT;
         why = "too many publishes per second (limits.publish_per_subject)";
         rt_metrics_rate_limited("publish");
@@ -212,8 +213,8 @@ int rt_publish_from_sub(rt_sub_t *sub, const rt_pub_t *pub, const char **why,
         *why = "the connection's token was refused";
     if (err != RT_OK)
         return err;
-    if (!rt_bucket_take(&sub->pub_bucket, (double)rt_cfg_int("limits.publish_per_connection"), rt_now_ms()) ||
-        (sub->ident && !rt_rate_allow('s', rt_cstr(sub->ident->user), (double)rt_cfg_int("limits.publish_per_subject")))) {
+    if (!rt_bucket_take(&sub->pub_bucket, rt_lim.publish_per_connection, rt_now_ms()) ||
+        (sub->ident && !rt_rate_allow('s', rt_cstr(sub->ident->user), rt_lim.publish_per_subject))) {
         rt_metrics_rate_limited("publish");
         *why = "too many publishes per second (limits.publish_per_connection / publish_per_subject)";
         return RT_ERATELIMIT;

@@ -57,8 +57,7 @@ static void subscribe_request(h2o_req_t *req, const rt_transport_t *tp)
         return;
     }
     char ip[64];
-    rt_peer_ip(req, ip, sizeof(ip));
-    if (!rt_rate_allow('c', rt_cstr(ip), (double)rt_cfg_int("limits.connections_per_ip"))) {
+    if (rt_lim.connections_per_ip > 0 && (rt_peer_ip(req, ip, sizeof(ip)), !rt_rate_allow('c', rt_cstr(ip), rt_lim.connections_per_ip))) {
         rt_metrics_rate_limited("connect");
         rt_http_error(req, RT_ERATELIMIT, "too many new subscriptions from this address (limits.connections_per_ip)");
         return;

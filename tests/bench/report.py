@@ -1,0 +1,347 @@
+#!/usr/bin/python3
+"""Writes BENCHMARKS.md (to stdout) from tests/bench/run's results.
+
+usage: report.py RESULTS MACHINE LOGDIR
+RESULTS: one line per run, "round=R workers=W RESULT key=value ..." (the loadgen's RESULT line).
+MACHINE: key=value lines written by tests/bench/run.
+"""
+import os
+import re
+import statistics
+import sys
+
+results_path, machine_path, logdir = sys.argv[1:4]
+
+machine = {}
+for line in open(machine_path):
+    if '=' in line:
+        k, v = line.rstrip('\n').split('=', 1)
+        machine[k] = v
+
+runs = []
+for line in open(results_path):
+    d = {}
+    for tok in line.split():
+        if '=' in tok:
+            k, v = tok.split('=', 1)
+            d[k] = v
+    if 'label' in d and 'server' in d:
+        runs.append(d)
+
+scenarios = [s for s in ['S1', 'S2', 'S3', 'S4', 'S5', 'S6', 'S7', 'S7d'] if any(r['label'] == s for r in runs)]
+workers = sorted({r['workers'] for r in runs}, key=int)
+servers = ['rtbroker', 'nchan']
+
+
+def num(v):
+    try:
+        x = float(v)
+        return None if x != x else x  # NaN
+    except (TypeError, ValueError):
+        return None
+
+
+def vals(sc, w, srv, key):
+    out = []
+    for r in runs:
+        if r['label'] == sc and r['workers'] == w and r['server'] == srv:
+            x = num(r.get(key))
+            if x is not None:
+                out.append(x)
+    return out
+
+
+def med(sc, w, srv, key):
+    v = vals(sc, w, srv, key)
+    return statistics.median(v) if v else None
+
+
+def total(sc, w, srv, key):
+    return int(sum(vals(sc, w, srv, key)))
+
+
+def nruns(sc, w, srv):
+    return sum(1 for r in runs if r['label'] == sc and r['workers'] == w and r['server'] == srv)
+
+
+def fmt(x, kind):
+    if x is None:
+        return 'n/a'
+    if kind == 'rate':
+        return f'{x / 1000:,.0f}k' if x >= 10000 else f'{x:,.0f}'
+    if kind == 'ms':
+        return f'{x:.2f} ms' if x < 100 else f'{x:.0f} ms'
+    if kind == 'bytes':
+        return f'{x:,.0f} B'
+    if kind == 'cpu':
+        return f'{x * 100:.0f}%'
+    return str(x)
+
+
+def spread(sc, w, srv, key, kind):
+    v = vals(sc, w, srv, key)
+    if not v:
+        return 'n/a'
+    m = statistics.median(v)
+    if len(v) == 1:
+        return fmt(m, kind)
+    return f'{fmt(m, kind)} ({fmt(min(v), kind)}–{fmt(max(v), kind)})'
+
+
+# metric rows: (scenario, label, key, kind, better: 'high'|'low', target)
+ROWS = {
+    'S1': [('delivered msg/s', 'rate', 'rate', 'high', 2.0)],
+    'S2': [('latency p50', 'p50_ms', 'ms', 'low', 2.0), ('latency p99', 'p99_ms', 'ms', 'low', 2.0)],
+    'S3': [('delivered msg/s', 'rate', 'rate', 'high', 2.0)],
+    'S4': [('delivered msg/s', 'rate', 'rate', 'high', 2.0)],
+    'S5': [('memory per idle connection (PSS)', 'per_conn_b', 'bytes', 'low', 2.0)],
+    'S6': [('latency p50', 'p50_ms', 'ms', 'low', None), ('latency p99', 'p99_ms', 'ms', 'low', None)],
+    'S7': [('delivered msg/s', 'rate', 'rate', 'high', 2.0)],
+    'S7d': [('delivered msg/s', 'rate', 'rate', 'high', 2.0)],
+}
+
+out = []
+p = out.append
+p('# Benchmarks: rtbroker and nginx + nchan, side by side')
+p('')
+p('Written by `make bench` (`tests/bench/run`); do not edit by hand. Both servers ran on the same machine in')
+p('the same run, alternately, each run on a fresh server process; figures are medians over the rounds with')
+p('(min–max). The machine is small and shared, so absolute figures are noisy: read the ratios.')
+p('')
+p(f"- Machine: {machine.get('nproc')} CPUs ({machine.get('cpu')}), {machine.get('mem')}, {machine.get('os')}, "
+  f"kernel {machine.get('kernel')}; open files per process {machine.get('nofile')}; "
+  f"load average at the start {machine.get('loadavg_start')}, at the end {machine.get('loadavg')} "
+  f"(other work shares this machine; each run's 1-minute load is in the last table).")
+p(f"- Servers: {machine.get('rtbroker')} at commit {machine.get('commit')}; nginx {machine.get('nginx')} "
+  f"with nchan {machine.get('nchan')} (Debian 12 packages).")
+rounds_done = machine.get('rounds')
+if machine.get('skipped_rounds', '0') != '0':
+    rounds_done = f"{int(machine['rounds']) - int(machine['skipped_rounds'])} of {machine['rounds']} " \
+                  f"(the rest skipped to stay within the time budget)"
+p(f"- Run: {machine.get('date')}, {machine.get('duration')} s in all, {rounds_done} rounds, "
+  f"{machine.get('publish_seconds')} s of publishing per throughput run.")
+pin = '; '.join(f"{w} worker{'s' if w != '1' else ''}: server on CPUs {machine.get('cpus_w' + w, '?').split()[0]}, "
+                f"load generator on CPU {machine.get('cpus_w' + w, '? ?').split()[1]}" for w in workers)
+p(f"- Pinning (taskset): {pin}. With 2 cores, 2 workers share a core with the load generator.")
+p('')
+p('## Results')
+p('')
+p('Ratio: how many times better rtbroker is (deliveries: rtbroker / nchan; latency and memory: nchan / rtbroker).')
+p('Target (issue 10): 2× on every scenario, and zero loss and duplicates everywhere.')
+p('')
+p('| scenario | metric | workers | rtbroker | nchan | ratio | target met |')
+p('|---|---|---|---|---|---|---|')
+summary = []
+for sc in scenarios:
+    for (label, key, kind, better, target) in ROWS[sc]:
+        for w in workers:
+            r = med(sc, w, 'rtbroker', key)
+            n = med(sc, w, 'nchan', key)
+            ratio = None
+            if r is not None and n is not None and r > 0 and n > 0:
+                ratio = r / n if better == 'high' else n / r
+            if target is None:
+                met = 'zero loss: ' + ('yes' if total(sc, w, 'rtbroker', 'lost') == 0 and
+                                       total(sc, w, 'rtbroker', 'dups') == 0 and nruns(sc, w, 'rtbroker') else 'NO')
+            elif ratio is None:
+                met = 'n/a'
+            else:
+                met = 'yes' if ratio >= target else f'no ({ratio / target * 100:.0f}% of it)'
+            rs = f'{ratio:.2f}×' if ratio is not None else 'n/a'
+            p(f'| {sc} | {label} | {w} | {spread(sc, w, "rtbroker", key, kind)} | {spread(sc, w, "nchan", key, kind)} '
+              f'| {rs} | {met} |')
+            summary.append((sc, label, w, ratio, target))
+p('')
+p('Scenarios:')
+p('')
+for sc in scenarios:
+    p(f"- **{sc}** {machine.get('what_' + sc, '')}.")
+p('')
+
+p('Reading these figures: each run is a few seconds on 2 cores that other work shares (see the load column')
+p('of the last table and the CPU table: a server well under 100% of a core with an idle load generator was')
+p('waiting for the CPU, not for work). The medians damp that, the ranges show it. Both servers spend most')
+p('of their CPU in the kernel writing to sockets (the CPU table), which bounds what user-space work can gain.')
+p('')
+p('## Correctness (all rounds)')
+p('')
+p('Counted by the load generator from the payloads (per topic and publishing connection: a sequence number and')
+p('a send timestamp). "lost" is acknowledged publishes a subscriber connected from the start never got.')
+p('')
+p('| scenario | workers | server | runs | connected | failed conn. | dropped conn. | published | expected | lost | duplicates | reordered | publish errors |')
+p('|---|---|---|---|---|---|---|---|---|---|---|---|---|')
+for sc in scenarios:
+    for w in workers:
+        for srv in servers:
+            k = nruns(sc, w, srv)
+            if not k:
+                continue
+            cells = [total(sc, w, srv, x) for x in
+                     ('connected', 'failed', 'dropped', 'published', 'expected', 'lost', 'dups', 'reordered',
+                      'pub_errors')]
+            bad = any(cells[i] for i in (1, 2, 5, 6, 8))
+            row = ' | '.join(f'{c:,}' for c in cells)
+            p(f'| {sc} | {w} | {srv} | {k} | {row} |' + (' ⚠' if bad else ''))
+p('')
+
+p('## CPU while publishing (medians)')
+p('')
+p('Share of one core used by the server (all its threads or processes) and by the load generator from the first')
+p('publish to the last delivery. A load generator near 100% means the figure is a floor for the server.')
+p('')
+p('"writes/msg": write system calls the server made per message delivered (from /proc/PID/io `syscw`);')
+p('fewer means a connection\'s pending messages go out together.')
+p('')
+p('| scenario | workers | rtbroker cpu | of it in the kernel | writes/msg | its load generator | nchan cpu | of it in the kernel | writes/msg | its load generator |')
+p('|---|---|---|---|---|---|---|---|---|---|')
+for sc in scenarios:
+    if sc == 'S5':
+        continue
+    for w in workers:
+        wr = med(sc, w, 'rtbroker', 'writes_per_deliv')
+        wn = med(sc, w, 'nchan', 'writes_per_deliv')
+        p(f"| {sc} | {w} | {fmt(med(sc, w, 'rtbroker', 'srv_cpu'), 'cpu')} | {fmt(med(sc, w, 'rtbroker', 'srv_sys_share'), 'cpu')} "
+          f"| {'n/a' if wr is None else f'{wr:.2f}'} | {fmt(med(sc, w, 'rtbroker', 'lg_cpu'), 'cpu')} "
+          f"| {fmt(med(sc, w, 'nchan', 'srv_cpu'), 'cpu')} | {fmt(med(sc, w, 'nchan', 'srv_sys_share'), 'cpu')} "
+          f"| {'n/a' if wn is None else f'{wn:.2f}'} | {fmt(med(sc, w, 'nchan', 'lg_cpu'), 'cpu')} |")
+p('')
+
+if 'S5' in scenarios:
+    p('## Idle memory (S5)')
+    p('')
+    p('Memory of the server processes (PSS summed over nginx master and workers; for rtbroker PSS ≈ RSS) before')
+    p('the subscribers connect and once they are connected and idle; per connection = the difference / connections.')
+    p('')
+    p('| workers | server | before (kB) | with 19,000 idle (kB) | per connection | 100,000 connections would take |')
+    p('|---|---|---|---|---|---|')
+    for w in workers:
+        for srv in servers:
+            pc = med('S5', w, srv, 'per_conn_b')
+            base = med('S5', w, srv, 'mem_idle_kb')
+            proj = f'{(base * 1024 + pc * 100000) / 2**20:,.0f} MiB' if pc is not None and base is not None else 'n/a'
+            p(f"| {w} | {srv} | {fmt(base, 'rate') if base is None else f'{base:,.0f}'} | "
+              f"{'n/a' if med('S5', w, srv, 'mem_conn_kb') is None else f'''{med('S5', w, srv, 'mem_conn_kb'):,.0f}'''} | "
+              f"{fmt(pc, 'bytes')} | {proj} |")
+    p('')
+
+p('## Every run')
+p('')
+p('| round | scenario | workers | server | load | msg/s | p50 ms | p99 ms | p99.9 ms | max ms | per conn. B | lost | dups | server cpu | loadgen cpu |')
+p('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|')
+for r in runs:
+    p(f"| {r.get('round')} | {r['label']} | {r.get('workers')} | {r['server']} | {r.get('load1', 'n/a')} | {r.get('rate', 'n/a')} | "
+      f"{r.get('p50_ms', 'n/a')} | {r.get('p99_ms', 'n/a')} | {r.get('p999_ms', 'n/a')} | {r.get('max_ms', 'n/a')} | "
+      f"{r.get('per_conn_b', 'n/a')} | {r.get('lost', 'n/a')} | {r.get('dups', 'n/a')} | {r.get('srv_cpu', 'n/a')} | "
+      f"{r.get('lg_cpu', 'n/a')} |")
+p('')
+
+prof = machine.get('profile', 'none')
+
+
+def top(path, n, only_ours=False):
+    rows, seen_total, rows_seen = [], False, False
+    for line in open(path, errors='replace'):
+        if 'PROGRAM TOTALS' in line:
+            seen_total = True
+            continue
+        m = re.match(r'\s*([\d,]+)\s+\(\s*([\d.]+)%\)\s+(.*)$', line)
+        if not seen_total:
+            continue
+        if not m:
+            if rows_seen and not line.strip():
+                break  # the end of the function table (source annotations follow)
+            continue
+        rows_seen = True
+        where = m.group(3)
+        obj = re.search(r'\[([^\]]*)\]\s*$', where)
+        fn = re.sub(r'\s*\[[^\]]*\]\s*$', '', where)
+        file_, _, func = fn.rpartition(':')
+        objname = os.path.basename(obj.group(1)) if obj else ''
+        if only_ours and not re.search(r'(^|/)(broker|plugins)/', file_):
+            continue
+        name = func or fn
+        if any(r[1] == name for r in rows):
+            continue  # the same function under another spelling of its file's path
+        rows.append((m.group(2), name, os.path.basename(file_) if file_ and file_ != '???' else objname))
+        if len(rows) >= n:
+            break
+    return rows
+
+
+PROFILES = [('S1', 'fanout', '400 publishes (4 publishing connections) to 1,000 WebSocket subscribers'),
+            ('S6', 'long-poll', '100 publishes at 20/s to 1,000 long-poll subscribers')]
+if prof != 'none':
+    p('## Where rtbroker\'s CPU goes (profiles)')
+    p('')
+    p('rtbroker with 1 worker under `valgrind --tool=callgrind` (instruction counts, user space only, the')
+    shares = []
+    for sc, what, how in PROFILES:
+        ks = [x for w in workers for x in vals(sc, w, 'rtbroker', 'srv_sys_share')]
+        if ks:
+            shares.append(f'{sc} {statistics.median(ks) * 100:.0f}%')
+    p('subscribers\' connection set-up included). The kernel\'s share of rtbroker\'s CPU time in the real runs')
+    p(f"above (median), which callgrind does not see: {', '.join(shares) or 'n/a'}.")
+    p('')
+    for sc, what, how in PROFILES:
+        selfp = os.path.join(prof, f'callgrind-{sc}-self.txt')
+        incp = os.path.join(prof, f'callgrind-{sc}-inclusive.txt')
+        if not os.path.exists(selfp):
+            continue
+        p(f'### {sc} ({what}): {how}')
+        p('')
+        p('| self: share of instructions | function | file or library |')
+        p('|---|---|---|')
+        for pct, func, where in top(selfp, 14):
+            p(f'| {pct}% | `{func}` | {where} |')
+        p('')
+        p('| inclusive (with callees), rtbroker\'s own | function | file |')
+        p('|---|---|---|')
+        for pct, func, where in top(incp, 18, only_ours=True):
+            p(f'| {pct}% | `{func}` | {where} |')
+        p('')
+
+p('## How it was run')
+p('')
+p('```sh')
+p('make bench            # = make deps build && tests/bench/run')
+p('BENCH_ROUNDS=1 BENCH_DURATION=2 BENCH_SCENARIOS="S1 S5" BENCH_WORKERS=1 tests/bench/run   # a quick look')
+p('```')
+p('')
+p('Servers (a fresh process per run, on a free port, stopped by its pid):')
+p('')
+p('```sh')
+p('# rtbroker: a temp config (anonymous pub/sub on ">", limits.connections_per_ip 0, limits.publish_per_subject 0,')
+p('# limits.max_queue_bytes 8MiB, history.max_messages 100, plugins sse/longpoll/websocket, websocket.deflate true)')
+p('taskset -c CPUS build/rtbroker -c rtbroker.yaml --listen 127.0.0.1:PORT --workers W')
+p('# nginx + nchan: tests/bench/nchan.conf.in with worker_processes W (nchan_message_buffer_length 100,')
+p('# nchan_subscriber_first_message oldest on fresh channels, nchan_longpoll_multipart_response on,')
+p('# nchan_deflate_message_for_websocket on only for S7d)')
+p('taskset -c CPUS nginx -p DIR -c DIR/nginx.conf')
+p('```')
+p('')
+p('Load generator (`tests/bench/loadgen.c`, built as `build/bench/loadgen`), per scenario:')
+p('')
+p('```sh')
+for sc in scenarios:
+    p(f"taskset -c CPU build/bench/loadgen --server rtbroker|nchan --port PORT {machine.get('args_' + sc, '')} "
+      f"--src-addrs 16 --src-base B --pid PIDS --label {sc}")
+p('```')
+p('')
+p('- Subscribers connect first (at most 256 handshakes at a time, from 16 source addresses 127.0.0.x), then')
+p('  0.5 s of settling, then publishing. "As fast as delivered" is a closed loop: a topic gets a new message')
+p('  only while fewer than 64 messages per subscriber are still on their way, so neither server is measured')
+p('  while it buffers without bound. Each publishing connection keeps one request in flight.')
+p('- Delivered msg/s = every message received by every subscriber / (last delivery − first publish).')
+p('- Latency = receive time − the send time in the payload (same clock, same process), over every delivery;')
+p('  the receive time is when `epoll_wait` returned the batch that held it, so the load generator\'s own walk')
+p('  through 1,000 ready sockets is not counted (the kernel and the server are). At 100 messages/s to 1,000')
+p('  subscribers both servers sit near the floor of writing 1,000 sockets and reading them back (about 2 ms at')
+p('  p50 here); p99 is dominated by whatever else the machine runs at that moment.')
+p('- Memory per connection: PSS (proportional set size, from /proc/PID/smaps_rollup; the sum over nginx\'s')
+p('  master and workers) after connecting and 2 s idle, minus before connecting, divided by the connections.')
+p('  Kernel socket buffers are not in it, for either server.')
+p('- Long-poll follows each server\'s cursor: rtbroker `?cursor=ID` from the JSON answer (first poll')
+p('  `timeout=0` to get the current cursor), nchan `If-Modified-Since`/`If-None-Match` from `Last-Modified`/`Etag`.')
+p(f'- Raw outputs of every run: `{logdir}` (not committed).')
+p('')
+sys.stdout.write('\n'.join(out) + '\n')

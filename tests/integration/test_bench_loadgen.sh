@@ -1,0 +1,173 @@
+#!/usr/bin/env bash
+# The load generator of `make bench` (tests/bench/loadgen.c) against the real broker, briefly and
+# with small counts: a correctness check, not a timing assertion. The loadgen and the broker must
+# agree on counts (the loadgen's published / delivered per transport and the broker's /metrics),
+# with nothing lost, duplicated or reordered, over WebSocket (raw mode, also with
+# permessage-deflate), SSE and long-poll; and the loadgen must say so loudly (exit 1 with
+# --strict) when something is wrong.
+# Prints `PASS <file>: <case>` / `FAIL <file>: <case>: <why>` and `N passed, N failed`.
+set -u
+cd "$(dirname "$0")/../.."
+FILE=$(basename "$0")
+BIN=${RTB_BIN:-build/rtbroker}
+BUILD=$(dirname "$BIN")
+LG=$BUILD/bench/loadgen
+passed=0 failed=0
+TMP=$(mktemp -d /tmp/rtb-benchtest-XXXXXX)
+PID=
+
+cleanup() {
+    if [ -n "$PID" ]; then
+        kill -TERM "$PID" 2>/dev/null
+        for _ in $(seq 1 100); do kill -0 "$PID" 2>/dev/null || break; sleep 0.05; done
+        kill -KILL "$PID" 2>/dev/null
+        wait "$PID" 2>/dev/null
+    fi
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+pass() { echo "PASS $FILE: $1"; passed=$((passed + 1)); }
+fail() { echo "FAIL $FILE: $1: $2"; [ -n "${3:-}" ] && printf '%s\n' "$3" | sed 's/^/  | /' | head -30; failed=$((failed + 1)); }
+finish() { echo "$FILE: $passed passed, $failed failed"; [ "$failed" -eq 0 ]; exit $?; }
+
+# the loadgen: built by `make build`; else build it here
+if [ ! -x "$LG" ] || [ tests/bench/loadgen.c -nt "$LG" ]; then
+    LG=$TMP/loadgen
+    if ! out=$(cc -std=gnu11 -O2 -Wall -Wextra -Werror -o "$LG" tests/bench/loadgen.c -lssl -lcrypto -lz -lm 2>&1); then
+        fail "the load generator builds" "cc failed" "$out"
+        finish
+    fi
+fi
+[ -x "$BIN" ] || { fail "the broker exists" "$BIN not found (make build)"; finish; }
+
+# ---------------------------------------------------------------- the broker on a free port
+port=
+for _ in $(seq 1 50); do
+    p=$((30000 + RANDOM % 20000))
+    ss -Htln "sport = :$p" 2>/dev/null | grep -q . || { port=$p; break; }
+done
+[ -n "$port" ] || { fail "a free port" "none found"; finish; }
+cat >"$TMP/rtbroker.yaml" <<EOF
+bus: memory
+log:
+  level: warn
+web:
+  root: ""
+plugins:
+  load: [sse, longpoll, websocket]
+limits:
+  connections_per_ip: 0
+  publish_per_subject: 0
+  max_queue_bytes: 8MiB
+auth:
+  anonymous:
+    subscribe: [">"]
+    publish: [">"]
+EOF
+"$BIN" -c "$TMP/rtbroker.yaml" --listen "127.0.0.1:$port" --workers 2 >"$TMP/broker.log" 2>&1 &
+PID=$!
+up=0
+for _ in $(seq 1 100); do
+    kill -0 "$PID" 2>/dev/null || break
+    curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$port/healthz" && { up=1; break; }
+    sleep 0.05
+done
+[ "$up" = 1 ] || { fail "the broker starts" "not listening on $port" "$(cat "$TMP/broker.log")"; finish; }
+
+metric() { # NAME (with labels): the value from /metrics
+    curl -s --max-time 5 "http://127.0.0.1:$port/metrics" | awk -v k="$1" '$1 == k {print $2}'
+}
+field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$2"; }
+
+# run NAME ARGS...: runs the loadgen (strict) and leaves its RESULT line in $res, output in $out
+run() {
+    local name=$1; shift
+    out=$(timeout -k 5 60 "$LG" --port "$port" --pid "$PID" --strict --quiet "$@" 2>&1)
+    rc=$?
+    res=$(grep '^RESULT ' <<<"$out" | tail -1)
+    if [ $rc -ne 0 ] || [ -z "$res" ]; then
+        fail "$name" "loadgen exited $rc" "$out"
+        return 1
+    fi
+    return 0
+}
+
+# expect NAME KEY=VALUE...: every field of $res as given
+expect() {
+    local name=$1 kv k v got bad=""
+    shift
+    for kv in "$@"; do
+        k=${kv%%=*} v=${kv#*=}
+        got=$(field "$k" "$res")
+        [ "$got" = "$v" ] || bad="$bad $k=$got (want $v)"
+    done
+    if [ -z "$bad" ]; then pass "$name"; else fail "$name" "${bad# }" "$out"; fi
+}
+
+# ---------------------------------------------------------------- 1. every transport, counts agree
+pub0=$(metric rtbroker_messages_published_total)
+ws0=$(metric 'rtbroker_messages_delivered_total{transport="websocket"}')
+sse0=$(metric 'rtbroker_messages_delivered_total{transport="sse"}')
+lp0=$(metric 'rtbroker_messages_delivered_total{transport="longpoll"}')
+if run "50 websocket + 20 sse + 10 long-poll subscribers, 2 topics, 200 publishes" \
+    --ws 50 --sse 20 --lp 10 --topics 2 --publishers 2 --count 200 --duration 20 --drain 10 --src-addrs 4; then
+    # 200 publishes over 2 topics: each subscriber expects the 100 of its topic
+    expect "50 websocket + 20 sse + 10 long-poll subscribers, 2 topics, 200 publishes: delivered == expected, none lost or duplicated" \
+        connected=80 failed=0 dropped=0 published=200 pub_errors=0 expected=8000 delivered=8000 deliveries=8000 \
+        lost=0 dups=0 reordered=0 deliv_ws=5000 deliv_sse=2000 deliv_lp=1000 ok=1
+    pub1=$(metric rtbroker_messages_published_total)
+    ws1=$(metric 'rtbroker_messages_delivered_total{transport="websocket"}')
+    sse1=$(metric 'rtbroker_messages_delivered_total{transport="sse"}')
+    lp1=$(metric 'rtbroker_messages_delivered_total{transport="longpoll"}')
+    got="published $((pub1 - pub0)) websocket $((ws1 - ws0)) sse $((sse1 - sse0)) longpoll $((lp1 - lp0))"
+    want="published 200 websocket 5000 sse 2000 longpoll 1000"
+    if [ "$got" = "$want" ]; then
+        pass "the broker's /metrics agree with the loadgen ($want)"
+    else
+        fail "the broker's /metrics agree with the loadgen" "broker: $got; loadgen: $want"
+    fi
+fi
+
+# ---------------------------------------------------------------- 2. fixed rate, latency reported
+if run "fixed rate: 20 websocket subscribers, 100 publishes at 200/s" \
+    --ws 20 --topics 1 --rate 200 --count 100 --duration 10 --src-addrs 2; then
+    p50=$(field p50_ms "$res")
+    expect "fixed rate: 20 websocket subscribers, 100 publishes at 200/s: all delivered" \
+        connected=20 published=100 expected=2000 delivered=2000 lost=0 dups=0 reordered=0 ok=1
+    if awk -v x="$p50" 'BEGIN { exit !(x + 0 > 0 && x + 0 < 1000) }'; then
+        pass "fixed rate: a latency p50 is reported ($p50 ms)"
+    else
+        fail "fixed rate: a latency p50 is reported" "p50_ms=$p50" "$out"
+    fi
+    mem=$(field mem_conn_kb "$res")
+    if [ -n "$mem" ] && [ "$mem" -gt 0 ] 2>/dev/null; then
+        pass "the broker's memory is read from /proc ($mem kB)"
+    else
+        fail "the broker's memory is read from /proc" "mem_conn_kb=$mem" "$out"
+    fi
+fi
+
+# ---------------------------------------------------------------- 3. permessage-deflate, large payloads
+if run "permessage-deflate: 20 websocket subscribers, 4 topics, 60 publishes of 4 KiB" \
+    --ws 20 --topics 4 --publishers 4 --count 60 --size 4096 --deflate --duration 20 --src-addrs 2; then
+    expect "permessage-deflate: 20 websocket subscribers, 4 topics, 60 publishes of 4 KiB: all delivered and inflated" \
+        connected=20 published=60 expected=300 delivered=300 compressed=300 lost=0 dups=0 reordered=0 ok=1
+fi
+
+# ---------------------------------------------------------------- 4. it says so when things go wrong
+closed=0
+for _ in $(seq 1 50); do
+    p=$((30000 + RANDOM % 20000))
+    ss -Htan "sport = :$p or dport = :$p" 2>/dev/null | grep -q . || { closed=$p; break; }
+done
+out=$(timeout -k 5 30 "$LG" --port "$closed" --ws 5 --count 10 --duration 2 --drain 1 --strict 2>&1)
+rc=$?
+if [ $rc -eq 1 ] && grep -q '^!!! CONNECTIONS: 5 failed' <<<"$out" && grep -q ' ok=0' <<<"$out"; then
+    pass "with nobody listening: failures printed loudly, --strict exits 1"
+else
+    fail "with nobody listening: failures printed loudly, --strict exits 1" "exit $rc" "$out"
+fi
+
+kill -0 "$PID" 2>/dev/null && pass "the broker is still running" || fail "the broker is still running" "it exited" "$(tail -20 "$TMP/broker.log")"
+finish
