@@ -1,7 +1,7 @@
 /*
  * The NATS JetStream bus. Publishes go to the stream `<prefix>.>` (asynchronously; the
- * worker learns the stream sequence from the ack). Every node keeps one ordered
- * consumer on the stream, loaded from the start, and fills the same history the memory
+ * worker learns the stream sequence from the ack). Every node keeps one consumer on
+ * the stream, loaded from the start, and fills the same history the memory
  * bus uses, so replays are served locally and live delivery is a broadcast to the
  * workers. nats.c's threads never touch h2o: completions go to workers as posted tasks.
  * A bus thread does the blocking work: connecting, creating or checking the stream,
@@ -434,7 +434,7 @@ static void nb_stop(rt_bus_t *bus)
     pthread_mutex_unlock(&nb->lock);
     pthread_join(nb->thread, NULL);
     /* close first: unsubscribing a JetStream consumer is a request that waits out its timeout when NATS is gone;
-     * the ordered consumer is ephemeral and the server drops it by itself */
+     * our consumer is ephemeral and the server drops it by itself */
     natsConnection_Close(nb->nc);
     natsSubscription_Destroy(nb->sub);
     natsSubscription_Destroy(nb->eph_sub);
