@@ -82,6 +82,23 @@ static void on_disconnected(natsConnection *nc, void *closure)
         rt_log(RT_LOG_WARN, "nats: disconnected; publishes get 503 until it is back");
 }
 
+/* nats.c reports missed JetStream heartbeats here: our consumer was lost (e.g. its server in the cluster died
+ * while our connection stayed up), so recreate it after the last SEQ we saw. */
+static void on_async_error(natsConnection *nc, natsSubscription *sub, natsStatus err, void *closure)
+{
+    natsbus_t *nb = closure;
+    (void)nc;
+    if (err != NATS_MISSED_HEARTBEAT && err != NATS_SLOW_CONSUMER)
+        return;
+    pthread_mutex_lock(&nb->lock);
+    if (sub == nb->sub && !nb->resubscribe) {
+        nb->resubscribe = 1;
+        pthread_cond_signal(&nb->wake);
+        rt_log(RT_LOG_WARN, "nats: the stream consumer went quiet (%s); recreating it", natsStatus_GetText(err));
+    }
+    pthread_mutex_unlock(&nb->lock);
+}
+
 static void epoch_of(const char *stream, int64_t created, char out[16])
 {
     static const char alphabet[] = "abcdefghijkmnpqrstuvwxyz23456789";
@@ -376,6 +393,7 @@ static int nb_start(rt_bus_t *bus, char *err, size_t errlen)
     natsOptions_SetRetryOnFailedConnect(o, true, on_connected, nb);
     natsOptions_SetDisconnectedCB(o, on_disconnected, nb);
     natsOptions_SetReconnectedCB(o, on_connected, nb);
+    natsOptions_SetErrorHandler(o, on_async_error, nb);
     if (rt_cfg_str("nats.token")[0])
         natsOptions_SetToken(o, rt_cfg_str("nats.token"));
     if (rt_cfg_str("nats.user")[0])
