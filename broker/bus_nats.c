@@ -618,7 +618,11 @@ static int nb_ready(rt_bus_t *bus)
     return ready;
 }
 
-static void nb_tick(rt_bus_t *bus) { rt_history_tick(((natsbus_t *)bus)->history); }
+static void nb_tick(rt_bus_t *bus)
+{
+    rt_history_tick(((natsbus_t *)bus)->history);
+    expire_pending((natsbus_t *)bus); /* here too: the bus thread may be waiting on a JetStream request */
+}
 
 static void nb_metrics(rt_bus_t *bus, rt_buf_t *out)
 {
