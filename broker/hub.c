@@ -139,8 +139,12 @@ h2o_timeout_t *rt_worker_timeout(rt_worker_t *w, uint64_t ms)
 static void schedule_end(rt_sub_t *sub, rt_end_reason_t why);
 
 /* Live connections' credentials: a notice before exp (for transports that take one), the end at exp. */
+static int expires(const rt_sub_t *sub) { return sub->ident != NULL && sub->ident->exp_ms != 0; }
+
 static void check_expiry(rt_worker_t *w, int64_t now)
 {
+    if (w->nexpiring == 0)
+        return; /* no token here will expire: nothing to walk */
     for (h2o_linklist_t *l = w->subs.next; l != &w->subs; l = l->next) {
         rt_sub_t *sub = H2O_STRUCT_FROM_MEMBER(rt_sub_t, link, l);
         if (sub->ident == NULL || sub->ident->exp_ms == 0 || sub->ending || sub->closed)
@@ -319,6 +323,7 @@ static void destroy(rt_sub_t *sub)
     if (h2o_timeout_is_linked(&sub->close_timer))
         h2o_timeout_unlink(&sub->close_timer);
     sub->tp->release(sub);
+    sub->w->nexpiring -= expires(sub);
     rt_ident_free(sub->ident);
     outq_free(&sub->pending);
     outq_free(&sub->inflight);
@@ -421,8 +426,10 @@ int rt_sub_authenticate(rt_sub_t *sub, rt_str_t token, const char **why)
         rt_log(RT_LOG_INFO, "auth: refused a token on a live %s connection: %s", sub->tp->name, *why);
         return err;
     }
+    sub->w->nexpiring -= expires(sub);
     rt_ident_free(sub->ident);
     sub->ident = id;
+    sub->w->nexpiring += expires(sub);
     sub->auth_err = RT_OK;
     sub->expiry_noticed = 0;
     for (size_t i = 0; i < sub->nsubs;) {
@@ -514,6 +521,7 @@ rt_sub_t *rt_sub_open(rt_request_t *rreq, const rt_transport_t *tp, size_t data_
     w->nsubs++;
     const char *why = NULL;
     sub->auth_err = rt_auth_identify(req, &sub->ident, &why);
+    w->nexpiring += expires(sub);
     rt_metrics_conn(tp, 1);
     if (w->shutting_down)
         schedule_end(sub, RT_END_SHUTDOWN);

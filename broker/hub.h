@@ -43,7 +43,8 @@ typedef struct rt_worker {
     rt_timer_list_t **timers;
     size_t ntimers;
     h2o_timeout_entry_t tick;
-    int shutting_down, exited;
+    int shutting_down;
+    size_t nexpiring;       /* subscribers whose token has an exp: the expiry scan runs only when some do */
     unsigned ticks;
     uint64_t shutdown_deadline;
 } rt_worker_t;

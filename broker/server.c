@@ -203,7 +203,6 @@ static void *worker_main(void *arg)
     uint64_t until = rt_now_ms() + 200;
     while (rt_now_ms() < until)
         h2o_evloop_run(w->ctx.loop, 20);
-    w->exited = 1;
     return NULL;
 }
 
