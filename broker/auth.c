@@ -6,6 +6,8 @@
  * that is presented must be valid, even where anonymous access would do.
  */
 #include <arpa/inet.h>
+#include <pthread.h>
+#include <stdlib.h>
 #include <stdio.h>
 
 #include "auth.h"
@@ -14,8 +16,12 @@
 #include "ops.h"
 #include "topic.h"
 
-static const rt_cfg_value_t *anon_sub, *anon_pub, *origins;
+static const rt_cfg_value_t *anon_sub, *anon_pub;
 static const char *cookie_name;
+/* http.allowed_origins: a copy of its own, replaced under the lock by SIGHUP */
+static pthread_rwlock_t origins_lock = PTHREAD_RWLOCK_INITIALIZER;
+static char **origins;
+static size_t norigins;
 
 static int check_list(const rt_cfg_value_t *v, char *err, size_t errlen)
 {
@@ -31,23 +37,50 @@ static int check_list(const rt_cfg_value_t *v, char *err, size_t errlen)
     return 0;
 }
 
+static int check_origins(const rt_cfg_value_t *v, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < v->nlist; i++) {
+        const char *o = v->list[i];
+        if (strcmp(o, "*") != 0 && strncmp(o, "http://", 7) != 0 && strncmp(o, "https://", 8) != 0) {
+            snprintf(err, errlen, "config: http.allowed_origins: \"%s\" is not an origin (https://host[:port], or *)", o);
+            if (v->line)
+                snprintf(err + strlen(err), errlen - strlen(err), " (line %d)", v->line);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void set_origins(const rt_cfg_value_t *v)
+{
+    char **list = rt_calloc(v->nlist ? v->nlist : 1, sizeof(char *));
+    for (size_t i = 0; i < v->nlist; i++)
+        list[i] = rt_strndup(rt_cstr(v->list[i]));
+    pthread_rwlock_wrlock(&origins_lock);
+    char **old = origins;
+    size_t nold = norigins;
+    origins = list, norigins = v->nlist;
+    pthread_rwlock_unlock(&origins_lock);
+    for (size_t i = 0; i < nold; i++)
+        free(old[i]);
+    free(old);
+}
+
 int rt_auth_init(char *err, size_t errlen)
 {
     anon_sub = rt_cfg("auth.anonymous.subscribe");
     anon_pub = rt_cfg("auth.anonymous.publish");
-    origins = rt_cfg("http.allowed_origins");
     cookie_name = rt_cfg_str("auth.cookie");
-    if (check_list(anon_sub, err, errlen) || check_list(anon_pub, err, errlen))
+    if (check_list(anon_sub, err, errlen) || check_list(anon_pub, err, errlen) ||
+        check_origins(rt_cfg("http.allowed_origins"), err, errlen))
         return -1;
-    for (size_t i = 0; i < origins->nlist; i++) {
-        const char *o = origins->list[i];
-        if (strcmp(o, "*") != 0 && strncmp(o, "http://", 7) != 0 && strncmp(o, "https://", 8) != 0) {
-            snprintf(err, errlen, "config: http.allowed_origins: \"%s\" is not an origin (https://host[:port], or *)", o);
-            return -1;
-        }
-    }
+    set_origins(rt_cfg("http.allowed_origins"));
     return rt_jwt_init(err, errlen);
 }
+
+int rt_auth_reload_check(char *err, size_t errlen) { return check_origins(rt_cfg_next("http.allowed_origins"), err, errlen); }
+
+void rt_auth_reload_apply(void) { set_origins(rt_cfg_next("http.allowed_origins")); }
 
 static rt_str_t cookie(h2o_req_t *req, const char *name)
 {
@@ -141,18 +174,24 @@ void rt_peer_ip(h2o_req_t *req, char *out, size_t outlen)
         inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, out, (socklen_t)outlen);
 }
 
+/* -1: no list (any Origin), 1: listed, 0: not listed */
 static int origin_listed(rt_str_t origin)
 {
-    for (size_t i = 0; i < origins->nlist; i++)
-        if (strcmp(origins->list[i], "*") == 0 || rt_str_eqc(origin, origins->list[i]))
-            return 1;
-    return 0;
+    int r = 0;
+    pthread_rwlock_rdlock(&origins_lock);
+    if (norigins == 0)
+        r = -1;
+    for (size_t i = 0; i < norigins && r == 0; i++)
+        if (strcmp(origins[i], "*") == 0 || rt_str_eqc(origin, origins[i]))
+            r = 1;
+    pthread_rwlock_unlock(&origins_lock);
+    return r;
 }
 
 int rt_origin_allowed(h2o_req_t *req)
 {
     rt_str_t origin = rt_req_header(req, "origin");
-    return origins->nlist == 0 || origin.len == 0 || origin_listed(origin);
+    return origin.len == 0 || origin_listed(origin) != 0;
 }
 
 void rt_cors_headers(h2o_req_t *req)
@@ -160,11 +199,12 @@ void rt_cors_headers(h2o_req_t *req)
     rt_str_t origin = rt_req_header(req, "origin");
     if (origin.len == 0)
         return;
-    if (origins->nlist == 0) {
+    int listed = origin_listed(origin);
+    if (listed < 0) {
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ACCESS_CONTROL_ALLOW_ORIGIN, NULL, H2O_STRLIT("*"));
         return;
     }
-    if (!origin_listed(origin))
+    if (!listed)
         return;
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ACCESS_CONTROL_ALLOW_ORIGIN, NULL, origin.base, origin.len);
     h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("access-control-allow-credentials"), 0, NULL,

@@ -9,6 +9,9 @@
 #include "rt.h"
 
 int rt_auth_init(char *err, size_t errlen);
+/* SIGHUP, between rt_config_reload_begin and _end: check the new file's http.allowed_origins, then use them. */
+int rt_auth_reload_check(char *err, size_t errlen);
+void rt_auth_reload_apply(void);
 /* The token of a request: Authorization: Bearer, token= query, the auth.cookie cookie, or a WebSocket
  * subprotocol entry bearer.<jwt>; empty when none. */
 rt_str_t rt_auth_token(h2o_req_t *req);

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <yaml.h>
 
 #include "config.h"
@@ -28,6 +29,17 @@ static size_t nraws;
 static rt_cfg_value_t *vals;
 static size_t nvals, capvals;
 static char file_name[512] = "(none)";
+/* The table rt_cfg reads once frozen: workers read it at any time, so it never changes again (a SIGHUP reads the
+ * file into a new table, and what may change while running is copied out of that into rt_lim and auth.c). */
+static const rt_cfg_value_t *frozen;
+static size_t nfrozen;
+/* Replayed when the file is read again: the command line's overrides and the sections of disabled plugins. */
+static struct {
+    char *path, *value;
+} overrides[8];
+static size_t noverrides;
+static char *ignored[32];
+static size_t nignored;
 
 #define K(p, t, d, mn, mx) {.path = (p), .type = (t), .default_value = (d), .min = (mn), .max = (mx)}
 static const rt_cfg_value_t core_keys[] = {
@@ -44,6 +56,8 @@ static const rt_cfg_value_t core_keys[] = {
     K("limits.max_message_bytes", RT_CFG_SIZE, "65536", 1, 64LL << 20),
     K("limits.max_queue_bytes", RT_CFG_SIZE, "1MiB", 1024, 1LL << 32),
     K("limits.max_topics", RT_CFG_INT, "32", 1, 1024),
+    K("limits.max_connections", RT_CFG_INT, "0", 0, 100000000),
+    K("limits.request_timeout", RT_CFG_DURATION, "10s", 100, 3600LL * 1000),
     K("shutdown.drain", RT_CFG_DURATION, "10s", 0, 3600LL * 1000),
     K("auth.anonymous.subscribe", RT_CFG_LIST, "", 0, 0),
     K("auth.anonymous.publish", RT_CFG_LIST, "", 0, 0),
@@ -381,6 +395,14 @@ static int resolve(rt_cfg_value_t *v, char *err, size_t errlen)
     return assign_text(v, v->default_value, err, errlen);
 }
 
+static rt_cfg_value_t *find_val(const char *path)
+{
+    for (size_t k = 0; k < nvals; k++)
+        if (strcmp(vals[k].path, path) == 0)
+            return &vals[k];
+    return NULL;
+}
+
 static rt_cfg_value_t *add_value(const rt_cfg_value_t *tmpl)
 {
     if (nvals == capvals) {
@@ -475,7 +497,7 @@ static int parse_file(const char *path, char *err, size_t errlen)
     return rc;
 }
 
-void rt_config_reset(void)
+static void free_tables(void)
 {
     for (size_t i = 0; i < nraws; i++) {
         for (size_t k = 0; k < raws[i].n; k++)
@@ -498,6 +520,17 @@ void rt_config_reset(void)
     strcpy(file_name, "(none)");
 }
 
+void rt_config_reset(void)
+{
+    free_tables();
+    frozen = NULL, nfrozen = 0;
+    for (size_t i = 0; i < noverrides; i++)
+        free(overrides[i].path), free(overrides[i].value);
+    for (size_t i = 0; i < nignored; i++)
+        free(ignored[i]);
+    noverrides = nignored = 0;
+}
+
 int rt_config_load(const char *path, char *err, size_t errlen)
 {
     if (path && parse_file(path, err, errlen) != 0)
@@ -508,30 +541,44 @@ int rt_config_load(const char *path, char *err, size_t errlen)
     return 0;
 }
 
+/* A plugin's key: from its own path, or from plugins.<path> (not for keys under plugins. themselves). */
+static int declare(const char *path, int type, const char *default_value, int64_t min, int64_t max, char *err,
+                   size_t errlen)
+{
+    if (find_val(path))
+        return 0;
+    char alias[300];
+    snprintf(alias, sizeof(alias), "plugins.%s", path);
+    rt_cfg_value_t tmpl = K(strdup(path), type, default_value, min, max);
+    rt_cfg_value_t *v = add_value(&tmpl);
+    int r = strncmp(path, "plugins.", 8) == 0 ? 1 : resolve_alias(v, alias, err, errlen);
+    return r < 0 || (r == 1 && resolve(v, err, errlen) != 0) ? -1 : 0;
+}
+
 int rt_config_add_section(const char *section, const rt_cfg_key_t *keys, char *err, size_t errlen)
 {
     for (const rt_cfg_key_t *k = keys; k && k->name; k++) {
         char path[256];
         snprintf(path, sizeof(path), "%s.%s", section, k->name);
-        if (rt_cfg(path))
-            continue;
-        char alias[300];
-        snprintf(alias, sizeof(alias), "plugins.%s", path);
-        rt_cfg_value_t tmpl = K(strdup(path), (int)k->type, k->default_value, k->min, k->max);
-        rt_cfg_value_t *v = add_value(&tmpl);
-        int r = strncmp(section, "plugins.", 8) == 0 ? 1 : resolve_alias(v, alias, err, errlen);
-        if (r < 0 || (r == 1 && resolve(v, err, errlen) != 0))
+        if (declare(path, (int)k->type, k->default_value, k->min, k->max, err, errlen) != 0)
             return -1;
     }
     return 0;
 }
 
-void rt_config_ignore_section(const char *section)
+static void mark_ignored(const char *section)
 {
     size_t n = strlen(section);
     for (size_t i = 0; i < nraws; i++)
         if (strncmp(raws[i].path, section, n) == 0 && raws[i].path[n] == '.')
             raws[i].used = 1;
+}
+
+void rt_config_ignore_section(const char *section)
+{
+    mark_ignored(section);
+    if (nignored < sizeof(ignored) / sizeof(ignored[0]))
+        ignored[nignored++] = strdup(section);
 }
 
 extern char **environ;
@@ -559,9 +606,12 @@ static void check_env(void)
     }
 }
 
+static const void *reloading; /* non-NULL between rt_config_reload_begin and _end */
+
 int rt_config_check_unknown(char *err, size_t errlen)
 {
-    check_env();
+    if (!reloading)
+        check_env();
     for (size_t i = 0; i < nraws; i++) {
         if (raws[i].used)
             continue;
@@ -586,35 +636,150 @@ int rt_config_check_unknown(char *err, size_t errlen)
 
 int rt_config_override(const char *path, const char *value, char *err, size_t errlen)
 {
-    for (size_t k = 0; k < nvals; k++) {
-        if (strcmp(vals[k].path, path) == 0) {
-            vals[k].origin = "command line";
-            vals[k].line = 0;
-            return assign_text(&vals[k], value, err, errlen);
-        }
+    rt_cfg_value_t *v = find_val(path);
+    if (v == NULL) {
+        snprintf(err, errlen, "config: %s: unknown key", path);
+        return -1;
     }
-    snprintf(err, errlen, "config: %s: unknown key", path);
-    return -1;
+    v->origin = "command line";
+    v->line = 0;
+    if (!reloading && noverrides < sizeof(overrides) / sizeof(overrides[0])) {
+        overrides[noverrides].path = strdup(path);
+        overrides[noverrides++].value = strdup(value);
+    }
+    return assign_text(v, value, err, errlen);
 }
 
 const rt_cfg_value_t *rt_cfg(const char *path)
 {
-    for (size_t k = 0; k < nvals; k++)
-        if (strcmp(vals[k].path, path) == 0)
-            return &vals[k];
+    if (frozen == NULL)
+        return find_val(path);
+    for (size_t k = 0; k < nfrozen; k++)
+        if (strcmp(frozen[k].path, path) == 0)
+            return &frozen[k];
     return NULL;
 }
 
 rt_limits_t rt_lim;
 
+/* limits.max_connections 0: what the open file limit allows, keeping some descriptors for files, NATS and the
+ * connections being refused. */
+static size_t auto_max_connections(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > 100000000)
+        return 100000000;
+    size_t n = (size_t)rl.rlim_cur, reserve = n / 4 < 1024 ? n / 4 : 1024;
+    return n - reserve;
+}
+
+static int64_t int_of(const rt_cfg_value_t *(*get)(const char *), const char *path)
+{
+    const rt_cfg_value_t *v = get(path);
+    return v ? v->i : 0;
+}
+
+/* The limits that may change while running, from a table (get: rt_cfg or rt_cfg_next). */
+static void set_limits(const rt_cfg_value_t *(*get)(const char *))
+{
+    int64_t mc = int_of(get, "limits.max_connections");
+    rt_lim.max_connections = mc > 0 ? (size_t)mc : auto_max_connections();
+    rt_lim.max_queue_bytes = (size_t)int_of(get, "limits.max_queue_bytes");
+    rt_lim.connections_per_ip = (double)int_of(get, "limits.connections_per_ip");
+    rt_lim.publish_per_connection = (double)int_of(get, "limits.publish_per_connection");
+    rt_lim.publish_per_subject = (double)int_of(get, "limits.publish_per_subject");
+}
+
 void rt_config_freeze(void)
 {
-    rt_lim.max_queue_bytes = (size_t)rt_cfg_int("limits.max_queue_bytes");
     rt_lim.max_topics = (size_t)rt_cfg_int("limits.max_topics");
     rt_lim.max_message_bytes = (size_t)rt_cfg_int("limits.max_message_bytes");
-    rt_lim.connections_per_ip = (double)rt_cfg_int("limits.connections_per_ip");
-    rt_lim.publish_per_connection = (double)rt_cfg_int("limits.publish_per_connection");
-    rt_lim.publish_per_subject = (double)rt_cfg_int("limits.publish_per_subject");
+    set_limits(rt_cfg);
+    frozen = vals, nfrozen = nvals;
+}
+
+/* ---------- SIGHUP ---------- */
+
+/* Keys applied by a reload; any other key that changed is logged as waiting for a restart. */
+static const char *const reloadable[] = {"limits.max_connections", "limits.max_queue_bytes", "limits.connections_per_ip",
+                                         "limits.publish_per_connection", "limits.publish_per_subject",
+                                         "http.allowed_origins", NULL};
+
+static struct {
+    raw_t *raws;
+    size_t nraws;
+    rt_cfg_value_t *vals;
+    size_t nvals, capvals;
+    char file_name[sizeof(file_name)];
+} live;
+
+int rt_config_reload_begin(const char *path, char *err, size_t errlen)
+{
+    if (frozen == NULL || reloading) {
+        snprintf(err, errlen, "config: no configuration to reload");
+        return -1;
+    }
+    /* the tables in use stay as they are (workers read them); the file is read into fresh ones */
+    live.raws = raws, live.nraws = nraws, live.vals = vals, live.nvals = nvals, live.capvals = capvals;
+    memcpy(live.file_name, file_name, sizeof(file_name));
+    reloading = &live;
+    raws = NULL, nraws = 0, vals = NULL, nvals = capvals = 0;
+    if (rt_config_load(path, err, errlen) != 0)
+        return -1;
+    size_t ncore = sizeof(core_keys) / sizeof(core_keys[0]);
+    for (size_t i = ncore; i < live.nvals; i++) {
+        const rt_cfg_value_t *o = &live.vals[i];
+        if (declare(o->path, o->type, o->default_value, o->min, o->max, err, errlen) != 0)
+            return -1;
+    }
+    for (size_t i = 0; i < noverrides; i++)
+        if (rt_config_override(overrides[i].path, overrides[i].value, err, errlen) != 0)
+            return -1;
+    for (size_t i = 0; i < nignored; i++)
+        mark_ignored(ignored[i]);
+    return rt_config_check_unknown(err, errlen);
+}
+
+const rt_cfg_value_t *rt_cfg_next(const char *path) { return reloading ? find_val(path) : NULL; }
+
+static int same_value(const rt_cfg_value_t *a, const rt_cfg_value_t *b)
+{
+    if (a->type == RT_CFG_STRING)
+        return strcmp(a->s ? a->s : "", b->s ? b->s : "") == 0;
+    if (a->type == RT_CFG_LIST || a->type == RT_CFG_LISTEN) {
+        if (a->nlist != b->nlist)
+            return 0;
+        for (size_t i = 0; i < a->nlist; i++)
+            if (strcmp(a->list[i], b->list[i]) != 0)
+                return 0;
+        return 1;
+    }
+    return a->i == b->i;
+}
+
+void rt_config_reload_end(int apply)
+{
+    if (!reloading)
+        return;
+    if (apply) {
+        for (size_t i = 0; i < nvals; i++) {
+            const rt_cfg_value_t *n = &vals[i], *o = NULL;
+            for (size_t k = 0; k < live.nvals && o == NULL; k++)
+                if (strcmp(live.vals[k].path, n->path) == 0)
+                    o = &live.vals[k];
+            int can = 0;
+            for (size_t k = 0; reloadable[k]; k++)
+                can |= strcmp(reloadable[k], n->path) == 0;
+            if (!can && o && !same_value(o, n))
+                rt_log(RT_LOG_WARN, "SIGHUP: %s changed (%s line %d) but takes effect only after a restart", n->path,
+                       file_name, n->line);
+        }
+        set_limits(rt_cfg_next);
+    }
+    free_tables();
+    raws = live.raws, nraws = live.nraws, vals = live.vals, nvals = live.nvals, capvals = live.capvals;
+    memcpy(file_name, live.file_name, sizeof(file_name));
+    reloading = NULL;
 }
 
 int64_t rt_cfg_int(const char *path)

@@ -45,13 +45,23 @@ int rt_config_override(const char *path, const char *value, char *err, size_t er
 
 const rt_cfg_value_t *rt_cfg(const char *path); /* NULL when unknown */
 
-/* Values the hot paths read, copied once the configuration is complete (rt_config_freeze). */
+/* Values the hot paths read, copied once the configuration is complete (rt_config_freeze). Atomic because SIGHUP
+ * replaces some of them while the workers run (rt_config_reload_end). */
 typedef struct rt_limits {
-    size_t max_queue_bytes, max_topics, max_message_bytes;
-    double connections_per_ip, publish_per_connection, publish_per_subject;
+    _Atomic size_t max_queue_bytes, max_topics, max_message_bytes;
+    _Atomic size_t max_connections; /* limits.max_connections, 0 resolved from the open file limit */
+    _Atomic double connections_per_ip, publish_per_connection, publish_per_subject;
 } rt_limits_t;
 extern rt_limits_t rt_lim;
+/* Fills rt_lim; from then on rt_cfg reads a table that never changes again. */
 void rt_config_freeze(void);
+/* SIGHUP: reads the file again (same environment and command line) and checks it as at start, without touching the
+ * configuration in use: 0, or -1 with the error naming the key and line. rt_cfg_next reads the new values until
+ * rt_config_reload_end, which applies the keys that can change while running (apply 1; others are logged as needing
+ * a restart) or drops the new file (apply 0). Main thread only. */
+int rt_config_reload_begin(const char *path, char *err, size_t errlen);
+const rt_cfg_value_t *rt_cfg_next(const char *path);
+void rt_config_reload_end(int apply);
 int64_t rt_cfg_int(const char *path);
 const char *rt_cfg_str(const char *path);
 

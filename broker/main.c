@@ -1,7 +1,7 @@
 /*
  * rtbroker's entry point: command line, configuration, plugins, bus, workers, and the
- * signal loop (SIGTERM/SIGINT drain and exit 0; SIGHUP is logged until keys exist to
- * reload). Signals are blocked in every thread and taken here with sigwait, so no
+ * signal loop (SIGTERM/SIGINT drain and exit 0; SIGHUP reloads the configuration's limits,
+ * allowed origins and JWT keys). Signals are blocked in every thread and taken here with sigwait, so no
  * handler ever runs inside h2o.
  */
 #include <getopt.h>
@@ -45,6 +45,27 @@ static int set_log_level(char *err, size_t errlen)
         }
     snprintf(err, errlen, "config: log.level: \"%s\" is not one of error, warn, info, debug", l);
     return -1;
+}
+
+/* SIGHUP: the configuration file again (what can change while running: limits, allowed origins) and the JWT keys.
+ * Any error keeps everything as it was. */
+static void reload(const char *config)
+{
+    char err[1024];
+    if (rt_config_reload_begin(config, err, sizeof(err)) != 0 || rt_auth_reload_check(err, sizeof(err)) != 0 ||
+        rt_jwt_reload(err, sizeof(err)) != 0) {
+        rt_config_reload_end(0);
+        rt_log(RT_LOG_ERROR, "SIGHUP: %s; keeping the configuration and keys in use", err);
+        return;
+    }
+    rt_auth_reload_apply();
+    rt_config_reload_end(1);
+    rt_log(RT_LOG_INFO,
+           "SIGHUP: reloaded %s and the JWT keys (limits.max_connections %zu, limits.max_queue_bytes %zu, "
+           "limits.connections_per_ip %.0f, limits.publish_per_connection %.0f, limits.publish_per_subject %.0f); "
+           "open connections are kept",
+           config ? config : "the built-in defaults", (size_t)rt_lim.max_connections, (size_t)rt_lim.max_queue_bytes,
+           (double)rt_lim.connections_per_ip, (double)rt_lim.publish_per_connection, (double)rt_lim.publish_per_subject);
 }
 
 int main(int argc, char **argv)
@@ -92,7 +113,6 @@ int main(int argc, char **argv)
         fprintf(stderr, "rtbroker: %s\n", err);
         return 2;
     }
-    rt_config_freeze();
     const char *busname = rt_cfg_str("bus");
     if (strcmp(busname, "memory") == 0) {
         rt_bus = rt_bus_memory_new();
@@ -125,6 +145,7 @@ int main(int argc, char **argv)
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 100000)
         rt_log(RT_LOG_DEBUG, "open file limit %llu: at most about %llu connections (raise ulimit -Hn for more)",
                (unsigned long long)rl.rlim_cur, (unsigned long long)(rl.rlim_cur > 64 ? rl.rlim_cur - 64 : 0));
+    rt_config_freeze(); /* after the file limit is raised: limits.max_connections 0 is derived from it */
     size_t nworkers = (size_t)rt_cfg_int("workers");
     if (nworkers == 0) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -161,10 +182,7 @@ int main(int argc, char **argv)
         int sig = 0;
         sigwait(&set, &sig);
         if (sig == SIGHUP) {
-            if (rt_jwt_reload(err, sizeof(err)) == 0)
-                rt_log(RT_LOG_INFO, "SIGHUP: JWT keys reloaded; open connections are kept");
-            else
-                rt_log(RT_LOG_ERROR, "SIGHUP: %s; keeping the keys in use", err);
+            reload(config);
             continue;
         }
         rt_log(RT_LOG_INFO, "%s: draining (at most %lld ms)", sig == SIGTERM ? "SIGTERM" : "SIGINT",

@@ -155,7 +155,7 @@ void rt_publish_handle(h2o_req_t *req, rt_str_t path)
         char msg[160];
         if (err == RT_ETOOLARGE) {
             snprintf(msg, sizeof(msg), "the body is %zu bytes; the limit is %lld (limits.max_message_bytes)", req->entity.len,
-                     (long long)rt_cfg_int("limits.max_message_bytes"));
+                     (long long)rt_lim.max_message_bytes);
             why = msg;
         }
         rt_http_error(req, err, why);
