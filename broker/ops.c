@@ -5,6 +5,7 @@
 #include <stdatomic.h>
 
 #include "bus.h"
+#include "conns.h"
 #include "hub.h"
 #include "http.h"
 #include "ops.h"
@@ -121,6 +122,12 @@ static void metrics(h2o_req_t *req)
                   "# HELP rtbroker_ephemeral_messages_total Ephemeral messages sent (never stored).\n"
                   "# TYPE rtbroker_ephemeral_messages_total counter\nrtbroker_ephemeral_messages_total %lu\n",
                   LOAD(rate_limited_pub), LOAD(rate_limited_conn), LOAD(ephemeral));
+    rt_buf_printf(&b,
+                  "# HELP rtbroker_tcp_connections Open TCP connections (what limits.max_connections counts).\n"
+                  "# TYPE rtbroker_tcp_connections gauge\nrtbroker_tcp_connections %ld\n"
+                  "# HELP rtbroker_connections_refused_total Connections refused by limits.max_connections.\n"
+                  "# TYPE rtbroker_connections_refused_total counter\nrtbroker_connections_refused_total %lu\n",
+                  rt_conns_open(), rt_conns_refused_total());
     rt_bus->ops->metrics(rt_bus, &b);
     char *body = h2o_mem_alloc_pool(&req->pool, b.len);
     memcpy(body, b.base, b.len);

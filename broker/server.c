@@ -16,6 +16,7 @@
 
 #include "auth.h"
 #include "config.h"
+#include "conns.h"
 #include "ratelimit.h"
 #include "hub.h"
 #include "history_api.h"
@@ -68,6 +69,8 @@ static void subscribe_request(h2o_req_t *req, const rt_transport_t *tp)
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     (void)self;
+    if (rt_conns_refuse(req))
+        return 0;
     rt_str_t path = rt_req_path(req);
     const rt_transport_t *tp = rt_plugins_by_path(path);
     if (path_is(path, "/pub") || path_is(path, "/sub") || path_is(path, "/history") || tp != NULL) {
@@ -131,6 +134,8 @@ int rt_server_init(size_t nworkers, char *err, size_t errlen)
     /* bodies a little over the message limit are read so the API can answer 413 with JSON; beyond that h2o
      * refuses before reading (plain text) */
     globalconf.max_request_entity_size = (size_t)rt_cfg_int("limits.max_message_bytes") * 2 + (1 << 20);
+    /* a request's headers and body must arrive within this (slowloris); h2o then closes the connection */
+    globalconf.http1.req_timeout = (uint64_t)rt_cfg_int("limits.request_timeout");
     h2o_hostconf_t *host = h2o_config_register_host(&globalconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     h2o_pathconf_t *pc = h2o_config_register_path(host, "/", 0);
     h2o_handler_t *h = h2o_create_handler(pc, sizeof(*h));
@@ -160,8 +165,12 @@ static void on_accept(h2o_socket_t *listener, const char *err)
         return;
     for (int i = 0; i < 16; i++) {
         h2o_socket_t *sock = h2o_evloop_socket_accept(listener);
-        if (sock == NULL)
+        if (sock == NULL) {
+            rt_conns_accept_failed(listener, on_accept, errno);
             return;
+        }
+        if (!rt_conns_admit(sock))
+            continue;
         /* small frames go out now: Nagle plus delayed ACKs would hold them up to 40 ms */
         int one = 1;
         setsockopt(h2o_socket_get_fd(sock), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
