@@ -8,6 +8,7 @@
  */
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 
 #include "auth.h"
 #include "config.h"
@@ -353,7 +354,19 @@ static void on_req_dispose(void *p)
 
 static void on_close_timer(h2o_timeout_entry_t *entry)
 {
-    destroy(H2O_STRUCT_FROM_MEMBER(rt_sub_t, close_timer, entry));
+    rt_sub_t *sub = H2O_STRUCT_FROM_MEMBER(rt_sub_t, close_timer, entry);
+    if (sub->upgraded || sub->upgrading) {
+        destroy(sub);
+        return;
+    }
+    /* a stream whose last bytes the peer does not read (h2o has no write timeout): shut the HTTP/1 connection down
+     * under h2o, whose pending write then fails and ends the request (on HTTP/2 the connection carries other streams) */
+    h2o_req_t *req = sub->req;
+    h2o_socket_t *sock = req && req->version < 0x200 && req->conn->callbacks->get_socket
+                             ? req->conn->callbacks->get_socket(req->conn)
+                             : NULL;
+    if (sock != NULL)
+        shutdown(h2o_socket_get_fd(sock), SHUT_RDWR);
 }
 
 static void on_sock_written(h2o_socket_t *sock, const char *err)
@@ -699,6 +712,7 @@ void rt_sub_close(rt_sub_t *sub)
         return;
     }
     sub->final_queued = 1;
+    h2o_timeout_link(sub->w->ctx.loop, rt_worker_timeout(sub->w, 5000), &sub->close_timer);
     flush(sub);
 }
 
