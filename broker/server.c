@@ -230,8 +230,10 @@ void rt_server_shutdown(void)
 {
     for (size_t i = 0; i < rt_nworkers; i++)
         h2o_multithread_send_message(&rt_workers[i].receiver, &rt_workers[i].shutdown_msg);
-    for (size_t i = 0; i < rt_nworkers; i++)
-        pthread_join(rt_workers[i].tid, NULL);
+    /* the workers close their copies; once this one is closed too, new connections are refused at once rather
+     * than left in the backlog, unanswered, until the drain ends */
     for (size_t i = 0; i < nlisten; i++)
         close(listen_fds[i]);
+    for (size_t i = 0; i < rt_nworkers; i++)
+        pthread_join(rt_workers[i].tid, NULL);
 }

@@ -1,4 +1,6 @@
-// SIGTERM: SSE streams end with rt.shutdown, held polls are answered, exit 0 within shutdown.drain.
+// SIGTERM: SSE streams end with rt.shutdown, held polls are answered, exit 0 within shutdown.drain, and new
+// connections are refused while the drain lasts (WebSocket close 1001: test_ws_interop.mjs, test_ws_browser.mjs).
+import net from 'node:net';
 import {
   suite, assert, eq, publishOk, poll, subscribe, curlStream, openSSE, sleep, waitFor, trunc,
 } from './lib.mjs';
@@ -96,6 +98,44 @@ t.test('a client that stops reading does not hold the exit past shutdown.drain (
   assert(!res.killed, 'broker ignored SIGTERM for 12 s with a stuck client and had to be SIGKILLed');
   eq([res.code, res.signal], [0, null], 'exit status');
   assert(res.ms <= 3500, `exit took ${res.ms} ms with shutdown.drain 2s`);
+}, { timeout: 40000 });
+
+t.test('while draining, new connections are refused at once (not accepted and left hanging); open streams still get their goodbye', async (c) => {
+  const b = await c.broker({ config: { shutdown: { drain: '4s' }, limits: { max_queue_bytes: 67108864 } } });
+  // a client that reads nothing keeps the drain going until shutdown.drain
+  const stuck = await openSSE(b.base, '/sub/drain.stuck');
+  c.defer(() => stuck.close());
+  await stuck.waitOk();
+  stuck.res.pause();
+  stuck.res.socket.pause();
+  const big = 'x'.repeat(60000);
+  for (let i = 0; i < 80; i++) await publishOk(b.base, 'drain.stuck', big);
+  const good = await subscribe(b.base, '/sub/drain.good');
+  c.defer(() => good.close());
+  const tSig = Date.now();
+  const stopping = b.stop({ timeout: 12000 });
+  await good.waitFor((s) => s.events.some((e) => e.event === 'rt.shutdown'), 3000, 'rt.shutdown on the reading stream');
+  await sleep(300);
+  const attempts = [];
+  for (let i = 0; i < 5 && Date.now() - tSig < 3000; i++) {
+    const t0 = Date.now();
+    const outcome = await new Promise((resolve) => {
+      const sock = net.connect(b.port, '127.0.0.1');
+      sock.setTimeout(2000, () => { sock.destroy(); resolve('no answer within 2 s'); });
+      sock.on('connect', () => sock.write('GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n'));
+      sock.on('data', (d) => { sock.destroy(); resolve(d.toString().split('\r\n')[0]); });
+      sock.on('error', (e) => resolve(e.code));
+      sock.on('close', () => resolve('closed'));
+    });
+    attempts.push({ outcome, ms: Date.now() - t0, at: Date.now() - tSig });
+    await sleep(200);
+  }
+  const res = await stopping;
+  eq([res.code, res.signal, !!res.killed], [0, null, false], 'exit after SIGTERM');
+  assert(attempts.length >= 3, `too few connection attempts during the drain: ${JSON.stringify(attempts)}`);
+  const bad = attempts.filter((a) => a.ms > 500 || !/ECONNREFUSED|ECONNRESET|^HTTP\/1\.1 503 |closed/.test(a.outcome));
+  assert(bad.length === 0, `connections during the drain were not refused at once: ${JSON.stringify(attempts)}`);
+  c.info(`during the drain (${res.ms} ms): ${JSON.stringify(attempts)}`);
 }, { timeout: 40000 });
 
 await t.run();
