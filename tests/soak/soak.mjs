@@ -13,7 +13,7 @@ import http from 'node:http';
 import path from 'node:path';
 import { createRequire } from 'node:module';
 import { ROOT, SLOW, sleep, waitFor, openSSE, trunc } from '../integration/lib.mjs';
-import { rssKiB, fdCount, metric } from '../integration/limitslib.mjs';
+import { rssKiB, fdCount, metric, SANITIZER_RSS_KIB, sanitizerMemEnv } from '../integration/limitslib.mjs';
 
 const require = createRequire(path.join(ROOT, 'tests', 'package.json'));
 const WebSocket = require('ws');
@@ -265,7 +265,7 @@ export async function runSoak(b, cfg, log = () => {}) {
   await Promise.all([...churners, ...pubLoops]);
   // memory and descriptors may take a moment to settle
   const deadline = Date.now() + 15000 * SLOW;
-  while ((after.rss > base.rss * (1 + cfg.RSS_SLACK) + (process.env.RTB_SANITIZED ? 8 * 1024 : 0) || after.fd > base.fd) && Date.now() < deadline) {
+  while ((after.rss > base.rss * (1 + cfg.RSS_SLACK) + SANITIZER_RSS_KIB || after.fd > base.fd) && Date.now() < deadline) {
     await sleep(1000);
     after = { rss: rssKiB(b.pid), fd: fdCount(b.pid), tcp: await metric(b.base, 'rtbroker_tcp_connections') };
   }
@@ -343,8 +343,8 @@ export async function runSoak(b, cfg, log = () => {}) {
   const minSessions = Math.round(cfg.MIN_SESSIONS / (SLOW > 1 ? 2 : 1));
   check(`client sessions over the run: ${total} (SSE ${stats.byTransport.sse}, raw WebSocket ${stats.byTransport.raw}, rt.v1 ${stats.byTransport.v1}, long-poll ${stats.byTransport.lp}; ${stats.abrupt} destroyed abruptly, ${stats.resumed} resumed)`,
     total >= minSessions, `fewer than ${minSessions}; client errors: ${stats.errors.slice(0, 5).join('; ')}`);
-  // under ASan freed memory waits in the quarantine (soakBroker makes it 4 MiB, plus per-thread caches) first
-  const rssLimit = base.rss * (1 + cfg.RSS_SLACK) + (process.env.RTB_SANITIZED ? 8 * 1024 : 0);
+  // under ASan freed memory waits in the quarantine first (limitslib.mjs)
+  const rssLimit = base.rss * (1 + cfg.RSS_SLACK) + SANITIZER_RSS_KIB;
   check(`RSS after the churn ${(after.rss / 1024).toFixed(1)} MiB, after the warm-up ${(base.rss / 1024).toFixed(1)} MiB (limit +${cfg.RSS_SLACK * 100}%${process.env.RTB_SANITIZED ? ' + 8 MiB of ASan quarantine' : ''})`,
     after.rss <= rssLimit, `over the limit ${(rssLimit / 1024).toFixed(1)} MiB`);
   check(`open descriptors after the churn ${after.fd}, after the warm-up ${base.fd}; TCP connections ${after.tcp} / ${base.tcp}`,
@@ -376,9 +376,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
 /** Broker options for the soak: dead SSE streams noticed within a second; history at its default size (100
  * per topic), so that it is full by the end of the warm-up and what it holds does not read as growth. */
 export function soakBroker() {
-  const env = {};
-  // ASan keeps freed memory in quarantine (256 MiB by default), which would read as growth: keep it small
-  if (process.env.RTB_SANITIZED) env.ASAN_OPTIONS = `${process.env.ASAN_OPTIONS ? process.env.ASAN_OPTIONS + ':' : ''}quarantine_size_mb=4`;
+  const env = sanitizerMemEnv();
   return {
     config: { history: { max_messages: 100 }, sse: { heartbeat: '1s' }, websocket: { ping_interval: '5s' } },
     env,
