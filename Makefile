@@ -22,7 +22,7 @@ TOOLS_BIN  = $(patsubst tests/tools/%.c,$(BUILD)/tools/%,$(TOOLS_SRC))
 PREFIX  ?= /usr/local
 DESTDIR ?=
 
-.PHONY: all build deps deps-build deps-test run test asan clean check-config install bench
+.PHONY: all build deps deps-build deps-test run test asan clean check-config install bench soak soak-asan
 
 all: build
 BENCH_BIN  = $(if $(wildcard tests/bench/loadgen.c),$(BUILD)/bench/loadgen)
@@ -86,6 +86,16 @@ test: deps build
 asan: deps
 	$(MAKE) BUILD=build-asan OPT=-O1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" build
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp:print_suppressions=0 UBSAN_OPTIONS=print_stacktrace=1 RTB_BIN=build-asan/rtbroker RTB_SANITIZED=1 tests/run
+
+# The churn and soak test for longer than the bounded run in make test (SOAK_* variables: tests/soak/soak.mjs).
+SOAK_ENV ?= SOAK_WARMUP_S=30 SOAK_SECONDS=300 SOAK_CHURNERS=100 SOAK_RATE=200 SOAK_MIN_SESSIONS=10000
+ASAN_ENV  = ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp:print_suppressions=0 UBSAN_OPTIONS=print_stacktrace=1
+soak: deps build
+	$(SOAK_ENV) RTB_BIN=$(BUILD)/rtbroker node tests/soak/soak.mjs
+
+soak-asan: deps
+	$(MAKE) BUILD=build-asan OPT=-O1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" build
+	$(SOAK_ENV) $(ASAN_ENV) RTB_BIN=build-asan/rtbroker RTB_SANITIZED=1 node tests/soak/soak.mjs
 
 # The broker lives in $(PREFIX)/lib/rtbroker with its plugins beside it (it finds them next to itself);
 # bin/rtbroker links there. Third-party plugins build with `pkg-config --cflags rtbroker-plugin`.

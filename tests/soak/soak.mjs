@@ -309,22 +309,26 @@ export async function runSoak(b, cfg, log = () => {}) {
   // churn sessions: resumed ones get exactly what follows the resume point (a prefix), others a contiguous run
   let rLost = 0; let rDup = 0; let cHole = 0; let cDelivered = 0; let cGaps = 0; let resumedChecked = 0;
   const cBad = [];
+  const index = new Map([...byTopic].map(([tp, list]) => [tp, { list, pos: new Map(list.map((a, i) => [a.id, i])) }]));
+  const firstAfter = (list, seq) => { // binary search: the first message with SEQ > seq
+    let lo = 0; let hi = list.length;
+    while (lo < hi) { const mid = (lo + hi) >> 1; if (list[mid].seq > seq) hi = mid; else lo = mid + 1; }
+    return lo;
+  };
   for (const h of sessions) {
-    const list = byTopic.get(h.topic);
+    const { list, pos } = index.get(h.topic);
     const got = h.got.map((x) => idOf(h, x));
     cDelivered += got.length;
     cGaps += h.gaps;
     if (got.length === 0) continue;
-    const pos = new Map(list.map((a, i) => [a.id, i]));
     if (h.since) {
       resumedChecked++;
-      const s = seqOf(h.since);
-      const want = list.filter((a) => a.seq > s).map((a) => a.id);
+      const start = firstAfter(list, seqOf(h.since));
       for (let i = 0; i < got.length; i++) {
-        if (got[i] !== want[i]) {
-          const dup = got.indexOf(got[i]) < i;
-          if (dup) rDup++; else rLost++;
-          if (cBad.length < 3) cBad.push(`${h.tp} ${h.topic} since ${h.since}: message ${i} is ${got[i]}, expected ${want[i]}`);
+        const want = list[start + i] && list[start + i].id;
+        if (got[i] !== want) {
+          if (got.indexOf(got[i]) < i) rDup++; else rLost++;
+          if (cBad.length < 3) cBad.push(`${h.tp} ${h.topic} since ${h.since}: message ${i} is ${got[i]}, expected ${want}`);
           break;
         }
       }
