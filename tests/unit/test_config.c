@@ -554,6 +554,63 @@ static void test_parsers(void)
     CHECK(r6 != 0);
 }
 
+static int rewrite(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    if (f == NULL)
+        return -1;
+    fputs(text, f);
+    return fclose(f);
+}
+
+/* SIGHUP: the file is read into a new table; the one in use (rt_cfg) never changes; rt_lim takes the new limits. */
+static void test_reload(void)
+{
+    CASE("reload");
+    char path[256];
+    rt_config_reset();
+    CHECK(write_file(path, sizeof(path), "limits:\n  publish_per_subject: 5\nhistory:\n  max_messages: 7\n") == 0);
+    CHECK(rt_config_load(path, err, sizeof(err)) == 0);
+    CHECK(rt_config_override("listen", "127.0.0.1:9999", err, sizeof(err)) == 0);
+    CHECK(unknown() == 0);
+    rt_config_freeze();
+    CHECK(rt_lim.publish_per_subject == 5);
+    CHECK(rt_lim.max_connections > 0); /* 0 in the file: from the open file limit */
+    CHECK(rt_cfg_next("limits.publish_per_subject") == NULL);
+
+    /* a bad value: refused with key and line, nothing changes */
+    CHECK(rewrite(path, "history:\n  max_messages: 7\nlimits:\n  publish_per_subject: lots\n") == 0);
+    err[0] = '\0';
+    CHECK(rt_config_reload_begin(path, err, sizeof(err)) != 0);
+    CHECK(err_has("limits.publish_per_subject: \"lots\" is not an integer") && err_has("line 4"));
+    rt_config_reload_end(0);
+    CHECK(rt_lim.publish_per_subject == 5);
+    CHECK(rt_cfg_int("limits.publish_per_subject") == 5);
+
+    /* an unknown key is refused too */
+    CHECK(rewrite(path, "limits:\n  publish_per_subjects: 9\n") == 0);
+    err[0] = '\0';
+    CHECK(rt_config_reload_begin(path, err, sizeof(err)) != 0);
+    CHECK(err_has("limits.publish_per_subjects: unknown key") && err_has("line 2"));
+    rt_config_reload_end(0);
+
+    /* a good file: the new values are readable until the end, then the limits apply; the table in use stays */
+    CHECK(rewrite(path, "limits:\n  publish_per_subject: 9\n  max_connections: 77\nhistory:\n  max_messages: 8\n") == 0);
+    err[0] = '\0';
+    CHECK(rt_config_reload_begin(path, err, sizeof(err)) == 0);
+    const rt_cfg_value_t *n = rt_cfg_next("limits.publish_per_subject"), *l = rt_cfg_next("listen");
+    CHECK(n && n->i == 9);
+    CHECK(l && l->nlist == 1 && strcmp(l->list[0], "127.0.0.1:9999") == 0); /* the command line still wins */
+    CHECK(rt_cfg_int("limits.publish_per_subject") == 5);
+    rt_config_reload_end(1);
+    CHECK(rt_lim.publish_per_subject == 9);
+    CHECK(rt_lim.max_connections == 77);
+    CHECK(rt_cfg_int("history.max_messages") == 7); /* needs a restart */
+    CHECK(rt_cfg_next("limits.publish_per_subject") == NULL);
+    unlink(path);
+    rt_config_reset();
+}
+
 int main(void)
 {
     setvbuf(stdout, NULL, _IOLBF, 0); /* results survive a sanitizer abort */
@@ -564,6 +621,7 @@ int main(void)
     test_env();
     test_unknown();
     test_parsers();
+    test_reload();
     clear_rtb_env();
     rt_config_reset();
     return UNIT_DONE();
