@@ -15,6 +15,7 @@
 #include <h2o/http1.h>
 #include "http.h"
 #include "ops.h"
+#include "presence.h"
 
 rt_worker_t *rt_workers;
 size_t rt_nworkers;
@@ -165,6 +166,7 @@ static void on_tick(h2o_timeout_entry_t *entry)
     if (w->id == 0 && ++w->ticks % 4 == 0) {
         rt_bus->ops->tick(rt_bus);
         rt_rate_sweep();
+        rt_presence_tick();
     }
     check_expiry(w, (int64_t)rt_wall_ms());
     h2o_timeout_link(w->ctx.loop, rt_worker_timeout(w, 250), &w->tick);
@@ -217,8 +219,10 @@ static void outq_free(rt_outq_t *q)
 
 static void unsubscribe_all(rt_sub_t *sub)
 {
-    for (size_t i = 0; i < sub->nsubs; i++)
+    for (size_t i = 0; i < sub->nsubs; i++) {
+        rt_sub_presence_left(sub, sub->subs[i]);
         rt_index_remove(&sub->w->index, sub->subs[i]);
+    }
     free(sub->subs);
     sub->subs = NULL;
     sub->nsubs = 0;
@@ -325,6 +329,7 @@ static void destroy(rt_sub_t *sub)
     sub->tp->release(sub);
     sub->w->nexpiring -= expires(sub);
     rt_ident_free(sub->ident);
+    rt_sub_presence_free(sub);
     outq_free(&sub->pending);
     outq_free(&sub->inflight);
     rt_metrics_conn(sub->tp, -1);
@@ -441,6 +446,7 @@ int rt_sub_authenticate(rt_sub_t *sub, rt_str_t token, const char **why)
         char pattern[RT_TOPIC_MAX + 1];
         memcpy(pattern, s->pattern.base, s->pattern.len);
         rt_str_t p = rt_str(pattern, s->pattern.len);
+        rt_sub_presence_left(sub, s);
         rt_index_remove(&sub->w->index, s);
         sub->subs[i] = sub->subs[--sub->nsubs];
         if (sub->tp->dropped)
@@ -460,6 +466,7 @@ int rt_sub_unsubscribe(rt_sub_t *sub, rt_str_t pattern)
 {
     for (size_t i = 0; i < sub->nsubs; i++) {
         if (rt_str_eq(sub->subs[i]->pattern, pattern)) {
+            rt_sub_presence_left(sub, sub->subs[i]);
             rt_index_remove(&sub->w->index, sub->subs[i]);
             sub->subs[i] = sub->subs[--sub->nsubs];
             return RT_OK;
@@ -536,6 +543,8 @@ static void dispatch_one(rt_subscription_t *s, void *ctx)
     rt_msg_t *msg = ctx;
     rt_sub_t *sub = s->owner;
     if (msg->flags & RT_MSG_EPHEMERAL) { /* no SEQ: once per connection, never a cursor */
+        if ((msg->flags & (RT_MSG_JOIN | RT_MSG_LEAVE)) && !s->presence)
+            return; /* presence events go to its members only */
         if (sub->last_ephemeral == msg || sub->ending || sub->closed)
             return;
         sub->last_ephemeral = msg;

@@ -60,6 +60,8 @@ typedef struct rt_outq {
     size_t len, cap, bytes;
 } rt_outq_t;
 
+typedef struct rt_sub_presence rt_sub_presence_t;
+
 struct rt_sub {
     h2o_generator_t gen;   /* first: h2o calls proceed/stop with it */
     rt_worker_t *w;
@@ -80,6 +82,7 @@ struct rt_sub {
     int auth_err;          /* the request carried a bad token: every subscribe is refused */
     int expiry_noticed;
     rt_bucket_t pub_bucket; /* publishes from this connection */
+    rt_sub_presence_t *pres; /* its presence identity, once it joined one */
     unsigned streaming : 1, sending : 1, final_queued : 1, final_sent : 1, stopped : 1, ending : 1, closed : 1, responded : 1;
     unsigned upgrading : 1, upgraded : 1;
     unsigned holds;        /* rt_sub_hold count: the memory stays until it is 0 */
@@ -124,6 +127,13 @@ int rt_sub_upgrade(rt_sub_t *sub, const char *const *headers);
 int rt_sub_unsubscribe(rt_sub_t *sub, rt_str_t pattern);
 int rt_sub_authenticate(rt_sub_t *sub, rt_str_t token, const char **why);
 int rt_sub_auth_state(rt_sub_t *sub);
+/* presence (hub_presence.c) */
+int rt_sub_presence_join(rt_sub_t *sub, rt_str_t topic, rt_str_t client, int flags);
+int rt_sub_presence_request(rt_sub_t *sub, int flags);
+int rt_sub_presence_snapshot(rt_sub_t *sub, rt_str_t topic, rt_str_t *json);
+rt_str_t rt_sub_client(rt_sub_t *sub);
+void rt_sub_presence_left(rt_sub_t *sub, rt_subscription_t *s); /* before a subscription is removed */
+void rt_sub_presence_free(rt_sub_t *sub);
 /* A timeout list of this worker for a duration (created on first use). */
 h2o_timeout_t *rt_worker_timeout(rt_worker_t *w, uint64_t ms);
 

@@ -17,6 +17,7 @@
 #include "hub.h"
 #include "jwtauth.h"
 #include "plugin.h"
+#include "presence.h"
 #include "server.h"
 
 static void usage(FILE *out)
@@ -93,6 +94,7 @@ int main(int argc, char **argv)
         return 2;
     }
     rt_config_freeze();
+    rt_presence_init();
     const char *busname = rt_cfg_str("bus");
     if (strcmp(busname, "memory") == 0) {
         rt_bus = rt_bus_memory_new();

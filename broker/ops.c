@@ -7,6 +7,7 @@
 #include "bus.h"
 #include "hub.h"
 #include "http.h"
+#include "presence.h"
 #include "ops.h"
 
 #define MAX_TP 16
@@ -121,6 +122,7 @@ static void metrics(h2o_req_t *req)
                   "# HELP rtbroker_ephemeral_messages_total Ephemeral messages sent (never stored).\n"
                   "# TYPE rtbroker_ephemeral_messages_total counter\nrtbroker_ephemeral_messages_total %lu\n",
                   LOAD(rate_limited_pub), LOAD(rate_limited_conn), LOAD(ephemeral));
+    rt_presence_metrics(&b);
     rt_bus->ops->metrics(rt_bus, &b);
     char *body = h2o_mem_alloc_pool(&req->pool, b.len);
     memcpy(body, b.base, b.len);

@@ -70,7 +70,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     (void)self;
     rt_str_t path = rt_req_path(req);
     const rt_transport_t *tp = rt_plugins_by_path(path);
-    if (path_is(path, "/pub") || path_is(path, "/sub") || path_is(path, "/history") || tp != NULL) {
+    if (path_is(path, "/pub") || path_is(path, "/sub") || path_is(path, "/history") || path_is(path, "/presence") || tp != NULL) {
         if (!rt_origin_allowed(req)) {
             rt_http_error_status(req, 403, "forbidden", "this Origin is not allowed (http.allowed_origins)");
             return 0;
@@ -86,6 +86,10 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     }
     if (path_is(path, "/history")) {
         rt_history_handle(req);
+        return 0;
+    }
+    if (path_is(path, "/presence")) {
+        rt_presence_handle(req);
         return 0;
     }
     if (path_is(path, "/sub")) {
