@@ -310,6 +310,7 @@ static void destroy(rt_sub_t *sub)
     if (sub->closed)
         return;
     sub->closed = 1;
+    rt_sub_unwatch(sub, 0); /* the socket may be gone, or h2o's again */
     if (sub->anchor)
         *sub->anchor = NULL;
     if (sub->sock) {
@@ -415,6 +416,7 @@ int rt_sub_upgrade(rt_sub_t *sub, const char *const *headers)
     for (size_t i = 0; headers && headers[i]; i += 2)
         h2o_add_header_by_str(&req->pool, &req->res.headers, headers[i], strlen(headers[i]), 1, NULL, headers[i + 1],
                               strlen(headers[i + 1]));
+    rt_sub_unwatch(sub, 1); /* the socket is the plugin's after this */
     sub->upgrading = 1;
     req->res.status = 101;
     req->res.reason = "Switching Protocols";
@@ -530,6 +532,7 @@ rt_sub_t *rt_sub_open(rt_request_t *rreq, const rt_transport_t *tp, size_t data_
     sub->auth_err = rt_auth_identify(req, &sub->ident, &why);
     w->nexpiring += expires(sub);
     rt_metrics_conn(tp, 1);
+    rt_sub_watch(sub);
     if (w->shutting_down)
         schedule_end(sub, RT_END_SHUTDOWN);
     return sub;

@@ -46,6 +46,7 @@ typedef struct rt_worker {
     int shutting_down;
     size_t nexpiring;       /* subscribers whose token has an exp: the expiry scan runs only when some do */
     unsigned ticks;
+    rt_map_t watched;       /* socket pointer -> subscriber (hub_watch.c) */
     uint64_t shutdown_deadline;
 } rt_worker_t;
 
@@ -83,6 +84,7 @@ struct rt_sub {
     int expiry_noticed;
     rt_bucket_t pub_bucket; /* publishes from this connection */
     rt_sub_presence_t *pres; /* its presence identity, once it joined one */
+    h2o_socket_t *watched;   /* the HTTP/1 connection we read for EOF while h2o does not (hub_watch.c) */
     unsigned streaming : 1, sending : 1, final_queued : 1, final_sent : 1, stopped : 1, ending : 1, closed : 1, responded : 1;
     unsigned upgrading : 1, upgraded : 1;
     unsigned holds;        /* rt_sub_hold count: the memory stays until it is 0 */
@@ -134,6 +136,9 @@ int rt_sub_presence_snapshot(rt_sub_t *sub, rt_str_t topic, rt_str_t *json);
 rt_str_t rt_sub_client(rt_sub_t *sub);
 void rt_sub_presence_left(rt_sub_t *sub, rt_subscription_t *s); /* before a subscription is removed */
 void rt_sub_presence_free(rt_sub_t *sub);
+/* hub_watch.c: end the subscriber when its HTTP/1 client closes while the request is held */
+void rt_sub_watch(rt_sub_t *sub);
+void rt_sub_unwatch(rt_sub_t *sub, int stop_reading);
 /* A timeout list of this worker for a duration (created on first use). */
 h2o_timeout_t *rt_worker_timeout(rt_worker_t *w, uint64_t ms);
 

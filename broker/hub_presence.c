@@ -18,17 +18,27 @@ struct rt_sub_presence {
     char *user, *info;
 };
 
+static rt_subscription_t *find(rt_sub_t *sub, rt_str_t topic)
+{
+    for (size_t i = 0; i < sub->nsubs; i++)
+        if (rt_str_eq(sub->subs[i]->pattern, topic))
+            return sub->subs[i];
+    return NULL;
+}
+
+static int exact(rt_str_t topic)
+{
+    int wild = 0;
+    return rt_topic_check(topic, 1, &wild) == RT_OK && !wild;
+}
+
 static rt_str_t user_of(const rt_sub_presence_t *p) { return rt_cstr(p->user); }
 
 int rt_sub_presence_join(rt_sub_t *sub, rt_str_t topic, rt_str_t client, int flags)
 {
-    int wild = 0;
-    if (rt_topic_check(topic, 1, &wild) != RT_OK || wild)
+    if (!exact(topic))
         return RT_ETOPIC;
-    rt_subscription_t *s = NULL;
-    for (size_t i = 0; i < sub->nsubs && s == NULL; i++)
-        if (rt_str_eq(sub->subs[i]->pattern, topic))
-            s = sub->subs[i];
+    rt_subscription_t *s = find(sub, topic);
     if (s == NULL)
         return RT_EINVAL;
     if (s->presence)
@@ -54,21 +64,30 @@ int rt_sub_presence_join(rt_sub_t *sub, rt_str_t topic, rt_str_t client, int fla
     return RT_OK;
 }
 
+/* presence=1 (every topic of the request) or presence=TOPIC, repeated (those, which must be among its topics). */
 int rt_sub_presence_request(rt_sub_t *sub, int flags)
 {
     rt_str_t v, client = {NULL, 0};
-    if (sub->req == NULL || !rt_req_query(sub->req, "presence", 0, &v) ||
-        !(v.len == 0 || rt_str_eqc(v, "1") || rt_str_eqc(v, "true")))
+    if (sub->req == NULL || !rt_req_query(sub->req, "presence", 0, &v))
         return 0;
-    for (size_t i = 0; i < sub->nsubs; i++) {
-        int wild = 0;
-        rt_topic_check(sub->subs[i]->pattern, 1, &wild);
-        if (wild)
-            return RT_ETOPIC;
+    int all = v.len == 0 || rt_str_eqc(v, "1") || rt_str_eqc(v, "true");
+    if (all) {
+        for (size_t i = 0; i < sub->nsubs; i++)
+            if (!exact(sub->subs[i]->pattern))
+                return RT_ETOPIC;
+    } else {
+        for (size_t i = 0; rt_req_query(sub->req, "presence", i, &v); i++)
+            if (!exact(v) || find(sub, v) == NULL)
+                return RT_ETOPIC;
     }
     rt_req_query(sub->req, "client", 0, &client);
-    for (size_t i = 0; i < sub->nsubs; i++)
-        rt_sub_presence_join(sub, sub->subs[i]->pattern, client, flags);
+    if (all) {
+        for (size_t i = 0; i < sub->nsubs; i++)
+            rt_sub_presence_join(sub, sub->subs[i]->pattern, client, flags);
+    } else {
+        for (size_t i = 0; rt_req_query(sub->req, "presence", i, &v); i++)
+            rt_sub_presence_join(sub, v, client, flags);
+    }
     return 1;
 }
 
@@ -98,8 +117,7 @@ rt_str_t rt_sub_client(rt_sub_t *sub)
 int rt_sub_presence_snapshot(rt_sub_t *sub, rt_str_t topic, rt_str_t *json)
 {
     static __thread rt_buf_t buf;
-    int wild = 0;
-    if (rt_topic_check(topic, 1, &wild) != RT_OK || wild)
+    if (!exact(topic))
         return RT_ETOPIC;
     int err = sub->auth_err ? sub->auth_err : rt_auth_allows(sub->ident, topic, 0);
     if (err != RT_OK)

@@ -219,9 +219,10 @@ typedef struct rt_services {
      * when that subscription ends. client: an id the client hands back (long-poll) or empty for a new one.
      * RT_OK, RT_ETOPIC (a pattern) or RT_EINVAL (not subscribed to it). */
     int (*presence_join)(rt_sub_t *sub, rt_str_t topic, rt_str_t client, int flags);
-    /* presence_join for every topic subscribed from the request, when its query asks: `presence=1` (and `client=`,
-     * the id a long-poll client hands back). Call after subscribe, while the request exists. 0 when not asked,
-     * 1 when joined, RT_ETOPIC when a topic is a pattern (nothing joined). */
+    /* presence_join for the topics subscribed from the request that its query names: `presence=1` (all of them)
+     * or `presence=TOPIC` (repeatable), with `client=` (the id a long-poll client hands back). Call after subscribe,
+     * while the request exists. 0 when not asked, 1 when joined, RT_ETOPIC when a named topic is a pattern or not
+     * subscribed (nothing joined). */
     int (*presence_request)(rt_sub_t *sub, int flags);
     /* The snapshot JSON {"topic","count","users":[{"user","clients","info"}],"anonymous"} of an exact topic, if
      * the subscriber's credentials allow subscribing to it; valid until the next call on this thread.

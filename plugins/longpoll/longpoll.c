@@ -107,7 +107,7 @@ static void lp_start(rt_request_t *req)
     }
     /* a member between polls too (presence.poll_grace), under the client id the answer hands back */
     if (svc->presence_request(sub, RT_PRESENCE_LINGER) == RT_ETOPIC) {
-        svc->respond_error(req, RT_ETOPIC, "presence=1 needs exact topics (no wildcards)");
+        svc->respond_error(req, RT_ETOPIC, "presence=1 needs exact topics; presence=TOPIC must name an exact topic of this subscription");
         return;
     }
     lp_sub_t *s = svc->sub_data(sub);

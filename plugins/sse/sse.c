@@ -84,7 +84,7 @@ static void sse_start(rt_request_t *req)
         return;
     }
     if (svc->presence_request(sub, 0) == RT_ETOPIC) {
-        svc->respond_error(req, RT_ETOPIC, "presence=1 needs exact topics (no wildcards)");
+        svc->respond_error(req, RT_ETOPIC, "presence=1 needs exact topics; presence=TOPIC must name an exact topic of this subscription");
         return;
     }
     static const char *const headers[] = {"content-type", "text/event-stream", "cache-control", "no-cache",

@@ -497,7 +497,7 @@ static void ws_start(rt_request_t *req)
             return;
         }
         if (err == RT_OK && svc->presence_request(sub, 0) == RT_ETOPIC) {
-            svc->respond_error(req, RT_ETOPIC, "presence=1 needs exact topics (no wildcards)");
+            svc->respond_error(req, RT_ETOPIC, "presence=1 needs exact topics; presence=TOPIC must name an exact topic of this subscription");
             return;
         }
     }
