@@ -212,7 +212,7 @@ typedef struct rt_services {
     /* Decodes a JSON string value (with its quotes) into out; the length, or RT_EINVAL when it does not fit. */
     int (*json_unescape)(rt_str_t value, char *out, size_t cap);
 
-    /* --- presence (worker thread; added in ABI 1 after the first release: check for NULL) ---
+    /* --- presence (worker thread; appended to ABI 1: plugins built before never call them) ---
      * Join the presence of an exact topic the subscriber is subscribed to: its identity (the token's `sub` and
      * `rt.info`, or anonymous) becomes a member with the connection's client id, and from now on the subscriber
      * also gets that topic's join and leave messages (RT_MSG_JOIN / RT_MSG_LEAVE) through `deliver`. It leaves
