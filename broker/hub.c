@@ -89,6 +89,8 @@ void rt_hub_broadcast(rt_msg_t *msg)
     }
 }
 
+static void end_batch(rt_worker_t *w);
+
 static void on_inbox(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
 {
     rt_worker_t *w = H2O_STRUCT_FROM_MEMBER(rt_worker_t, receiver, receiver);
@@ -113,10 +115,12 @@ static void on_inbox(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messa
         run_tasks(tasks);
         if (n == 0 && tasks == NULL)
             break;
+        w->batching = 1;
         for (size_t i = 0; i < n; i++) {
             rt_index_match(&w->index, batch[i]->topic, dispatch_one, batch[i]);
             rt_msg_unref(batch[i]);
         }
+        end_batch(w);
     }
     if (shutdown)
         rt_hub_shutdown(w);
@@ -653,6 +657,38 @@ int rt_sub_stream_start(rt_sub_t *sub, int status, const char *const *headers)
     return RT_OK;
 }
 
+/* During a batch, one write per subscriber for all its messages of the batch (end_batch); else now. */
+static void flush_soon(rt_sub_t *sub)
+{
+    rt_worker_t *w = sub->w;
+    if (!w->batching) {
+        flush(sub);
+        return;
+    }
+    if (sub->flush_due)
+        return;
+    sub->flush_due = 1;
+    rt_sub_hold(sub);
+    if (w->nto_flush == w->to_flush_cap) {
+        w->to_flush_cap = w->to_flush_cap ? w->to_flush_cap * 2 : 256;
+        w->to_flush = rt_realloc(w->to_flush, w->to_flush_cap * sizeof(*w->to_flush));
+    }
+    w->to_flush[w->nto_flush++] = sub;
+}
+
+static void end_batch(rt_worker_t *w)
+{
+    w->batching = 0;
+    for (size_t i = 0; i < w->nto_flush; i++) {
+        rt_sub_t *sub = w->to_flush[i];
+        sub->flush_due = 0;
+        if (!sub->closed)
+            flush(sub);
+        rt_sub_put(sub);
+    }
+    w->nto_flush = 0;
+}
+
 static int queue_check(rt_sub_t *sub, size_t len)
 {
     if (sub->closed || sub->stopped || sub->final_queued)
@@ -673,7 +709,7 @@ int rt_sub_write_ref(rt_sub_t *sub, rt_str_t bytes, rt_msg_t *msg)
         return err;
     rt_outq_entry_t e = {h2o_iovec_init(bytes.base, bytes.len), msg ? rt_msg_ref(msg) : NULL, NULL};
     outq_push(&sub->pending, e);
-    flush(sub);
+    flush_soon(sub);
     return RT_OK;
 }
 
@@ -686,7 +722,7 @@ int rt_sub_write_copy(rt_sub_t *sub, const char *bytes, size_t len)
     memcpy(copy, bytes, len);
     rt_outq_entry_t e = {h2o_iovec_init(copy, len), NULL, copy};
     outq_push(&sub->pending, e);
-    flush(sub);
+    flush_soon(sub);
     return RT_OK;
 }
 

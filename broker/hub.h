@@ -47,6 +47,10 @@ typedef struct rt_worker {
     size_t nexpiring;       /* subscribers whose token has an exp: the expiry scan runs only when some do */
     unsigned ticks;
     rt_map_t watched;       /* socket pointer -> subscriber (hub_watch.c) */
+    /* while a batch of messages is dispatched, subscribers written to are flushed once at its end */
+    int batching;
+    struct rt_sub **to_flush;
+    size_t nto_flush, to_flush_cap;
     uint64_t shutdown_deadline;
 } rt_worker_t;
 
@@ -86,7 +90,7 @@ struct rt_sub {
     rt_sub_presence_t *pres; /* its presence identity, once it joined one */
     h2o_socket_t *watched;   /* the HTTP/1 connection we read for EOF while h2o does not (hub_watch.c) */
     unsigned streaming : 1, sending : 1, final_queued : 1, final_sent : 1, stopped : 1, ending : 1, closed : 1, responded : 1;
-    unsigned upgrading : 1, upgraded : 1;
+    unsigned upgrading : 1, upgraded : 1, flush_due : 1;
     unsigned holds;        /* rt_sub_hold count: the memory stays until it is 0 */
     char cursor[RT_ID_MAX + 1];
     _Alignas(16) char data[];
