@@ -19,6 +19,7 @@
 typedef struct raw {
     char *path;
     char **items; /* scalar: one item; sequence: its items */
+    rt_listen_tls_t **tls; /* listen only: per item, NULL when plain (or NULL: all plain) */
     size_t n;
     int is_seq, line, used;
 } raw_t;
@@ -194,13 +195,26 @@ int rt_parse_addr(const char *text, rt_listen_addr_t *out)
     return 0;
 }
 
+static void tls_free(rt_listen_tls_t *t)
+{
+    if (t == NULL)
+        return;
+    free(t->cert);
+    free(t->key);
+    free(t);
+}
+
 static void free_value(rt_cfg_value_t *v)
 {
     free(v->s);
-    for (size_t i = 0; i < v->nlist; i++)
+    for (size_t i = 0; i < v->nlist; i++) {
         free(v->list[i]);
+        if (v->tls)
+            tls_free(v->tls[i]);
+    }
     free(v->list);
-    v->s = NULL, v->list = NULL, v->nlist = 0;
+    free(v->tls);
+    v->s = NULL, v->list = NULL, v->tls = NULL, v->nlist = 0;
 }
 
 static char *trim_dup(const char *s, size_t n)
@@ -212,12 +226,16 @@ static char *trim_dup(const char *s, size_t n)
     return rt_strndup(rt_str(s, n));
 }
 
-/* Sets v from items (one scalar, or a list); returns 0 or -1 with err. */
-static int assign(rt_cfg_value_t *v, char **items, size_t n, int is_seq, char *err, size_t errlen)
+/* Sets v from items (one scalar, or a list; for listen, tls gives each item's TLS part when not NULL); returns 0
+ * or -1 with err. */
+static int assign(rt_cfg_value_t *v, char **items, size_t n, int is_seq, rt_listen_tls_t *const *tls, char *err,
+                  size_t errlen)
 {
     free_value(v);
     if (v->type == RT_CFG_LIST || v->type == RT_CFG_LISTEN) {
         v->list = rt_calloc(n ? n : 1, sizeof(char *));
+        if (v->type == RT_CFG_LISTEN && tls != NULL)
+            v->tls = rt_calloc(n ? n : 1, sizeof(*v->tls));
         for (size_t i = 0; i < n; i++) {
             if (items[i][0] == '\0')
                 continue;
@@ -232,6 +250,13 @@ static int assign(rt_cfg_value_t *v, char **items, size_t n, int is_seq, char *e
                     set_err(err, errlen, v, "\"%s\" is not an address: use HOST:PORT, [IPv6]:PORT or PORT", items[i]);
                     return -1;
                 }
+            }
+            if (v->tls && tls[i]) {
+                rt_listen_tls_t *t = rt_malloc(sizeof(*t));
+                *t = *tls[i];
+                t->cert = rt_strndup(rt_cstr(tls[i]->cert));
+                t->key = rt_strndup(rt_cstr(tls[i]->key));
+                v->tls[v->nlist] = t;
             }
             v->list[v->nlist++] = rt_strndup(rt_cstr(items[i]));
         }
@@ -308,11 +333,194 @@ static raw_t *find_raw(const char *path)
     return NULL;
 }
 
+/* ---------- listen entries: "ADDR" or {address: ADDR, tls: {cert: FILE, key: FILE}} ---------- */
+
+/* "config: listen[1].tls.cert: MSG (FILE line N)", or "config: listen[1].tls.cert (RTB_LISTEN): MSG" */
+static void entry_verr(char *err, size_t errlen, size_t i, const char *field, const char *origin, int line, const char *fmt,
+                       va_list ap)
+{
+    char msg[600], key[80];
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    snprintf(key, sizeof(key), "listen[%zu]%s%s", i, field[0] ? "." : "", field);
+    if (strcmp(origin, "file") == 0 && line > 0)
+        snprintf(err, errlen, "config: %s: %s (%s line %d)", key, msg, file_name, line);
+    else if (strcmp(origin, "file") == 0)
+        snprintf(err, errlen, "config: %s: %s", key, msg);
+    else
+        snprintf(err, errlen, "config: %s (%s): %s", key, origin, msg);
+}
+
+static void entry_err(char *err, size_t errlen, size_t i, const char *field, const char *origin, const yaml_node_t *at,
+                      const char *fmt, ...) __attribute__((format(printf, 7, 8)));
+static void entry_err(char *err, size_t errlen, size_t i, const char *field, const char *origin, const yaml_node_t *at,
+                      const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    entry_verr(err, errlen, i, field, origin, (int)at->start_mark.line + 1, fmt, ap);
+    va_end(ap);
+}
+
+static const char *scalar_of(const yaml_node_t *n)
+{
+    return n != NULL && n->type == YAML_SCALAR_NODE ? (const char *)n->data.scalar.value : NULL;
+}
+
+/* The values of a mapping's known keys (names, NULL-terminated) into vals; an unknown or repeated key is an error. */
+static int entry_keys(yaml_document_t *doc, yaml_node_t *map, const char *const *names, yaml_node_t **vals, size_t i,
+                      const char *prefix, const char *origin, char *err, size_t errlen)
+{
+    for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top; p++) {
+        yaml_node_t *k = yaml_document_get_node(doc, p->key);
+        const char *name = scalar_of(k);
+        size_t j = 0;
+        while (name && names[j] && strcmp(names[j], name) != 0)
+            j++;
+        char field[80];
+        snprintf(field, sizeof(field), "%s%s", prefix, name ? name : "?");
+        if (name == NULL || names[j] == NULL) {
+            entry_err(err, errlen, i, field, origin, k, "unknown key (expected %s%s%s)", names[0], names[1] ? " and " : "",
+                      names[1] ? names[1] : "");
+            return -1;
+        }
+        if (vals[j] != NULL) {
+            entry_err(err, errlen, i, field, origin, k, "key given twice");
+            return -1;
+        }
+        vals[j] = yaml_document_get_node(doc, p->value);
+    }
+    return 0;
+}
+
+/* One entry: an address, or a mapping {address, tls: {cert, key}}. Sets *addr (and *tls for a TLS entry). */
+static int listen_entry(yaml_document_t *doc, yaml_node_t *n, size_t i, const char *origin, char **addr,
+                        rt_listen_tls_t **tls, char *err, size_t errlen)
+{
+    static const char *const entry_names[] = {"address", "tls", NULL}, *const tls_names[] = {"cert", "key", NULL};
+    *addr = NULL, *tls = NULL;
+    if (n->type == YAML_SCALAR_NODE) {
+        *addr = rt_strndup(rt_str((char *)n->data.scalar.value, n->data.scalar.length));
+        return 0;
+    }
+    if (n->type != YAML_MAPPING_NODE) {
+        entry_err(err, errlen, i, "", origin, n, "expected an address or a mapping {address: HOST:PORT, tls: {cert: FILE, key: FILE}}");
+        return -1;
+    }
+    yaml_node_t *v[2] = {NULL, NULL}, *t[2] = {NULL, NULL};
+    if (entry_keys(doc, n, entry_names, v, i, "", origin, err, errlen) != 0)
+        return -1;
+    if (scalar_of(v[0]) == NULL || scalar_of(v[0])[0] == '\0') {
+        entry_err(err, errlen, i, "address", origin, v[0] ? v[0] : n, "%s", v[0] ? "expected HOST:PORT" : "missing (address: HOST:PORT)");
+        return -1;
+    }
+    if (v[1] != NULL) {
+        if (v[1]->type != YAML_MAPPING_NODE) {
+            entry_err(err, errlen, i, "tls", origin, v[1], "expected a mapping {cert: FILE, key: FILE}");
+            return -1;
+        }
+        if (entry_keys(doc, v[1], tls_names, t, i, "tls.", origin, err, errlen) != 0)
+            return -1;
+        for (int k = 0; k < 2; k++) {
+            if (scalar_of(t[k]) == NULL || scalar_of(t[k])[0] == '\0') {
+                entry_err(err, errlen, i, k ? "tls.key" : "tls.cert", origin, t[k] ? t[k] : v[1], "%s",
+                          k ? "missing: the PEM private key file of the certificate"
+                            : "missing: the PEM certificate file (the server certificate first, then its chain)");
+                return -1;
+            }
+        }
+        *tls = rt_calloc(1, sizeof(**tls));
+        (*tls)->cert = rt_strndup(rt_cstr(scalar_of(t[0])));
+        (*tls)->key = rt_strndup(rt_cstr(scalar_of(t[1])));
+        if (strcmp(origin, "file") == 0)
+            (*tls)->cert_line = (int)t[0]->start_mark.line + 1, (*tls)->key_line = (int)t[1]->start_mark.line + 1;
+    }
+    *addr = rt_strndup(rt_cstr(scalar_of(v[0])));
+    return 0;
+}
+
+/* listen as a YAML node: one entry or a sequence of them, into items and tls (n of each; freed by the caller even on
+ * error). */
+static int listen_entries(yaml_document_t *doc, yaml_node_t *n, const char *origin, char ***items, rt_listen_tls_t ***tls,
+                          size_t *count, char *err, size_t errlen)
+{
+    int seq = n->type == YAML_SEQUENCE_NODE;
+    size_t cap = seq ? (size_t)(n->data.sequence.items.top - n->data.sequence.items.start) : 1;
+    *items = rt_calloc(cap ? cap : 1, sizeof(char *));
+    *tls = rt_calloc(cap ? cap : 1, sizeof(rt_listen_tls_t *));
+    *count = 0;
+    for (size_t i = 0; i < cap; i++) {
+        yaml_node_t *e = seq ? yaml_document_get_node(doc, n->data.sequence.items.start[i]) : n;
+        if (listen_entry(doc, e, i, origin, &(*items)[i], &(*tls)[i], err, errlen) != 0)
+            return -1;
+        *count = i + 1;
+    }
+    return 0;
+}
+
+static void free_entries(char **items, rt_listen_tls_t **tls, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(items[i]);
+        tls_free(tls[i]);
+    }
+    free(items);
+    free(tls);
+}
+
+/* listen from the environment or the command line in YAML flow style: [ADDR, {address: ADDR, tls: {cert: F, key: F}}] */
+static int assign_listen_flow(rt_cfg_value_t *v, const char *text, char *err, size_t errlen)
+{
+    yaml_parser_t parser;
+    yaml_document_t doc;
+    yaml_parser_initialize(&parser);
+    yaml_parser_set_input_string(&parser, (const unsigned char *)text, strlen(text));
+    int rc = -1;
+    if (!yaml_parser_load(&parser, &doc)) {
+        set_err(err, errlen, v, "not a YAML flow list at column %lu: %s", (unsigned long)parser.problem_mark.column + 1,
+                parser.problem ? parser.problem : "invalid YAML");
+    } else {
+        yaml_node_t *root = yaml_document_get_root_node(&doc);
+        char **items = NULL;
+        rt_listen_tls_t **tls = NULL;
+        size_t n = 0;
+        if (root == NULL)
+            set_err(err, errlen, v, "at least one address is needed");
+        else if (listen_entries(&doc, root, v->origin, &items, &tls, &n, err, errlen) == 0)
+            rc = assign(v, items, n, 1, tls, err, errlen);
+        free_entries(items, tls, n);
+        yaml_document_delete(&doc);
+    }
+    yaml_parser_delete(&parser);
+    return rc;
+}
+
+const rt_listen_tls_t *rt_cfg_listen_tls(size_t i)
+{
+    const rt_cfg_value_t *v = rt_cfg("listen");
+    return v && v->tls && i < v->nlist ? v->tls[i] : NULL;
+}
+
+void rt_cfg_listen_error(size_t i, const char *field, char *err, size_t errlen, const char *fmt, ...)
+{
+    const rt_cfg_value_t *v = rt_cfg("listen");
+    const rt_listen_tls_t *t = rt_cfg_listen_tls(i);
+    int key = strcmp(field, "key") == 0;
+    va_list ap;
+    va_start(ap, fmt);
+    entry_verr(err, errlen, i, key ? "tls.key" : "tls.cert", v->origin, t ? (key ? t->key_line : t->cert_line) : 0, fmt, ap);
+    va_end(ap);
+}
+
 /* Splits a comma-separated env value into items. */
 static int assign_text(rt_cfg_value_t *v, const char *text, char *err, size_t errlen)
 {
     char *items[256];
     size_t n = 0;
+    const char *t = text + strspn(text, " \t"), *close = strchr(t, ']');
+    /* a flow list or mapping; "[::1]:8080" (a bracket, hex digits and colons, "]:") is an address */
+    int ipv6 = t[0] == '[' && (isxdigit((unsigned char)t[1]) || t[1] == ':') && close != NULL && close[1] == ':';
+    if (v->type == RT_CFG_LISTEN && (t[0] == '{' || (t[0] == '[' && !ipv6)))
+        return assign_listen_flow(v, t, err, errlen);
     if (v->type == RT_CFG_LIST || v->type == RT_CFG_LISTEN) {
         const char *p = text;
         while (*p && n < 256) {
@@ -324,7 +532,7 @@ static int assign_text(rt_cfg_value_t *v, const char *text, char *err, size_t er
     } else {
         items[n++] = trim_dup(text, strlen(text));
     }
-    int r = assign(v, items, n, 0, err, errlen);
+    int r = assign(v, items, n, 0, NULL, err, errlen);
     for (size_t i = 0; i < n; i++)
         free(items[i]);
     return r;
@@ -346,7 +554,7 @@ static int resolve_alias(rt_cfg_value_t *v, const char *alias, char *err, size_t
         a->used = 1;
         v->origin = "file";
         v->line = a->line;
-        return assign(v, a->items, a->n, a->is_seq, err, errlen);
+        return assign(v, a->items, a->n, a->is_seq, NULL, err, errlen);
     }
     if (getenv(aenv) && !getenv(env)) {
         if (r)
@@ -374,7 +582,7 @@ static int resolve(rt_cfg_value_t *v, char *err, size_t errlen)
     if (r) {
         v->origin = "file";
         v->line = r->line;
-        return assign(v, r->items, r->n, r->is_seq, err, errlen);
+        return assign(v, r->items, r->n, r->is_seq, r->tls, err, errlen);
     }
     v->origin = "default";
     v->line = 0;
@@ -411,7 +619,8 @@ static int walk(yaml_document_t *doc, yaml_node_t *node, const char *prefix, cha
                          (unsigned long)k->start_mark.line + 1);
                 return -1;
             }
-            if (val->type == YAML_MAPPING_NODE) {
+            int listen = strcmp(path, "listen") == 0 && val->type != YAML_SCALAR_NODE;
+            if (val->type == YAML_MAPPING_NODE && !listen) {
                 if (walk(doc, val, path, err, errlen) != 0)
                     return -1;
                 continue;
@@ -421,7 +630,11 @@ static int walk(yaml_document_t *doc, yaml_node_t *node, const char *prefix, cha
             memset(r, 0, sizeof(*r));
             r->path = strdup(path);
             r->line = (int)val->start_mark.line + 1;
-            if (val->type == YAML_SCALAR_NODE) {
+            if (listen) { /* entries may be mappings with tls */
+                r->is_seq = val->type == YAML_SEQUENCE_NODE;
+                if (listen_entries(doc, val, "file", &r->items, &r->tls, &r->n, err, errlen) != 0)
+                    return -1;
+            } else if (val->type == YAML_SCALAR_NODE) {
                 r->items = rt_malloc(sizeof(char *));
                 r->items[0] = rt_strndup(rt_str((char *)val->data.scalar.value, val->data.scalar.length));
                 r->n = 1;
@@ -478,9 +691,13 @@ static int parse_file(const char *path, char *err, size_t errlen)
 void rt_config_reset(void)
 {
     for (size_t i = 0; i < nraws; i++) {
-        for (size_t k = 0; k < raws[i].n; k++)
+        for (size_t k = 0; k < raws[i].n; k++) {
             free(raws[i].items[k]);
+            if (raws[i].tls)
+                tls_free(raws[i].tls[k]);
+        }
         free(raws[i].items);
+        free(raws[i].tls);
         free(raws[i].path);
     }
     free(raws);
