@@ -295,6 +295,18 @@ t.test('WSS with the ws package: raw and rt.v1 (with permessage-deflate) receive
   eq(raw.msgs[1], 'from the socket', 'published over wss');
   assert(v1.msgs.some((m) => { const j = JSON.parse(m); return j.type === 'ok' && j.ref === 2 && typeof j.id === 'string'; }),
     `no pub ack: ${trunc(v1.msgs.join(' | '))}`);
+  // a 60 KiB message (many TLS records) and a burst of 200 (batched socket writes) arrive intact and in order
+  const large = crypto.randomBytes(30 * 1024).toString('hex');
+  eq((await h2req(await h2connect(c, b), 'POST', '/pub/wss.a', large)).status, 200, 'publish 60 KiB');
+  const s = await h2connect(c, b);
+  for (let i = 0; i < 200; i += 50) await Promise.all(Array.from({ length: 50 }, (_, k) => h2req(s, 'POST', '/pub/wss.b', `b${i + k}`)));
+  await waitFor(() => raw.msgs.length >= 3 && v1.msgs.filter((m) => JSON.parse(m).topic === 'wss.b').length >= 200, 10000,
+    'the large message and the burst over wss');
+  assert(raw.msgs[2] === large, `the 60 KiB message arrived changed (${raw.msgs[2].length} chars)`);
+  const burst = v1.msgs.map((m) => JSON.parse(m)).filter((m) => m.topic === 'wss.b');
+  const seqs = burst.map((m) => BigInt(m.id.split(':')[1]));
+  assert(seqs.every((x, i) => i === 0 || x > seqs[i - 1]), 'burst ids increase');
+  eq(new Set(burst.map((m) => m.data)).size, 200, 'every burst message once');
   raw.close(1000); v1.close(1000);
   eq(await raw.closed, 1000, 'close code');
 });
