@@ -15,6 +15,7 @@
 #include <yaml.h>
 
 #include "config.h"
+#include "config_listen.h"
 
 typedef struct raw {
     char *path;
@@ -195,22 +196,13 @@ int rt_parse_addr(const char *text, rt_listen_addr_t *out)
     return 0;
 }
 
-static void tls_free(rt_listen_tls_t *t)
-{
-    if (t == NULL)
-        return;
-    free(t->cert);
-    free(t->key);
-    free(t);
-}
-
 static void free_value(rt_cfg_value_t *v)
 {
     free(v->s);
     for (size_t i = 0; i < v->nlist; i++) {
         free(v->list[i]);
         if (v->tls)
-            tls_free(v->tls[i]);
+            rt_listen_tls_free(v->tls[i]);
     }
     free(v->list);
     free(v->tls);
@@ -333,140 +325,6 @@ static raw_t *find_raw(const char *path)
     return NULL;
 }
 
-/* ---------- listen entries: "ADDR" or {address: ADDR, tls: {cert: FILE, key: FILE}} ---------- */
-
-/* "config: listen[1].tls.cert: MSG (FILE line N)", or "config: listen[1].tls.cert (RTB_LISTEN): MSG" */
-static void entry_verr(char *err, size_t errlen, size_t i, const char *field, const char *origin, int line, const char *fmt,
-                       va_list ap)
-{
-    char msg[600], key[80];
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    snprintf(key, sizeof(key), "listen[%zu]%s%s", i, field[0] ? "." : "", field);
-    if (strcmp(origin, "file") == 0 && line > 0)
-        snprintf(err, errlen, "config: %s: %s (%s line %d)", key, msg, file_name, line);
-    else if (strcmp(origin, "file") == 0)
-        snprintf(err, errlen, "config: %s: %s", key, msg);
-    else
-        snprintf(err, errlen, "config: %s (%s): %s", key, origin, msg);
-}
-
-static void entry_err(char *err, size_t errlen, size_t i, const char *field, const char *origin, const yaml_node_t *at,
-                      const char *fmt, ...) __attribute__((format(printf, 7, 8)));
-static void entry_err(char *err, size_t errlen, size_t i, const char *field, const char *origin, const yaml_node_t *at,
-                      const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    entry_verr(err, errlen, i, field, origin, (int)at->start_mark.line + 1, fmt, ap);
-    va_end(ap);
-}
-
-static const char *scalar_of(const yaml_node_t *n)
-{
-    return n != NULL && n->type == YAML_SCALAR_NODE ? (const char *)n->data.scalar.value : NULL;
-}
-
-/* The values of a mapping's known keys (names, NULL-terminated) into vals; an unknown or repeated key is an error. */
-static int entry_keys(yaml_document_t *doc, yaml_node_t *map, const char *const *names, yaml_node_t **vals, size_t i,
-                      const char *prefix, const char *origin, char *err, size_t errlen)
-{
-    for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top; p++) {
-        yaml_node_t *k = yaml_document_get_node(doc, p->key);
-        const char *name = scalar_of(k);
-        size_t j = 0;
-        while (name && names[j] && strcmp(names[j], name) != 0)
-            j++;
-        char field[80];
-        snprintf(field, sizeof(field), "%s%s", prefix, name ? name : "?");
-        if (name == NULL || names[j] == NULL) {
-            entry_err(err, errlen, i, field, origin, k, "unknown key (expected %s%s%s)", names[0], names[1] ? " and " : "",
-                      names[1] ? names[1] : "");
-            return -1;
-        }
-        if (vals[j] != NULL) {
-            entry_err(err, errlen, i, field, origin, k, "key given twice");
-            return -1;
-        }
-        vals[j] = yaml_document_get_node(doc, p->value);
-    }
-    return 0;
-}
-
-/* One entry: an address, or a mapping {address, tls: {cert, key}}. Sets *addr (and *tls for a TLS entry). */
-static int listen_entry(yaml_document_t *doc, yaml_node_t *n, size_t i, const char *origin, char **addr,
-                        rt_listen_tls_t **tls, char *err, size_t errlen)
-{
-    static const char *const entry_names[] = {"address", "tls", NULL}, *const tls_names[] = {"cert", "key", NULL};
-    *addr = NULL, *tls = NULL;
-    if (n->type == YAML_SCALAR_NODE) {
-        *addr = rt_strndup(rt_str((char *)n->data.scalar.value, n->data.scalar.length));
-        return 0;
-    }
-    if (n->type != YAML_MAPPING_NODE) {
-        entry_err(err, errlen, i, "", origin, n, "expected an address or a mapping {address: HOST:PORT, tls: {cert: FILE, key: FILE}}");
-        return -1;
-    }
-    yaml_node_t *v[2] = {NULL, NULL}, *t[2] = {NULL, NULL};
-    if (entry_keys(doc, n, entry_names, v, i, "", origin, err, errlen) != 0)
-        return -1;
-    if (scalar_of(v[0]) == NULL || scalar_of(v[0])[0] == '\0') {
-        entry_err(err, errlen, i, "address", origin, v[0] ? v[0] : n, "%s", v[0] ? "expected HOST:PORT" : "missing (address: HOST:PORT)");
-        return -1;
-    }
-    if (v[1] != NULL) {
-        if (v[1]->type != YAML_MAPPING_NODE) {
-            entry_err(err, errlen, i, "tls", origin, v[1], "expected a mapping {cert: FILE, key: FILE}");
-            return -1;
-        }
-        if (entry_keys(doc, v[1], tls_names, t, i, "tls.", origin, err, errlen) != 0)
-            return -1;
-        for (int k = 0; k < 2; k++) {
-            if (scalar_of(t[k]) == NULL || scalar_of(t[k])[0] == '\0') {
-                entry_err(err, errlen, i, k ? "tls.key" : "tls.cert", origin, t[k] ? t[k] : v[1], "%s",
-                          k ? "missing: the PEM private key file of the certificate"
-                            : "missing: the PEM certificate file (the server certificate first, then its chain)");
-                return -1;
-            }
-        }
-        *tls = rt_calloc(1, sizeof(**tls));
-        (*tls)->cert = rt_strndup(rt_cstr(scalar_of(t[0])));
-        (*tls)->key = rt_strndup(rt_cstr(scalar_of(t[1])));
-        if (strcmp(origin, "file") == 0)
-            (*tls)->cert_line = (int)t[0]->start_mark.line + 1, (*tls)->key_line = (int)t[1]->start_mark.line + 1;
-    }
-    *addr = rt_strndup(rt_cstr(scalar_of(v[0])));
-    return 0;
-}
-
-/* listen as a YAML node: one entry or a sequence of them, into items and tls (n of each; freed by the caller even on
- * error). */
-static int listen_entries(yaml_document_t *doc, yaml_node_t *n, const char *origin, char ***items, rt_listen_tls_t ***tls,
-                          size_t *count, char *err, size_t errlen)
-{
-    int seq = n->type == YAML_SEQUENCE_NODE;
-    size_t cap = seq ? (size_t)(n->data.sequence.items.top - n->data.sequence.items.start) : 1;
-    *items = rt_calloc(cap ? cap : 1, sizeof(char *));
-    *tls = rt_calloc(cap ? cap : 1, sizeof(rt_listen_tls_t *));
-    *count = 0;
-    for (size_t i = 0; i < cap; i++) {
-        yaml_node_t *e = seq ? yaml_document_get_node(doc, n->data.sequence.items.start[i]) : n;
-        if (listen_entry(doc, e, i, origin, &(*items)[i], &(*tls)[i], err, errlen) != 0)
-            return -1;
-        *count = i + 1;
-    }
-    return 0;
-}
-
-static void free_entries(char **items, rt_listen_tls_t **tls, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        free(items[i]);
-        tls_free(tls[i]);
-    }
-    free(items);
-    free(tls);
-}
-
 /* listen from the environment or the command line in YAML flow style: [ADDR, {address: ADDR, tls: {cert: F, key: F}}] */
 static int assign_listen_flow(rt_cfg_value_t *v, const char *text, char *err, size_t errlen)
 {
@@ -485,9 +343,9 @@ static int assign_listen_flow(rt_cfg_value_t *v, const char *text, char *err, si
         size_t n = 0;
         if (root == NULL)
             set_err(err, errlen, v, "at least one address is needed");
-        else if (listen_entries(&doc, root, v->origin, &items, &tls, &n, err, errlen) == 0)
+        else if (rt_listen_entries(&doc, root, v->origin, file_name, &items, &tls, &n, err, errlen) == 0)
             rc = assign(v, items, n, 1, tls, err, errlen);
-        free_entries(items, tls, n);
+        rt_listen_entries_free(items, tls, n);
         yaml_document_delete(&doc);
     }
     yaml_parser_delete(&parser);
@@ -507,7 +365,8 @@ void rt_cfg_listen_error(size_t i, const char *field, char *err, size_t errlen, 
     int key = strcmp(field, "key") == 0;
     va_list ap;
     va_start(ap, fmt);
-    entry_verr(err, errlen, i, key ? "tls.key" : "tls.cert", v->origin, t ? (key ? t->key_line : t->cert_line) : 0, fmt, ap);
+    rt_listen_verr(err, errlen, i, key ? "tls.key" : "tls.cert", v->origin, file_name, t ? (key ? t->key_line : t->cert_line) : 0,
+                   fmt, ap);
     va_end(ap);
 }
 
@@ -632,7 +491,7 @@ static int walk(yaml_document_t *doc, yaml_node_t *node, const char *prefix, cha
             r->line = (int)val->start_mark.line + 1;
             if (listen) { /* entries may be mappings with tls */
                 r->is_seq = val->type == YAML_SEQUENCE_NODE;
-                if (listen_entries(doc, val, "file", &r->items, &r->tls, &r->n, err, errlen) != 0)
+                if (rt_listen_entries(doc, val, "file", file_name, &r->items, &r->tls, &r->n, err, errlen) != 0)
                     return -1;
             } else if (val->type == YAML_SCALAR_NODE) {
                 r->items = rt_malloc(sizeof(char *));
@@ -694,7 +553,7 @@ void rt_config_reset(void)
         for (size_t k = 0; k < raws[i].n; k++) {
             free(raws[i].items[k]);
             if (raws[i].tls)
-                tls_free(raws[i].tls[k]);
+                rt_listen_tls_free(raws[i].tls[k]);
         }
         free(raws[i].items);
         free(raws[i].tls);
