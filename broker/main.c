@@ -19,6 +19,7 @@
 #include "plugin.h"
 #include "presence.h"
 #include "server.h"
+#include "tls.h"
 
 static void usage(FILE *out)
 {
@@ -89,7 +90,7 @@ int main(int argc, char **argv)
         (listen && rt_config_override("listen", listen, err, sizeof(err)) != 0) ||
         (workers && rt_config_override("workers", workers, err, sizeof(err)) != 0) || set_log_level(err, sizeof(err)) != 0 ||
         rt_plugins_load(argv[0], err, sizeof(err)) != 0 || rt_config_check_unknown(err, sizeof(err)) != 0 ||
-        rt_auth_init(err, sizeof(err)) != 0) {
+        rt_auth_init(err, sizeof(err)) != 0 || rt_tls_init(err, sizeof(err)) != 0) {
         fprintf(stderr, "rtbroker: %s\n", err);
         return 2;
     }
@@ -142,7 +143,7 @@ int main(int argc, char **argv)
     const rt_cfg_value_t *l = rt_cfg("listen");
     rt_buf_t b = {0};
     for (size_t i = 0; i < l->nlist; i++)
-        rt_buf_printf(&b, "%shttp://%s", i ? ", " : "", l->list[i]);
+        rt_buf_printf(&b, "%s%s://%s", i ? ", " : "", rt_tls_ctx(i) ? "https" : "http", l->list[i]);
     rt_buf_appendc(&b, " (transports:");
     for (size_t i = 0; i < rt_plugins_count(); i++)
         rt_buf_printf(&b, " %s", rt_plugin_at(i)->name);
@@ -167,6 +168,7 @@ int main(int argc, char **argv)
                 rt_log(RT_LOG_INFO, "SIGHUP: JWT keys reloaded; open connections are kept");
             else
                 rt_log(RT_LOG_ERROR, "SIGHUP: %s; keeping the keys in use", err);
+            rt_tls_reload();
             continue;
         }
         rt_log(RT_LOG_INFO, "%s: draining (at most %lld ms)", sig == SIGTERM ? "SIGTERM" : "SIGINT",
