@@ -51,6 +51,7 @@ typedef struct rt_worker {
     int batching;
     struct rt_sub **to_flush;
     size_t nto_flush, to_flush_cap;
+    rt_buf_t scratch;       /* answers handed to plugins "until the next call on this thread" */
     uint64_t shutdown_deadline;
 } rt_worker_t;
 

@@ -116,14 +116,14 @@ rt_str_t rt_sub_client(rt_sub_t *sub)
 
 int rt_sub_presence_snapshot(rt_sub_t *sub, rt_str_t topic, rt_str_t *json)
 {
-    static __thread rt_buf_t buf;
+    rt_buf_t *buf = &sub->w->scratch;
     if (!exact(topic))
         return RT_ETOPIC;
     int err = sub->auth_err ? sub->auth_err : rt_auth_allows(sub->ident, topic, 0);
     if (err != RT_OK)
         return err;
-    buf.len = 0;
-    rt_presence_snapshot(topic, &buf);
-    *json = rt_str(buf.base, buf.len);
+    buf->len = 0;
+    rt_presence_snapshot(topic, buf);
+    *json = rt_str(buf->base, buf->len);
     return RT_OK;
 }

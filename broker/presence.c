@@ -96,9 +96,11 @@ void rt_presence_on_change(void (*fn)(void))
 static char *make_key(rt_str_t user, rt_str_t client)
 {
     char *k = rt_malloc(user.len + client.len + 2);
-    memcpy(k, user.base, user.len);
+    if (user.len)
+        memcpy(k, user.base, user.len);
     k[user.len] = '\x1f';
-    memcpy(k + user.len + 1, client.base, client.len);
+    if (client.len)
+        memcpy(k + user.len + 1, client.base, client.len);
     k[user.len + 1 + client.len] = '\0';
     return k;
 }

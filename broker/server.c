@@ -256,6 +256,7 @@ static void *worker_main(void *arg)
     uint64_t until = rt_now_ms() + 200;
     while (rt_now_ms() < until)
         h2o_evloop_run(w->ctx.loop, 20);
+    rt_buf_free(&w->scratch);
     return NULL;
 }
 
