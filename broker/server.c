@@ -250,6 +250,7 @@ static void *worker_main(void *arg)
     rt_worker_t *w = arg;
     worker_setup(w);
     h2o_barrier_wait(&started);
+    rt_hub_set_ready(); /* every inbox exists now; before this worker serves anyone, broadcasts must flow */
     while (!w->shutting_down || (w->nsubs > 0 && rt_now_ms() < w->shutdown_deadline))
         h2o_evloop_run(w->ctx.loop, 100);
     /* let the last goodbyes and answers reach the sockets */
@@ -268,7 +269,7 @@ void rt_server_start(void)
         h2o_multithread_create_thread(&rt_workers[i].tid, NULL, worker_main, &rt_workers[i]);
     }
     h2o_barrier_wait(&started); /* every inbox exists before anything is published or signalled */
-    rt_hub_set_ready();
+    rt_hub_set_ready();         /* (the workers set it too, before they serve) */
 }
 
 void rt_server_shutdown(void)
