@@ -190,11 +190,12 @@ static void *presence_thread(void *arg)
         }
         uint64_t now = rt_now_ms();
         if (connected && pn.kv) {
-            int full = !was_connected || pn.put_failed || now - last_full >= pn.beat_ms;
+            /* a failed write is retried with everything, at most once a second */
+            int full = !was_connected || now - last_full >= pn.beat_ms || (pn.put_failed && now - last_full >= 1000);
             if (!was_connected)
                 load(); /* at start and after each reconnect: what changed while we could not see */
-            pn.put_failed = 0;
             if (full) {
+                pn.put_failed = 0;
                 char key[64], beat[32];
                 snprintf(key, sizeof(key), "n.%s", rt_presence_node());
                 snprintf(beat, sizeof(beat), "{\"t\":%llu}", (unsigned long long)rt_wall_ms());
@@ -204,6 +205,8 @@ static void *presence_thread(void *arg)
             }
             if (full || dirty)
                 rt_presence_collect(full, put, NULL);
+            if (pn.put_failed && full)
+                rt_log(RT_LOG_WARN, "presence: writing to the key-value bucket %s failed; retrying in 1 s", pn.bucket);
         }
         was_connected = connected && pn.kv;
         rt_presence_expire_nodes(pn.ttl_ms);
