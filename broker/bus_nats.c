@@ -17,6 +17,7 @@
 #include "history.h"
 #include "hub.h"
 #include "map.h"
+#include "presence_nats.h"
 
 typedef struct pending {
     rt_worker_t *worker;
@@ -440,6 +441,7 @@ static int nb_start(rt_bus_t *bus, char *err, size_t errlen)
         rt_log(RT_LOG_WARN, "nats: %s is not reachable yet; /readyz is 503 and publishes get 503 until it is", urls->list[0]);
     }
     pthread_create(&nb->thread, NULL, bus_thread, nb);
+    rt_presence_nats_start(nb->nc, nb->js, nb->stream);
     return 0;
 }
 
@@ -451,11 +453,13 @@ static void nb_stop(rt_bus_t *bus)
     pthread_cond_signal(&nb->wake);
     pthread_mutex_unlock(&nb->lock);
     pthread_join(nb->thread, NULL);
+    rt_presence_nats_stop();
     /* close first: unsubscribing a JetStream consumer is a request that waits out its timeout when NATS is gone;
      * our consumer is ephemeral and the server drops it by itself */
     natsConnection_Close(nb->nc);
     natsSubscription_Destroy(nb->sub);
     natsSubscription_Destroy(nb->eph_sub);
+    rt_presence_nats_release();
     jsCtx_Destroy(nb->js);
     natsConnection_Destroy(nb->nc);
     natsOptions_Destroy(nb->opts);

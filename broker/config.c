@@ -16,10 +16,12 @@
 #include <yaml.h>
 
 #include "config.h"
+#include "config_listen.h"
 
 typedef struct raw {
     char *path;
     char **items; /* scalar: one item; sequence: its items */
+    rt_listen_tls_t **tls; /* listen only: per item, NULL when plain (or NULL: all plain) */
     size_t n;
     int is_seq, line, used;
 } raw_t;
@@ -52,6 +54,8 @@ static const rt_cfg_value_t core_keys[] = {
     K("plugins.load", RT_CFG_LIST, "sse,longpoll,websocket,ndjson", 0, 0),
     K("history.max_messages", RT_CFG_INT, "100", 1, 10000000),
     K("history.max_age", RT_CFG_DURATION, "1h", 1000, 366LL * 86400 * 1000),
+    K("presence.ttl", RT_CFG_DURATION, "30s", 1000, 3600LL * 1000),
+    K("presence.poll_grace", RT_CFG_DURATION, "10s", 0, 3600LL * 1000),
     K("publish.dedup_window", RT_CFG_DURATION, "2m", 0, 86400LL * 1000),
     K("limits.max_message_bytes", RT_CFG_SIZE, "65536", 1, 64LL << 20),
     K("limits.max_queue_bytes", RT_CFG_SIZE, "1MiB", 1024, 1LL << 32),
@@ -211,10 +215,14 @@ int rt_parse_addr(const char *text, rt_listen_addr_t *out)
 static void free_value(rt_cfg_value_t *v)
 {
     free(v->s);
-    for (size_t i = 0; i < v->nlist; i++)
+    for (size_t i = 0; i < v->nlist; i++) {
         free(v->list[i]);
+        if (v->tls)
+            rt_listen_tls_free(v->tls[i]);
+    }
     free(v->list);
-    v->s = NULL, v->list = NULL, v->nlist = 0;
+    free(v->tls);
+    v->s = NULL, v->list = NULL, v->tls = NULL, v->nlist = 0;
 }
 
 static char *trim_dup(const char *s, size_t n)
@@ -226,12 +234,16 @@ static char *trim_dup(const char *s, size_t n)
     return rt_strndup(rt_str(s, n));
 }
 
-/* Sets v from items (one scalar, or a list); returns 0 or -1 with err. */
-static int assign(rt_cfg_value_t *v, char **items, size_t n, int is_seq, char *err, size_t errlen)
+/* Sets v from items (one scalar, or a list; for listen, tls gives each item's TLS part when not NULL); returns 0
+ * or -1 with err. */
+static int assign(rt_cfg_value_t *v, char **items, size_t n, int is_seq, rt_listen_tls_t *const *tls, char *err,
+                  size_t errlen)
 {
     free_value(v);
     if (v->type == RT_CFG_LIST || v->type == RT_CFG_LISTEN) {
         v->list = rt_calloc(n ? n : 1, sizeof(char *));
+        if (v->type == RT_CFG_LISTEN && tls != NULL)
+            v->tls = rt_calloc(n ? n : 1, sizeof(*v->tls));
         for (size_t i = 0; i < n; i++) {
             if (items[i][0] == '\0')
                 continue;
@@ -246,6 +258,13 @@ static int assign(rt_cfg_value_t *v, char **items, size_t n, int is_seq, char *e
                     set_err(err, errlen, v, "\"%s\" is not an address: use HOST:PORT, [IPv6]:PORT or PORT", items[i]);
                     return -1;
                 }
+            }
+            if (v->tls && tls[i]) {
+                rt_listen_tls_t *t = rt_malloc(sizeof(*t));
+                *t = *tls[i];
+                t->cert = rt_strndup(rt_cstr(tls[i]->cert));
+                t->key = rt_strndup(rt_cstr(tls[i]->key));
+                v->tls[v->nlist] = t;
             }
             v->list[v->nlist++] = rt_strndup(rt_cstr(items[i]));
         }
@@ -322,11 +341,61 @@ static raw_t *find_raw(const char *path)
     return NULL;
 }
 
+/* listen from the environment or the command line in YAML flow style: [ADDR, {address: ADDR, tls: {cert: F, key: F}}] */
+static int assign_listen_flow(rt_cfg_value_t *v, const char *text, char *err, size_t errlen)
+{
+    yaml_parser_t parser;
+    yaml_document_t doc;
+    yaml_parser_initialize(&parser);
+    yaml_parser_set_input_string(&parser, (const unsigned char *)text, strlen(text));
+    int rc = -1;
+    if (!yaml_parser_load(&parser, &doc)) {
+        set_err(err, errlen, v, "not a YAML flow list at column %lu: %s", (unsigned long)parser.problem_mark.column + 1,
+                parser.problem ? parser.problem : "invalid YAML");
+    } else {
+        yaml_node_t *root = yaml_document_get_root_node(&doc);
+        char **items = NULL;
+        rt_listen_tls_t **tls = NULL;
+        size_t n = 0;
+        if (root == NULL)
+            set_err(err, errlen, v, "at least one address is needed");
+        else if (rt_listen_entries(&doc, root, v->origin, file_name, &items, &tls, &n, err, errlen) == 0)
+            rc = assign(v, items, n, 1, tls, err, errlen);
+        rt_listen_entries_free(items, tls, n);
+        yaml_document_delete(&doc);
+    }
+    yaml_parser_delete(&parser);
+    return rc;
+}
+
+const rt_listen_tls_t *rt_cfg_listen_tls(size_t i)
+{
+    const rt_cfg_value_t *v = rt_cfg("listen");
+    return v && v->tls && i < v->nlist ? v->tls[i] : NULL;
+}
+
+void rt_cfg_listen_error(size_t i, const char *field, char *err, size_t errlen, const char *fmt, ...)
+{
+    const rt_cfg_value_t *v = rt_cfg("listen");
+    const rt_listen_tls_t *t = rt_cfg_listen_tls(i);
+    int key = strcmp(field, "key") == 0;
+    va_list ap;
+    va_start(ap, fmt);
+    rt_listen_verr(err, errlen, i, key ? "tls.key" : "tls.cert", v->origin, file_name, t ? (key ? t->key_line : t->cert_line) : 0,
+                   fmt, ap);
+    va_end(ap);
+}
+
 /* Splits a comma-separated env value into items. */
 static int assign_text(rt_cfg_value_t *v, const char *text, char *err, size_t errlen)
 {
     char *items[256];
     size_t n = 0;
+    const char *t = text + strspn(text, " \t"), *close = strchr(t, ']');
+    /* a flow list or mapping; "[::1]:8080" (a bracket, hex digits and colons, "]:") is an address */
+    int ipv6 = t[0] == '[' && (isxdigit((unsigned char)t[1]) || t[1] == ':') && close != NULL && close[1] == ':';
+    if (v->type == RT_CFG_LISTEN && (t[0] == '{' || (t[0] == '[' && !ipv6)))
+        return assign_listen_flow(v, t, err, errlen);
     if (v->type == RT_CFG_LIST || v->type == RT_CFG_LISTEN) {
         const char *p = text;
         while (*p && n < 256) {
@@ -338,7 +407,7 @@ static int assign_text(rt_cfg_value_t *v, const char *text, char *err, size_t er
     } else {
         items[n++] = trim_dup(text, strlen(text));
     }
-    int r = assign(v, items, n, 0, err, errlen);
+    int r = assign(v, items, n, 0, NULL, err, errlen);
     for (size_t i = 0; i < n; i++)
         free(items[i]);
     return r;
@@ -360,7 +429,7 @@ static int resolve_alias(rt_cfg_value_t *v, const char *alias, char *err, size_t
         a->used = 1;
         v->origin = "file";
         v->line = a->line;
-        return assign(v, a->items, a->n, a->is_seq, err, errlen);
+        return assign(v, a->items, a->n, a->is_seq, NULL, err, errlen);
     }
     if (getenv(aenv) && !getenv(env)) {
         if (r)
@@ -388,7 +457,7 @@ static int resolve(rt_cfg_value_t *v, char *err, size_t errlen)
     if (r) {
         v->origin = "file";
         v->line = r->line;
-        return assign(v, r->items, r->n, r->is_seq, err, errlen);
+        return assign(v, r->items, r->n, r->is_seq, r->tls, err, errlen);
     }
     v->origin = "default";
     v->line = 0;
@@ -433,7 +502,8 @@ static int walk(yaml_document_t *doc, yaml_node_t *node, const char *prefix, cha
                          (unsigned long)k->start_mark.line + 1);
                 return -1;
             }
-            if (val->type == YAML_MAPPING_NODE) {
+            int listen = strcmp(path, "listen") == 0 && val->type != YAML_SCALAR_NODE;
+            if (val->type == YAML_MAPPING_NODE && !listen) {
                 if (walk(doc, val, path, err, errlen) != 0)
                     return -1;
                 continue;
@@ -443,7 +513,11 @@ static int walk(yaml_document_t *doc, yaml_node_t *node, const char *prefix, cha
             memset(r, 0, sizeof(*r));
             r->path = strdup(path);
             r->line = (int)val->start_mark.line + 1;
-            if (val->type == YAML_SCALAR_NODE) {
+            if (listen) { /* entries may be mappings with tls */
+                r->is_seq = val->type == YAML_SEQUENCE_NODE;
+                if (rt_listen_entries(doc, val, "file", file_name, &r->items, &r->tls, &r->n, err, errlen) != 0)
+                    return -1;
+            } else if (val->type == YAML_SCALAR_NODE) {
                 r->items = rt_malloc(sizeof(char *));
                 r->items[0] = rt_strndup(rt_str((char *)val->data.scalar.value, val->data.scalar.length));
                 r->n = 1;
@@ -500,9 +574,13 @@ static int parse_file(const char *path, char *err, size_t errlen)
 static void free_tables(void)
 {
     for (size_t i = 0; i < nraws; i++) {
-        for (size_t k = 0; k < raws[i].n; k++)
+        for (size_t k = 0; k < raws[i].n; k++) {
             free(raws[i].items[k]);
+            if (raws[i].tls)
+                rt_listen_tls_free(raws[i].tls[k]);
+        }
         free(raws[i].items);
+        free(raws[i].tls);
         free(raws[i].path);
     }
     free(raws);
@@ -749,9 +827,12 @@ static int same_value(const rt_cfg_value_t *a, const rt_cfg_value_t *b)
     if (a->type == RT_CFG_LIST || a->type == RT_CFG_LISTEN) {
         if (a->nlist != b->nlist)
             return 0;
-        for (size_t i = 0; i < a->nlist; i++)
-            if (strcmp(a->list[i], b->list[i]) != 0)
+        for (size_t i = 0; i < a->nlist; i++) {
+            const rt_listen_tls_t *ta = a->tls ? a->tls[i] : NULL, *tb = b->tls ? b->tls[i] : NULL;
+            if (strcmp(a->list[i], b->list[i]) != 0 || !ta != !tb ||
+                (ta && (strcmp(ta->cert, tb->cert) != 0 || strcmp(ta->key, tb->key) != 0)))
                 return 0;
+        }
         return 1;
     }
     return a->i == b->i;

@@ -8,6 +8,12 @@
 
 enum { RT_CFG_LIST = 100, RT_CFG_LISTEN = 101 }; /* core-only types beside rt_cfg_type_t */
 
+/* The TLS part of a `listen` entry {address, tls: {cert, key}}. */
+typedef struct rt_listen_tls {
+    char *cert, *key;        /* PEM files, as written */
+    int cert_line, key_line; /* in the file, or 0 */
+} rt_listen_tls_t;
+
 typedef struct rt_cfg_value {
     const char *path; /* "history.max_messages" */
     int type;         /* rt_cfg_type_t or RT_CFG_LIST / RT_CFG_LISTEN */
@@ -18,6 +24,7 @@ typedef struct rt_cfg_value {
     char *s;
     char **list;
     size_t nlist;
+    rt_listen_tls_t **tls; /* RT_CFG_LISTEN: per entry of list, NULL for a plain listener (or all plain) */
     const char *origin; /* "default", "file", or the env var name */
     int line;           /* line in the file, when from the file */
 } rt_cfg_value_t;
@@ -66,6 +73,11 @@ int64_t rt_cfg_int(const char *path);
 const char *rt_cfg_str(const char *path);
 
 int rt_parse_addr(const char *text, rt_listen_addr_t *out);
+/* listen entry i's TLS settings, or NULL for a plain listener. */
+const rt_listen_tls_t *rt_cfg_listen_tls(size_t i);
+/* An error about listen entry i's TLS file field ("cert" or "key"), naming the key and the line or the variable. */
+void rt_cfg_listen_error(size_t i, const char *field, char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
 int rt_parse_duration_ms(const char *s, int64_t *out);
 int rt_parse_size(const char *s, int64_t *out);
 

@@ -13,6 +13,7 @@
 #include "history_api.h"
 #include "hub.h"
 #include "http.h"
+#include "presence.h"
 
 void rt_history_handle(h2o_req_t *req)
 {
@@ -105,6 +106,44 @@ void rt_history_handle(h2o_req_t *req)
     }
     rt_buf_appendc(&b, "]}\n");
     rt_replay_release(&r);
+    char *body = h2o_mem_alloc_pool(&req->pool, b.len);
+    memcpy(body, b.base, b.len);
+    size_t len = b.len;
+    rt_buf_free(&b);
+    rt_http_respond(req, 200, "application/json", body, len);
+}
+
+/* GET /presence/{topic}: who is there now (one exact topic), with subscribe permission. */
+void rt_presence_handle(h2o_req_t *req)
+{
+    if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET"))) {
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, H2O_STRLIT("GET"));
+        rt_http_error_status(req, 405, "method_not_allowed", "read presence with GET /presence/{topic}");
+        return;
+    }
+    rt_str_t topic;
+    int wild = 0, n = rt_req_topics(req, &topic, 1);
+    if (n == 1)
+        rt_topic_check(topic, 1, &wild);
+    if (n != 1 || wild) {
+        rt_http_error(req, n == RT_ETOOMANY ? RT_ETOOMANY : RT_ETOPIC,
+                      "give one exact topic as /presence/{topic} or ?topic= (presence has no wildcards)");
+        return;
+    }
+    const char *why = NULL;
+    rt_ident_t *id = NULL;
+    int err = rt_auth_identify(req, &id, &why);
+    if (err == RT_OK)
+        err = rt_auth_allows(id, topic, 0);
+    rt_ident_free(id);
+    if (err != RT_OK) {
+        rt_http_error(req, err, err == RT_EFORBIDDEN ? "the token does not allow subscribing to this topic"
+                                                    : "a token allowing subscribe to this topic is required");
+        return;
+    }
+    rt_buf_t b = {0};
+    rt_presence_snapshot(topic, &b);
+    rt_buf_appendc(&b, "\n");
     char *body = h2o_mem_alloc_pool(&req->pool, b.len);
     memcpy(body, b.base, b.len);
     size_t len = b.len;

@@ -16,6 +16,7 @@
 #include <h2o/http1.h>
 #include "http.h"
 #include "ops.h"
+#include "presence.h"
 
 rt_worker_t *rt_workers;
 size_t rt_nworkers;
@@ -89,6 +90,8 @@ void rt_hub_broadcast(rt_msg_t *msg)
     }
 }
 
+static void end_batch(rt_worker_t *w);
+
 static void on_inbox(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
 {
     rt_worker_t *w = H2O_STRUCT_FROM_MEMBER(rt_worker_t, receiver, receiver);
@@ -113,10 +116,12 @@ static void on_inbox(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messa
         run_tasks(tasks);
         if (n == 0 && tasks == NULL)
             break;
+        w->batching = 1;
         for (size_t i = 0; i < n; i++) {
             rt_index_match(&w->index, batch[i]->topic, dispatch_one, batch[i]);
             rt_msg_unref(batch[i]);
         }
+        end_batch(w);
     }
     if (shutdown)
         rt_hub_shutdown(w);
@@ -166,6 +171,7 @@ static void on_tick(h2o_timeout_entry_t *entry)
     if (w->id == 0 && ++w->ticks % 4 == 0) {
         rt_bus->ops->tick(rt_bus);
         rt_rate_sweep();
+        rt_presence_tick();
     }
     check_expiry(w, (int64_t)rt_wall_ms());
     h2o_timeout_link(w->ctx.loop, rt_worker_timeout(w, 250), &w->tick);
@@ -218,8 +224,10 @@ static void outq_free(rt_outq_t *q)
 
 static void unsubscribe_all(rt_sub_t *sub)
 {
-    for (size_t i = 0; i < sub->nsubs; i++)
+    for (size_t i = 0; i < sub->nsubs; i++) {
+        rt_sub_presence_left(sub, sub->subs[i]);
         rt_index_remove(&sub->w->index, sub->subs[i]);
+    }
     free(sub->subs);
     sub->subs = NULL;
     sub->nsubs = 0;
@@ -307,6 +315,7 @@ static void destroy(rt_sub_t *sub)
     if (sub->closed)
         return;
     sub->closed = 1;
+    rt_sub_unwatch(sub, 0); /* the socket may be gone, or h2o's again */
     if (sub->anchor)
         *sub->anchor = NULL;
     if (sub->sock) {
@@ -326,6 +335,7 @@ static void destroy(rt_sub_t *sub)
     sub->tp->release(sub);
     sub->w->nexpiring -= expires(sub);
     rt_ident_free(sub->ident);
+    rt_sub_presence_free(sub);
     outq_free(&sub->pending);
     outq_free(&sub->inflight);
     rt_metrics_conn(sub->tp, -1);
@@ -423,6 +433,7 @@ int rt_sub_upgrade(rt_sub_t *sub, const char *const *headers)
     for (size_t i = 0; headers && headers[i]; i += 2)
         h2o_add_header_by_str(&req->pool, &req->res.headers, headers[i], strlen(headers[i]), 1, NULL, headers[i + 1],
                               strlen(headers[i + 1]));
+    rt_sub_unwatch(sub, 1); /* the socket is the plugin's after this */
     sub->upgrading = 1;
     req->res.status = 101;
     req->res.reason = "Switching Protocols";
@@ -454,6 +465,7 @@ int rt_sub_authenticate(rt_sub_t *sub, rt_str_t token, const char **why)
         char pattern[RT_TOPIC_MAX + 1];
         memcpy(pattern, s->pattern.base, s->pattern.len);
         rt_str_t p = rt_str(pattern, s->pattern.len);
+        rt_sub_presence_left(sub, s);
         rt_index_remove(&sub->w->index, s);
         sub->subs[i] = sub->subs[--sub->nsubs];
         if (sub->tp->dropped)
@@ -473,6 +485,7 @@ int rt_sub_unsubscribe(rt_sub_t *sub, rt_str_t pattern)
 {
     for (size_t i = 0; i < sub->nsubs; i++) {
         if (rt_str_eq(sub->subs[i]->pattern, pattern)) {
+            rt_sub_presence_left(sub, sub->subs[i]);
             rt_index_remove(&sub->w->index, sub->subs[i]);
             sub->subs[i] = sub->subs[--sub->nsubs];
             return RT_OK;
@@ -536,6 +549,7 @@ rt_sub_t *rt_sub_open(rt_request_t *rreq, const rt_transport_t *tp, size_t data_
     sub->auth_err = rt_auth_identify(req, &sub->ident, &why);
     w->nexpiring += expires(sub);
     rt_metrics_conn(tp, 1);
+    rt_sub_watch(sub);
     if (w->shutting_down)
         schedule_end(sub, RT_END_SHUTDOWN);
     return sub;
@@ -549,6 +563,8 @@ static void dispatch_one(rt_subscription_t *s, void *ctx)
     rt_msg_t *msg = ctx;
     rt_sub_t *sub = s->owner;
     if (msg->flags & RT_MSG_EPHEMERAL) { /* no SEQ: once per connection, never a cursor */
+        if ((msg->flags & (RT_MSG_JOIN | RT_MSG_LEAVE)) && !s->presence)
+            return; /* presence events go to its members only */
         if (sub->last_ephemeral == msg || sub->ending || sub->closed)
             return;
         sub->last_ephemeral = msg;
@@ -654,6 +670,38 @@ int rt_sub_stream_start(rt_sub_t *sub, int status, const char *const *headers)
     return RT_OK;
 }
 
+/* During a batch, one write per subscriber for all its messages of the batch (end_batch); else now. */
+static void flush_soon(rt_sub_t *sub)
+{
+    rt_worker_t *w = sub->w;
+    if (!w->batching) {
+        flush(sub);
+        return;
+    }
+    if (sub->flush_due)
+        return;
+    sub->flush_due = 1;
+    rt_sub_hold(sub);
+    if (w->nto_flush == w->to_flush_cap) {
+        w->to_flush_cap = w->to_flush_cap ? w->to_flush_cap * 2 : 256;
+        w->to_flush = rt_realloc(w->to_flush, w->to_flush_cap * sizeof(*w->to_flush));
+    }
+    w->to_flush[w->nto_flush++] = sub;
+}
+
+static void end_batch(rt_worker_t *w)
+{
+    w->batching = 0;
+    for (size_t i = 0; i < w->nto_flush; i++) {
+        rt_sub_t *sub = w->to_flush[i];
+        sub->flush_due = 0;
+        if (!sub->closed)
+            flush(sub);
+        rt_sub_put(sub);
+    }
+    w->nto_flush = 0;
+}
+
 static int queue_check(rt_sub_t *sub, size_t len)
 {
     if (sub->closed || sub->stopped || sub->final_queued)
@@ -674,7 +722,7 @@ int rt_sub_write_ref(rt_sub_t *sub, rt_str_t bytes, rt_msg_t *msg)
         return err;
     rt_outq_entry_t e = {h2o_iovec_init(bytes.base, bytes.len), msg ? rt_msg_ref(msg) : NULL, NULL};
     outq_push(&sub->pending, e);
-    flush(sub);
+    flush_soon(sub);
     return RT_OK;
 }
 
@@ -687,7 +735,7 @@ int rt_sub_write_copy(rt_sub_t *sub, const char *bytes, size_t len)
     memcpy(copy, bytes, len);
     rt_outq_entry_t e = {h2o_iovec_init(copy, len), NULL, copy};
     outq_push(&sub->pending, e);
-    flush(sub);
+    flush_soon(sub);
     return RT_OK;
 }
 

@@ -46,6 +46,12 @@ typedef struct rt_worker {
     int shutting_down;
     size_t nexpiring;       /* subscribers whose token has an exp: the expiry scan runs only when some do */
     unsigned ticks;
+    rt_map_t watched;       /* socket pointer -> subscriber (hub_watch.c) */
+    /* while a batch of messages is dispatched, subscribers written to are flushed once at its end */
+    int batching;
+    struct rt_sub **to_flush;
+    size_t nto_flush, to_flush_cap;
+    rt_buf_t scratch;       /* answers handed to plugins "until the next call on this thread" */
     uint64_t shutdown_deadline;
 } rt_worker_t;
 
@@ -59,6 +65,8 @@ typedef struct rt_outq {
     rt_outq_entry_t *v;
     size_t len, cap, bytes;
 } rt_outq_t;
+
+typedef struct rt_sub_presence rt_sub_presence_t;
 
 struct rt_sub {
     h2o_generator_t gen;   /* first: h2o calls proceed/stop with it */
@@ -80,8 +88,10 @@ struct rt_sub {
     int auth_err;          /* the request carried a bad token: every subscribe is refused */
     int expiry_noticed;
     rt_bucket_t pub_bucket; /* publishes from this connection */
+    rt_sub_presence_t *pres; /* its presence identity, once it joined one */
+    h2o_socket_t *watched;   /* the HTTP/1 connection we read for EOF while h2o does not (hub_watch.c) */
     unsigned streaming : 1, sending : 1, final_queued : 1, final_sent : 1, stopped : 1, ending : 1, closed : 1, responded : 1;
-    unsigned upgrading : 1, upgraded : 1;
+    unsigned upgrading : 1, upgraded : 1, flush_due : 1;
     unsigned holds;        /* rt_sub_hold count: the memory stays until it is 0 */
     char cursor[RT_ID_MAX + 1];
     _Alignas(16) char data[];
@@ -124,6 +134,16 @@ int rt_sub_upgrade(rt_sub_t *sub, const char *const *headers);
 int rt_sub_unsubscribe(rt_sub_t *sub, rt_str_t pattern);
 int rt_sub_authenticate(rt_sub_t *sub, rt_str_t token, const char **why);
 int rt_sub_auth_state(rt_sub_t *sub);
+/* presence (hub_presence.c) */
+int rt_sub_presence_join(rt_sub_t *sub, rt_str_t topic, rt_str_t client, int flags);
+int rt_sub_presence_request(rt_sub_t *sub, int flags);
+int rt_sub_presence_snapshot(rt_sub_t *sub, rt_str_t topic, rt_str_t *json);
+rt_str_t rt_sub_client(rt_sub_t *sub);
+void rt_sub_presence_left(rt_sub_t *sub, rt_subscription_t *s); /* before a subscription is removed */
+void rt_sub_presence_free(rt_sub_t *sub);
+/* hub_watch.c: end the subscriber when its HTTP/1 client closes while the request is held */
+void rt_sub_watch(rt_sub_t *sub);
+void rt_sub_unwatch(rt_sub_t *sub, int stop_reading);
 /* A timeout list of this worker for a duration (created on first use). */
 h2o_timeout_t *rt_worker_timeout(rt_worker_t *w, uint64_t ms);
 

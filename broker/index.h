@@ -17,6 +17,7 @@ typedef struct rt_subscription {
     rt_index_node_t *node; /* where it is linked */
     void *owner;           /* the subscriber */
     uint64_t last_seq;     /* highest SEQ this subscription delivered or skipped */
+    int presence;          /* a member of this (exact) topic's presence: gets its join and leave messages */
     rt_str_t pattern;      /* points into pattern_buf */
     char pattern_buf[256];
 } rt_subscription_t;

@@ -17,7 +17,9 @@
 #include "hub.h"
 #include "jwtauth.h"
 #include "plugin.h"
+#include "presence.h"
 #include "server.h"
+#include "tls.h"
 
 static void usage(FILE *out)
 {
@@ -109,10 +111,11 @@ int main(int argc, char **argv)
         (listen && rt_config_override("listen", listen, err, sizeof(err)) != 0) ||
         (workers && rt_config_override("workers", workers, err, sizeof(err)) != 0) || set_log_level(err, sizeof(err)) != 0 ||
         rt_plugins_load(argv[0], err, sizeof(err)) != 0 || rt_config_check_unknown(err, sizeof(err)) != 0 ||
-        rt_auth_init(err, sizeof(err)) != 0) {
+        rt_auth_init(err, sizeof(err)) != 0 || rt_tls_init(err, sizeof(err)) != 0) {
         fprintf(stderr, "rtbroker: %s\n", err);
         return 2;
     }
+    rt_presence_init();
     const char *busname = rt_cfg_str("bus");
     if (strcmp(busname, "memory") == 0) {
         rt_bus = rt_bus_memory_new();
@@ -161,7 +164,7 @@ int main(int argc, char **argv)
     const rt_cfg_value_t *l = rt_cfg("listen");
     rt_buf_t b = {0};
     for (size_t i = 0; i < l->nlist; i++)
-        rt_buf_printf(&b, "%shttp://%s", i ? ", " : "", l->list[i]);
+        rt_buf_printf(&b, "%s%s://%s", i ? ", " : "", rt_tls_ctx(i) ? "https" : "http", l->list[i]);
     rt_buf_appendc(&b, " (transports:");
     for (size_t i = 0; i < rt_plugins_count(); i++)
         rt_buf_printf(&b, " %s", rt_plugin_at(i)->name);
@@ -183,6 +186,7 @@ int main(int argc, char **argv)
         sigwait(&set, &sig);
         if (sig == SIGHUP) {
             reload(config);
+            rt_tls_reload();
             continue;
         }
         rt_log(RT_LOG_INFO, "%s: draining (at most %lld ms)", sig == SIGTERM ? "SIGTERM" : "SIGINT",

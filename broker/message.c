@@ -83,6 +83,13 @@ static rt_enc_t *encode_envelope(rt_msg_t *m, void *arg)
     rt_buf_t b = {0};
     rt_buf_reserve(&b, sizeof(rt_enc_t) + m->data.len + m->topic.len + 96);
     b.len = sizeof(rt_enc_t); /* build in place after the header */
+    if (m->flags & (RT_MSG_JOIN | RT_MSG_LEAVE)) { /* {"type":"join","topic",...}: data is a JSON object */
+        rt_buf_appendc(&b, (m->flags & RT_MSG_JOIN) ? "{\"type\":\"join\"," : "{\"type\":\"leave\",");
+        rt_buf_append(&b, m->data.base + 1, m->data.len - 1);
+        rt_enc_t *e = (rt_enc_t *)b.base;
+        e->len = b.len - sizeof(rt_enc_t);
+        return e;
+    }
     rt_buf_appendc(&b, "{\"id\":");
     if (m->id.len)
         rt_json_append_string(&b, m->id);

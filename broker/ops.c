@@ -8,6 +8,7 @@
 #include "conns.h"
 #include "hub.h"
 #include "http.h"
+#include "presence.h"
 #include "ops.h"
 
 #define MAX_TP 16
@@ -128,6 +129,7 @@ static void metrics(h2o_req_t *req)
                   "# HELP rtbroker_connections_refused_total Connections refused by limits.max_connections.\n"
                   "# TYPE rtbroker_connections_refused_total counter\nrtbroker_connections_refused_total %lu\n",
                   rt_conns_open(), rt_conns_refused_total());
+    rt_presence_metrics(&b);
     rt_bus->ops->metrics(rt_bus, &b);
     char *body = h2o_mem_alloc_pool(&req->pool, b.len);
     memcpy(body, b.base, b.len);

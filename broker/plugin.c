@@ -415,4 +415,8 @@ const rt_services_t rt_services = {
     rt_utf8_valid,
     rt_json_object,
     rt_json_unescape,
+    rt_sub_presence_join,
+    rt_sub_presence_request,
+    rt_sub_presence_snapshot,
+    rt_sub_client,
 };

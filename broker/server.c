@@ -3,7 +3,8 @@
  * evloop accepting on dup()s of the shared listening sockets (no SO_REUSEPORT, so a
  * port already taken by another process is an error, never a silent share).
  * Routes: /pub, /sub and plugins' explicit paths, /healthz /readyz /metrics, then
- * static files from web.root.
+ * static files from web.root. A TLS listener's accept context per worker carries the
+ * listener's SSL_CTX (tls.c), swapped on SIGHUP by a task posted to each worker.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -25,10 +26,12 @@
 #include "plugin.h"
 #include "publish.h"
 #include "server.h"
+#include "tls.h"
 
 static h2o_globalconf_t globalconf;
 static int *listen_fds;
 static size_t nlisten;
+static h2o_accept_ctx_t *tls_accept; /* [worker * nlisten + listener], for TLS listeners */
 
 static int is_get(h2o_req_t *req)
 {
@@ -73,7 +76,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         return 0;
     rt_str_t path = rt_req_path(req);
     const rt_transport_t *tp = rt_plugins_by_path(path);
-    if (path_is(path, "/pub") || path_is(path, "/sub") || path_is(path, "/history") || tp != NULL) {
+    if (path_is(path, "/pub") || path_is(path, "/sub") || path_is(path, "/history") || path_is(path, "/presence") || tp != NULL) {
         if (!rt_origin_allowed(req)) {
             rt_http_error_status(req, 403, "forbidden", "this Origin is not allowed (http.allowed_origins)");
             return 0;
@@ -89,6 +92,10 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     }
     if (path_is(path, "/history")) {
         rt_history_handle(req);
+        return 0;
+    }
+    if (path_is(path, "/presence")) {
+        rt_presence_handle(req);
         return 0;
     }
     if (path_is(path, "/sub")) {
@@ -155,12 +162,13 @@ int rt_server_init(size_t nworkers, char *err, size_t errlen)
     }
     rt_nworkers = nworkers;
     rt_workers = rt_calloc(nworkers, sizeof(*rt_workers));
+    tls_accept = rt_calloc(nworkers * nlisten, sizeof(*tls_accept));
     return 0;
 }
 
 static void on_accept(h2o_socket_t *listener, const char *err)
 {
-    rt_worker_t *w = listener->data;
+    h2o_accept_ctx_t *ac = listener->data;
     if (err != NULL)
         return;
     for (int i = 0; i < 16; i++) {
@@ -174,7 +182,7 @@ static void on_accept(h2o_socket_t *listener, const char *err)
         /* small frames go out now: Nagle plus delayed ACKs would hold them up to 40 ms */
         int one = 1;
         setsockopt(h2o_socket_get_fd(sock), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-        h2o_accept(&w->accept_ctx, sock);
+        h2o_accept(ac, sock);
     }
 }
 
@@ -195,9 +203,54 @@ static void worker_setup(rt_worker_t *w)
         fcntl(fd, F_SETFD, FD_CLOEXEC);
         fcntl(fd, F_SETFL, O_NONBLOCK);
         h2o_socket_t *sock = h2o_evloop_socket_create(w->ctx.loop, fd, H2O_SOCKET_FLAG_DONT_READ);
-        sock->data = w;
+        sock->data = &w->accept_ctx;
+        if (rt_tls_ctx(k) != NULL) {
+            h2o_accept_ctx_t *ac = &tls_accept[(size_t)w->id * nlisten + k];
+            *ac = w->accept_ctx;
+            ac->ssl_ctx = rt_tls_ctx(k);
+            SSL_CTX_up_ref(ac->ssl_ctx); /* this worker's reference, dropped when a reload replaces it */
+            sock->data = ac;
+        }
         h2o_socket_read_start(sock, on_accept);
         w->listeners[w->nlisteners++] = sock;
+    }
+}
+
+typedef struct tls_swap {
+    h2o_accept_ctx_t *ac;
+    SSL_CTX *ctx; /* the new context, then the old one */
+    h2o_timeout_entry_t later;
+} tls_swap_t;
+
+static void tls_release_old(h2o_timeout_entry_t *entry)
+{
+    tls_swap_t *s = H2O_STRUCT_FROM_MEMBER(tls_swap_t, later, entry);
+    SSL_CTX_free(s->ctx);
+    free(s);
+}
+
+/* On the worker: new handshakes use the new context. h2o creates a connection's SSL (which holds a reference to its
+ * context) only when the first bytes arrive, so a connection accepted just before still points at the old context
+ * without a reference; this worker keeps its reference until the handshake timeout has closed every such one. */
+static void tls_swap_on_worker(void *arg)
+{
+    tls_swap_t *s = arg;
+    SSL_CTX *old = s->ac->ssl_ctx;
+    s->ac->ssl_ctx = s->ctx;
+    s->ctx = old;
+    s->later.cb = tls_release_old;
+    h2o_timeout_link(rt_current_worker->ctx.loop, rt_worker_timeout(rt_current_worker, globalconf.handshake_timeout + 1000),
+                     &s->later);
+}
+
+void rt_server_set_tls_ctx(size_t listener, SSL_CTX *ctx)
+{
+    for (size_t i = 0; i < rt_nworkers; i++) {
+        tls_swap_t *s = rt_calloc(1, sizeof(*s));
+        s->ac = &tls_accept[i * nlisten + listener];
+        s->ctx = ctx;
+        SSL_CTX_up_ref(ctx);
+        rt_hub_post(&rt_workers[i], tls_swap_on_worker, s);
     }
 }
 
@@ -206,12 +259,14 @@ static void *worker_main(void *arg)
     rt_worker_t *w = arg;
     worker_setup(w);
     h2o_barrier_wait(&started);
+    rt_hub_set_ready(); /* every inbox exists now; before this worker serves anyone, broadcasts must flow */
     while (!w->shutting_down || (w->nsubs > 0 && rt_now_ms() < w->shutdown_deadline))
         h2o_evloop_run(w->ctx.loop, 100);
     /* let the last goodbyes and answers reach the sockets */
     uint64_t until = rt_now_ms() + 200;
     while (rt_now_ms() < until)
         h2o_evloop_run(w->ctx.loop, 20);
+    rt_buf_free(&w->scratch);
     return NULL;
 }
 
@@ -223,7 +278,7 @@ void rt_server_start(void)
         h2o_multithread_create_thread(&rt_workers[i].tid, NULL, worker_main, &rt_workers[i]);
     }
     h2o_barrier_wait(&started); /* every inbox exists before anything is published or signalled */
-    rt_hub_set_ready();
+    rt_hub_set_ready();         /* (the workers set it too, before they serve) */
 }
 
 void rt_server_shutdown(void)

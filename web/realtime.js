@@ -220,6 +220,7 @@ class RealtimeClient {
     this._getToken = typeof o.getToken === 'function' ? o.getToken : null;
     this._subs = new Map();          // pattern -> { pattern, handlers: Set, floor, denied }
     this._listeners = { state: new Set(), gap: new Set(), error: new Set(), message: new Set() };
+    this._presence = new Map();      // topic -> presence view (see presence())
     this._queue = [];                // publishes waiting for a connection
     this._inflight = new Set();      // publishes sent and not yet answered
     this._seen = new SeenIds(o.dedupSize);
@@ -278,13 +279,98 @@ class RealtimeClient {
       if (typeof data !== 'string' && !isBinary(data)) {
         try { JSON.stringify(data); } catch (e) { return reject(rtError('invalid_parameter', `data is not JSON-serializable: ${e.message}`)); }
       }
-      const item = { seq: ++this._pubSeq, topic, data, event: opts.event, key: opts.idempotencyKey || randomKey(), resolve, reject, tries: 0, authRetried: false };
+      const ephemeral = !!opts.ephemeral; // to current subscribers only: never stored, resolves with null
+      const key = ephemeral ? null : opts.idempotencyKey || randomKey();
+      const item = { seq: ++this._pubSeq, topic, data, event: opts.event, ephemeral, key, resolve, reject, tries: 0, authRetried: false };
       if (this.state === 'open' && this._session && this._queue.length === 0) return this._send(item);
       if (this._queue.length >= this.options.maxQueue) {
         return reject(rtError('queue_full', `not connected and ${this._queue.length} publishes are already waiting (maxQueue)`));
       }
       this._queue.push(item);
     });
+  }
+
+  /**
+   * Who is in an exact topic: joins its presence (the token's user, or anonymous) and follows the others.
+   * handlers: { onJoin(member), onLeave(member), onChange(view) }; member = { user, client, info }.
+   * Returns { topic, users: [{user, clients, info}], anonymous, count, ready (a Promise), refresh(), close() }:
+   * the lists are the broker's snapshot, fetched at open and after each reconnect and kept up to date by the events.
+   * The membership ends when the last handler of the topic (presence or subscribe) is removed.
+   */
+  presence(topic, handlers = {}) {
+    if (!validTopic(topic, true)) throw rtError('invalid_topic', `presence needs an exact topic, not "${topic}"`);
+    let v = this._presence.get(topic);
+    if (!v) {
+      v = { topic, users: [], anonymous: 0, count: 0, watchers: new Set(), timer: null, fetching: null };
+      this._presence.set(topic, v);
+      v.ready = new Promise((res) => { v.resolveReady = res; });
+    }
+    const w = Object.assign({}, handlers);
+    v.watchers.add(w);
+    const off = this.subscribe(topic, () => {}); // the membership rides on a subscription of the topic
+    const sub = this._subs.get(topic);
+    if (sub && !sub.presence) {
+      sub.presence = true;
+      if (!this._closed && this._session && this._session.presenceChanged) this._session.presenceChanged(sub);
+    }
+    if (this.state === 'open') this._presenceFetch(v);
+    const handle = {
+      topic,
+      get users() { return v.users; },
+      get anonymous() { return v.anonymous; },
+      get count() { return v.count; },
+      ready: v.ready,
+      refresh: () => this._presenceFetch(v),
+      close: () => {
+        if (!v.watchers.delete(w)) return;
+        off();
+        if (v.watchers.size === 0 && this._presence.get(topic) === v) { this._presence.delete(topic); clearTimeout(v.timer); }
+      },
+    };
+    return handle;
+  }
+
+  /** A join or leave event {type, topic, user, client, info} from any transport. */
+  _presenceEvent(ev, sess) {
+    if (sess && sess !== this._session) return;
+    const v = this._presence.get(ev.topic);
+    if (!v) return;
+    const member = { user: ev.user == null ? null : ev.user, client: ev.client, info: ev.info == null ? null : ev.info };
+    const join = ev.type === 'join';
+    if (member.user === null) v.anonymous = Math.max(0, v.anonymous + (join ? 1 : -1));
+    else {
+      let u = v.users.find((x) => x.user === member.user);
+      if (join && !u) { u = { user: member.user, clients: 0, info: member.info }; v.users = v.users.concat([u]).sort((a, b) => (a.user < b.user ? -1 : a.user > b.user ? 1 : 0)); }
+      if (u) { u.clients += join ? 1 : -1; if (u.clients <= 0) v.users = v.users.filter((x) => x !== u); }
+    }
+    v.count = v.users.length + v.anonymous;
+    for (const w of Array.from(v.watchers)) {
+      const fn = join ? w.onJoin : w.onLeave;
+      try { if (fn) fn(member); if (w.onChange) w.onChange(v); } catch (e) { this._emit('error', rtError('handler', `a presence handler threw: ${e && e.message}`, { cause: e, topic: ev.topic })); }
+    }
+    // events that crossed the snapshot request are counted twice or not at all: the broker's answer settles it
+    clearTimeout(v.timer);
+    v.timer = setTimeout(() => this._presenceFetch(v), 500);
+  }
+
+  async _presenceFetch(v) {
+    if (this._closed || !this._fetchFn) return;
+    const headers = {};
+    if (this._token) headers.Authorization = 'Bearer ' + this._token;
+    let j = null;
+    try {
+      const r = await this._fetch(this.url + '/presence/' + v.topic, { headers, cache: 'no-store' }, this.options.connectTimeout);
+      j = await r.json();
+      if (r.status !== 200) return this._emit('error', rtError(j.error || 'http_' + r.status, j.message, { topic: v.topic, status: r.status }));
+    } catch (e) { return; }
+    if (this._presence.get(v.topic) !== v || !j || !Array.isArray(j.users)) return;
+    v.users = j.users;
+    v.anonymous = j.anonymous || 0;
+    v.count = j.count || 0;
+    v.resolveReady(v);
+    for (const w of Array.from(v.watchers)) {
+      try { if (w.onChange) w.onChange(v); } catch (e) { this._emit('error', rtError('handler', `a presence handler threw: ${e && e.message}`, { cause: e, topic: v.topic })); }
+    }
   }
 
   /** Listen to 'state' ({state, transport}), 'gap' ({topic, from, transport}), 'error' (Error with .code), 'message'. */
@@ -419,6 +505,7 @@ class RealtimeClient {
     this._remember(sess.name);
     this._setState('open', sess.name);
     this._flushQueue();
+    for (const v of this._presence.values()) this._presenceFetch(v); // what changed while away
   }
 
   _failed(sess, info) {  // could not open
@@ -674,7 +761,9 @@ class RealtimeClient {
     if (isBinary(body)) type = 'application/octet-stream';
     else if (typeof body === 'string') type = 'text/plain;charset=utf-8';
     else { body = JSON.stringify(body); type = 'application/json'; }
-    const headers = { 'Content-Type': type, 'Idempotency-Key': item.key };
+    const headers = { 'Content-Type': type };
+    if (item.key) headers['Idempotency-Key'] = item.key;
+    if (item.ephemeral) headers['X-Ephemeral'] = '1';
     if (this._token) headers.Authorization = 'Bearer ' + this._token;
     const path = '/pub/' + item.topic + (item.event ? '?event=' + encodeURIComponent(item.event) : '');
     let r; let j = null;
@@ -755,11 +844,13 @@ function wsSession(c) {
     if (s.opened) c._dropped(s, info); else c._failed(s, info);
   };
 
+  const joinedPresence = new Set(); // patterns whose presence this connection joined
   const subOp = (sub, since) => {
     if (sent.has(sub.pattern)) return;
     sent.add(sub.pattern);
     const op = { op: 'sub', topic: sub.pattern, ref: ref({ kind: 'sub', sub }) };
     if (since) op.since = since;
+    if (sub.presence) { op.presence = true; joinedPresence.add(sub.pattern); }
     send(op);
   };
 
@@ -818,6 +909,7 @@ function wsSession(c) {
         break;
       }
       case 'gap': c._gap({ topic: m.topic, from: m.from }, s); break;
+      case 'join': case 'leave': c._presenceEvent(m, s); break;
       case 'expiring': c._refresh('expiring'); break;
       default: break;
     }
@@ -842,13 +934,19 @@ function wsSession(c) {
 
   s.close = () => finish(null);
   s.added = (sub, since) => { if (greeted) subOp(sub, since); };
-  s.removed = (sub) => { if (greeted && sent.delete(sub.pattern)) send({ op: 'unsub', topic: sub.pattern }); };
+  s.removed = (sub) => { joinedPresence.delete(sub.pattern); if (greeted && sent.delete(sub.pattern)) send({ op: 'unsub', topic: sub.pattern }); };
+  s.presenceChanged = (sub) => { // already subscribed: subscribing again with presence joins it (no replay)
+    if (!greeted || joinedPresence.has(sub.pattern) || !sent.has(sub.pattern)) return;
+    joinedPresence.add(sub.pattern);
+    send({ op: 'sub', topic: sub.pattern, presence: true, ref: ref({ kind: 'sub', sub }) });
+  };
   s.publish = (item) => {
     if (!s.opened || ws.readyState !== 1) return false;
     const r = 'r' + (++nref);
     const op = { op: 'pub', topic: item.topic, data: item.data, ref: r };
     if (item.event) op.event = item.event;
     if (item.key) op.idempotency_key = item.key; // a retry of the same publish is stored once
+    if (item.ephemeral) op.ephemeral = true;
     const json = JSON.stringify(op);
     if (json.length > o.wsMaxPublish) return false; // large ones go over HTTP (a frame over the broker's limit closes the socket)
     pending.set(r, { kind: 'pub', item });
@@ -886,6 +984,7 @@ function sseSession(c) {
   const url = () => {
     const q = new URLSearchParams();
     for (const sub of c._activeSubs()) q.append('topic', sub.pattern);
+    for (const sub of c._activeSubs()) if (sub.presence) q.append('presence', sub.pattern);
     q.append('envelope', '1');
     const since = c._resumePoint();
     if (since) q.append('since', since);
@@ -924,6 +1023,14 @@ function sseSession(c) {
     };
     src.addEventListener('rt.gap', (e) => { if (es !== src) return; let d = {}; try { d = JSON.parse(e.data); } catch (err) { /* empty */ } c._gap({ from: d.from }, s); });
     src.addEventListener('rt.shutdown', () => { if (es === src) ending = 'shutdown'; });
+    for (const type of ['join', 'leave']) {
+      src.addEventListener('rt.' + type, (e) => {
+        if (es !== src) return;
+        let d = null;
+        try { d = JSON.parse(e.data); } catch (err) { return; }
+        if (d && typeof d.topic === 'string') c._presenceEvent(Object.assign({ type }, d), s);
+      });
+    }
     src.addEventListener('rt.expired', () => {
       if (es !== src) return;
       finish({ kind: 'auth', code: 'unauthorized', transport: 'sse', message: 'token expired' });
@@ -949,6 +1056,7 @@ function sseSession(c) {
   s.close = () => finish(null);
   s.added = reopen;
   s.removed = reopen;
+  s.presenceChanged = reopen;
   s.tokenChanged = reopen;
   s.publish = () => false;
   return s;
@@ -990,6 +1098,7 @@ async function diagnose(c, u) {
 function pollSession(c) {
   const o = c.options;
   const s = { name: 'longpoll', opened: false, done: false };
+  let client = null; // our presence client id, handed back on each poll
   let ctl = null;
   let restart = false;
   let wake = null;
@@ -1022,6 +1131,8 @@ function pollSession(c) {
       }
       const q = new URLSearchParams();
       for (const sub of subs) q.append('topic', sub.pattern);
+      for (const sub of subs) if (sub.presence) q.append('presence', sub.pattern);
+      if (client && subs.some((sub) => sub.presence)) q.append('client', client); // the same member between polls
       const since = c._resumePoint();
       if (since) q.append('cursor', since);
       const hold = first ? 0 : o.pollTimeout;
@@ -1052,10 +1163,12 @@ function pollSession(c) {
       for (const m of j.messages || []) {
         if (s.done) return;
         if (m && (!m.type || m.type === 'msg') && typeof m.topic === 'string') c._deliver(m, s, { resume: false });
+        else if (m && (m.type === 'join' || m.type === 'leave') && typeof m.topic === 'string') c._presenceEvent(m, s);
       }
       if (s.done) return;
       c._cursor = j.cursor;
       c._maxSeen = laterId(c._maxSeen, j.cursor);
+      if (typeof j.client === 'string') client = j.client;
       first = false;
       restart = false;
     }
@@ -1072,6 +1185,7 @@ function pollSession(c) {
   s.close = () => finish(null);
   s.added = changed;
   s.removed = changed;
+  s.presenceChanged = changed;
   s.tokenChanged = changed;
   s.publish = () => false;
   return s;

@@ -63,6 +63,13 @@ enum {
     RT_MSG_JSON = 1,      /* published as application/json and the body is valid JSON */
     RT_MSG_UTF8 = 2,      /* the body is valid UTF-8 */
     RT_MSG_EPHEMERAL = 4, /* not stored, no id */
+    RT_MSG_JOIN = 8,      /* a presence join (also EPHEMERAL): data is {"topic","user","client","info"}, event "rt.join" */
+    RT_MSG_LEAVE = 16,    /* a presence leave, likewise with event "rt.leave" */
+};
+
+/* Flags of rt_services_t.presence_join. */
+enum {
+    RT_PRESENCE_LINGER = 1, /* stay a member for presence.poll_grace after the subscriber ends (long-poll) */
 };
 
 /* A read-only view of a message; the slices live as long as the message. */
@@ -204,6 +211,24 @@ typedef struct rt_services {
     int (*json_object)(rt_str_t json, rt_json_field_t *fields, size_t max);
     /* Decodes a JSON string value (with its quotes) into out; the length, or RT_EINVAL when it does not fit. */
     int (*json_unescape)(rt_str_t value, char *out, size_t cap);
+
+    /* --- presence (worker thread; appended to ABI 1: plugins built before never call them) ---
+     * Join the presence of an exact topic the subscriber is subscribed to: its identity (the token's `sub` and
+     * `rt.info`, or anonymous) becomes a member with the connection's client id, and from now on the subscriber
+     * also gets that topic's join and leave messages (RT_MSG_JOIN / RT_MSG_LEAVE) through `deliver`. It leaves
+     * when that subscription ends. client: an id the client hands back (long-poll) or empty for a new one.
+     * RT_OK, RT_ETOPIC (a pattern) or RT_EINVAL (not subscribed to it). */
+    int (*presence_join)(rt_sub_t *sub, rt_str_t topic, rt_str_t client, int flags);
+    /* presence_join for the topics subscribed from the request that its query names: `presence=1` (all of them)
+     * or `presence=TOPIC` (repeatable), with `client=` (the id a long-poll client hands back). Call after subscribe,
+     * while the request exists. 0 when not asked, 1 when joined, RT_ETOPIC when a named topic is a pattern or not
+     * subscribed (nothing joined). */
+    int (*presence_request)(rt_sub_t *sub, int flags);
+    /* The snapshot JSON {"topic","count","users":[{"user","clients","info"}],"anonymous"} of an exact topic, if
+     * the subscriber's credentials allow subscribing to it; valid until the next call on this thread.
+     * RT_OK, RT_ETOPIC, RT_EUNAUTHORIZED or RT_EFORBIDDEN. */
+    int (*presence_snapshot)(rt_sub_t *sub, rt_str_t topic, rt_str_t *json);
+    rt_str_t (*sub_client)(rt_sub_t *sub); /* the connection's client id once it joined a presence; else empty */
 } rt_services_t;
 
 /* The table a plugin exports as `rt_transport_v1`. */

@@ -46,9 +46,12 @@ static void answer(rt_sub_t *sub)
 {
     lp_sub_t *s = svc->sub_data(sub);
     rt_str_t cursor = svc->sub_cursor(sub);
-    char head[160];
-    int n = snprintf(head, sizeof(head), "{\"cursor\":\"%.*s\",\"gap\":%s,\"messages\":[", (int)cursor.len, cursor.base,
-                     s->gap ? "true" : "false");
+    rt_str_t client = svc->sub_client(sub);
+    char head[224], cl[80] = "";
+    if (client.len)
+        snprintf(cl, sizeof(cl), "\"client\":\"%.*s\",", (int)client.len, client.base);
+    int n = snprintf(head, sizeof(head), "{\"cursor\":\"%.*s\",%s\"gap\":%s,\"messages\":[", (int)cursor.len, cursor.base,
+                     cl, s->gap ? "true" : "false");
     size_t nparts = 0;
     rt_str_t *parts = malloc((s->count * 2 + 2) * sizeof(*parts));
     if (parts == NULL)
@@ -100,6 +103,11 @@ static void lp_start(rt_request_t *req)
     int err = svc->subscribe(sub, &opts);
     if (err != RT_OK) {
         svc->respond_error(req, err, NULL);
+        return;
+    }
+    /* a member between polls too (presence.poll_grace), under the client id the answer hands back */
+    if (svc->presence_request(sub, RT_PRESENCE_LINGER) == RT_ETOPIC) {
+        svc->respond_error(req, RT_ETOPIC, "presence=1 needs exact topics; presence=TOPIC must name an exact topic of this subscription");
         return;
     }
     lp_sub_t *s = svc->sub_data(sub);

@@ -76,6 +76,10 @@ static void nd_start(rt_request_t *req)
         svc->respond_error(req, err, NULL);
         return;
     }
+    if (svc->presence_request(sub, 0) == RT_ETOPIC) {
+        svc->respond_error(req, RT_ETOPIC, "presence=1 needs exact topics; presence=TOPIC must name an exact topic of this subscription");
+        return;
+    }
     static const char *const headers[] = {"content-type", "application/x-ndjson", "cache-control", "no-cache",
                                           "x-accel-buffering", "no", NULL};
     svc->stream_start(sub, 200, headers);

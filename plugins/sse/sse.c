@@ -83,6 +83,10 @@ static void sse_start(rt_request_t *req)
         svc->respond_error(req, err, NULL);
         return;
     }
+    if (svc->presence_request(sub, 0) == RT_ETOPIC) {
+        svc->respond_error(req, RT_ETOPIC, "presence=1 needs exact topics; presence=TOPIC must name an exact topic of this subscription");
+        return;
+    }
     static const char *const headers[] = {"content-type", "text/event-stream", "cache-control", "no-cache",
                                           "x-accel-buffering", "no", NULL};
     svc->stream_start(sub, 200, headers);
@@ -92,7 +96,10 @@ static void sse_start(rt_request_t *req)
 static void sse_deliver(rt_sub_t *sub, rt_msg_t *msg)
 {
     sse_sub_t *s = svc->sub_data(sub);
-    rt_str_t bytes = svc->msg_encoded(msg, &rt_transport_v1, s->envelope ? SLOT_ENVELOPE : SLOT_PLAIN, encode);
+    rt_msg_view_t v;
+    svc->msg_view(msg, &v);
+    int plain = !s->envelope || (v.flags & (RT_MSG_JOIN | RT_MSG_LEAVE)); /* presence: event rt.join/rt.leave as is */
+    rt_str_t bytes = svc->msg_encoded(msg, &rt_transport_v1, plain ? SLOT_PLAIN : SLOT_ENVELOPE, encode);
     if (svc->write_ref(sub, bytes, msg) == RT_OK)
         svc->count_delivered(&rt_transport_v1, 1, bytes.len);
 }

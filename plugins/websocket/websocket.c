@@ -144,7 +144,11 @@ static rt_str_t encode(rt_msg_t *msg, int slot)
     size_t len;
     char *json = NULL;
     int opcode = WS_TEXT;
-    if (slot == SLOT_RAW || slot == SLOT_RAW_Z) {
+    if (v.flags & (RT_MSG_JOIN | RT_MSG_LEAVE)) { /* {"type":"join"|"leave",...} in both modes */
+        rt_str_t env = svc->msg_envelope(msg);
+        payload = (const unsigned char *)env.base;
+        len = env.len;
+    } else if (slot == SLOT_RAW || slot == SLOT_RAW_Z) {
         payload = (const unsigned char *)v.data.base;
         len = v.data.len;
         opcode = (v.flags & RT_MSG_UTF8) ? WS_TEXT : WS_BINARY;
@@ -490,6 +494,10 @@ static void ws_start(rt_request_t *req)
         c->gap_topic = (rt_str_t){NULL, 0};
         if (err == RT_EID || err == RT_ETOPIC || err == RT_ETOOMANY || err == RT_EUNAVAILABLE) {
             svc->respond_error(req, err, NULL);
+            return;
+        }
+        if (err == RT_OK && svc->presence_request(sub, 0) == RT_ETOPIC) {
+            svc->respond_error(req, RT_ETOPIC, "presence=1 needs exact topics; presence=TOPIC must name an exact topic of this subscription");
             return;
         }
     }

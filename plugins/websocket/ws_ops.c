@@ -1,5 +1,5 @@
 /*
- * The rt.v1 ops (sub, unsub, pub, ping) of API.md: one JSON object per text frame in,
+ * The rt.v1 ops (sub, unsub, pub, ping, auth, presence) of API.md: one JSON object per text frame in,
  * acks, errors and gap notices out. Values are bounded before use: topics by the topic
  * grammar, refs to 128 bytes, data by the message size limit.
  */
@@ -17,7 +17,7 @@ extern const rt_services_t *ws_svc;
 
 typedef struct op {
     rt_str_t op, topic, since, event, ref, data, token, key;
-    int ephemeral;
+    int ephemeral, presence;
     char data_type;
 } op_t;
 
@@ -79,6 +79,10 @@ static void do_sub(rt_sub_t *sub, ws_conn_t *c, const op_t *o)
         error(sub, o->ref, "invalid_id", "since must be an id string EPOCH:SEQ");
         return;
     }
+    if (o->presence && (memchr(topic.base, '*', topic.len) || memchr(topic.base, '>', topic.len))) {
+        error(sub, o->ref, "invalid_topic", "presence needs an exact topic (no wildcards)");
+        return;
+    }
     rt_sub_opts_t opts = {&topic, 1, since, 0};
     c->gap_topic = topic;
     int err = svc->subscribe(sub, &opts);
@@ -93,7 +97,41 @@ static void do_sub(rt_sub_t *sub, ws_conn_t *c, const op_t *o)
                                         : "the subscription failed");
         return;
     }
+    if (o->presence)
+        svc->presence_join(sub, topic, (rt_str_t){NULL, 0}, 0);
     reply(sub, "ok", o->ref, NULL);
+}
+
+/* {"op":"presence","topic":T}: {"type":"presence","ref",...the snapshot's fields} */
+static void do_presence(rt_sub_t *sub, const op_t *o)
+{
+    char tbuf[300];
+    rt_str_t topic, json;
+    if (!o->topic.len || !text(o->topic, tbuf, sizeof(tbuf), &topic)) {
+        error(sub, o->ref, "invalid_topic", "presence needs a \\\"topic\\\" string");
+        return;
+    }
+    int err = svc->presence_snapshot(sub, topic, &json);
+    if (err != RT_OK) {
+        error(sub, o->ref, svc->strerror(err),
+              err == RT_ETOPIC       ? "presence needs an exact topic (no wildcards)"
+              : err == RT_EFORBIDDEN ? "the token does not allow subscribing to this topic"
+                                     : "a token allowing subscribe to this topic is required");
+        return;
+    }
+    char *buf = malloc(json.len + o->ref.len + 32);
+    if (buf == NULL)
+        abort();
+    size_t n = 0;
+    memcpy(buf, "{\"type\":\"presence\",", 19), n = 19;
+    if (o->ref.len) {
+        memcpy(buf + n, "\"ref\":", 6), n += 6;
+        memcpy(buf + n, o->ref.base, o->ref.len), n += o->ref.len;
+        buf[n++] = ',';
+    }
+    memcpy(buf + n, json.base + 1, json.len - 1), n += json.len - 1;
+    ws_send_text(sub, buf, n);
+    free(buf);
 }
 
 static void do_unsub(rt_sub_t *sub, const op_t *o)
@@ -241,6 +279,8 @@ void ws_ops_handle(rt_sub_t *sub, ws_conn_t *c, const char *json, size_t len)
             o.since = f[i].value;
         } else if (key_is(k, "ephemeral")) {
             o.ephemeral = f[i].type == 't';
+        } else if (key_is(k, "presence")) {
+            o.presence = f[i].type == 't';
         } else if (key_is(k, "idempotency_key") && f[i].type == 's') {
             o.key = f[i].value;
         } else if (key_is(k, "token") && f[i].type == 's') {
@@ -262,8 +302,10 @@ void ws_ops_handle(rt_sub_t *sub, ws_conn_t *c, const char *json, size_t len)
         reply(sub, "ok", o.ref, NULL);
     else if (key_is(o.op, "\"auth\""))
         do_auth(sub, &o);
+    else if (key_is(o.op, "\"presence\""))
+        do_presence(sub, &o);
     else
-        error(sub, o.ref, "invalid_parameter", "unknown op; use sub, unsub, pub or ping");
+        error(sub, o.ref, "invalid_parameter", "unknown op; use sub, unsub, pub, ping, auth or presence");
 }
 
 void ws_ops_gap(rt_sub_t *sub, ws_conn_t *c, rt_str_t from)

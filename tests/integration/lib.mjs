@@ -99,6 +99,7 @@ export function freePort() {
 // ---------------------------------------------------------------- YAML writer
 function yamlScalar(v) {
   if (Array.isArray(v)) return '[' + v.map(yamlScalar).join(', ') + ']';
+  if (v && typeof v === 'object') return '{' + Object.entries(v).map(([k, x]) => `${k}: ${yamlScalar(x)}`).join(', ') + '}';
   if (typeof v === 'number' || typeof v === 'boolean') return String(v);
   if (v === null) return '~';
   const s = String(v);
@@ -153,6 +154,8 @@ export function brokerEnv(extra = {}) {
  * opts.configText: raw YAML instead (the `listen` key is still forced by --listen)
  * opts.env: extra env (RTB_* from the test's own environment are removed)
  * opts.args: extra CLI args; opts.workers (default 2)
+ * opts.listen: async (port) => the config's `listen` (e.g. with TLS entries); it must hold 127.0.0.1:port, where
+ *   /healthz is asked. Without it, --listen 127.0.0.1:port is forced.
  */
 export async function startBroker(opts = {}) {
   if (!fs.existsSync(BIN)) throw new Error(`broker binary not found: ${BIN} (run make build)`);
@@ -173,7 +176,7 @@ async function startOnce(opts) {
   const port = await freePort();
   const workers = opts.workers ?? 2;
   const cfg = deepMerge({
-    listen: `127.0.0.1:${port}`,
+    listen: opts.listen ? await opts.listen(port) : `127.0.0.1:${port}`,
     workers,
     shutdown: { drain: '3s' },
     // tests open hundreds of connections from one address in a burst; tests of the limits set them
@@ -184,7 +187,7 @@ async function startOnce(opts) {
   fs.writeFileSync(configPath, opts.configText ?? toYaml(cfg));
   const logPath = path.join(dir, 'broker.log');
   const logFd = fs.openSync(logPath, 'a');
-  const args = ['-c', configPath, '--listen', `127.0.0.1:${port}`, '--workers', String(workers), ...(opts.args || [])];
+  const args = ['-c', configPath, ...(opts.listen ? [] : ['--listen', `127.0.0.1:${port}`]), '--workers', String(workers), ...(opts.args || [])];
   const child = spawn(BIN, args, {
     cwd: ROOT,
     env: brokerEnv(opts.env),

@@ -13,7 +13,7 @@ const FLAGS = ['--no-sandbox', '--disable-gpu', '--disable-background-networking
   '--disable-sync', '--no-first-run'];
 const ARTIFACTS = process.env.RTB_ARTIFACTS || path.join(os.tmpdir(), 'rtbroker-artifacts');
 
-const t = suite(import.meta.url, { hardTimeoutMs: 110000 });
+const t = suite(import.meta.url, { hardTimeoutMs: 190000 });
 const cfg = (extra = {}) => ({ plugins: { load: ['sse', 'longpoll', 'websocket'] }, web: { root: path.join(ROOT, 'web') }, ...extra });
 
 let browserPromise = null;
@@ -202,6 +202,39 @@ t.test('status page: connections by transport, message rates, bus and readiness 
   assert(fs.statSync(demoPng).size > 5000 && fs.statSync(statusPng).size > 5000, 'screenshots written');
   c.info(`screenshots: ${demoPng} ${statusPng}`);
 }, { timeout: 45000 });
+
+t.test('demo presence and typing: two pages see each other online and "… is typing" (ephemeral), on each transport', async (c) => {
+  const b = await c.broker({ config: cfg({ presence: { poll_grace: '1s' } }) });
+  const online = (P) => P.p.evaluate(() => Number(document.getElementById('online').dataset.count || -1));
+  for (const [ta, tb] of [['websocket', 'sse'], ['sse', 'longpoll'], ['longpoll', 'websocket']]) {
+    const A = await demo(c, b, `?transport=${ta}`);
+    const B = await demo(c, b, `?transport=${tb}`);
+    await A.waitOpen(ta);
+    await B.waitOpen(tb);
+    for (const [P, tr] of [[A, ta], [B, tb]]) {
+      await P.p.waitForFunction(() => document.getElementById('online').dataset.count === '2', null, { timeout: 8000, polling: 50 })
+        .catch(async () => { throw new Error(`${tr} page: expected "2 online", shows "${await P.p.textContent('#online')}"`); });
+    }
+    const snap = JSON.parse((await request(b.base, 'GET', '/presence/demo.chat')).text);
+    eq([snap.count, snap.anonymous], [2, 2], 'GET /presence/demo.chat while both pages are open');
+    await A.p.fill('#name', `alice-${ta}`);
+    await A.p.type('#text', 'hel');
+    await B.p.waitForFunction((w) => document.getElementById('typing').textContent.includes(`${w} is typing`), `alice-${ta}`, { timeout: 8000, polling: 50 })
+      .catch(async () => { throw new Error(`${tb} page: no typing indicator for alice-${ta}: "${await B.p.textContent('#typing')}"`); });
+    eq(await A.p.textContent('#typing'), '', 'the typist does not see its own indicator');
+    await A.p.click('#send');
+    await B.waitChat((l) => l.some((m) => m.text === 'hel'), 8000, 'the message after typing');
+    await B.p.waitForFunction(() => document.getElementById('typing').textContent === '', null, { timeout: 5000, polling: 50 });
+    const hist = JSON.parse((await request(b.base, 'GET', '/history/demo.chat?limit=100')).text);
+    assert(!hist.messages.some((m) => m.event === 'typing'), `typing signals must not be stored: ${JSON.stringify(hist.messages)}`);
+    await B.p.close();
+    await A.p.waitForFunction(() => document.getElementById('online').dataset.count === '1', null, { timeout: 8000, polling: 50 })
+      .catch(async () => { throw new Error(`${ta} page: expected "1 online" after the ${tb} page closed, shows "${await A.p.textContent('#online')}"`); });
+    await A.p.close();
+    eq([A.errors, B.errors], [[], []], 'page errors');
+    await sleep(1500); // the long-poll page's grace ends before the next pair counts
+  }
+}, { timeout: 75000 });
 
 t.test('the browser closes cleanly', async () => {
   if (!browserPromise) throw new Error('no browser was started');
