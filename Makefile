@@ -73,7 +73,9 @@ deps-test:
 	if ! command -v node >/dev/null || ! command -v npm >/dev/null; then missing="$$missing nodejs npm"; fi; \
 	if [ -n "$$missing" ]; then echo "installing: $$missing"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; fi
-	@if [ ! -d tests/node_modules ] || [ tests/package-lock.json -nt tests/node_modules/.package-lock.json ]; then \
+	@# npm ci empties node_modules first: never through a symlink (a worktree sharing another checkout's packages)
+	@if [ -L tests/node_modules ]; then echo "tests/node_modules is a symlink: leaving the packages it points to alone"; \
+	elif [ ! -d tests/node_modules ] || [ tests/package-lock.json -nt tests/node_modules/.package-lock.json ]; then \
 	  cd tests && npm ci --no-audit --no-fund --loglevel=error; fi
 
 run: deps-build build
