@@ -134,6 +134,11 @@ int rt_sub_upgrade(rt_sub_t *sub, const char *const *headers);
 int rt_sub_unsubscribe(rt_sub_t *sub, rt_str_t pattern);
 int rt_sub_authenticate(rt_sub_t *sub, rt_str_t token, const char **why);
 int rt_sub_auth_state(rt_sub_t *sub);
+/* hub_inbox.c */
+void rt_hub_inbox_init(rt_worker_t *w);
+/* The end of a dispatched batch: flush every subscriber written to during it (hub.c). */
+void rt_hub_end_batch(rt_worker_t *w);
+
 /* presence (hub_presence.c) */
 int rt_sub_presence_join(rt_sub_t *sub, rt_str_t topic, rt_str_t client, int flags);
 int rt_sub_presence_request(rt_sub_t *sub, int flags);

@@ -1,0 +1,170 @@
+/*
+ * A worker's inbox: messages the bus hands to every worker (rt_hub_broadcast, any
+ * thread) and closures other threads post (rt_hub_post), drained on the worker's thread,
+ * where each message goes to the local subscribers the index finds, once each.
+ */
+#include <stdatomic.h>
+#include <stdlib.h>
+
+#include "hub.h"
+#include "ops.h"
+
+static void dispatch_one(rt_subscription_t *s, void *ctx);
+
+typedef struct rt_task {
+    struct rt_task *next;
+    void (*fn)(void *arg);
+    void *arg;
+} rt_task_t;
+
+void rt_hub_post(rt_worker_t *w, void (*fn)(void *arg), void *arg)
+{
+    rt_task_t *t = rt_malloc(sizeof(*t));
+    t->fn = fn, t->arg = arg;
+    pthread_mutex_lock(&w->inbox_lock);
+    t->next = w->tasks;
+    w->tasks = t;
+    if (!w->wake_pending) {
+        w->wake_pending = 1;
+        h2o_multithread_send_message(&w->receiver, &w->wake_msg);
+    }
+    pthread_mutex_unlock(&w->inbox_lock);
+}
+
+static void run_tasks(rt_task_t *t)
+{
+    rt_task_t *rev = NULL; /* posted newest first: run in posting order */
+    while (t) {
+        rt_task_t *next = t->next;
+        t->next = rev;
+        rev = t;
+        t = next;
+    }
+    while (rev) {
+        rt_task_t *next = rev->next;
+        rev->fn(rev->arg);
+        free(rev);
+        rev = next;
+    }
+}
+
+/* ---------- inbox ---------- */
+
+static atomic_int hub_ready;
+
+void rt_hub_set_ready(void) { atomic_store(&hub_ready, 1); }
+
+void rt_hub_broadcast(rt_msg_t *msg)
+{
+    if (!atomic_load(&hub_ready))
+        return; /* the workers are not running yet: there is no subscriber to tell (history has it) */
+    for (size_t i = 0; i < rt_nworkers; i++) {
+        rt_worker_t *w = &rt_workers[i];
+        pthread_mutex_lock(&w->inbox_lock);
+        if (w->inbox_len == w->inbox_cap) {
+            w->inbox_cap = w->inbox_cap ? w->inbox_cap * 2 : 256;
+            w->inbox = rt_realloc(w->inbox, w->inbox_cap * sizeof(*w->inbox));
+        }
+        w->inbox[w->inbox_len++] = rt_msg_ref(msg);
+        if (!w->wake_pending) {
+            w->wake_pending = 1;
+            h2o_multithread_send_message(&w->receiver, &w->wake_msg);
+        }
+        pthread_mutex_unlock(&w->inbox_lock);
+    }
+}
+
+static void on_inbox(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
+{
+    rt_worker_t *w = H2O_STRUCT_FROM_MEMBER(rt_worker_t, receiver, receiver);
+    int shutdown = 0;
+    while (!h2o_linklist_is_empty(messages)) {
+        h2o_multithread_message_t *m = H2O_STRUCT_FROM_MEMBER(h2o_multithread_message_t, link, messages->next);
+        h2o_linklist_unlink(&m->link);
+        if (m == &w->shutdown_msg)
+            shutdown = 1;
+    }
+    for (;;) {
+        pthread_mutex_lock(&w->inbox_lock);
+        rt_msg_t **batch = w->inbox;
+        size_t n = w->inbox_len, cap = w->inbox_cap;
+        w->inbox = w->draining, w->inbox_cap = w->draining_cap, w->inbox_len = 0;
+        rt_task_t *tasks = w->tasks;
+        w->tasks = NULL;
+        if (n == 0 && tasks == NULL)
+            w->wake_pending = 0;
+        pthread_mutex_unlock(&w->inbox_lock);
+        w->draining = batch, w->draining_cap = cap;
+        run_tasks(tasks);
+        if (n == 0 && tasks == NULL)
+            break;
+        w->batching = 1;
+        for (size_t i = 0; i < n; i++) {
+            rt_index_match(&w->index, batch[i]->topic, dispatch_one, batch[i]);
+            rt_msg_unref(batch[i]);
+        }
+        rt_hub_end_batch(w);
+    }
+    if (shutdown)
+        rt_hub_shutdown(w);
+}
+
+void rt_hub_inbox_init(rt_worker_t *w) { h2o_multithread_register_receiver(w->ctx.queue, &w->receiver, on_inbox); }
+
+static void dispatch_one(rt_subscription_t *s, void *ctx)
+{
+    rt_msg_t *msg = ctx;
+    rt_sub_t *sub = s->owner;
+    if (msg->flags & RT_MSG_EPHEMERAL) { /* no SEQ: once per connection, never a cursor */
+        if ((msg->flags & (RT_MSG_JOIN | RT_MSG_LEAVE)) && !s->presence)
+            return; /* presence events go to its members only */
+        if (sub->last_ephemeral == msg || sub->ending || sub->closed)
+            return;
+        sub->last_ephemeral = msg;
+        sub->tp->deliver(sub, msg);
+        return;
+    }
+    if (msg->seq <= s->last_seq)
+        return; /* replayed already, or before this subscription started */
+    s->last_seq = msg->seq;
+    if (sub->last_seq == msg->seq || sub->ending || sub->closed)
+        return; /* another of its patterns matched this message */
+    sub->last_seq = msg->seq;
+    sub->tp->deliver(sub, msg);
+}
+
+typedef struct reset {
+    rt_worker_t *w;
+    char old_epoch[RT_EPOCH_MAX + 1];
+} reset_t;
+
+/* SEQs start again in a new history: every subscription starts from 0, with a gap notice from its old cursor. */
+static void reset_worker(void *arg)
+{
+    reset_t *r = arg;
+    for (h2o_linklist_t *l = r->w->subs.next; l != &r->w->subs; l = l->next) {
+        rt_sub_t *sub = H2O_STRUCT_FROM_MEMBER(rt_sub_t, link, l);
+        if (sub->ending || sub->closed || sub->nsubs == 0)
+            continue;
+        char from[RT_ID_MAX + 1];
+        size_t n = rt_id_format(from, rt_cstr(r->old_epoch), sub->last_seq);
+        for (size_t i = 0; i < sub->nsubs; i++)
+            sub->subs[i]->last_seq = 0;
+        sub->last_seq = 0;
+        rt_metrics_replay(1);
+        sub->tp->gap(sub, rt_str(from, n));
+    }
+    free(r);
+}
+
+void rt_hub_reset_all(rt_str_t old_epoch)
+{
+    if (!atomic_load(&hub_ready))
+        return;
+    for (size_t i = 0; i < rt_nworkers; i++) {
+        reset_t *r = rt_calloc(1, sizeof(*r));
+        r->w = &rt_workers[i];
+        memcpy(r->old_epoch, old_epoch.base, old_epoch.len > RT_EPOCH_MAX ? RT_EPOCH_MAX : old_epoch.len);
+        rt_hub_post(&rt_workers[i], reset_worker, r);
+    }
+}
