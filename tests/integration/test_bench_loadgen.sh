@@ -179,4 +179,17 @@ else
 fi
 
 kill -0 "$PID" 2>/dev/null && pass "the broker is still running" || fail "the broker is still running" "it exited" "$(tail -20 "$TMP/broker.log")"
+kill -TERM "$PID" 2>/dev/null
+for _ in $(seq 1 200); do kill -0 "$PID" 2>/dev/null || break; sleep 0.05; done
+if kill -0 "$PID" 2>/dev/null; then
+    fail "the broker exits on SIGTERM" "still running after 10 s" "$(tail -20 "$TMP/broker.log")"
+else
+    wait "$PID"; rc=$?; PID=
+    # a sanitized build (make asan) reports at exit
+    if [ "$rc" -eq 0 ] && ! grep -qE 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$TMP/broker.log"; then
+        pass "the broker exits 0 on SIGTERM, with no sanitizer report"
+    else
+        fail "the broker exits 0 on SIGTERM, with no sanitizer report" "exit $rc" "$(tail -40 "$TMP/broker.log")"
+    fi
+fi
 finish

@@ -123,6 +123,19 @@ class Broker:
         except (OSError, subprocess.TimeoutExpired):
             pass
 
+    def sanitizer_report(self):
+        """The first lines of an ASan/UBSan/LSan report in the log (a sanitized build), or None."""
+        try:
+            with open(self.log_path, "rb") as f:
+                text = f.read().decode("utf8", "replace")
+        except OSError:
+            return None
+        for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
+            i = text.find(marker)
+            if i >= 0:
+                return text[max(0, i - 200):i + 2000]
+        return None
+
     def cleanup(self):
         self.kill()
         self.log.close()
@@ -290,6 +303,8 @@ async def case_shutdown(deflate):
         async with connect(f"{b.ws}/sub/py.sd", deflate) as raw, connect(f"{b.ws}/ws", deflate, subprotocols=["rt.v1"]) as v1:
             code = await asyncio.to_thread(b.stop)
             eq(code, 0, "broker exit code after SIGTERM")
+            if b.sanitizer_report():
+                raise Fail("sanitizer report in the broker log:\n" + b.sanitizer_report())
             for name, ws in (("raw", raw), ("rt.v1", v1)):
                 try:
                     while True:
@@ -342,8 +357,8 @@ async def main():
                 print(b.tail(), flush=True)
                 break
         code = await asyncio.to_thread(b.stop)
-        if code != 0:
-            report(False, "broker exits 0 on SIGTERM at the end", f"exit {code}\n{b.tail()}")
+        report(code == 0 and not b.sanitizer_report(), "broker exits 0 on SIGTERM at the end, with no sanitizer report",
+               f"exit {code}\n{b.sanitizer_report() or b.tail()}")
     finally:
         b.cleanup()
 
