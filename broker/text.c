@@ -126,7 +126,7 @@ static int string(jcur_t *c)
                 c->p += 6;
                 continue;
             }
-            if (!strchr("\"\\/bfnrt", e))
+            if (e == '\0' || !strchr("\"\\/bfnrt", e)) /* strchr finds the terminator too */
                 return 0;
             c->p += 2;
             continue;

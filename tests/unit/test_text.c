@@ -169,6 +169,9 @@ static void test_json_valid(void)
     }
     CHECK(!rt_json_valid("[1]\0", 4)); /* a trailing NUL is not whitespace */
     CHECK(!rt_json_valid("\"a\0b\"", 5));
+    CHECK(!rt_json_valid("\"\\\0\"", 4)); /* a backslash then NUL is no escape */
+    rt_json_field_t field;
+    CHECK(rt_json_object(rt_str("{\"k\":\"\\\0\"}", 10), &field, 1) == RT_EINVAL);
     CHECK(rt_json_valid("[1] garbage", 3)); /* the length bounds the value */
     CHECK(!rt_json_valid("[1,2]", 4));
     CHECK(!rt_json_valid("true", 3));
