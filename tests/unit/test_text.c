@@ -323,6 +323,11 @@ static void test_base64(void)
     CHECK(b64_is(S("fooba"), "Zm9vYmE="));
     CHECK(b64_is(S("foobar"), "Zm9vYmFy"));
 
+    CASE("base64: nothing to encode leaves an empty buffer unallocated");
+    rt_buf_t none = {0};
+    rt_base64_append(&none, S(""));
+    CHECK(none.base == NULL && none.len == 0);
+
     CASE("base64: binary bytes use the standard alphabet with + and /");
     CHECK(b64_is(rt_str("\xff\xfe\xfd", 3), "//79"));
     CHECK(b64_is(rt_str("\xfb\xff", 2), "+/8="));
