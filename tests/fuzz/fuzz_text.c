@@ -1,7 +1,9 @@
 /* Text helpers of broker/text.c: UTF-8 and JSON validation, object and array splitting, unescaping, string
  * escaping, compaction and base64, checked against each other and against the WebSocket plugin's
- * incremental UTF-8 validator. */
+ * incremental UTF-8 validator; and the message envelope (broker/message.c) built from the input as a
+ * payload and as a Content-Type, which must be one line of JSON. */
 #include "fuzz.h"
+#include "message.h"
 #include "text.h"
 #include "ws_frame.h"
 
@@ -47,6 +49,16 @@ static void check_unescape(rt_str_t v)
     free(again);
     rt_buf_free(&b);
     free(out);
+}
+
+static void check_envelope(rt_str_t ctype, rt_str_t data)
+{
+    rt_msg_t *m = rt_msg_new(RT_STRLIT("chat.a"), RT_STRLIT("ev"), ctype, data);
+    rt_msg_set_id(m, RT_STRLIT("e1"), 7);
+    rt_str_t env = rt_msg_envelope(m);
+    FUZZ_ASSERT(rt_json_valid(env.base, env.len));
+    FUZZ_ASSERT(memchr(env.base, '\n', env.len) == NULL && memchr(env.base, '\r', env.len) == NULL);
+    rt_msg_unref(m);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -103,6 +115,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_ASSERT(rt_json_valid(b.base, b.len));
         rt_buf_free(&b);
     }
+    check_envelope(RT_STRLIT("application/json"), in);
+    check_envelope(in, RT_STRLIT("x"));
+
     rt_buf_t b64 = {0};
     rt_base64_append(&b64, in);
     FUZZ_ASSERT(b64.len == (size + 2) / 3 * 4);
