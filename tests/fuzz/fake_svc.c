@@ -9,6 +9,7 @@
 #include "config.h"
 #include "http.h"
 #include "jwtauth.h"
+#include "message.h"
 #include "publish.h"
 #include "text.h"
 #include "topic.h"
@@ -23,6 +24,7 @@ static union {
 static char sub_tag;
 static int close_written;
 static char subs[4][RT_TOPIC_MAX + 1];
+static rt_str_t encoded; /* the last frame the plugin encoded for a message; the broker caches and frees it */
 static size_t nsubs;
 
 rt_sub_t *fuzz_ws_sub(void) { return (rt_sub_t *)&sub_tag; }
@@ -278,6 +280,19 @@ static int f_sub_auth_state(rt_sub_t *sub)
     return fuzz_ws.auth_state;
 }
 
+static void f_msg_view(rt_msg_t *m, rt_msg_view_t *out)
+{
+    *out = (rt_msg_view_t){m->id, m->topic, m->event, m->content_type, m->data, m->seq, m->flags};
+}
+static rt_msg_t *f_msg_ref(rt_msg_t *m) { return rt_msg_ref(m); }
+static rt_str_t f_msg_encoded(rt_msg_t *msg, const rt_transport_t *tp, int slot, rt_str_t (*encode)(rt_msg_t *msg, int slot))
+{
+    FUZZ_ASSERT(slot >= 0 && slot < tp->cache_slots);
+    free((void *)encoded.base);
+    encoded = encode(msg, slot);
+    return encoded;
+}
+
 static void f_count_delivered(const rt_transport_t *tp, size_t messages, size_t bytes) { (void)tp, (void)messages, (void)bytes; }
 
 const rt_services_t fuzz_services = {
@@ -310,6 +325,11 @@ const rt_services_t fuzz_services = {
     .publish = f_publish,
     .authenticate = f_authenticate,
     .sub_auth_state = f_sub_auth_state,
+    .msg_view = f_msg_view,
+    .msg_ref = f_msg_ref,
+    .msg_unref = rt_msg_unref,
+    .msg_envelope = rt_msg_envelope,
+    .msg_encoded = f_msg_encoded,
     .count_delivered = f_count_delivered,
     .utf8_valid = rt_utf8_valid,
     .json_object = rt_json_object,
@@ -382,4 +402,6 @@ void fuzz_ws_end(void)
     }
     if (fuzz_ws.opened)
         rt_transport_v1.release(fuzz_ws_sub());
+    free((void *)encoded.base);
+    encoded = (rt_str_t){NULL, 0};
 }
