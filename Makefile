@@ -22,7 +22,7 @@ TOOLS_BIN  = $(patsubst tests/tools/%.c,$(BUILD)/tools/%,$(TOOLS_SRC))
 PREFIX  ?= /usr/local
 DESTDIR ?=
 
-.PHONY: all build deps deps-build deps-test run test asan clean check-config install bench soak soak-asan
+.PHONY: all build deps deps-build deps-test run test asan fuzz fuzz-build clean check-config install bench soak soak-asan
 
 all: build
 BENCH_BIN  = $(if $(wildcard tests/bench/loadgen.c),$(BUILD)/bench/loadgen)
@@ -106,6 +106,32 @@ soak-asan: deps
 	$(MAKE) BUILD=build-asan OPT=-O1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" build
 	$(SOAK_ENV) $(ASAN_ENV) RTB_BIN=build-asan/rtbroker RTB_SANITIZED=1 node tests/soak/soak.mjs
 
+# libFuzzer targets (tests/fuzz/fuzz_*.c) with ASan + UBSan, linked against the broker's own code and the
+# WebSocket plugin's; `make fuzz` runs each for FUZZ_SECONDS after replaying the corpus and the regressions.
+FUZZ_BUILD   ?= build-fuzz
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_CFLAGS   = -std=gnu11 -O1 -g -Wall -Wextra -Werror -DH2O_USE_LIBUV=0 -Iinclude -Ibroker -Iplugins/websocket -Itests/fuzz \
+                -pthread -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+FUZZ_LIB_SRC  = $(filter-out broker/main.c,$(BROKER_SRC)) $(wildcard plugins/websocket/*.c) $(filter-out tests/fuzz/fuzz_%.c,$(wildcard tests/fuzz/*.c))
+FUZZ_LIB_OBJ  = $(patsubst %.c,$(FUZZ_BUILD)/obj/%.o,$(FUZZ_LIB_SRC))
+FUZZ_BIN      = $(patsubst tests/fuzz/%.c,$(FUZZ_BUILD)/%,$(wildcard tests/fuzz/fuzz_*.c))
+
+$(FUZZ_BUILD)/obj/%.o: %.c $(wildcard broker/*.h plugins/websocket/*.h tests/fuzz/*.h) include/rtbroker/plugin.h
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+
+$(FUZZ_BUILD)/librtfuzz.a: $(FUZZ_LIB_OBJ)
+	rm -f $@ && ar rcs $@ $^
+
+$(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_BUILD)/librtfuzz.a
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_BUILD)/librtfuzz.a $(LDLIBS)
+
+fuzz-build: $(FUZZ_BIN)
+
+fuzz: deps-test fuzz-build
+	FUZZ_BUILD=$(FUZZ_BUILD) tests/fuzz/run $(FUZZ_SECONDS)
+
 # The broker lives in $(PREFIX)/lib/rtbroker with its plugins beside it (it finds them next to itself);
 # bin/rtbroker links there. Third-party plugins build with `pkg-config --cflags rtbroker-plugin`.
 install: build
@@ -125,4 +151,4 @@ check-config: build
 	$(BUILD)/rtbroker --check-config -c conf/rtbroker.yaml
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz

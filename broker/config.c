@@ -380,6 +380,9 @@ static rt_cfg_value_t *add_value(const rt_cfg_value_t *tmpl)
     return v;
 }
 
+#define MAX_KEYS 1024 /* far above any real file; aliases can make a small file name millions of keys */
+static size_t walked;
+
 /* Flattens the YAML tree into raws. */
 static int walk(yaml_document_t *doc, yaml_node_t *node, const char *prefix, char *err, size_t errlen)
 {
@@ -392,7 +395,17 @@ static int walk(yaml_document_t *doc, yaml_node_t *node, const char *prefix, cha
                 return -1;
             }
             char path[256];
-            snprintf(path, sizeof(path), "%s%s%s", prefix, prefix[0] ? "." : "", (char *)k->data.scalar.value);
+            int plen = snprintf(path, sizeof(path), "%s%s%s", prefix, prefix[0] ? "." : "", (char *)k->data.scalar.value);
+            if (plen < 0 || (size_t)plen >= sizeof(path)) { /* this also bounds the nesting, and so the recursion */
+                snprintf(err, errlen, "config: %.60s...: the key is longer than 255 bytes (%s line %lu)", path, file_name,
+                         (unsigned long)k->start_mark.line + 1);
+                return -1;
+            }
+            if (++walked > MAX_KEYS) {
+                snprintf(err, errlen, "config: more than %d keys (%s line %lu); an alias (*name) repeats all it points to",
+                         MAX_KEYS, file_name, (unsigned long)k->start_mark.line + 1);
+                return -1;
+            }
             if (find_raw(path)) {
                 snprintf(err, errlen, "config: %s: key given twice (%s line %lu)", path, file_name,
                          (unsigned long)k->start_mark.line + 1);
@@ -458,6 +471,7 @@ static int parse_file(const char *path, char *err, size_t errlen)
         rc = -1;
     } else {
         yaml_node_t *root = yaml_document_get_root_node(&doc);
+        walked = 0;
         if (root != NULL && !(root->type == YAML_SCALAR_NODE && root->data.scalar.length == 0))
             rc = walk(&doc, root, "", err, errlen);
         yaml_document_delete(&doc);

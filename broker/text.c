@@ -126,7 +126,7 @@ static int string(jcur_t *c)
                 c->p += 6;
                 continue;
             }
-            if (!strchr("\"\\/bfnrt", e))
+            if (e == '\0' || !strchr("\"\\/bfnrt", e)) /* strchr finds the terminator too */
                 return 0;
             c->p += 2;
             continue;
@@ -419,6 +419,8 @@ void rt_base64_append(rt_buf_t *b, rt_str_t s)
 {
     static const char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     const unsigned char *p = (const unsigned char *)s.base;
+    if (s.len == 0)
+        return; /* an empty buffer has no base to write at */
     rt_buf_reserve(b, (s.len + 2) / 3 * 4);
     char *o = b->base + b->len;
     size_t i = 0;

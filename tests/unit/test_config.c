@@ -288,6 +288,24 @@ static void test_errors(void)
     rt_config_reset();
     CHECK(rt_config_load("/nonexistent/dir/rtbroker.yaml", err, sizeof(err)) != 0);
     CHECK(err_has("/nonexistent/dir/rtbroker.yaml"));
+
+    CASE("aliases that expand to more keys than any real file are refused");
+    static char yaml[20000];
+    size_t n = (size_t)snprintf(yaml, sizeof(yaml), "a0: &a0 {x: 1, y: 2}\n");
+    for (int i = 1; i <= 14; i++)
+        n += (size_t)snprintf(yaml + n, sizeof(yaml) - n, "a%d: &a%d {p: *a%d, q: *a%d}\n", i, i, i - 1, i - 1);
+    CHECK(load(yaml) != 0);
+    CHECK(err_has("more than 1024 keys"));
+
+    CASE("nesting deeper than a key path of 255 bytes is refused, not recursed into");
+    n = 0;
+    for (int i = 0; i < 2000; i++)
+        n += (size_t)snprintf(yaml + n, sizeof(yaml) - n, "{a: ");
+    n += (size_t)snprintf(yaml + n, sizeof(yaml) - n, "1");
+    for (int i = 0; i < 2000; i++)
+        n += (size_t)snprintf(yaml + n, sizeof(yaml) - n, "}");
+    CHECK(load(yaml) != 0);
+    CHECK(err_has("longer than 255 bytes"));
 }
 
 static void test_env(void)

@@ -169,6 +169,9 @@ static void test_json_valid(void)
     }
     CHECK(!rt_json_valid("[1]\0", 4)); /* a trailing NUL is not whitespace */
     CHECK(!rt_json_valid("\"a\0b\"", 5));
+    CHECK(!rt_json_valid("\"\\\0\"", 4)); /* a backslash then NUL is no escape */
+    rt_json_field_t field;
+    CHECK(rt_json_object(rt_str("{\"k\":\"\\\0\"}", 10), &field, 1) == RT_EINVAL);
     CHECK(rt_json_valid("[1] garbage", 3)); /* the length bounds the value */
     CHECK(!rt_json_valid("[1,2]", 4));
     CHECK(!rt_json_valid("true", 3));
@@ -319,6 +322,11 @@ static void test_base64(void)
     CHECK(b64_is(S("foob"), "Zm9vYg=="));
     CHECK(b64_is(S("fooba"), "Zm9vYmE="));
     CHECK(b64_is(S("foobar"), "Zm9vYmFy"));
+
+    CASE("base64: nothing to encode leaves an empty buffer unallocated");
+    rt_buf_t none = {0};
+    rt_base64_append(&none, S(""));
+    CHECK(none.base == NULL && none.len == 0);
 
     CASE("base64: binary bytes use the standard alphabet with + and /");
     CHECK(b64_is(rt_str("\xff\xfe\xfd", 3), "//79"));

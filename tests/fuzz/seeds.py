@@ -1,0 +1,207 @@
+#!/usr/bin/python3
+"""Writes the seed corpus of the fuzz targets (tests/fuzz/corpus/<target>/) from readable definitions.
+The seeds are committed; run this only to change them: /usr/bin/python3 tests/fuzz/seeds.py"""
+import base64, hashlib, hmac, json, os, struct, zlib
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SECRET = b"fuzz-secret-0123456789abcdef0123"  # the one fake_svc.c and fuzz_jwt.c configure
+KEY = "dGhlIHNhbXBsZSBub25jZQ=="
+
+
+def b64url(b):
+    return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+
+
+def jwt(claims, header=None):
+    h = b64url(json.dumps(header or {"alg": "HS256", "typ": "JWT"}).encode())
+    c = b64url(json.dumps(claims).encode())
+    sig = hmac.new(SECRET, f"{h}.{c}".encode(), hashlib.sha256).digest()
+    return f"{h}.{c}.{b64url(sig)}"
+
+
+def frame(op, payload, fin=True, rsv1=False, mask=b"\x11\x22\x33\x44", masked=True):
+    if isinstance(payload, str):
+        payload = payload.encode()
+    b0 = (0x80 if fin else 0) | (0x40 if rsv1 else 0) | op
+    n = len(payload)
+    m = 0x80 if masked else 0
+    if n < 126:
+        hdr = bytes([b0, m | n])
+    elif n <= 0xFFFF:
+        hdr = bytes([b0, m | 126]) + struct.pack(">H", n)
+    else:
+        hdr = bytes([b0, m | 127]) + struct.pack(">Q", n)
+    if not masked:
+        return hdr + payload
+    return hdr + mask + bytes(c ^ mask[i % 4] for i, c in enumerate(payload))
+
+
+def deflate(data):
+    z = zlib.compressobj(wbits=-15)
+    out = z.compress(data) + z.flush(zlib.Z_SYNC_FLUSH)
+    return out[:-4]  # the 00 00 ff ff tail is dropped on the wire
+
+
+TEXT, BINARY, CONT, CLOSE, PING, PONG = 1, 2, 0, 8, 9, 10
+RAW, V1, DEFLATE, ECHO = 0, 1, 2, 4
+
+
+def ws(flags, seed, *frames):
+    return bytes([flags, seed]) + b"".join(frames)
+
+
+def req(path, *headers, key=KEY, proto=None, ext=None):
+    lines = [path, "Upgrade: websocket", "Connection: Upgrade", "Sec-WebSocket-Version: 13"]
+    if key:
+        lines.append(f"Sec-WebSocket-Key: {key}")
+    if proto:
+        lines.append(f"Sec-WebSocket-Protocol: {proto}")
+    if ext:
+        lines.append(f"Sec-WebSocket-Extensions: {ext}")
+    return ("\n".join(lines + list(headers)) + "\n").encode()
+
+
+good = jwt({"sub": "alice", "exp": 4102444800, "rt": {"sub": ["chat.>", "news.*"], "pub": ["chat.alice"], "info": {"name": "A"}}})
+hello = deflate(b"hello hello hello hello hello")
+
+SEEDS = {
+    "ws_frame": [
+        ws(RAW, 0, frame(TEXT, "hello")),
+        ws(RAW | ECHO, 3, frame(BINARY, b"\x00\xff\x10"), frame(TEXT, "x" * 200)),
+        ws(RAW | ECHO, 1, frame(TEXT, "hel", fin=False), frame(PING, "p"), frame(CONT, "lo")),
+        ws(RAW | DEFLATE | ECHO, 0, frame(TEXT, hello, rsv1=True)),
+        ws(RAW | DEFLATE | ECHO, 5, frame(TEXT, hello[:4], fin=False, rsv1=True), frame(CONT, hello[4:])),
+        ws(V1, 0, frame(TEXT, '{"op":"ping","ref":1}')),
+        ws(V1, 7, frame(TEXT, '{"op":"sub","topic":"chat.a","ref":"r1"}'), frame(TEXT, '{"op":"unsub","topic":"chat.a"}')),
+        ws(V1 | DEFLATE, 2, frame(TEXT, deflate(b'{"op":"pub","topic":"chat.a","data":{"x":1},"ref":2}'), rsv1=True)),
+        ws(V1, 9, frame(TEXT, '{"op":"auth","token":"%s"}' % good), frame(CLOSE, b"\x03\xe8bye")),
+        ws(RAW, 0, frame(PING, ""), frame(PONG, "x"), frame(CLOSE, b"\x03\xe8")),
+        ws(RAW, 0, frame(CLOSE, b"\x03")),
+        ws(RAW, 0, frame(TEXT, b"\xc3\x28")),
+        ws(RAW, 0, frame(TEXT, "unmasked", masked=False)),
+        ws(RAW, 0, bytes([0x82, 0xFF]) + struct.pack(">Q", 70000) + b"\x00\x00\x00\x00"),
+        ws(V1, 4, frame(BINARY, "{}")),
+        ws(RAW | ECHO, 0, frame(TEXT, "zero mask", mask=b"\x00\x00\x00\x00")),
+    ],
+    "ws_handshake": [
+        req("/ws", proto="rt.v1", ext="permessage-deflate; client_max_window_bits"),
+        req("/sub/chat.a"),
+        req("/sub?topic=chat.a&topic=news.x&since=e1:5", proto="rt.raw"),
+        req("/sub/chat.a", "Last-Event-ID: e0:3", ext="permessage-deflate; server_max_window_bits=15, permessage-deflate"),
+        req("/ws?topic=chat.*", proto="bearer.abc, rt.v1", ext='permessage-deflate; client_max_window_bits="10"; server_no_context_takeover'),
+        req("/ws", "X-Fuzz: a", proto="rt.v1"),
+        req("/sub/chat.a", "X-Fuzz: h"),
+        req("/sub/chat.a", "X-Fuzz: r"),
+        req("/sub/private.x"),
+        req("/sub/chat..a"),
+        req("/sub/chat.a?since=nope"),
+        req("/sub/chat.a", key="short"),
+        req("/ws/chat.a", proto="rt.v1", ext="x-webkit-deflate-frame"),
+        req("/sub?topic=chat.a&topic=chat.b&topic=chat.c&topic=chat.d&topic=chat.e"),
+        b"/sub/chat.a\nUpgrade: websocket\nSec-WebSocket-Version: 8\nSec-WebSocket-Key: " + KEY.encode() + b"\n",
+        req("/sub/chat.a?presence=1"),
+        req("/sub?topic=chat.a&topic=chat.*&presence=chat.a"),
+        req("/sub/chat.*?presence=1"),
+    ],
+    "ws_ops": [
+        b'{"op":"ping","ref":1}',
+        b'{"op":"sub","topic":"chat.a","ref":"s1"}',
+        b'{"op":"sub","topic":"chat.>","since":"e0:5"}',
+        b'{"op":"sub","topic":"news.*","since":"e1:2","ref":3}',
+        b'{"op":"sub","topic":"chat..x"}',
+        b'{"op":"sub","topic":"private.x"}',
+        b'{"op":"unsub","topic":"chat.a","ref":"u"}',
+        b'{"op":"pub","topic":"chat.a","data":"hi \\u00e9 \\ud83d\\ude00","ref":4}',
+        b'{"op":"pub","topic":"chat.a","data":{"x":[1,2,{"y":null}]},"event":"typing","idempotency_key":"k-1"}',
+        b'{"op":"pub","topic":"chat.a","data":true,"ephemeral":true}',
+        b'{"op":"pub","topic":"rl.x","data":1}',
+        b'{"op":"pub","topic":"chat.*","data":1}',
+        b'{"op":"auth","token":"' + good.encode() + b'","ref":"a"}',
+        b'{"op":"auth","token":"not.a.jwt"}',
+        b'{"op":"nope","ref":null}',
+        b'{"op":"ping","ref":"' + b"r" * 130 + b'"}',
+        b'{"op":"sub","topic":"\\u0063hat.a"}',
+        b'  {"op" : "ping" }  ',
+        b'{"op":"sub","topic":"chat.a","presence":true,"ref":1}',
+        b'{"op":"presence","topic":"chat.a","ref":"p"}',
+        b'{"op":"sub","topic":"chat.*","presence":true}',
+    ],
+    "text": [
+        b"{}", b"[]", b'{"a":1,"b":[true,false,null],"c":{"d":"e"}}', b'"\\u00e9\\ud83d\\ude00\\ud800x"',
+        b"-0.5e+10", b"[1,2.0,-3e2]", b'{"k":"\\"\\\\\\/\\b\\f\\n\\r\\t"}', "héllo wörld €𝄞".encode(),
+        b"\xc3\x28", b"\xed\xa0\x80", b"\xf4\x90\x80\x80", b"[" * 70 + b"]" * 70,
+        b'{"a":1,"a":2}', b'{"x":"' + b"y" * 300 + b'"}', b" [ \"a\" , {\"b\" : 1} ] ",
+    ],
+    "topic": [
+        b"chat.a\nchat.*\nchat.>\n>\n*.a\nchat.a",
+        b"a.b.c\n*.*.*\na.>\n*.b.>\na.b\na.b.c.d",
+        b"news\nnews\n*\n>\nnews.>",
+        b"x-y_z.1\nx-y_z.*\n*.1\n>",
+        b"chat.*\nchat.>\n*.*\nchat.a",
+        b"a..b\n.a\na.\n*\n>.a\na.>.b",
+        b"chat.room-1.typing\nchat.*.typing\nchat.>\n*.room-1.>\nchat.room-1.typing",
+        b"a.b\na.*\na.*\na.b\n>",
+        b"t\n" + b"\n".join([b"t", b"*", b">"] * 5),
+        b"a" * 255 + b"\n" + b"a" * 255 + b"\n" + b"a" * 256,
+        b"caf\xc3\xa9\ncaf*\n>",
+        b"seg.*\nseg.>\n>",
+    ],
+    "id": [
+        b"e1:5\n/sub/chat.a?since=e1:5",
+        b"k3x9m2aq:41\n/sub?topic=chat.*&topic=news\nLast-Event-ID: e1:30",
+        b"e1:0\n/history/chat.*?before=e1:20&limit=3",
+        b"e1:18446744073709551615\n/poll?topic=chat.a&cursor=e1:12&limit=1",
+        b"e0:3\n/sse?topic=chat.a&lastEventId=e0:3",
+        b"a:9999999999999999999\n/sub/news?since=e1%3A25&token=abc",
+        b"e1:\n/sub/chat.a\nAuthorization: Bearer abc.def.ghi",
+        b":5\n/sub?topic=chat%2Ea&topic=chat.b\nCookie: a=b; rt_token=xyz",
+        b"e1:01\n/ws\nSec-WebSocket-Protocol: rt.v1, bearer.tok",
+        b"E_p-och:7\n/sub/chat.a\nOrigin: https://a.example",
+        b"e1:5x\n/sub/chat.a\nOrigin: https://evil.example",
+        b"x" * 33 + b":1\n/sub/chat.a?since=" + b"x" * 33 + b":1",
+        b"e1:3\n/sub?topic=chat.a&topic=chat.b&topic=chat.c&topic=chat.d&topic=chat.e&since=e1:3",
+    ],
+    "jwt": [
+        b"\x00" + good.encode(),
+        b"\x00" + jwt({"sub": "bob", "rt": {"sub": [">"]}}).encode(),
+        b"\x00" + jwt({"sub": "bob", "exp": 1}).encode(),
+        b"\x00" + jwt({"sub": "bob"}, {"alg": "none"}).encode(),
+        b"\x00" + jwt({"sub": "bob"}, {"alg": "RS256"}).encode(),
+        b"\x00not-a-token",
+        b"\x01" + json.dumps({"sub": "carol", "rt": {"sub": ["chat.*", "bad..x", 5], "pub": ["chat.carol"]}}).encode(),
+        b"\x01" + json.dumps({"sub": "dave", "nbf": 4102444800, "rt": {"sub": ["a.>"]}}).encode(),
+        b"\x01" + json.dumps({"exp": "soon", "rt": {"info": {"k": [1, 2]}}}).encode(),
+        b"\x05" + json.dumps({"iss": "fuzz-iss", "aud": ["x", "fuzz-aud"], "rt": {"sub": ["chat.>"]}}).encode(),
+        b"\x05" + json.dumps({"iss": "fuzz-iss", "aud": "other", "rt": {"sub": ["chat.>"]}}).encode(),
+        b'\x02{"alg":"HS256"}\n{"sub":"eve","exp":4102444800.5,"rt":{"sub":["x.*"],"pub":[">"]}}',
+        b'\x02{"alg":"HS384","typ":"JWT"}\n{"sub":"eve"}',
+        b'\x06{"alg":"HS256"}\n{"iss":"fuzz-iss","aud":"fuzz-aud","rt":{"pub":["p.q"]}}',
+    ],
+    "config": [
+        open(os.path.join(HERE, "..", "..", "conf", "rtbroker.yaml"), "rb").read(),
+        open(os.path.join(HERE, "..", "..", "conf", "rtbroker-nats.yaml"), "rb").read(),
+        b"",
+        b"listen: [127.0.0.1:8080, '[::1]:9090', 7070]\nworkers: 2\n",
+        b"history:\n  max_messages: 5\n  max_age: 90s\npublish:\n  dedup_window: 250ms\n",
+        b"limits:\n  max_message_bytes: 64KiB\n  max_queue_bytes: 2MiB\n  max_topics: 8\n",
+        b"websocket:\n  ping_interval: 10s\n  deflate: false\n  deflate_threshold: 1KiB\n",
+        b"plugins:\n  websocket:\n    echo: true\n  load: [websocket]\n",
+        b"extra:\n  count: 11\n",
+        b"auth:\n  anonymous:\n    subscribe: ['chat.>']\n  jwt:\n  cookie: tok\n",
+        b"listen: nowhere\n",
+        b"a: &x {b: 1}\nc: *x\n",
+        b"- just\n- a list\n",
+        b"history: {max_messages: [1, 2]}\n",
+        b"nats:\n  url: nats://a:4222,nats://b:4222\n  replicas: 9\n",
+    ],
+}
+
+for target, seeds in SEEDS.items():
+    d = os.path.join(HERE, "corpus", target)
+    os.makedirs(d, exist_ok=True)
+    for f in os.listdir(d):
+        os.remove(os.path.join(d, f))
+    for i, data in enumerate(seeds):
+        with open(os.path.join(d, f"seed-{i:02d}"), "wb") as f:
+            f.write(data)
+    print(f"{target}: {len(seeds)} seeds")
