@@ -106,11 +106,7 @@ void rt_history_handle(h2o_req_t *req)
     }
     rt_buf_appendc(&b, "]}\n");
     rt_replay_release(&r);
-    char *body = h2o_mem_alloc_pool(&req->pool, b.len);
-    memcpy(body, b.base, b.len);
-    size_t len = b.len;
-    rt_buf_free(&b);
-    rt_http_respond(req, 200, "application/json", body, len);
+    rt_http_respond_buf(req, 200, "application/json", &b);
 }
 
 /* GET /presence/{topic}: who is there now (one exact topic), with subscribe permission. */
@@ -144,9 +140,5 @@ void rt_presence_handle(h2o_req_t *req)
     rt_buf_t b = {0};
     rt_presence_snapshot(topic, &b);
     rt_buf_appendc(&b, "\n");
-    char *body = h2o_mem_alloc_pool(&req->pool, b.len);
-    memcpy(body, b.base, b.len);
-    size_t len = b.len;
-    rt_buf_free(&b);
-    rt_http_respond(req, 200, "application/json", body, len);
+    rt_http_respond_buf(req, 200, "application/json", &b);
 }

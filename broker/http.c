@@ -43,6 +43,16 @@ void rt_http_respond(h2o_req_t *req, int status, const char *content_type, const
     h2o_send_inline(req, body, len);
 }
 
+void rt_http_respond_buf(h2o_req_t *req, int status, const char *content_type, rt_buf_t *b)
+{
+    char *body = h2o_mem_alloc_pool(&req->pool, b->len ? b->len : 1);
+    if (b->len)
+        memcpy(body, b->base, b->len);
+    size_t len = b->len;
+    rt_buf_free(b);
+    rt_http_respond(req, status, content_type, body, len);
+}
+
 void rt_http_error_status(h2o_req_t *req, int status, const char *code, const char *message)
 {
     rt_buf_t b = {0};
@@ -58,11 +68,7 @@ void rt_http_error_status(h2o_req_t *req, int status, const char *code, const ch
     rt_metrics_http_error(status);
     if (status == 429 || status == 503)
         h2o_set_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, H2O_STRLIT("1"), 1);
-    char *body = h2o_mem_alloc_pool(&req->pool, b.len);
-    memcpy(body, b.base, b.len);
-    size_t len = b.len;
-    rt_buf_free(&b);
-    rt_http_respond(req, status, "application/json", body, len);
+    rt_http_respond_buf(req, status, "application/json", &b);
 }
 
 void rt_http_error(h2o_req_t *req, int err, const char *message)

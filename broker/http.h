@@ -8,6 +8,8 @@
 #include "rt.h"
 
 void rt_http_respond(h2o_req_t *req, int status, const char *content_type, const char *body, size_t len);
+/* The same with a body built in b: copied into the request's pool, and b freed. */
+void rt_http_respond_buf(h2o_req_t *req, int status, const char *content_type, rt_buf_t *b);
 /* {"error":code,"message":message} with the status of the RT_E* code; logs the refusal. */
 void rt_http_error(h2o_req_t *req, int err, const char *message);
 void rt_http_error_status(h2o_req_t *req, int status, const char *code, const char *message);

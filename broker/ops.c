@@ -131,11 +131,7 @@ static void metrics(h2o_req_t *req)
                   rt_conns_open(), rt_conns_refused_total());
     rt_presence_metrics(&b);
     rt_bus->ops->metrics(rt_bus, &b);
-    char *body = h2o_mem_alloc_pool(&req->pool, b.len);
-    memcpy(body, b.base, b.len);
-    size_t len = b.len;
-    rt_buf_free(&b);
-    rt_http_respond(req, 200, "text/plain; version=0.0.4", body, len);
+    rt_http_respond_buf(req, 200, "text/plain; version=0.0.4", &b);
 }
 
 int rt_ops_handle(h2o_req_t *req, rt_str_t path)

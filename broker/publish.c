@@ -71,11 +71,7 @@ static void respond_published(h2o_req_t *req, rt_str_t id, rt_str_t topic)
     rt_buf_appendc(&b, ",\"topic\":");
     rt_json_append_string(&b, topic);
     rt_buf_appendc(&b, "}\n");
-    char *body = h2o_mem_alloc_pool(&req->pool, b.len);
-    memcpy(body, b.base, b.len);
-    size_t len = b.len;
-    rt_buf_free(&b);
-    rt_http_respond(req, 200, "application/json", body, len);
+    rt_http_respond_buf(req, 200, "application/json", &b);
 }
 
 static void on_published(void *arg, int err, rt_str_t id)
