@@ -38,8 +38,10 @@ async function sseMember(c, base, topic, user, info) {
   const stamp = () => { const now = Date.now(); for (const e of s.events) e.at ||= now; };
   stamp();
   s.res.on('data', stamp);
-  await s.waitFor((x) => sseEvents(x).some((e) => e.type === 'join'), W, `own join of ${user} on SSE`);
-  s.self = sseEvents(s).find((e) => e.type === 'join');
+  // others' joins queued just before ours may come first (a join from another node arrives whenever it arrives)
+  const mine = (e) => e.type === 'join' && e.user === (user ?? null);
+  await s.waitFor((x) => sseEvents(x).some(mine), W, `own join of ${user} on SSE`);
+  s.self = sseEvents(s).find(mine);
   return s;
 }
 
