@@ -32,6 +32,7 @@ static struct {
     char bucket[160], prefix[200]; /* prefix: "$KV.<bucket>." */
     uint64_t ttl_ms, beat_ms;
     int dirty, stopping, started, put_failed;
+    natsStatus put_status; /* why the last failed write failed */
 } pn = {.lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER};
 
 static void on_change(void)
@@ -125,8 +126,9 @@ static void put(void *ctx, rt_str_t topic, rt_str_t value)
     (void)ctx;
     char key[300];
     snprintf(key, sizeof(key), "m.%s.%.*s", rt_presence_node(), (int)topic.len, topic.base);
-    if (kvStore_Put(NULL, pn.kv, key, value.base, (int)value.len) != NATS_OK)
-        pn.put_failed = 1;
+    natsStatus st = kvStore_Put(NULL, pn.kv, key, value.base, (int)value.len);
+    if (st != NATS_OK)
+        pn.put_failed = 1, pn.put_status = st;
 }
 
 static int bind_bucket(void)
@@ -199,14 +201,17 @@ static void *presence_thread(void *arg)
                 char key[64], beat[32];
                 snprintf(key, sizeof(key), "n.%s", rt_presence_node());
                 snprintf(beat, sizeof(beat), "{\"t\":%llu}", (unsigned long long)rt_wall_ms());
-                if (kvStore_PutString(NULL, pn.kv, key, beat) != NATS_OK)
-                    pn.put_failed = 1;
+                natsStatus st = kvStore_PutString(NULL, pn.kv, key, beat);
+                if (st != NATS_OK)
+                    pn.put_failed = 1, pn.put_status = st;
                 last_full = now;
             }
             if (full || dirty)
                 rt_presence_collect(full, put, NULL);
             if (pn.put_failed && full)
-                rt_log(RT_LOG_WARN, "presence: writing to the key-value bucket %s failed; retrying in 1 s", pn.bucket);
+                rt_log(RT_LOG_WARN, "presence: writing to the key-value bucket %s failed (%s; a member list over the "
+                                    "server's max_payload is refused); retrying in 1 s",
+                       pn.bucket, natsStatus_GetText(pn.put_status));
         }
         was_connected = connected && pn.kv;
         rt_presence_expire_nodes(pn.ttl_ms);

@@ -278,7 +278,6 @@ void rt_server_start(void)
         h2o_multithread_create_thread(&rt_workers[i].tid, NULL, worker_main, &rt_workers[i]);
     }
     h2o_barrier_wait(&started); /* every inbox exists before anything is published or signalled */
-    rt_hub_set_ready();         /* (the workers set it too, before they serve) */
 }
 
 void rt_server_shutdown(void)
