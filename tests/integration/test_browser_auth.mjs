@@ -8,11 +8,9 @@ import path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { suite, assert, eq, publish, publishOk, request, waitFor, mkTemp, trunc, sleep, HERE, ROOT } from './lib.mjs';
+import { launchChromium } from './browserlib.mjs';
 
 const require = createRequire(`${ROOT}/tests/package.json`);
-const CHROMIUM = '/usr/bin/chromium';
-const FLAGS = ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
-  '--disable-sync', '--no-first-run'];
 const FAST = { backoff: { base: 100, cap: 600 }, connectTimeout: 4000 };
 const SECRET = 'browser-test-secret-0123456789abcdef';
 const RIGHTS = { sub: ['au.>'], pub: ['au.ok', 'au.page'] };
@@ -43,10 +41,7 @@ const PUBLISHER = () => ({ Authorization: `Bearer ${mint(600, { sub: ['>'], pub:
 
 let browserPromise = null;
 async function browser() {
-  if (!fs.existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} not found: install Chromium (apt-get install -y chromium, part of make deps)`);
-  let pw;
-  try { pw = require('playwright-core'); } catch (e) { throw new Error(`npm playwright-core is not installed in tests/node_modules (make deps): ${e.message}`); }
-  browserPromise ||= pw.chromium.launch({ executablePath: CHROMIUM, headless: true, args: FLAGS, timeout: 30000 });
+  browserPromise ||= launchChromium();
   return browserPromise;
 }
 

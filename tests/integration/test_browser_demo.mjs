@@ -6,11 +6,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { createRequire } from 'node:module';
 import { suite, assert, eq, publishOk, curl, request, sleep, ROOT } from './lib.mjs';
+import { launchChromium } from './browserlib.mjs';
 
 const require = createRequire(`${ROOT}/tests/package.json`);
-const CHROMIUM = '/usr/bin/chromium';
-const FLAGS = ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
-  '--disable-sync', '--no-first-run'];
 const ARTIFACTS = process.env.RTB_ARTIFACTS || path.join(os.tmpdir(), 'rtbroker-artifacts');
 
 const t = suite(import.meta.url, { hardTimeoutMs: 190000 });
@@ -18,10 +16,7 @@ const cfg = (extra = {}) => ({ plugins: { load: ['sse', 'longpoll', 'websocket']
 
 let browserPromise = null;
 async function browser() {
-  if (!fs.existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} not found: install Chromium (apt-get install -y chromium, part of make deps)`);
-  let pw;
-  try { pw = require('playwright-core'); } catch (e) { throw new Error(`npm playwright-core is not installed in tests/node_modules (make deps): ${e.message}`); }
-  browserPromise ||= pw.chromium.launch({ executablePath: CHROMIUM, headless: true, args: FLAGS, timeout: 30000 });
+  browserPromise ||= launchChromium();
   return browserPromise;
 }
 

@@ -5,11 +5,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { createRequire } from 'node:module';
 import { suite, assert, eq, publishOk, waitFor, mkTemp, trunc, sleep, HERE, ROOT } from './lib.mjs';
+import { launchChromium } from './browserlib.mjs';
 
 const require = createRequire(`${ROOT}/tests/package.json`);
-const CHROMIUM = '/usr/bin/chromium';
-const FLAGS = ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
-  '--disable-sync', '--no-first-run'];
 const FAST = { backoff: { base: 100, cap: 600 }, connectTimeout: 4000 };
 
 const t = suite(import.meta.url, { hardTimeoutMs: 110000 });
@@ -24,10 +22,7 @@ const cfg = (plugins) => ({ plugins: { load: plugins }, web: { root: webRoot() }
 
 let browserPromise = null;
 async function browser() {
-  if (!fs.existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} not found: install Chromium (apt-get install -y chromium, part of make deps)`);
-  let pw;
-  try { pw = require('playwright-core'); } catch (e) { throw new Error(`npm playwright-core is not installed in tests/node_modules (make deps): ${e.message}`); }
-  browserPromise ||= pw.chromium.launch({ executablePath: CHROMIUM, headless: true, args: FLAGS, timeout: 30000 });
+  browserPromise ||= launchChromium();
   return browserPromise;
 }
 

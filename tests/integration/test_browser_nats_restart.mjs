@@ -14,12 +14,10 @@ import { createRequire } from 'node:module';
 import {
   suite, assert, eq, waitFor, mkTemp, trunc, sleep, trackChild, brokerEnv, indent, epochOf, seqOf, request, HERE, ROOT, BIN, SLOW,
 } from './lib.mjs';
+import { launchChromium } from './browserlib.mjs';
 import { startNats, natsBroker, killBroker, waitReady, tryPublish, sameIds } from './natslib.mjs';
 
 const require = createRequire(`${ROOT}/tests/package.json`);
-const CHROMIUM = '/usr/bin/chromium';
-const FLAGS = ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
-  '--disable-sync', '--no-first-run'];
 const FAST = { backoff: { base: 100, cap: 600 }, pingInterval: 2000, pingTimeout: 2000, connectTimeout: 4000 };
 const JSON_CT = { headers: { 'Content-Type': 'application/json' } };
 
@@ -35,10 +33,7 @@ function webRoot() {
 
 let browserPromise = null;
 async function browser() {
-  if (!fs.existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} not found: install Chromium (apt-get install -y chromium, part of make deps)`);
-  let pw;
-  try { pw = require('playwright-core'); } catch (e) { throw new Error(`npm playwright-core is not installed in tests/node_modules (make deps): ${e.message}`); }
-  browserPromise ||= pw.chromium.launch({ executablePath: CHROMIUM, headless: true, args: FLAGS, timeout: 30000 });
+  browserPromise ||= launchChromium();
   return browserPromise;
 }
 

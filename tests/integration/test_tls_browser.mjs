@@ -9,11 +9,9 @@ import { createRequire } from 'node:module';
 import {
   suite, assert, eq, mkTemp, freePort, waitFor, curl, trunc, ROOT,
 } from './lib.mjs';
+import { launchChromium } from './browserlib.mjs';
 
 const require = createRequire(`${ROOT}/tests/package.json`);
-const CHROMIUM = '/usr/bin/chromium';
-const FLAGS = ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
-  '--disable-sync', '--no-first-run'];
 
 const t = suite(import.meta.url, { hardTimeoutMs: 100000 });
 
@@ -29,8 +27,6 @@ function certificate() {
 }
 
 t.test('a page over HTTP/2: 10 EventSources + a long-poll at once on one origin, and a wss WebSocket', async (c) => {
-  if (!fs.existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} not found: install Chromium (make deps)`);
-  const pw = require('playwright-core');
   const files = certificate();
   let tlsPort;
   const b = await c.broker({
@@ -41,7 +37,7 @@ t.test('a page over HTTP/2: 10 EventSources + a long-poll at once on one origin,
     },
   });
   const origin = `https://localhost:${tlsPort}`;
-  const browser = await pw.chromium.launch({ executablePath: CHROMIUM, headless: true, args: FLAGS, timeout: 30000 });
+  const browser = await launchChromium();
   c.defer(() => browser.close());
   const ctx = await browser.newContext({ ignoreHTTPSErrors: true }); // the self-signed test certificate
   const page = await ctx.newPage();

@@ -7,11 +7,9 @@ import { createRequire } from 'node:module';
 import {
   suite, assert, eq, publishOk, poll, waitFor, mkTemp, trunc, HERE, ROOT,
 } from './lib.mjs';
+import { launchChromium } from './browserlib.mjs';
 
 const require = createRequire(`${ROOT}/tests/package.json`);
-const CHROMIUM = '/usr/bin/chromium';
-const FLAGS = ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
-  '--disable-sync', '--no-first-run'];
 
 const t = suite(import.meta.url, { hardTimeoutMs: 100000 });
 
@@ -24,14 +22,7 @@ const cfg = (extra = {}) => ({ plugins: { load: ['sse', 'longpoll', 'websocket']
 
 let browserPromise = null;
 async function browser() {
-  if (!fs.existsSync(CHROMIUM)) {
-    throw new Error(`${CHROMIUM} not found: install Chromium (apt-get install -y chromium, part of make deps) — the browser tests cannot run without it`);
-  }
-  let pw;
-  try { pw = require('playwright-core'); } catch (e) {
-    throw new Error(`npm playwright-core is not installed in tests/node_modules (make deps): ${e.message}`);
-  }
-  browserPromise ||= pw.chromium.launch({ executablePath: CHROMIUM, headless: true, args: FLAGS, timeout: 30000 });
+  browserPromise ||= launchChromium();
   return browserPromise;
 }
 
