@@ -650,14 +650,14 @@ const rt_cfg_value_t *rt_cfg(const char *path)
 
 rt_limits_t rt_lim;
 
-/* limits.max_connections 0: what the open file limit allows, keeping some descriptors for files, NATS and the
- * connections being refused. */
+/* limits.max_connections 0: what the open file limit allows, keeping descriptors for the (at most 256)
+ * connections being refused and 128 for the broker's own (epoll, wake-up pipes, NATS, files). */
 static size_t auto_max_connections(void)
 {
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > 100000000)
         return 100000000;
-    size_t n = (size_t)rl.rlim_cur, reserve = n / 4 < 1024 ? n / 4 : 1024;
+    size_t n = (size_t)rl.rlim_cur, reserve = n / 4 < 384 ? n / 4 : 384;
     return n - reserve;
 }
 

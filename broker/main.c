@@ -145,10 +145,10 @@ int main(int argc, char **argv)
         if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
             rt_log(RT_LOG_WARN, "cannot raise the open file limit to %llu", (unsigned long long)rl.rlim_max);
     }
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 100000)
-        rt_log(RT_LOG_DEBUG, "open file limit %llu: at most about %llu connections (raise ulimit -Hn for more)",
-               (unsigned long long)rl.rlim_cur, (unsigned long long)(rl.rlim_cur > 64 ? rl.rlim_cur - 64 : 0));
     rt_config_freeze(); /* after the file limit is raised: limits.max_connections 0 is derived from it */
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 100000 && rt_cfg_int("limits.max_connections") == 0)
+        rt_log(RT_LOG_INFO, "open file limit %llu: limits.max_connections is %zu (raise ulimit -Hn for more)",
+               (unsigned long long)rl.rlim_cur, rt_lim.max_connections);
     size_t nworkers = (size_t)rt_cfg_int("workers");
     if (nworkers == 0) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
