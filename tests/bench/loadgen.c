@@ -1069,13 +1069,42 @@ static void ws_send_frame(conn_t *c, int op, const void *payload, size_t len)
 }
 
 /* Without context takeover every subscriber gets the same compressed bytes for a
- * message: inflate those once (the load generator must not be the bottleneck). */
-enum { ZC = 8 };
+ * message: inflate those once (the load generator must not be the bottleneck). The
+ * table holds far more messages than can be in flight (publishers x --max-lag), so that
+ * a deep publishing window does not turn every delivery into an inflate. */
+enum { ZC = 4096 };
 static struct {
     char *in, *out;
     size_t inlen, outlen;
 } zc[ZC];
-static unsigned zc_next;
+
+static uint64_t zc_mix(uint64_t h, const char *p)
+{
+    uint64_t w;
+    memcpy(&w, p, 8);
+    h = (h ^ w) * 0xff51afd7ed558ccdull;
+    return h ^ (h >> 32);
+}
+
+static unsigned zc_slot(const char *p, size_t n)
+{
+    /* a dynamic Huffman block starts with tables that similar payloads share, so the first
+     * bytes alone do not tell messages apart: hash the first KiB (where the payload's own
+     * topic, publisher and sequence number are) in four independent lanes, then the tail */
+    uint64_t h[4] = {0x9e3779b97f4a7c15ull ^ n, 1, 2, 3};
+    size_t i = 0, head = n < 1024 ? n : 1024;
+    for (; i + 32 <= head; i += 32)
+        for (int l = 0; l < 4; l++)
+            h[l] = zc_mix(h[l], p + i + 8 * l);
+    for (; i + 8 <= head; i += 8)
+        h[0] = zc_mix(h[0], p + i);
+    for (i = n > 64 && n - 64 > head ? n - 64 : head; i + 8 <= n; i += 8)
+        h[1] = zc_mix(h[1], p + i);
+    for (; i < n; i++)
+        h[2] = (h[2] ^ (unsigned char)p[i]) * 0x100000001b3ull;
+    uint64_t x = h[0] ^ (h[1] * 3) ^ (h[2] * 5) ^ (h[3] * 7);
+    return (unsigned)(x ^ (x >> 29)) % ZC;
+}
 
 static void ws_message(conn_t *c, const char *p, size_t n, int rsv1)
 {
@@ -1088,12 +1117,10 @@ static void ws_message(conn_t *c, const char *p, size_t n, int rsv1)
         return;
     }
     n_compressed++;
-    if (c->no_ctx) {
-        for (int i = 0; i < ZC; i++)
-            if (zc[i].in && zc[i].inlen == n && memcmp(zc[i].in, p, n) == 0) {
-                scan_markers(c, zc[i].out, zc[i].outlen);
-                return;
-            }
+    unsigned k = c->no_ctx ? zc_slot(p, n) : 0;
+    if (c->no_ctx && zc[k].in && zc[k].inlen == n && memcmp(zc[k].in, p, n) == 0) {
+        scan_markers(c, zc[k].out, zc[k].outlen);
+        return;
     }
     if (!c->zs) {
         c->zs = calloc(1, sizeof(z_stream));
@@ -1125,7 +1152,6 @@ static void ws_message(conn_t *c, const char *p, size_t n, int rsv1)
         }
     }
     if (c->no_ctx) {
-        unsigned k = zc_next++ % ZC;
         free(zc[k].in);
         free(zc[k].out);
         zc[k].in = dupn(p, n);
