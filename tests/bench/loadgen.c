@@ -1391,7 +1391,8 @@ static void usage(void)
     fprintf(stderr,
             "usage: loadgen --port P [options]\n"
             "  --host A            server address (IPv4, default 127.0.0.1)\n"
-            "  --server S          rtbroker | nchan (the long-poll cursor protocol; default rtbroker)\n"
+            "  --server S          rtbroker | nchan (the long-poll cursor protocol; default rtbroker) | floor\n"
+            "                      (tests/bench/floor.c, WebSocket only: taken as rtbroker, named apart in RESULT)\n"
             "  --ws N --sse N --lp N   subscribers per transport (subscriber i is on topic i %% T)\n"
             "  --topics T          topics <prefix>0..<prefix>T-1 (default 1); --prefix S (default b<pid>t)\n"
             "  --publishers P      keep-alive publishing connections, one request in flight each: topic t is\n"
@@ -1470,7 +1471,7 @@ int main(int argc, char **argv)
             die("--prefix: letters, digits and _ only (a topic both servers take)");
     if (strcmp(opt.server, "nchan") == 0)
         is_nchan = 1;
-    else if (strcmp(opt.server, "rtbroker") != 0)
+    else if (strcmp(opt.server, "rtbroker") != 0 && strcmp(opt.server, "floor") != 0)
         usage();
 
     signal(SIGPIPE, SIG_IGN);
