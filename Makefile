@@ -25,7 +25,7 @@ DESTDIR ?=
 .PHONY: all build deps deps-build deps-test run test asan fuzz fuzz-build clean check-config install bench soak soak-asan
 
 all: build
-BENCH_BIN  = $(if $(wildcard tests/bench/loadgen.c),$(BUILD)/bench/loadgen)
+BENCH_BIN  = $(if $(wildcard tests/bench/loadgen.c),$(BUILD)/bench/loadgen $(BUILD)/bench/floor)
 
 build: $(BUILD)/rtbroker $(PLUGIN_SO) $(UNIT_BIN) $(TOOLS_BIN) $(BENCH_BIN)
 
@@ -55,6 +55,11 @@ $(BUILD)/tools/%: tests/tools/%.c
 $(BUILD)/bench/loadgen: tests/bench/loadgen.c $(wildcard tests/bench/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_COMMON) -o $@ tests/bench/loadgen.c -lssl -lcrypto -lz -lm
+
+# The yardstick of S2 and S3 in BENCHMARKS.md: one write per delivery and nothing else.
+$(BUILD)/bench/floor: tests/bench/floor.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_COMMON) -o $@ tests/bench/floor.c -lcrypto
 
 # Side by side with nginx + nchan; writes BENCHMARKS.md (bounded: well under 15 minutes).
 bench: deps build

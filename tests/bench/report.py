@@ -181,6 +181,32 @@ if any(sc in scenarios for sc, _ in SCALING[:2]):
             p(f"| {npub} | {w} | {' | '.join(cells)} | {ratio} |")
     p('')
 
+FLOOR_ROWS = [('S2', 'latency p50', 'p50_ms', 'ms', 'low'), ('S2', 'latency p99', 'p99_ms', 'ms', 'low'),
+              ('S3', 'delivered msg/s', 'rate', 'rate', 'high')]
+if any(nruns(sc, '1', 'floor') for sc in ('S2', 'S3')):
+    p('## S2 and S3 against the floor: what the kernel leaves to any server')
+    p('')
+    p('In S2 (100 messages/s to 1,000 subscribers of one topic) and S3 (each message to the 10 subscribers of')
+    p('its topic) a subscriber has at most one message waiting at a time, so every delivery is one socket write')
+    p('for any server: there is nothing to batch. `tests/bench/floor.c` is a server that does only that: one')
+    p('thread, one `write` per delivery, no history, auth, JSON or HTTP beyond what the load generator sends.')
+    p('It ran in the same rounds (1 worker\'s pinning). "Best possible" is nchan measured against the floor:')
+    p('the largest ratio any server could show here; on loopback the kernel also charges the sender for the')
+    p('receiver\'s side of each write.')
+    p('')
+    p('| scenario | metric | floor | rtbroker | nchan | best possible ratio (floor vs nchan) | rtbroker vs nchan |')
+    p('|---|---|---|---|---|---|---|')
+    for sc, label, key, kind, better in FLOOR_ROWS:
+        f, r, n = (med(sc, '1', srv, key) for srv in ('floor', 'rtbroker', 'nchan'))
+
+        def ratio(a, b):
+            if not a or not b:
+                return 'n/a'
+            return f'{(a / b if better == "high" else b / a):.2f}×'
+        p(f"| {sc} | {label} | {spread(sc, '1', 'floor', key, kind)} | {spread(sc, '1', 'rtbroker', key, kind)} "
+          f"| {spread(sc, '1', 'nchan', key, kind)} | {ratio(f, n)} | {ratio(r, n)} |")
+    p('')
+
 p('Reading these figures: each run is a few seconds on 2 cores that other work shares (see the load column')
 p('of the last table and the CPU table: a server well under 100% of a core with an idle load generator was')
 p('waiting for the CPU, not for work). The medians damp that, the ranges show it. Both servers spend most')
@@ -195,7 +221,7 @@ p('| scenario | workers | server | runs | connected | failed conn. | dropped con
 p('|---|---|---|---|---|---|---|---|---|---|---|---|---|')
 for sc in scenarios:
     for w in workers:
-        for srv in servers:
+        for srv in servers + ['floor']:
             k = nruns(sc, w, srv)
             if not k:
                 continue
@@ -340,13 +366,16 @@ p('# nginx + nchan: tests/bench/nchan.conf.in with worker_processes W (nchan_mes
 p('# nchan_subscriber_first_message oldest on fresh channels, nchan_longpoll_multipart_response on,')
 p('# nchan_deflate_message_for_websocket on only for S7d)')
 p('taskset -c CPUS nginx -p DIR -c DIR/nginx.conf')
+p('# the floor (S2 and S3, 1 worker\'s pinning): tests/bench/floor.c, built as build/bench/floor')
+p('taskset -c CPUS build/bench/floor --port PORT')
 p('```')
 p('')
 p('Load generator (`tests/bench/loadgen.c`, built as `build/bench/loadgen`), per scenario:')
 p('')
 p('```sh')
 for sc in scenarios:
-    p(f"taskset -c CPU build/bench/loadgen --server rtbroker|nchan --port PORT {machine.get('args_' + sc, '')} "
+    srvs = 'rtbroker|nchan|floor' if sc in ('S2', 'S3') else 'rtbroker|nchan'
+    p(f"taskset -c CPU build/bench/loadgen --server {srvs} --port PORT {machine.get('args_' + sc, '')} "
       f"--src-addrs 16 --src-base B --pid PIDS --label {sc}")
 p('```')
 p('')
@@ -359,8 +388,8 @@ p('- Delivered msg/s = every message received by every subscriber / (last delive
 p('- Latency = receive time − the send time in the payload (same clock, same process), over every delivery;')
 p('  the receive time is when `epoll_wait` returned the batch that held it, so the load generator\'s own walk')
 p('  through 1,000 ready sockets is not counted (the kernel and the server are). At 100 messages/s to 1,000')
-p('  subscribers both servers sit near the floor of writing 1,000 sockets and reading them back (about 2 ms at')
-p('  p50 here); p99 is dominated by whatever else the machine runs at that moment.')
+p('  subscribers both servers sit near the floor of writing 1,000 sockets one after the other (the floor')
+p('  section); p99 is dominated by whatever else the machine runs at that moment.')
 p('- Memory per connection: PSS (proportional set size, from /proc/PID/smaps_rollup; the sum over nginx\'s')
 p('  master and workers) after connecting and 2 s idle, minus before connecting, divided by the connections.')
 p('  Kernel socket buffers are not in it, for either server.')

@@ -17,6 +17,7 @@ TMP=$(mktemp -d /tmp/rtb-benchtest-XXXXXX)
 PID=
 
 cleanup() {
+    [ -n "${FPID:-}" ] && kill -KILL "$FPID" 2>/dev/null
     if [ -n "$PID" ]; then
         kill -TERM "$PID" 2>/dev/null
         for _ in $(seq 1 100); do kill -0 "$PID" 2>/dev/null || break; sleep 0.05; done
@@ -84,6 +85,8 @@ for _ in 1 2 3; do # a port free when checked can be taken by another process be
 done
 [ "$up" = 1 ] || { fail "the broker starts" "not listening on $port" "$(cat "$TMP/broker.log")"; finish; }
 
+bport=$port
+
 metric() { # NAME (with labels): the value from /metrics
     curl -s --max-time 5 "http://127.0.0.1:$port/metrics" | awk -v k="$1" '$1 == k {print $2}'
 }
@@ -92,7 +95,7 @@ field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$2"; }
 # run NAME ARGS...: runs the loadgen (strict) and leaves its RESULT line in $res, output in $out
 run() {
     local name=$1; shift
-    out=$(timeout -k 5 60 "$LG" --port "$port" --pid "$PID" --strict --quiet "$@" 2>&1)
+    out=$(timeout -k 5 60 "$LG" --port "$port" --pid "${RUN_PID:-$PID}" --strict --quiet "$@" 2>&1)
     rc=$?
     res=$(grep '^RESULT ' <<<"$out" | tail -1)
     if [ $rc -ne 0 ] || [ -z "$res" ]; then
@@ -164,7 +167,39 @@ if run "permessage-deflate: 20 websocket subscribers, 4 topics, 60 publishes of 
         connected=20 published=60 expected=300 delivered=300 compressed=300 lost=0 dups=0 reordered=0 ok=1
 fi
 
-# ---------------------------------------------------------------- 4. it says so when things go wrong
+# many messages in flight at once (16 publishing connections on one topic): the load generator's
+# cache of inflated messages must tell them apart
+if run "permessage-deflate: 10 websocket subscribers, 16 publishing connections on one topic, 320 publishes of 4 KiB" \
+    --ws 10 --topics 1 --publishers 16 --count 320 --size 4096 --deflate --duration 20 --src-addrs 2; then
+    expect "permessage-deflate, 16 publishing connections on one topic: all delivered and inflated, in order" \
+        connected=10 published=320 expected=3200 delivered=3200 compressed=3200 lost=0 dups=0 reordered=0 ok=1
+fi
+
+# ---------------------------------------------------------------- 4. the floor server (S2 and S3's yardstick)
+FLOOR=$BUILD/bench/floor
+if [ ! -x "$FLOOR" ] || [ tests/bench/floor.c -nt "$FLOOR" ]; then
+    FLOOR=$TMP/floor
+    out=$(cc -std=gnu11 -O2 -Wall -Wextra -Werror -o "$FLOOR" tests/bench/floor.c -lcrypto 2>&1) ||
+        { fail "the floor server builds" "cc failed" "$out"; FLOOR=; }
+fi
+if [ -n "$FLOOR" ]; then
+    pick_port
+    fport=$port
+    "$FLOOR" --port "$fport" >"$TMP/floor.log" 2>&1 &
+    FPID=$!
+    for _ in $(seq 1 100); do curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$fport/" && break; sleep 0.05; done
+    port=$fport RUN_PID=$FPID
+    if run "the floor server: 30 websocket subscribers, 3 topics, 90 publishes" \
+        --server floor --ws 30 --topics 3 --publishers 3 --count 90 --duration 20 --drain 10 --src-addrs 2; then
+        expect "the floor server: 30 websocket subscribers, 3 topics, 90 publishes: all delivered, none lost" \
+            connected=30 failed=0 published=90 expected=900 delivered=900 lost=0 dups=0 reordered=0 ok=1
+    fi
+    kill -TERM "$FPID" 2>/dev/null
+    wait "$FPID" 2>/dev/null
+    port=$bport RUN_PID= FPID=
+fi
+
+# ---------------------------------------------------------------- 5. it says so when things go wrong
 closed=0
 for _ in $(seq 1 50); do
     p=$((30000 + RANDOM % 20000))
