@@ -118,8 +118,18 @@ int rt_id_parse(rt_str_t s, rt_id_t *out)
 
 size_t rt_id_format(char *buf, rt_str_t epoch, uint64_t seq)
 {
+    /* on every message and long-poll answer: digits by hand, not snprintf */
     size_t n = epoch.len > RT_EPOCH_MAX ? RT_EPOCH_MAX : epoch.len;
     memcpy(buf, epoch.base, n);
-    int m = snprintf(buf + n, RT_ID_MAX + 1 - n, ":%llu", (unsigned long long)seq);
-    return n + (size_t)(m > 0 ? m : 0);
+    buf[n++] = ':';
+    char digits[20];
+    size_t d = 0;
+    do {
+        digits[d++] = (char)('0' + seq % 10);
+        seq /= 10;
+    } while (seq);
+    while (d)
+        buf[n++] = digits[--d];
+    buf[n] = '\0';
+    return n;
 }

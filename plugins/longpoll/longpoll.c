@@ -42,21 +42,25 @@ static int lp_claims(rt_request_t *req)
     return 1;
 }
 
+#define LIT(s) ((rt_str_t){(s), sizeof(s) - 1})
+
 static void answer(rt_sub_t *sub)
 {
     lp_sub_t *s = svc->sub_data(sub);
     rt_str_t cursor = svc->sub_cursor(sub);
     rt_str_t client = svc->sub_client(sub);
-    char head[224], cl[80] = "";
-    if (client.len)
-        snprintf(cl, sizeof(cl), "\"client\":\"%.*s\",", (int)client.len, client.base);
-    int n = snprintf(head, sizeof(head), "{\"cursor\":\"%.*s\",%s\"gap\":%s,\"messages\":[", (int)cursor.len, cursor.base,
-                     cl, s->gap ? "true" : "false");
+    /* one per subscriber per message: built by hand rather than with snprintf */
     size_t nparts = 0;
-    rt_str_t *parts = malloc((s->count * 2 + 2) * sizeof(*parts));
+    rt_str_t *parts = malloc((s->count * 2 + 6) * sizeof(*parts));
     if (parts == NULL)
         abort();
-    parts[nparts++] = (rt_str_t){head, (size_t)n};
+    parts[nparts++] = LIT("{\"cursor\":\"");
+    parts[nparts++] = cursor;
+    if (client.len) {
+        parts[nparts++] = LIT("\",\"client\":\"");
+        parts[nparts++] = client;
+    }
+    parts[nparts++] = s->gap ? LIT("\",\"gap\":true,\"messages\":[") : LIT("\",\"gap\":false,\"messages\":[");
     size_t bytes = 0;
     for (size_t i = 0; i < s->count; i++) {
         if (i)
