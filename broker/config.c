@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <strings.h>
 #include <sys/resource.h>
+#include <unistd.h>
 #include <yaml.h>
 
 #include "config.h"
@@ -651,14 +652,19 @@ const rt_cfg_value_t *rt_cfg(const char *path)
 rt_limits_t rt_lim;
 
 /* limits.max_connections 0: what the open file limit allows, keeping descriptors for the (at most 256)
- * connections being refused and 128 for the broker's own (epoll, wake-up pipes, NATS, files). */
-static size_t auto_max_connections(void)
+ * connections being refused, 64 for NATS and files, and 6 per worker (its epoll, wake-up pipe and copies
+ * of the listeners). */
+static size_t auto_max_connections(size_t workers)
 {
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > 100000000)
         return 100000000;
-    size_t n = (size_t)rl.rlim_cur, reserve = n / 4 < 384 ? n / 4 : 384;
-    return n - reserve;
+    if (workers == 0) {
+        long np = sysconf(_SC_NPROCESSORS_ONLN);
+        workers = np > 0 ? (size_t)np : 1;
+    }
+    size_t n = (size_t)rl.rlim_cur, reserve = 256 + 64 + 6 * workers;
+    return n - (n / 4 < reserve ? n / 4 : reserve);
 }
 
 static int64_t int_of(const rt_cfg_value_t *(*get)(const char *), const char *path)
@@ -671,7 +677,7 @@ static int64_t int_of(const rt_cfg_value_t *(*get)(const char *), const char *pa
 static void set_limits(const rt_cfg_value_t *(*get)(const char *))
 {
     int64_t mc = int_of(get, "limits.max_connections");
-    rt_lim.max_connections = mc > 0 ? (size_t)mc : auto_max_connections();
+    rt_lim.max_connections = mc > 0 ? (size_t)mc : auto_max_connections((size_t)int_of(get, "workers"));
     rt_lim.max_queue_bytes = (size_t)int_of(get, "limits.max_queue_bytes");
     rt_lim.connections_per_ip = (double)int_of(get, "limits.connections_per_ip");
     rt_lim.publish_per_connection = (double)int_of(get, "limits.publish_per_connection");
