@@ -131,7 +131,7 @@ static size_t nconns, nsubs;
 static uint64_t *t_seq; /* [topic * npub + publisher] */
 static uint64_t *t_sent, *t_acked, *t_deliv_open, *t_nopen, *t_failed;
 static uint64_t n_connected, n_failed, n_dropped, n_pub_err, n_lp_err, n_lp_reconnect, n_ws_closed, n_masked;
-static uint64_t n_deliv_kind[3], n_compressed;
+static uint64_t n_deliv_kind[3], n_compressed, n_inflated; /* inflated: not found in the cache */
 static uint64_t n_deliveries, n_unacked_seq, n_wrong_topic, n_published_sent;
 static int publishing, pub_stopped;
 static double t_pub_start, t_pub_end, t_first_deliv, t_last_deliv;
@@ -1070,8 +1070,9 @@ static void ws_send_frame(conn_t *c, int op, const void *payload, size_t len)
 
 /* Without context takeover every subscriber gets the same compressed bytes for a
  * message: inflate those once (the load generator must not be the bottleneck). The
- * table holds far more messages than can be in flight (publishers x --max-lag), so that
- * a deep publishing window does not turn every delivery into an inflate. */
+ * table holds far more messages than can be in flight (per topic about --max-lag plus
+ * its publishers), so that a deep publishing window does not turn every delivery into
+ * an inflate. */
 enum { ZC = 4096 };
 static struct {
     char *in, *out;
@@ -1098,7 +1099,7 @@ static unsigned zc_slot(const char *p, size_t n)
             h[l] = zc_mix(h[l], p + i + 8 * l);
     for (; i + 8 <= head; i += 8)
         h[0] = zc_mix(h[0], p + i);
-    for (i = n > 64 && n - 64 > head ? n - 64 : head; i + 8 <= n; i += 8)
+    for (i = n > 64 && n - 64 > i ? n - 64 : i; i + 8 <= n; i += 8)
         h[1] = zc_mix(h[1], p + i);
     for (; i < n; i++)
         h[2] = (h[2] ^ (unsigned char)p[i]) * 0x100000001b3ull;
@@ -1129,6 +1130,7 @@ static void ws_message(conn_t *c, const char *p, size_t n, int rsv1)
     } else if (c->no_ctx) {
         inflateReset(c->zs);
     }
+    n_inflated++;
     static const unsigned char tail[4] = {0, 0, 0xff, 0xff};
     size_t outlen = 0;
     for (int part = 0; part < 2; part++) {
@@ -1739,13 +1741,13 @@ int main(int argc, char **argv)
            " deliveries=%" PRIu64 " lost=%" PRIu64 " dups=%" PRIu64 " reordered=%" PRIu64 " rate=%.0f pub_rate=%.0f"
            " p50_ms=%.3f p90_ms=%.3f p99_ms=%.3f p999_ms=%.3f max_ms=%.3f mem_idle_kb=%lld mem_conn_kb=%lld"
            " mem_end_kb=%lld rss_idle_kb=%lld rss_conn_kb=%lld per_conn_b=%.0f per_conn_rss_b=%.0f srv_cpu=%.2f srv_sys_share=%.2f lg_cpu=%.2f pub_rtt_ms=%.3f deliv_ws=%" PRIu64 " deliv_sse=%" PRIu64
-           " deliv_lp=%" PRIu64 " compressed=%" PRIu64 " writes_per_deliv=%.3f ok=%d\n",
+           " deliv_lp=%" PRIu64 " compressed=%" PRIu64 " inflated=%" PRIu64 " writes_per_deliv=%.3f ok=%d\n",
            opt.label[0] ? opt.label : "-", opt.server, nsubs, n_connected, n_failed, n_dropped, acked_total,
            failed_total, expected, distinct, n_deliveries, lost, dups, reorder, deliv_rate, pub_rate,
            hquantile(0.5) / 1000, hquantile(0.9) / 1000, hquantile(0.99) / 1000, hquantile(0.999) / 1000,
            (double)lat_max / 1000, pss0, pss1, pss2, rss0, rss1, per_conn, per_conn_rss, srv_cpu, srv_sys_share, lg_cpu,
            pub_rtt_n ? pub_rtt_sum / (double)pub_rtt_n * 1000 : 0.0, n_deliv_kind[K_WS], n_deliv_kind[K_SSE],
-           n_deliv_kind[K_LP], n_compressed, n_deliveries ? srv_writes / (double)n_deliveries : NAN, !bad);
+           n_deliv_kind[K_LP], n_compressed, n_inflated, n_deliveries ? srv_writes / (double)n_deliveries : NAN, !bad);
     fflush(stdout);
 
     for (size_t i = 0; i < nconns; i++) { /* free everything: a sanitized build checks for leaks */
