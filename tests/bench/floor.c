@@ -4,9 +4,9 @@
  * sends (WebSocket subscribe on GET /sub/{topic}, keep-alive POST /pub/{topic}) and, per
  * publish, makes one write() of one unmasked text frame to each subscriber of the topic (a
  * subscriber with bytes still queued gets it queued behind them, flushed on EPOLLOUT), then
- * answers 200. No history, auth, batching or fairness: what is left is the kernel's
- * per-socket-write cost, which bounds any server in the S2 and S3 scenarios, so its figures
- * show how close to the targets a real server can get here. Single thread, one
+ * answers 200. No history, auth, batching or fairness: what is left is mostly the kernel's
+ * per-socket-write cost, which every server pays once per delivery in the S2 and S3
+ * scenarios, so its figures show roughly how close to the targets a real server can get here. Single thread, one
  * level-triggered epoll loop, non-blocking sockets; listens on 127.0.0.1 only.
  *
  * Build: cc -std=gnu11 -O2 -Wall -Wextra -Werror -o build/bench/floor tests/bench/floor.c -lcrypto
