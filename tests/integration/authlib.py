@@ -167,12 +167,7 @@ def to_yaml(obj, indent=''):
     return out
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(('127.0.0.1', 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
+from ports import free_port  # noqa: E402 (tests/integration/ports.py)
 
 
 def broker_env(extra=None):

@@ -84,16 +84,28 @@ export async function waitFor(cond, timeoutMs, label, detail) {
   }
 }
 
-export function freePort() {
-  return new Promise((resolve, reject) => {
+// Ports for test servers come from below the kernel's ephemeral range (32768-60999 here): a port the
+// kernel hands out for listen(0) is one that any outgoing connection may take as its source port before
+// the server binds it (seen: a nats-server cluster port "address already in use").
+const PORT_LO = 20000, PORT_HI = 32767;
+const handedOut = new Set();
+
+function tryListen(port) {
+  return new Promise((resolve) => {
     const s = net.createServer();
     s.unref();
-    s.on('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
+    s.once('error', () => resolve(false));
+    s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
   });
+}
+
+export async function freePort() {
+  for (let i = 0; i < 200; i++) {
+    const port = PORT_LO + Math.floor(Math.random() * (PORT_HI - PORT_LO + 1));
+    if (handedOut.has(port)) continue;
+    if (await tryListen(port)) { handedOut.add(port); return port; }
+  }
+  throw new Error(`no free port in ${PORT_LO}-${PORT_HI}`);
 }
 
 // ---------------------------------------------------------------- YAML writer

@@ -46,7 +46,7 @@ fi
 pick_port() {
     port=
     for _ in $(seq 1 50); do
-        p=$((30000 + RANDOM % 20000))
+        p=$((20000 + RANDOM % 12768)) # below the ephemeral range (32768-60999)
         ss -Htln "sport = :$p" 2>/dev/null | grep -q . || { port=$p; break; }
     done
     [ -n "$port" ] || { fail "a free port" "none found"; finish; }
@@ -225,7 +225,7 @@ fi
 # ---------------------------------------------------------------- 5. it says so when things go wrong
 closed=0
 for _ in $(seq 1 50); do
-    p=$((30000 + RANDOM % 20000))
+    p=$((20000 + RANDOM % 12768)) # below the ephemeral range (32768-60999)
     ss -Htan "sport = :$p or dport = :$p" 2>/dev/null | grep -q . || { closed=$p; break; }
 done
 out=$(timeout -k 5 30 "$LG" --port "$closed" --ws 5 --count 10 --duration 2 --drain 1 --strict 2>&1)

@@ -172,12 +172,7 @@ def check_apt_step(run, root, cwd):
 
 
 # ---------------------------------------------------------------- helpers
-def free_port():
-    s = socket.socket()
-    s.bind(('127.0.0.1', 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+from ports import free_port  # noqa: E402 (tests/integration/ports.py)
 
 
 def http_get(port, path, headers=None, timeout=3):
