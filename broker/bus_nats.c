@@ -288,14 +288,17 @@ static void complete(void *arg)
 /* Fails publishes whose ack has not come within nats.publish_timeout (nothing is known of them: 503). */
 static void expire_pending(natsbus_t *nb)
 {
-    uint64_t now = rt_now_ms(), limit = (uint64_t)rt_cfg_int("nats.publish_timeout");
+    uint64_t limit = (uint64_t)rt_cfg_int("nats.publish_timeout");
     pthread_mutex_lock(&nb->lock);
+    /* the clock is read under the lock: read before it, a publish a worker added meanwhile would be younger
+     * than "now", and the unsigned difference would fail it at once (seen: a spurious 503 in CI) */
+    uint64_t now = rt_now_ms();
     size_t b = 0;
     rt_map_entry_t *e = rt_map_next(&nb->pending, NULL, &b);
     while (e) {
         rt_map_entry_t *next = rt_map_next(&nb->pending, e, &b);
         pending_t *p = e->value;
-        if (now - p->started_ms > limit) {
+        if (now > p->started_ms && now - p->started_ms > limit) {
             rt_map_del(&nb->pending, key_of(&p->key));
             p->err = RT_EUNKNOWN; /* it was handed to NATS: it may yet be stored */
             rt_hub_post(p->worker, complete, p);

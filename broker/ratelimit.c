@@ -61,14 +61,14 @@ int rt_rate_allow(char kind, rt_str_t key, double rate)
 
 void rt_rate_sweep(void)
 {
-    uint64_t now = rt_now_ms();
     pthread_mutex_lock(&lock);
+    uint64_t now = rt_now_ms(); /* under the lock: no bucket is younger than it (unsigned difference) */
     size_t b = 0;
     rt_map_entry_t *e = rt_map_next(&buckets, NULL, &b);
     while (e != NULL) {
         rt_map_entry_t *next = rt_map_next(&buckets, e, &b);
         entry_t *x = e->value;
-        if (now - x->b.last_ms > 10000) {
+        if (now > x->b.last_ms && now - x->b.last_ms > 10000) {
             rt_map_del(&buckets, x->key);
             free(x);
         }
