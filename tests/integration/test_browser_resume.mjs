@@ -32,7 +32,7 @@ async function browser() {
  * A TCP proxy standing for the network between the page and the broker: cut() drops every
  * connection, `blocked` refuses new ones, `refuseUpgrades` answers WebSocket upgrades with 403
  * (a proxy that does not pass WebSockets), `refuse` (a RegExp on the request line) answers
- * matching requests with 403. `target` may be changed (a restarted broker).
+ * matching requests with 502. `target` may be changed (a restarted broker).
  */
 async function proxy(c, targetPort) {
   const px = { target: targetPort, blocked: false, refuseUpgrades: false, refuse: null, socks: new Set(), refused: 0 };
@@ -43,9 +43,16 @@ async function proxy(c, targetPort) {
     if (px.blocked) { px.refused++; client.destroy(); return; }
     client.once('data', (first) => {
       const head = first.toString('latin1');
-      if ((px.refuseUpgrades && /\r\nupgrade:\s*websocket/i.test(head)) || (px.refuse && px.refuse.test(head.split('\r\n')[0]))) {
+      if (px.refuseUpgrades && /\r\nupgrade:\s*websocket/i.test(head)) {
         px.refused++;
         client.end('HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
+        return;
+      }
+      // not 403: a 403 on a stream's own request reads as "not allowed" to the client, which then
+      // (rightly) stops asking; a path the proxy cannot serve is a gateway error
+      if (px.refuse && px.refuse.test(head.split('\r\n')[0])) {
+        px.refused++;
+        client.end('HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
         return;
       }
       const up = net.connect(px.target, '127.0.0.1');
