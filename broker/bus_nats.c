@@ -290,15 +290,13 @@ static void expire_pending(natsbus_t *nb)
 {
     uint64_t limit = (uint64_t)rt_cfg_int("nats.publish_timeout");
     pthread_mutex_lock(&nb->lock);
-    /* the clock is read under the lock: read before it, a publish a worker added meanwhile would be younger
-     * than "now", and the unsigned difference would fail it at once (seen: a spurious 503 in CI) */
-    uint64_t now = rt_now_ms();
+    uint64_t now = rt_now_ms(); /* a publish added after this reading is younger: rt_ms_since gives 0 */
     size_t b = 0;
     rt_map_entry_t *e = rt_map_next(&nb->pending, NULL, &b);
     while (e) {
         rt_map_entry_t *next = rt_map_next(&nb->pending, e, &b);
         pending_t *p = e->value;
-        if (now > p->started_ms && now - p->started_ms > limit) {
+        if (rt_ms_since(p->started_ms, now) > limit) {
             rt_map_del(&nb->pending, key_of(&p->key));
             p->err = RT_EUNKNOWN; /* it was handed to NATS: it may yet be stored */
             rt_hub_post(p->worker, complete, p);
@@ -477,7 +475,7 @@ static void on_ack(jsCtx *js, natsMsg *m, jsPubAck *pa, jsPubAckErr *pae, void *
     int hold = p && pa && pa->Sequence <= nb->last_seq && !pa->Duplicate;
     if (p && pa) {
         nb->pub_count++;
-        nb->pub_latency_us += (rt_now_ms() - p->started_ms) * 1000;
+        nb->pub_latency_us += rt_ms_since(p->started_ms, rt_now_ms()) * 1000;
         memcpy(p->epoch, nb->epoch, sizeof(p->epoch));
         p->err = RT_OK;
         p->seq = pa->Sequence;

@@ -36,7 +36,7 @@ static void on_close_refusing(void *data)
 static void warn_full(size_t max)
 {
     uint64_t now = rt_now_ms(), last = atomic_load_explicit(&last_warning_ms, RELAXED);
-    if ((last == 0 || (now > last && now - last >= 10000)) && atomic_compare_exchange_strong(&last_warning_ms, &last, now))
+    if ((last == 0 || rt_ms_since(last, now) >= 10000) && atomic_compare_exchange_strong(&last_warning_ms, &last, now))
         rt_log(RT_LOG_WARN, "limits.max_connections (%zu) reached: new connections are answered 503 too_many_connections "
                             "(%lu so far)", max, atomic_load_explicit(&refused_total, RELAXED));
 }

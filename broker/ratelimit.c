@@ -62,13 +62,13 @@ int rt_rate_allow(char kind, rt_str_t key, double rate)
 void rt_rate_sweep(void)
 {
     pthread_mutex_lock(&lock);
-    uint64_t now = rt_now_ms(); /* under the lock: no bucket is younger than it (unsigned difference) */
+    uint64_t now = rt_now_ms();
     size_t b = 0;
     rt_map_entry_t *e = rt_map_next(&buckets, NULL, &b);
     while (e != NULL) {
         rt_map_entry_t *next = rt_map_next(&buckets, e, &b);
         entry_t *x = e->value;
-        if (now > x->b.last_ms && now - x->b.last_ms > 10000) {
+        if (rt_ms_since(x->b.last_ms, now) > 10000) {
             rt_map_del(&buckets, x->key);
             free(x);
         }

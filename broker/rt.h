@@ -49,6 +49,8 @@ void rt_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)
 void rt_vlog(int level, const char *prefix, const char *fmt, va_list ap);
 
 uint64_t rt_now_ms(void); /* monotonic */
+/* now - then, or 0 when "then" was read later (on another thread): an unsigned difference would wrap */
+static inline uint64_t rt_ms_since(uint64_t then, uint64_t now) { return now > then ? now - then : 0; }
 uint64_t rt_wall_ms(void);
 
 const char *rt_strerror(int err);
