@@ -60,6 +60,8 @@ typedef struct rt_limits {
     _Atomic double connections_per_ip, publish_per_connection, publish_per_subject;
 } rt_limits_t;
 extern rt_limits_t rt_lim;
+/* The worker threads for a `workers` value: 0 = one per core. */
+size_t rt_config_workers(int64_t configured);
 /* Fills rt_lim; from then on rt_cfg reads a table that never changes again. */
 void rt_config_freeze(void);
 /* SIGHUP: reads the file again (same environment and command line) and checks it as at start, without touching the

@@ -149,11 +149,7 @@ int main(int argc, char **argv)
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 100000 && rt_cfg_int("limits.max_connections") == 0)
         rt_log(RT_LOG_INFO, "open file limit %llu: limits.max_connections is %zu (raise ulimit -Hn for more)",
                (unsigned long long)rl.rlim_cur, rt_lim.max_connections);
-    size_t nworkers = (size_t)rt_cfg_int("workers");
-    if (nworkers == 0) {
-        long n = sysconf(_SC_NPROCESSORS_ONLN);
-        nworkers = n > 0 ? (size_t)n : 1;
-    }
+    size_t nworkers = rt_config_workers(rt_cfg_int("workers"));
     if (rt_bus->ops->start(rt_bus, err, sizeof(err)) != 0 || rt_plugins_init(err, sizeof(err)) != 0 ||
         rt_server_init(nworkers, err, sizeof(err)) != 0) {
         fprintf(stderr, "rtbroker: %s\n", err);
