@@ -4,8 +4,6 @@
  * by the order plugins were loaded.
  */
 #include <stdatomic.h>
-#include <stddef.h>
-#include <stdlib.h>
 
 #include "bus.h"
 #include "conns.h"
@@ -53,18 +51,12 @@ typedef struct tcounts {
 } tcounts_t;
 
 static _Atomic(tcounts_t *) all_tcounts;
-static tcounts_t shared_tcounts; /* for a thread whose block could not be allocated: locked adds */
 static __thread tcounts_t *my_tcounts;
-static __thread int my_tcounts_shared;
 
 static tcounts_t *thread_counts(void)
 {
     if (my_tcounts == NULL) {
-        tcounts_t *t = calloc(1, sizeof(*t));
-        if (t == NULL) {
-            my_tcounts_shared = 1;
-            return my_tcounts = &shared_tcounts;
-        }
+        tcounts_t *t = rt_calloc(1, sizeof(*t));
         t->next = atomic_load(&all_tcounts);
         while (!atomic_compare_exchange_weak(&all_tcounts, &t->next, t))
             ;
@@ -75,18 +67,23 @@ static tcounts_t *thread_counts(void)
 
 static inline void tbump(atomic_ulong *c, unsigned long n)
 {
-    if (my_tcounts_shared)
-        atomic_fetch_add_explicit(c, n, memory_order_relaxed);
-    else
-        atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n, memory_order_relaxed);
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n, memory_order_relaxed);
 }
 
-static unsigned long tsum(size_t offset)
+/* Every thread's counts added up (plain numbers in the atomics' places). */
+typedef struct {
+    unsigned long delivered[MAX_TP], bytes_out;
+} tsums_t;
+
+static tsums_t tsum(void)
 {
-    unsigned long n = atomic_load_explicit((atomic_ulong *)((char *)&shared_tcounts + offset), memory_order_relaxed);
-    for (tcounts_t *t = atomic_load(&all_tcounts); t != NULL; t = t->next)
-        n += atomic_load_explicit((atomic_ulong *)((char *)t + offset), memory_order_relaxed);
-    return n;
+    tsums_t s = {0};
+    for (tcounts_t *t = atomic_load(&all_tcounts); t != NULL; t = t->next) {
+        for (size_t i = 0; i < ntps; i++)
+            s.delivered[i] += atomic_load_explicit(&t->delivered[i], memory_order_relaxed);
+        s.bytes_out += atomic_load_explicit(&t->bytes_out, memory_order_relaxed);
+    }
+    return s;
 }
 
 void rt_metrics_delivered(const rt_transport_t *tp, size_t messages, size_t bytes)
@@ -136,6 +133,7 @@ void rt_metrics_http_error(int status)
 static void metrics(h2o_req_t *req)
 {
     rt_buf_t b = {0};
+    tsums_t sums = tsum();
     rt_buf_appendc(&b, "# HELP rtbroker_connections Open subscriber connections by transport.\n"
                        "# TYPE rtbroker_connections gauge\n");
     for (size_t i = 0; i < ntps; i++)
@@ -143,8 +141,7 @@ static void metrics(h2o_req_t *req)
     rt_buf_appendc(&b, "# HELP rtbroker_messages_delivered_total Messages handed to subscribers by transport.\n"
                        "# TYPE rtbroker_messages_delivered_total counter\n");
     for (size_t i = 0; i < ntps; i++)
-        rt_buf_printf(&b, "rtbroker_messages_delivered_total{transport=\"%s\"} %lu\n", tps[i]->name,
-                      tsum(offsetof(tcounts_t, delivered) + i * sizeof(atomic_ulong)));
+        rt_buf_printf(&b, "rtbroker_messages_delivered_total{transport=\"%s\"} %lu\n", tps[i]->name, sums.delivered[i]);
     rt_buf_printf(&b,
                   "# HELP rtbroker_messages_published_total Messages accepted into history.\n"
                   "# TYPE rtbroker_messages_published_total counter\nrtbroker_messages_published_total %lu\n"
@@ -162,7 +159,7 @@ static void metrics(h2o_req_t *req)
                   "# TYPE rtbroker_auth_failures_total counter\nrtbroker_auth_failures_total %lu\n"
                   "# HELP rtbroker_http_errors_total Error answers by class.\n# TYPE rtbroker_http_errors_total counter\n"
                   "rtbroker_http_errors_total{class=\"4xx\"} %lu\nrtbroker_http_errors_total{class=\"5xx\"} %lu\n",
-                  LOAD(published), LOAD(publish_failed), tsum(offsetof(tcounts_t, bytes_out)), LOAD(slow),
+                  LOAD(published), LOAD(publish_failed), sums.bytes_out, LOAD(slow),
                   LOAD(replays), LOAD(gaps), LOAD(auth_failures), LOAD(http_4xx), LOAD(http_5xx));
     rt_buf_printf(&b,
                   "# HELP rtbroker_rate_limited_total Requests refused by a rate limit.\n"
