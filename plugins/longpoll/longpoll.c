@@ -64,11 +64,11 @@ static void answer(rt_sub_t *sub)
     size_t bytes = 0;
     for (size_t i = 0; i < s->count; i++) {
         if (i)
-            parts[nparts++] = (rt_str_t){",", 1};
+            parts[nparts++] = LIT(",");
         parts[nparts] = svc->msg_envelope(s->msgs[i]);
         bytes += parts[nparts++].len;
     }
-    parts[nparts++] = (rt_str_t){"]}\n", 3};
+    parts[nparts++] = LIT("]}\n");
     svc->count_delivered(&rt_transport_v1, s->count, bytes);
     svc->sub_respond(sub, 200, "application/json", parts, nparts);
     free(parts);
