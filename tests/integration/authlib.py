@@ -19,10 +19,8 @@ import hashlib
 import hmac
 import json
 import os
-import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -167,7 +165,7 @@ def to_yaml(obj, indent=''):
     return out
 
 
-from ports import free_port  # noqa: E402 (tests/integration/ports.py)
+from testutil import free_port, sanitizer_report as _sanitizer_report  # noqa: E402
 
 
 def broker_env(extra=None):
@@ -253,16 +251,7 @@ class Broker:
             return f'(no log: {e})'
 
     def sanitizer_report(self):
-        try:
-            with open(self.log_path, 'rb') as f:
-                txt = f.read().decode('utf-8', 'replace')
-        except OSError:
-            return None
-        m = re.search(r'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:', txt)
-        if not m:
-            return None
-        i = txt.rfind('\n', 0, max(0, m.start() - 200))
-        return txt[max(0, i):m.start() + 3000]
+        return _sanitizer_report(self.log_path)
 
     def sighup(self):
         os.kill(self.pid, signal.SIGHUP)

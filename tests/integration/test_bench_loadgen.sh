@@ -68,22 +68,32 @@ auth:
     subscribe: [">"]
     publish: [">"]
 EOF
-up=0
-for _ in 1 2 3; do # a port free when checked can be taken by another process before the bind
-    pick_port
-    "$BIN" -c "$TMP/rtbroker.yaml" --listen "127.0.0.1:$port" --workers 2 >"$TMP/broker.log" 2>&1 &
-    PID=$!
-    for _ in $(seq 1 100); do
-        kill -0 "$PID" 2>/dev/null || break
-        curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$port/healthz" && { up=1; break; }
-        sleep 0.05
+# start_server LOG URLPATH CMD...: starts CMD (@PORT@ in its arguments is the port) and waits until
+# http://127.0.0.1:PORT/URLPATH answers; sets port and spid, or returns 1. A port found free can be
+# taken by another process before the bind, so up to three are tried.
+start_server() {
+    local log=$1 urlpath=$2 a
+    shift 2
+    for _ in 1 2 3; do
+        pick_port
+        local args=()
+        for a in "$@"; do args+=("${a//@PORT@/$port}"); done
+        "${args[@]}" >"$log" 2>&1 &
+        spid=$!
+        for _ in $(seq 1 100); do
+            kill -0 "$spid" 2>/dev/null || break
+            curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$port$urlpath" && return 0
+            sleep 0.05
+        done
+        kill -KILL "$spid" 2>/dev/null
+        wait "$spid" 2>/dev/null
+        spid=
     done
-    [ "$up" = 1 ] && break
-    grep -q 'Address already in use' "$TMP/broker.log" || break
-    wait "$PID" 2>/dev/null
-    PID=
-done
-[ "$up" = 1 ] || { fail "the broker starts" "not listening on $port" "$(cat "$TMP/broker.log")"; finish; }
+    return 1
+}
+start_server "$TMP/broker.log" /healthz "$BIN" -c "$TMP/rtbroker.yaml" --listen "127.0.0.1:@PORT@" --workers 2 ||
+    { fail "the broker starts" "not listening on $port" "$(cat "$TMP/broker.log")"; finish; }
+PID=$spid
 
 bport=$port
 
@@ -190,28 +200,11 @@ if [ ! -x "$FLOOR" ] || [ tests/bench/floor.c -nt "$FLOOR" ]; then
     out=$(cc -std=gnu11 -O2 -Wall -Wextra -Werror -o "$FLOOR" tests/bench/floor.c -lcrypto 2>&1) ||
         { fail "the floor server builds" "cc failed" "$out"; FLOOR=; }
 fi
-fup=0
-for _ in 1 2 3; do # as for the broker: the port may be taken between the check and the bind
-    [ -n "$FLOOR" ] || break
-    pick_port
-    fport=$port
-    "$FLOOR" --port "$fport" >"$TMP/floor.log" 2>&1 &
-    FPID=$!
-    for _ in $(seq 1 100); do
-        kill -0 "$FPID" 2>/dev/null || break
-        curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$fport/" && { fup=1; break; }
-        sleep 0.05
-    done
-    [ "$fup" = 1 ] && break
-    kill -KILL "$FPID" 2>/dev/null
-    wait "$FPID" 2>/dev/null
-    FPID=
-done
-port=$bport
-if [ -n "$FLOOR" ] && [ "$fup" != 1 ]; then
+if [ -n "$FLOOR" ] && ! start_server "$TMP/floor.log" / "$FLOOR" --port @PORT@; then
     fail "the floor server starts" "not listening" "$(cat "$TMP/floor.log")"
+    port=$bport
 elif [ -n "$FLOOR" ]; then
-    port=$fport RUN_PID=$FPID
+    FPID=$spid RUN_PID=$spid
     if run "the floor server: 30 websocket subscribers, 3 topics, 90 publishes" \
         --server floor --ws 30 --topics 3 --publishers 3 --count 90 --duration 20 --drain 10 --src-addrs 2; then
         expect "the floor server: 30 websocket subscribers, 3 topics, 90 publishes: all delivered, none lost" \

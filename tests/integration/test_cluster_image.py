@@ -172,7 +172,7 @@ def check_apt_step(run, root, cwd):
 
 
 # ---------------------------------------------------------------- helpers
-from ports import free_port  # noqa: E402 (tests/integration/ports.py)
+from testutil import free_port  # noqa: E402 (tests/integration/testutil.py)
 
 
 def http_get(port, path, headers=None, timeout=3):

@@ -22,6 +22,8 @@ import urllib.request
 import websockets
 from websockets.extensions.permessage_deflate import PerMessageDeflate
 
+from testutil import sanitizer_report  # tests/integration/testutil.py (this script's directory)
+
 FILE = "test_ws_python.py"
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
@@ -124,17 +126,7 @@ class Broker:
             pass
 
     def sanitizer_report(self):
-        """The first lines of an ASan/UBSan/LSan report in the log (a sanitized build), or None."""
-        try:
-            with open(self.log_path, "rb") as f:
-                text = f.read().decode("utf8", "replace")
-        except OSError:
-            return None
-        for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
-            i = text.find(marker)
-            if i >= 0:
-                return text[max(0, i - 200):i + 2000]
-        return None
+        return sanitizer_report(self.log_path)
 
     def cleanup(self):
         self.kill()

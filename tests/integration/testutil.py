@@ -1,15 +1,14 @@
-"""Ports for test servers (shared by the Python tests).
-
-Below the kernel's ephemeral range (32768-60999): a port from bind(0) may be taken as the source
-port of some outgoing connection before the server binds it.
-"""
+"""Helpers shared by the Python tests: free ports and sanitizer reports in a broker's log."""
 import random
+import re
 import socket
 
 _handed_out = set()
 
 
 def free_port():
+    """A port below the kernel's ephemeral range (32768-60999): a port from bind(0) may be taken as the
+    source port of some outgoing connection before the server binds it."""
     for _ in range(200):
         p = random.randint(20000, 32767)
         if p in _handed_out:
@@ -24,3 +23,17 @@ def free_port():
         _handed_out.add(p)
         return p
     raise RuntimeError('no free port in 20000-32767')
+
+
+def sanitizer_report(log_path):
+    """The lines around the first ASan/UBSan/LSan report in a log (a sanitized build), or None."""
+    try:
+        with open(log_path, 'rb') as f:
+            txt = f.read().decode('utf-8', 'replace')
+    except OSError:
+        return None
+    m = re.search(r'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:', txt)
+    if not m:
+        return None
+    i = txt.rfind('\n', 0, max(0, m.start() - 200))
+    return txt[max(0, i):m.start() + 3000]
