@@ -227,9 +227,4 @@ async def main():
     await asyncio.wait_for(sighup_cases(d), 30)
 
 
-try:
-    asyncio.run(main())
-except Exception as e:  # noqa: BLE001
-    import traceback
-    R.fail('harness', f'{type(e).__name__}: {e}\n{traceback.format_exc()}')
-R.finish()
+R.run(main)
