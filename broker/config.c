@@ -71,6 +71,7 @@ static const rt_cfg_value_t core_keys[] = {
     K("auth.jwt.public_key_file", RT_CFG_STRING, "", 0, 0),
     K("auth.jwt.algorithms", RT_CFG_LIST, "", 0, 0),
     K("auth.jwt.leeway", RT_CFG_DURATION, "30s", 0, 3600LL * 1000),
+    K("auth.jwt.require_exp", RT_CFG_BOOL, "true", 0, 0),
     K("auth.jwt.issuer", RT_CFG_STRING, "", 0, 0),
     K("auth.jwt.audience", RT_CFG_STRING, "", 0, 0),
     K("auth.jwt.claim", RT_CFG_STRING, "rt", 0, 0),

@@ -3,7 +3,8 @@
  * here: the algorithm is read from the header first and must be one configured for
  * the key it selects (no `none`, no HS256 keyed with the RSA public key), a key is
  * always passed (a NULL key accepts anything), and exp/nbf (with leeway), iss and aud
- * are checked by hand. Keys are swapped under a lock on SIGHUP.
+ * are checked by hand; a token without exp is refused unless auth.jwt.require_exp is off.
+ * Keys are swapped under a lock on SIGHUP.
  */
 #include <errno.h>
 #include <math.h>
@@ -24,6 +25,7 @@ static unsigned char *secret, *pubkey;
 static size_t secret_len, pubkey_len;
 static int allowed[JWT_ALG_TERM];
 static int64_t leeway_ms;
+static int require_exp;
 static const char *issuer, *audience, *claim;
 
 static const char *const alg_names[JWT_ALG_TERM] = {"none", "HS256", "HS384", "HS512", "RS256",
@@ -138,6 +140,7 @@ int rt_jwt_init(char *err, size_t errlen)
         allowed[a] = 1;
     }
     leeway_ms = rt_cfg_int("auth.jwt.leeway");
+    require_exp = rt_cfg_int("auth.jwt.require_exp") != 0;
     issuer = rt_cfg_str("auth.jwt.issuer");
     audience = rt_cfg_str("auth.jwt.audience");
     claim = rt_cfg_str("auth.jwt.claim");
@@ -320,6 +323,10 @@ int rt_jwt_verify(rt_str_t token, rt_ident_t **out, const char **why)
     int has_exp = numeric_date(jwt, "exp", &exp_ms), has_nbf = numeric_date(jwt, "nbf", &nbf_ms);
     if (has_exp < 0 || has_nbf < 0) {
         *why = has_exp < 0 ? "exp is not a NumericDate" : "nbf is not a NumericDate";
+        goto done;
+    }
+    if (!has_exp && require_exp) {
+        *why = "the token has no exp claim, and auth.jwt.require_exp is true (give tokens an expiry)";
         goto done;
     }
     if (has_exp && exp_ms + leeway_ms <= now) {

@@ -2,7 +2,8 @@
  * `rt` claim's sub/pub pattern lists and info. Byte 0 picks how the rest becomes a token:
  *   0: it is the token;  1: it is the claims JSON, signed HS256 by libjwt with the configured secret;
  *   2: "HEADER-JSON\nCLAIMS-JSON", encoded verbatim and signed HS256 (the fuzzer controls every byte);
- *   bit 2 set: auth.jwt.issuer and audience are configured (iss "fuzz-iss", aud "fuzz-aud"). */
+ *   bit 2 set: auth.jwt.issuer and audience are configured (iss "fuzz-iss", aud "fuzz-aud");
+ *   bit 3 set: auth.jwt.require_exp is true (off otherwise, so that claims without exp reach every check). */
 #include <jwt.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -17,19 +18,21 @@
 
 static int configured = -1;
 
-static void configure(int iss_aud)
+/* opts: bit 0 issuer and audience, bit 1 require_exp */
+static void configure(int opts)
 {
     char err[512];
     rt_config_reset();
     FUZZ_ASSERT(rt_config_load(NULL, err, sizeof(err)) == 0);
     FUZZ_ASSERT(rt_config_override("auth.jwt.secret", SECRET, err, sizeof(err)) == 0);
     FUZZ_ASSERT(rt_config_override("auth.anonymous.subscribe", "public.>", err, sizeof(err)) == 0);
-    if (iss_aud) {
+    FUZZ_ASSERT(rt_config_override("auth.jwt.require_exp", opts & 2 ? "true" : "false", err, sizeof(err)) == 0);
+    if (opts & 1) {
         FUZZ_ASSERT(rt_config_override("auth.jwt.issuer", "fuzz-iss", err, sizeof(err)) == 0);
         FUZZ_ASSERT(rt_config_override("auth.jwt.audience", "fuzz-aud", err, sizeof(err)) == 0);
     }
     FUZZ_ASSERT(rt_auth_init(err, sizeof(err)) == 0);
-    configured = iss_aud;
+    configured = opts;
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
@@ -111,9 +114,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1)
         return 0;
-    int mode = data[0] & 3, iss_aud = (data[0] >> 2) & 1;
-    if (iss_aud != configured)
-        configure(iss_aud);
+    int mode = data[0] & 3, opts = (data[0] >> 2) & 3;
+    if (opts != configured)
+        configure(opts);
     const uint8_t *p = data + 1;
     size_t n = size - 1;
     char *token = NULL;
