@@ -33,59 +33,18 @@ static const char *const alg_names[JWT_ALG_TERM] = {"none", "HS256", "HS384", "H
 
 static int is_hmac(int alg) { return alg >= JWT_ALG_HS256 && alg <= JWT_ALG_HS512; }
 
-static int read_file(const char *path, unsigned char **out, size_t *len, char *err, size_t errlen, const char *key)
-{
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) {
-        snprintf(err, errlen, "config: %s: cannot read %s: %s", key, path, strerror(errno));
-        return -1;
-    }
-    rt_buf_t b = {0};
-    char chunk[4096];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0 && b.len < (1 << 20))
-        rt_buf_append(&b, chunk, n);
-    fclose(f);
-    rt_buf_append(&b, "", 1); /* NUL-terminated for the PEM checks; not counted in len */
-    *out = (unsigned char *)b.base;
-    *len = b.len - 1;
-    return 0;
-}
-
 /* Loads both keys into fresh buffers; installs them only when both load. */
 static int load_keys(char *err, size_t errlen)
 {
-    const char *s = rt_cfg_str("auth.jwt.secret"), *pk = rt_cfg_str("auth.jwt.public_key_file");
+    const char *pk = rt_cfg_str("auth.jwt.public_key_file");
     unsigned char *ns = NULL, *np = NULL;
     size_t nslen = 0, nplen = 0;
-    if (s[0]) {
-        if (strncmp(s, "env:", 4) == 0) {
-            const char *v = getenv(s + 4);
-            if (v == NULL || v[0] == '\0') {
-                snprintf(err, errlen, "config: auth.jwt.secret: the environment variable %s is not set", s + 4);
-                return -1;
-            }
-            ns = (unsigned char *)strdup(v);
-            nslen = strlen(v);
-        } else if (strncmp(s, "file:", 5) == 0) {
-            if (read_file(s + 5, &ns, &nslen, err, errlen, "auth.jwt.secret") != 0)
-                return -1;
-            while (nslen && (ns[nslen - 1] == '\n' || ns[nslen - 1] == '\r'))
-                nslen--; /* a trailing newline from an editor is not part of the secret */
-        } else {
-            ns = (unsigned char *)strdup(s);
-            nslen = strlen(s);
-        }
-        if (nslen < 16)
-            rt_log(RT_LOG_WARN, "auth.jwt.secret is %zu bytes; HMAC secrets should have at least 32", nslen);
-        if (nslen == 0) {
-            free(ns);
-            snprintf(err, errlen, "config: auth.jwt.secret: the secret is empty");
-            return -1;
-        }
-    }
+    if (rt_cfg_secret("auth.jwt.secret", &ns, &nslen, err, errlen) != 0)
+        return -1;
+    if (ns && nslen < 16)
+        rt_log(RT_LOG_WARN, "auth.jwt.secret is %zu bytes; HMAC secrets should have at least 32", nslen);
     if (pk[0]) {
-        if (read_file(pk, &np, &nplen, err, errlen, "auth.jwt.public_key_file") != 0) {
+        if (rt_read_file(pk, &np, &nplen, err, errlen, "auth.jwt.public_key_file") != 0) {
             free(ns);
             return -1;
         }
