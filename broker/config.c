@@ -57,6 +57,7 @@ static const rt_cfg_value_t core_keys[] = {
     K("history.max_age", RT_CFG_DURATION, "1h", 1000, 366LL * 86400 * 1000),
     K("presence.ttl", RT_CFG_DURATION, "30s", 1000, 3600LL * 1000),
     K("presence.poll_grace", RT_CFG_DURATION, "10s", 0, 3600LL * 1000),
+    K("presence.client_secret", RT_CFG_STRING, "", 0, 0),
     K("publish.dedup_window", RT_CFG_DURATION, "2m", 0, 86400LL * 1000),
     K("limits.max_message_bytes", RT_CFG_SIZE, "65536", 1, 64LL << 20),
     K("limits.max_queue_bytes", RT_CFG_SIZE, "1MiB", 1024, 1LL << 32),

@@ -144,6 +144,7 @@ int rt_sub_presence_join(rt_sub_t *sub, rt_str_t topic, rt_str_t client, int fla
 int rt_sub_presence_request(rt_sub_t *sub, int flags);
 int rt_sub_presence_snapshot(rt_sub_t *sub, rt_str_t topic, rt_str_t *json);
 rt_str_t rt_sub_client(rt_sub_t *sub);
+rt_str_t rt_sub_client_key(rt_sub_t *sub);
 void rt_sub_presence_left(rt_sub_t *sub, rt_subscription_t *s); /* before a subscription is removed */
 void rt_sub_presence_free(rt_sub_t *sub);
 /* hub_watch.c: end the subscriber when its HTTP/1 client closes while the request is held */

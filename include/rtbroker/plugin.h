@@ -216,19 +216,24 @@ typedef struct rt_services {
      * Join the presence of an exact topic the subscriber is subscribed to: its identity (the token's `sub` and
      * `rt.info`, or anonymous) becomes a member with the connection's client id, and from now on the subscriber
      * also gets that topic's join and leave messages (RT_MSG_JOIN / RT_MSG_LEAVE) through `deliver`. It leaves
-     * when that subscription ends. client: an id the client hands back (long-poll) or empty for a new one.
-     * RT_OK, RT_ETOPIC (a pattern) or RT_EINVAL (not subscribed to it). */
+     * when that subscription ends. client: the key a long-poll client hands back (sub_client_key) or empty for a
+     * new id. RT_OK, RT_ETOPIC (a pattern), RT_EINVAL (not subscribed to it) or RT_EID (client is not a key this
+     * cluster gave to this user). */
     int (*presence_join)(rt_sub_t *sub, rt_str_t topic, rt_str_t client, int flags);
     /* presence_join for the topics subscribed from the request that its query names: `presence=1` (all of them)
-     * or `presence=TOPIC` (repeatable), with `client=` (the id a long-poll client hands back). Call after subscribe,
-     * while the request exists. 0 when not asked, 1 when joined, RT_ETOPIC when a named topic is a pattern or not
-     * subscribed (nothing joined). */
+     * or `presence=TOPIC` (repeatable), with `client=` (the key a long-poll client hands back; read only with
+     * RT_PRESENCE_LINGER). Call after subscribe, while the request exists. 0 when not asked, 1 when joined,
+     * RT_ETOPIC when a named topic is a pattern or not subscribed, RT_EID when client= is not a key this cluster
+     * gave to this user (nothing joined). */
     int (*presence_request)(rt_sub_t *sub, int flags);
     /* The snapshot JSON {"topic","count","users":[{"user","clients","info"}],"anonymous"} of an exact topic, if
      * the subscriber's credentials allow subscribing to it; valid until the next call on this thread.
      * RT_OK, RT_ETOPIC, RT_EUNAUTHORIZED or RT_EFORBIDDEN. */
     int (*presence_snapshot)(rt_sub_t *sub, rt_str_t topic, rt_str_t *json);
     rt_str_t (*sub_client)(rt_sub_t *sub); /* the connection's client id once it joined a presence; else empty */
+    /* Appended to ABI 1 (after sub_client): the key that continues this member on a later request (`client=`,
+     * long-poll): the client id and a MAC binding it to the user. Empty before a join. */
+    rt_str_t (*sub_client_key)(rt_sub_t *sub);
 } rt_services_t;
 
 /* The table a plugin exports as `rt_transport_v1`. */

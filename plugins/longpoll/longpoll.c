@@ -48,17 +48,19 @@ static void answer(rt_sub_t *sub)
 {
     lp_sub_t *s = svc->sub_data(sub);
     rt_str_t cursor = svc->sub_cursor(sub);
-    rt_str_t client = svc->sub_client(sub);
+    rt_str_t client = svc->sub_client(sub), key = svc->sub_client_key(sub);
     /* one per subscriber per message: built by hand rather than with snprintf */
     size_t nparts = 0;
-    rt_str_t *parts = malloc((s->count * 2 + 6) * sizeof(*parts));
+    rt_str_t *parts = malloc((s->count * 2 + 8) * sizeof(*parts));
     if (parts == NULL)
         abort();
     parts[nparts++] = LIT("{\"cursor\":\"");
     parts[nparts++] = cursor;
-    if (client.len) {
+    if (client.len) { /* the id as join events show it, and the key that continues it (client=) */
         parts[nparts++] = LIT("\",\"client\":\"");
         parts[nparts++] = client;
+        parts[nparts++] = LIT("\",\"client_key\":\"");
+        parts[nparts++] = key;
     }
     parts[nparts++] = s->gap ? LIT("\",\"gap\":true,\"messages\":[") : LIT("\",\"gap\":false,\"messages\":[");
     size_t bytes = 0;
@@ -109,9 +111,15 @@ static void lp_start(rt_request_t *req)
         svc->respond_error(req, err, NULL);
         return;
     }
-    /* a member between polls too (presence.poll_grace), under the client id the answer hands back */
-    if (svc->presence_request(sub, RT_PRESENCE_LINGER) == RT_ETOPIC) {
+    /* a member between polls too (presence.poll_grace), under the client key the answer hands back */
+    int joined = svc->presence_request(sub, RT_PRESENCE_LINGER);
+    if (joined == RT_ETOPIC) {
         svc->respond_error(req, RT_ETOPIC, "presence=1 needs exact topics; presence=TOPIC must name an exact topic of this subscription");
+        return;
+    }
+    if (joined == RT_EID) {
+        svc->respond_error(req, RT_EID, "client= is not a client_key this broker gave to this user; poll without client= "
+                                        "for a new one (a cluster's nodes need the same presence.client_secret)");
         return;
     }
     lp_sub_t *s = svc->sub_data(sub);
