@@ -20,6 +20,8 @@ void fake_req_init(h2o_req_t *req, const uint8_t *data, size_t size)
     req->conn = &conn;
     req->version = 0x101;
     req->method = h2o_iovec_init(H2O_STRLIT("GET"));
+    req->input.scheme = &H2O_URL_SCHEME_HTTP; /* h2o always sets these; a Host line below replaces the authority */
+    req->input.authority = h2o_iovec_init(H2O_STRLIT("127.0.0.1:8080"));
     size_t pos = 0;
     rt_str_t line = {"/", 1};
     fuzz_line(data, size, &pos, &line);
@@ -39,6 +41,8 @@ void fake_req_init(h2o_req_t *req, const uint8_t *data, size_t size)
             v++;
         if (nlen == 7 && memcmp(name, "upgrade", 7) == 0)
             req->upgrade = h2o_iovec_init(v, (size_t)(end - v)); /* h2o keeps Upgrade apart */
+        else if (nlen == 4 && memcmp(name, "host", 4) == 0)
+            req->input.authority = h2o_iovec_init(v, (size_t)(end - v));
         else
             h2o_add_header_by_str(&req->pool, &req->headers, name, nlen, 1, NULL, v, (size_t)(end - v));
     }

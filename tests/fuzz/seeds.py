@@ -160,6 +160,10 @@ SEEDS = {
         b"e1:5x\n/sub/chat.a\nOrigin: https://evil.example",
         b"x" * 33 + b":1\n/sub/chat.a?since=" + b"x" * 33 + b":1",
         b"e1:3\n/sub?topic=chat.a&topic=chat.b&topic=chat.c&topic=chat.d&topic=chat.e&since=e1:3",
+        b"e1:4\n/sub/chat.a\nHost: 127.0.0.1:8080\nOrigin: http://127.0.0.1:8080\nCookie: rt_token=a.b.c",
+        b"e1:4\n/pub/chat.a\nHost: Broker.Example:443\nX-Forwarded-Proto: https, http\nOrigin: https://broker.example\nCookie: rt_token=a.b.c",
+        b"e1:4\n/poll?topic=chat.a\nSec-Fetch-Site: cross-site\nCookie: rt_token=a.b.c",
+        b"e1:4\n/sub/chat.a\nOrigin: https://a.example\nCookie: rt_token=a.b.c\nX-Forwarded-Proto: ",
     ],
     "jwt": [
         b"\x00" + good.encode(),
@@ -176,6 +180,8 @@ SEEDS = {
         b'\x02{"alg":"HS256"}\n{"sub":"eve","exp":4102444800.5,"rt":{"sub":["x.*"],"pub":[">"]}}',
         b'\x02{"alg":"HS384","typ":"JWT"}\n{"sub":"eve"}',
         b'\x06{"alg":"HS256"}\n{"iss":"fuzz-iss","aud":"fuzz-aud","rt":{"pub":["p.q"]}}',
+        b"\x08" + jwt({"sub": "bob", "rt": {"sub": ["chat.*"]}}).encode(),
+        b"\x09" + json.dumps({"sub": "erin", "exp": 4102444800, "rt": {"sub": ["chat.*"]}}).encode(),
     ],
     "config": [
         open(os.path.join(HERE, "..", "..", "conf", "rtbroker.yaml"), "rb").read(),
