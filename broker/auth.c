@@ -101,8 +101,9 @@ static rt_str_t cookie(h2o_req_t *req, const char *name)
     return rt_str(NULL, 0);
 }
 
-/* Where a token came from: a cookie is sent by the browser whatever page asks, the others only by the page's code. */
-enum { FROM_NONE, FROM_HEADER, FROM_QUERY, FROM_COOKIE, FROM_PROTOCOL };
+/* Where a token came from: a cookie is sent by the browser whatever page asks, the others only by the page's
+ * code, so they come first. */
+enum { FROM_NONE, FROM_HEADER, FROM_QUERY, FROM_PROTOCOL, FROM_COOKIE };
 
 static rt_str_t token_of(h2o_req_t *req, int *from)
 {
@@ -112,9 +113,6 @@ static rt_str_t token_of(h2o_req_t *req, int *from)
         return rt_str(v.base + 7, v.len - 7);
     *from = FROM_QUERY;
     if (rt_req_query(req, "token", 0, &v) && v.len)
-        return v;
-    *from = FROM_COOKIE;
-    if ((v = cookie(req, cookie_name)).len)
         return v;
     *from = FROM_PROTOCOL;
     v = rt_req_header(req, "sec-websocket-protocol");
@@ -127,6 +125,9 @@ static rt_str_t token_of(h2o_req_t *req, int *from)
         if (i - s > 7 && memcmp(v.base + s, "bearer.", 7) == 0)
             return rt_str(v.base + s + 7, i - s - 7);
     }
+    *from = FROM_COOKIE;
+    if ((v = cookie(req, cookie_name)).len)
+        return v;
     *from = FROM_NONE;
     return rt_str(NULL, 0);
 }
@@ -208,22 +209,22 @@ int rt_auth_verify(h2o_req_t *req, rt_ident_t **id, const char **why)
 {
     int from;
     *id = NULL;
+    *why = NULL;
     rt_str_t token = token_of(req, &from);
-    if (token.len == 0)
-        return RT_OK;
-    if (from == FROM_COOKIE && (*why = cookie_refusal(req)) != NULL)
-        return RT_EUNAUTHORIZED;
+    if (token.len == 0 || (from == FROM_COOKIE && (*why = cookie_refusal(req)) != NULL))
+        return RT_OK; /* an ignored cookie is no credential: anonymous access still applies, nothing more */
     return rt_jwt_verify(token, id, why);
 }
 
 int rt_auth_identify(h2o_req_t *req, rt_ident_t **id, const char **why)
 {
     int err = rt_auth_verify(req, id, why);
-    if (err != RT_OK) {
+    if (err != RT_OK || *why) {
         char ip[64];
         rt_peer_ip(req, ip, sizeof(ip));
-        rt_metrics_auth_failure();
-        rt_log(RT_LOG_INFO, "auth: refused a token from %s: %s", ip, *why);
+        if (err != RT_OK)
+            rt_metrics_auth_failure();
+        rt_log(RT_LOG_INFO, "auth: %s a token from %s: %s", err != RT_OK ? "refused" : "ignored", ip, *why);
     }
     return err;
 }

@@ -76,6 +76,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const char *why = NULL;
     if (rt_auth_verify(&req, &id, &why) != RT_OK) /* no key is configured: any token is refused, with a reason */
         FUZZ_ASSERT(id == NULL && why != NULL && why[0]);
+    else
+        FUZZ_ASSERT(id == NULL && (why == NULL || why[0])); /* no token, or an ignored cookie with its reason */
     rt_ident_free(id);
     int n = rt_req_topics(&req, topics, 4);
     FUZZ_ASSERT(n == RT_ETOPIC || n == RT_ETOOMANY || (n >= 1 && n <= 4));

@@ -1,11 +1,13 @@
 #!/usr/bin/python3
 """Cookie tokens only from trusted origins (issue 17 item 3). A cookie is sent by the browser whatever
 page makes the request, so a token read from the `rt_token` cookie counts only when the request's
-Origin is the broker's own scheme://host or is named in http.allowed_origins (`*` is not a name).
-A page on another site that holds the victim's cookie gets 401 on SSE, long-poll and publish, and
-close 4001 on a WebSocket (rt.v1 and raw) before any subscription; a request without Origin counts
-(curl, a same-origin GET) unless Sec-Fetch-Site says another site made it. Tokens in the
-Authorization header, token=, a subprotocol entry or an rt.v1 auth frame are not affected.
+Origin is the broker's own scheme://host or is named in http.allowed_origins (`*` is not a name);
+otherwise it is ignored, as if absent. A page on another site that holds the victim's cookie gets
+401 naming the cookie on SSE, long-poll, history and publish, close 4001 on a raw WebSocket, and an
+`unauthorized` error for an rt.v1 sub, and never a message of the victim's topics; anonymous topics
+stay open to it. A request without Origin may use the cookie (curl, a same-origin GET) unless
+Sec-Fetch-Site says another site made it. Tokens in the Authorization header, token=, a subprotocol
+entry or an rt.v1 auth frame are not affected, and come before the cookie.
 """
 import os
 import sys
@@ -32,16 +34,17 @@ async def history_count(port, tok):
 
 async def ws_v1_steal(port, cookie, origin, tok):
     """The reproduction: a page on `origin` upgrades /ws with the victim's cookie and subscribes to the
-    victim's topics. Returns (upgrade status, close code, whether a victim message arrived)."""
+    victim's topics. Returns (upgrade status, the sub's reply type/code, whether a victim message arrived)."""
     w = await WS.connect(port, '/ws', protocols=['rt.v1'], headers={'Cookie': cookie}, origin=origin)
     try:
         if w.status != 101:
             return w.status, None, False
         await w.send({'op': 'sub', 'topic': 'private.victim.>', 'ref': 's'})
-        await w.wait_msg(lambda m: isinstance(m, dict) and m.get('ref') == 's', 1)
+        rep = await w.wait_msg(lambda m: isinstance(m, dict) and m.get('ref') == 's', 1)
         await http_req(port, 'POST', '/pub/private.victim.inbox', bearer(tok), body='secret-for-victim')
         got = await w.wait_msg(is_type('msg', data='secret-for-victim'), 1)
-        return 101, await w.wait_close(0.2), got is not None
+        rep = rep and (rep.get('code') or rep.get('type'))
+        return 101, rep or f'closed {w.close_code}', got is not None
     finally:
         await w.close()
 
@@ -55,8 +58,8 @@ async def ws_open(port, path, origin, headers=None, protocols=None):
         await w.close()
 
 
-async def sse_status(port, headers):
-    s = await SSE.open(port, '/sub/private.victim.inbox', headers=headers)
+async def sse_status(port, headers, path='/sub/private.victim.inbox'):
+    s = await SSE.open(port, path, headers=headers)
     try:
         ok = s.status == 200 and await s.wait_ok(3)
         return s, ok
@@ -69,9 +72,10 @@ async def foreign_origin_cases(port, tok):
     own = f'http://127.0.0.1:{port}'
     ck = {'Cookie': cookie}
 
-    st, code, stolen = await ws_v1_steal(port, cookie, EVIL, tok)
-    R.check('ws rt.v1: cookie from a foreign Origin → close 4001, no subscription, no victim message',
-            st == 101 and code == 4001 and not stolen, f'upgrade {st}, close {code}, victim message received: {stolen}')
+    st, rep, stolen = await ws_v1_steal(port, cookie, EVIL, tok)
+    R.check('ws rt.v1: cookie from a foreign Origin → the sub is refused (unauthorized), no victim message',
+            st == 101 and rep in ('unauthorized', 'closed 4001') and not stolen,
+            f'upgrade {st}, sub reply {rep}, victim message received: {stolen}')
     st, code = await ws_open(port, '/sub/private.victim.inbox', EVIL, headers=ck)
     R.check('ws raw: cookie from a foreign Origin → close 4001', st == 101 and code == 4001, f'upgrade {st}, close {code}')
 
@@ -98,9 +102,9 @@ async def foreign_origin_cases(port, tok):
     R.check('longpoll: cookie from Origin <own>.evil.example → 401', unauth_cookie(r), f'got {r.brief()}')
 
     # --- the same-origin page, and clients without Origin, keep working
-    st, code, got = await ws_v1_steal(port, cookie, own, tok)
-    R.check('ws rt.v1: cookie from the own origin → subscribed, receives', st == 101 and code is None and got,
-            f'upgrade {st}, close {code}, message received: {got}')
+    st, rep, got = await ws_v1_steal(port, cookie, own, tok)
+    R.check('ws rt.v1: cookie from the own origin → subscribed, receives', st == 101 and rep == 'ok' and got,
+            f'upgrade {st}, sub reply {rep}, message received: {got}')
     s, ok = await sse_status(port, dict(ck, Origin=own))
     R.check('sse: cookie from the own origin → 200', ok, f'got {s.status} {s.resp.text if s.status != 200 else s.tail()}')
     s, ok = await sse_status(port, dict(ck, **{'Sec-Fetch-Site': 'same-origin'}))
@@ -115,18 +119,25 @@ async def foreign_origin_cases(port, tok):
     R.check('pub: cookie behind a TLS proxy (X-Forwarded-Proto: https, Origin https://host) → 200', r.status == 200,
             f'got {r.brief()}')
 
-    # --- tokens the page's own code sends are not affected by the Origin
+    # the ignored cookie leaves what is open to anyone open
+    s, ok = await sse_status(port, dict(ck, Origin=EVIL), '/sub/public.news')
+    R.check('sse: anonymous topic with a cookie from a foreign Origin → 200 (the cookie is ignored, not an error)', ok,
+            f'got {s.status} {s.resp.text if s.status != 200 else s.tail()}')
+
+    # --- tokens the page's own code sends are not affected by the Origin, and come before the cookie
     r = await http_req(port, 'GET', '/poll?topic=private.victim.inbox&timeout=0', dict(bearer(tok), Origin=EVIL))
     R.check('longpoll: Authorization header from a foreign Origin → 200', r.status == 200, f'got {r.brief()}')
     r = await http_req(port, 'GET', f'/poll?topic=private.victim.inbox&timeout=0&token={tok}', {'Origin': EVIL})
     R.check('longpoll: token= from a foreign Origin → 200', r.status == 200, f'got {r.brief()}')
-    st, code = await ws_open(port, '/sub/private.victim.inbox', EVIL, protocols=['rt.raw', 'bearer.' + tok])
-    R.check('ws raw: subprotocol token from a foreign Origin → open', st == 101 and code is None, f'upgrade {st}, close {code}')
-    w = await WS.connect(port, '/ws', protocols=['rt.v1'], origin=EVIL)
+    st, code = await ws_open(port, '/sub/private.victim.inbox', EVIL, headers=ck, protocols=['rt.raw', 'bearer.' + tok])
+    R.check('ws raw: subprotocol token (and the cookie) from a foreign Origin → open', st == 101 and code is None,
+            f'upgrade {st}, close {code}')
+    w = await WS.connect(port, '/ws', protocols=['rt.v1'], headers=ck, origin=EVIL)
     try:
         ok = w.status == 101 and await w.send({'op': 'auth', 'token': tok, 'ref': 'a'}) and \
             await w.wait_msg(is_type('ok', ref='a'), 2) is not None
-        R.check('ws rt.v1: first-frame auth from a foreign Origin → ok', ok, f'upgrade {w.status or w.error}, frames {trunc(w.msgs, 200)}')
+        R.check('ws rt.v1: first-frame auth (and the cookie) from a foreign Origin → ok', ok,
+                f'upgrade {w.status or w.error}, frames {trunc(w.msgs, 200)}')
     finally:
         await w.close()
 
@@ -162,7 +173,8 @@ async def star_cases(port, tok):
 
 async def main():
     tok = sign(claims(sub='victim', rt=RT), SECRET)
-    base = {'plugins': {'load': ['sse', 'longpoll', 'websocket']}, 'auth': {'jwt': {'secret': SECRET}},
+    base = {'plugins': {'load': ['sse', 'longpoll', 'websocket']},
+            'auth': {'jwt': {'secret': SECRET}, 'anonymous': {'subscribe': ['public.>']}},
             'limits': {'connections_per_ip': 100000, 'publish_per_subject': 100000}}
     await each_broker(R, (('allowed_origins empty', base, lambda port: foreign_origin_cases(port, tok)),
                           (f'allowed_origins [{LISTED}]', dict(base, http={'allowed_origins': [LISTED]}), lambda port: listed_cases(port, tok)),
