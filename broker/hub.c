@@ -22,6 +22,8 @@ rt_bus_t *rt_bus;
 __thread rt_worker_t *rt_current_worker;
 
 #define SEND_MAX_IOVS 64
+#define CLOSING_READ_MAX (1 << 20) /* bytes read and dropped from a peer after its close is queued */
+#define UPGRADED_RCVBUF (256 << 10)  /* kernel receive buffer of an upgraded connection */
 
 /* ---------- timers ---------- */
 
@@ -294,8 +296,17 @@ static void on_sock_read(h2o_socket_t *sock, const char *err)
         destroy(sub); /* the peer closed or the connection broke */
         return;
     }
-    if (sub->final_queued || sub->closed)
+    if (sub->closed)
         return;
+    if (sub->final_queued) {
+        /* closing: input is read and dropped, so that h2o buffers nothing and a close with unread input (a TCP reset)
+         * does not destroy our last bytes; past a budget we stop reading and the close timer ends the connection */
+        sub->discarded += sock->input->size;
+        h2o_buffer_consume(&sock->input, sock->input->size);
+        if (sub->discarded > CLOSING_READ_MAX)
+            h2o_socket_read_stop(sock);
+        return;
+    }
     size_t used = sub->tp->receive(sub, sock->input->bytes, sock->input->size);
     if (used > sock->input->size)
         used = sock->input->size;
@@ -314,6 +325,10 @@ static void on_upgrade_complete(void *data, h2o_socket_t *sock, size_t reqsize)
     sock->data = sub;
     sub->upgraded = 1;
     sub->streaming = 1;
+    /* h2o reads until the kernel has nothing left: the kernel's buffer (autotuned up to tcp_rmem's maximum) bounds
+     * what one read can pile up in sock->input, so keep it small; a client sends ops and messages, not bulk */
+    int rcvbuf = UPGRADED_RCVBUF;
+    setsockopt(h2o_socket_get_fd(sock), SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
     h2o_buffer_consume(&sock->input, reqsize);
     h2o_socket_read_start(sock, on_sock_read);
     flush(sub);

@@ -90,6 +90,7 @@ struct rt_sub {
     rt_bucket_t pub_bucket; /* publishes from this connection */
     rt_sub_presence_t *pres; /* its presence identity, once it joined one */
     h2o_socket_t *watched;   /* the HTTP/1 connection we read for EOF while h2o does not (hub_watch.c) */
+    size_t discarded;        /* upgraded: bytes dropped since the close was queued */
     unsigned streaming : 1, sending : 1, final_queued : 1, final_sent : 1, stopped : 1, ending : 1, closed : 1, responded : 1;
     unsigned upgrading : 1, upgraded : 1, flush_due : 1;
     unsigned holds;        /* rt_sub_hold count: the memory stays until it is 0 */
