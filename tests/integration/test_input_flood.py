@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """Input stays bounded whatever a client sends: a WebSocket the broker is closing (slow consumer),
-an rt.v1 connection that has not authenticated, and held SSE / long-poll requests whose client
-keeps writing. Each case floods the broker (at most FLOOD_MIB MiB or FLOOD_S s, never reading)
+an rt.v1 connection that has not authenticated, and held SSE / long-poll / NDJSON requests whose
+client keeps writing; and an rt.v1 connection is closed 4001 once it sends more than
+websocket.auth_max_bytes before {"op":"auth"}, and not after. Each case floods the broker (at most FLOOD_MIB MiB or FLOOD_S s, never reading)
 and then checks the broker's own memory (/proc/PID/status VmRSS) and the temp files it holds
 open (/proc/PID/fd links to deleted files: h2o spills socket buffers past 32 MiB to /tmp)."""
 
@@ -170,7 +171,7 @@ def flood(s, chunk):
     return sent / 2**20
 
 
-def check_bounded(name, b, sock, chunk, setup=None):
+def check_bounded(name, b, sock, chunk):
     base = rss_mib(b.pid)
     sent = flood(sock, chunk)
     rss = rss_mib(b.pid)
