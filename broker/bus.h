@@ -28,6 +28,8 @@ typedef struct rt_replay {
     int gap;                  /* history after `since` is incomplete (other epoch, evicted, or unknown) */
     int truncated;            /* more retained messages than max */
     uint64_t head;            /* every matching message with SEQ <= head is in msgs or was before since */
+    uint64_t after;           /* msgs are the retained matching messages after this SEQ (0 after a foreign
+                               * epoch; head when there is no since) */
 } rt_replay_t;
 
 typedef void (*rt_publish_cb)(void *ctx, int err, rt_str_t id);

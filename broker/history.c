@@ -134,7 +134,7 @@ void rt_history_replay(rt_history_t *h, rt_str_t epoch, int future_ok, rt_replay
     r->msgs = NULL, r->count = 0, r->gap = 0, r->truncated = 0;
 
     pthread_mutex_lock(&h->lock);
-    r->head = h->head;
+    r->head = r->after = h->head;
     if (!r->has_since && !r->has_before) {
         pthread_mutex_unlock(&h->lock);
         return;
@@ -148,7 +148,7 @@ void rt_history_replay(rt_history_t *h, rt_str_t epoch, int future_ok, rt_replay
         after = 0;
     } else if (after > h->head) {
         if (future_ok) { /* nothing retained here is new to the client; the rest arrives live */
-            r->head = after;
+            r->head = r->after = after;
             pthread_mutex_unlock(&h->lock);
             return;
         }
@@ -157,6 +157,7 @@ void rt_history_replay(rt_history_t *h, rt_str_t epoch, int future_ok, rt_replay
     } else if (h->forgotten_max > after) {
         r->gap = 1;
     }
+    r->after = after;
     int any_wild = 0;
     for (size_t i = 0; i < r->npatterns; i++) {
         int wild = 0;

@@ -469,11 +469,12 @@ rt_sub_t *rt_sub_open(rt_request_t *rreq, const rt_transport_t *tp, size_t data_
 void *rt_sub_data(rt_sub_t *sub) { return sub->data; }
 rt_request_t *rt_sub_request(rt_sub_t *sub) { return (rt_request_t *)sub->req; }
 
-/* Whether one of the subscriber's subscriptions (the first n) delivers this topic live. */
-static int covered_by(rt_sub_t *sub, size_t n, rt_str_t topic)
+/* Whether one of the subscriber's subscriptions (the first n) delivered this message or will deliver it live: it
+ * matches, and it started before the message. One that started after it never sent it, whatever it matches. */
+static int covered_by(rt_sub_t *sub, size_t n, const rt_msg_t *m)
 {
     for (size_t i = 0; i < n; i++)
-        if (rt_topic_match(sub->subs[i]->pattern, topic))
+        if (sub->subs[i]->from_seq < m->seq && rt_topic_match(sub->subs[i]->pattern, m->topic))
             return 1;
     return 0;
 }
@@ -507,6 +508,8 @@ int rt_sub_subscribe(rt_sub_t *sub, const rt_sub_opts_t *o)
         return err;
 
     size_t old = sub->nsubs;
+    /* a truncated replay left out messages before head: what it covers is not one range, so claim nothing */
+    uint64_t from = r.truncated ? UINT64_MAX : r.after;
     sub->subs = rt_realloc(sub->subs, (old + o->ntopics) * sizeof(*sub->subs));
     for (size_t i = 0; i < o->ntopics; i++) {
         int dup = 0;
@@ -516,6 +519,7 @@ int rt_sub_subscribe(rt_sub_t *sub, const rt_sub_opts_t *o)
             continue;
         rt_subscription_t *s = rt_index_add(&sub->w->index, o->topics[i], sub);
         s->last_seq = r.head;
+        s->from_seq = from;
         sub->subs[sub->nsubs++] = s;
     }
     if (r.has_since)
@@ -525,11 +529,15 @@ int rt_sub_subscribe(rt_sub_t *sub, const rt_sub_opts_t *o)
     uint64_t last = 0;
     for (size_t i = 0; i < r.count && !sub->ending; i++) {
         rt_msg_t *m = r.msgs[i];
-        if (covered_by(sub, old, m->topic))
+        if (covered_by(sub, old, m))
             continue; /* an earlier subscription of this connection delivers it */
         last = m->seq;
         sub->tp->deliver(sub, m);
     }
+    for (size_t k = 0; k < old; k++) /* a pattern subscribed again from an earlier point: the replay filled the range */
+        for (size_t i = 0; i < o->ntopics; i++)
+            if (from < sub->subs[k]->from_seq && rt_str_eq(sub->subs[k]->pattern, o->topics[i]))
+                sub->subs[k]->from_seq = from;
     if (old == 0)
         sub->last_seq = r.truncated ? last : r.head;
     rt_replay_release(&r);

@@ -149,7 +149,7 @@ static void reset_worker(void *arg)
         char from[RT_ID_MAX + 1];
         size_t n = rt_id_format(from, rt_cstr(r->old_epoch), sub->last_seq);
         for (size_t i = 0; i < sub->nsubs; i++)
-            sub->subs[i]->last_seq = 0;
+            sub->subs[i]->last_seq = sub->subs[i]->from_seq = 0;
         sub->last_seq = 0;
         rt_metrics_replay(1);
         sub->tp->gap(sub, rt_str(from, n));

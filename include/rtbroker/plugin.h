@@ -160,7 +160,9 @@ typedef struct rt_services {
     void *(*sub_data)(rt_sub_t *sub);                                   /* the plugin's data area */
     rt_request_t *(*sub_request)(rt_sub_t *sub);                        /* the request it was opened on */
     int (*subscribe)(rt_sub_t *sub, const rt_sub_opts_t *opts);         /* authorize and subscribe; RT_E* on refusal */
-    rt_str_t (*sub_cursor)(rt_sub_t *sub);                              /* id of the last message delivered or skipped past; valid until the next call */
+    /* id of the last message delivered or skipped past; valid until the next call. Every message handed to
+     * `deliver` counts as delivered: a plugin that leaves some out must hand back the id of the last it kept. */
+    rt_str_t (*sub_cursor)(rt_sub_t *sub);
     /* Streaming: status and headers, sent with the first bytes written (write something at once, like SSE's
      * ": ok", so that the client learns it is subscribed). headers: NULL-terminated name, value pairs. */
     int (*stream_start)(rt_sub_t *sub, int status, const char *const *headers);

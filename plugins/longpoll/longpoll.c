@@ -16,6 +16,11 @@ typedef struct lp_sub {
     rt_msg_t **msgs;
     size_t count, cap;
     int gap;
+    /* a stored message came after the batch was full: the broker's cursor has moved past it, so the answer's
+     * cursor is the last stored message kept, or where this poll started */
+    int full;
+    char start[64];
+    size_t start_len;
 } lp_sub_t;
 
 static const rt_services_t *svc;
@@ -44,10 +49,24 @@ static int lp_claims(rt_request_t *req)
 
 #define LIT(s) ((rt_str_t){(s), sizeof(s) - 1})
 
+/* The cursor to hand back: never past a message this answer leaves out. */
+static rt_str_t answer_cursor(rt_sub_t *sub, lp_sub_t *s)
+{
+    if (!s->full)
+        return svc->sub_cursor(sub);
+    for (size_t i = s->count; i-- > 0;) {
+        rt_msg_view_t v;
+        svc->msg_view(s->msgs[i], &v);
+        if (v.id.len) /* ephemeral messages have no id */
+            return v.id;
+    }
+    return s->start_len ? (rt_str_t){s->start, s->start_len} : svc->sub_cursor(sub);
+}
+
 static void answer(rt_sub_t *sub)
 {
     lp_sub_t *s = svc->sub_data(sub);
-    rt_str_t cursor = svc->sub_cursor(sub);
+    rt_str_t cursor = answer_cursor(sub, s);
     rt_str_t client = svc->sub_client(sub);
     /* one per subscriber per message: built by hand rather than with snprintf */
     size_t nparts = 0;
@@ -115,6 +134,11 @@ static void lp_start(rt_request_t *req)
         return;
     }
     lp_sub_t *s = svc->sub_data(sub);
+    rt_str_t start = svc->sub_cursor(sub);
+    if (start.len <= sizeof(s->start)) { /* ids are at most 53 bytes */
+        memcpy(s->start, start.base, start.len);
+        s->start_len = start.len;
+    }
     if (s->count > 0 || s->gap || timeout_ms == 0)
         answer(sub);
     else
@@ -124,8 +148,12 @@ static void lp_start(rt_request_t *req)
 static void lp_deliver(rt_sub_t *sub, rt_msg_t *msg)
 {
     lp_sub_t *s = svc->sub_data(sub);
-    if (s->count == max_messages)
-        return; /* the answer is due; the cursor brings the rest next time */
+    if (s->count == max_messages) { /* the answer is due; the cursor brings the rest next time */
+        rt_msg_view_t v;
+        svc->msg_view(msg, &v);
+        s->full |= v.id.len > 0;
+        return;
+    }
     if (s->count == s->cap) {
         s->cap = s->cap ? s->cap * 2 : 8;
         s->msgs = realloc(s->msgs, s->cap * sizeof(*s->msgs));

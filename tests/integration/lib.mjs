@@ -459,6 +459,54 @@ export function rawRequest(base, method, p, { headers = {}, body, timeout = 1500
   });
 }
 
+/**
+ * HTTP/1.1 pipelining: every POST /pub of `pubs` ([{topic, body, headers}]) in ONE TCP write, so that the
+ * broker handles them in one loop turn. Resolves with the parsed answers ({status, json}) in order.
+ */
+export function pipelinedPublish(port, pubs, { timeout = 5000 } = {}) {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect(port, '127.0.0.1');
+    let buf = Buffer.alloc(0);
+    const answers = [];
+    const t = setTimeout(() => { sock.destroy(); reject(new Error(`pipelined publishes: ${answers.length} of ${pubs.length} answers after ${timeout} ms`)); }, timeout);
+    sock.on('connect', () => sock.write(pubs.map(({ topic, body = '', headers = {} }) => {
+      const hs = Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join('');
+      return `POST /pub/${topicPath(topic)} HTTP/1.1\r\nHost: 127.0.0.1\r\n${hs}Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
+    }).join('')));
+    sock.on('data', (d) => {
+      buf = Buffer.concat([buf, d]);
+      for (;;) { // status line and headers, then a Content-Length or chunked body
+        const end = buf.indexOf('\r\n\r\n');
+        if (end < 0) break;
+        const head = buf.subarray(0, end).toString('latin1');
+        let body = null; let rest = end + 4;
+        const len = /\r\ncontent-length: *(\d+)/i.exec(head);
+        if (len) {
+          if (buf.length >= rest + Number(len[1])) body = buf.subarray(rest, rest + Number(len[1])), rest += Number(len[1]);
+        } else {
+          const parts = [];
+          for (;;) {
+            const eol = buf.indexOf('\r\n', rest);
+            if (eol < 0) break;
+            const size = parseInt(buf.subarray(rest, eol).toString('latin1'), 16);
+            if (buf.length < eol + 2 + size + 2) break;
+            parts.push(buf.subarray(eol + 2, eol + 2 + size));
+            rest = eol + 2 + size + 2;
+            if (size === 0) { body = Buffer.concat(parts); break; }
+          }
+        }
+        if (body === null) break;
+        const text = body.toString('utf8');
+        let json = null; try { json = JSON.parse(text); } catch {}
+        answers.push({ status: Number(head.split(' ')[1]), json, text });
+        buf = buf.subarray(rest);
+      }
+      if (answers.length === pubs.length) { clearTimeout(t); sock.destroy(); resolve(answers); }
+    });
+    sock.on('error', (e) => { clearTimeout(t); reject(e); });
+  });
+}
+
 /** Send raw bytes on a TCP socket; resolves with whatever came back before close/timeout. */
 export function rawSocket(port, chunks, { timeout = 3000, endAfter = true, delayMs = 0 } = {}) {
   return new Promise((resolve) => {
