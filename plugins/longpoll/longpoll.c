@@ -14,13 +14,14 @@
 
 typedef struct lp_sub {
     rt_msg_t **msgs;
-    size_t count, cap;
-    int gap;
+    size_t count, cap, bytes;
+    rt_msg_t *last_stored; /* the newest message with an id in the answer */
+    int gap, full;         /* full: a stored message was left out, so the cursor is last_stored's id */
 } lp_sub_t;
 
 static const rt_services_t *svc;
 static int64_t default_timeout_ms, max_timeout_ms;
-static size_t max_messages, max_topics;
+static size_t max_messages, max_topics, max_bytes;
 extern const rt_transport_t rt_transport_v1;
 
 static int lp_init(const rt_services_t *services)
@@ -30,6 +31,7 @@ static int lp_init(const rt_services_t *services)
     max_timeout_ms = svc->cfg_int("longpoll", "max_timeout");
     max_messages = (size_t)svc->cfg_int("longpoll", "max_messages");
     max_topics = (size_t)svc->cfg_int("limits", "max_topics");
+    max_bytes = (size_t)svc->cfg_int("limits", "max_queue_bytes"); /* what an answer holds, as a stream's backlog */
     if (default_timeout_ms > max_timeout_ms)
         default_timeout_ms = max_timeout_ms; /* "at most longpoll.max_timeout" */
     return 0;
@@ -48,6 +50,11 @@ static void answer(rt_sub_t *sub)
 {
     lp_sub_t *s = svc->sub_data(sub);
     rt_str_t cursor = svc->sub_cursor(sub);
+    if (s->full) {
+        rt_msg_view_t v;
+        svc->msg_view(s->last_stored, &v);
+        cursor = v.id;
+    }
     rt_str_t client = svc->sub_client(sub);
     /* one per subscriber per message: built by hand rather than with snprintf */
     size_t nparts = 0;
@@ -124,8 +131,16 @@ static void lp_start(rt_request_t *req)
 static void lp_deliver(rt_sub_t *sub, rt_msg_t *msg)
 {
     lp_sub_t *s = svc->sub_data(sub);
-    if (s->count == max_messages)
-        return; /* the answer is due; the cursor brings the rest next time */
+    rt_msg_view_t v;
+    svc->msg_view(msg, &v);
+    /* an answer holds at most longpoll.max_messages, and limits.max_queue_bytes of envelopes past its first stored
+     * message; what is left out comes with the next poll, whose cursor is the last stored message handed over */
+    size_t len = s->full || s->count == max_messages ? 0 : svc->msg_envelope(msg).len;
+    if (s->full || s->count == max_messages ||
+        (s->count > 0 && s->bytes + len > max_bytes && (s->last_stored != NULL || v.seq == 0))) {
+        s->full |= v.seq != 0 && s->last_stored != NULL;
+        return;
+    }
     if (s->count == s->cap) {
         s->cap = s->cap ? s->cap * 2 : 8;
         s->msgs = realloc(s->msgs, s->cap * sizeof(*s->msgs));
@@ -133,6 +148,9 @@ static void lp_deliver(rt_sub_t *sub, rt_msg_t *msg)
             abort();
     }
     s->msgs[s->count++] = svc->msg_ref(msg);
+    s->bytes += len;
+    if (v.seq != 0)
+        s->last_stored = msg;
     svc->sub_timer(sub, 0, 0, on_timeout); /* answer at the end of this loop turn, with whatever else arrived */
 }
 

@@ -38,6 +38,7 @@ t.test('replays to readers that read nothing: RSS stays bounded (no per-variant 
   const rss0 = rssKiB(b.pid);
   const since = encodeURIComponent(first);
   const reqs = [
+    `GET /poll?topic=${topic}&cursor=${since} HTTP/1.1\r\nHost: x\r\n\r\n`,
     `GET /sub/${topic} HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\nLast-Event-ID: ${first}\r\n\r\n`,
     `GET /sse?topic=${topic}&envelope=1&lastEventId=${since} HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n`,
     `GET /ndjson?topic=${topic}&since=${since} HTTP/1.1\r\nHost: x\r\nAccept: application/x-ndjson\r\n\r\n`,
@@ -54,7 +55,7 @@ t.test('replays to readers that read nothing: RSS stays bounded (no per-variant 
       const x = await rawConn(b.port);
       x.sock.pause(); // reads nothing: the kernel's buffers fill, then the broker's queue
       x.write(r);
-      if (i >= 5) x.write(wsText(JSON.stringify({ op: 'sub', topic, since: first })));
+      if (i >= 6) x.write(wsText(JSON.stringify({ op: 'sub', topic, since: first })));
       conns.push(x);
     }
     await sleep(400);
@@ -79,6 +80,26 @@ t.test('replays to readers that read nothing: RSS stays bounded (no per-variant 
   await waitFor(async () => (left = await metric(b.base, 'rtbroker_encoding_cache_bytes')) < 65536, 10000,
     'the encodings made for the replays released', () => `rtbroker_encoding_cache_bytes ${left}`);
 }, { timeout: 60000 });
+
+t.test('long-poll answers hold at most limits.max_queue_bytes, and following their cursors loses nothing', async (c) => {
+  const b = await c.broker({ config: { limits: { max_queue_bytes: '1MiB' } } });
+  const first = await publishOk(b.base, 'lpb.t', 'start');
+  const ids = [];
+  for (let i = 0; i < 30; i++) ids.push(await publishOk(b.base, 'lpb.t', `${i}:`.padEnd(65536, '\u0001')));
+  const got = [];
+  let cursor = first;
+  for (let n = 0; n < 40 && got.length < ids.length; n++) {
+    const r = await request(b.base, 'GET', `/poll?topic=lpb.t&cursor=${encodeURIComponent(cursor)}&timeout=0`);
+    assert(r.status === 200, `poll: ${r.status} ${trunc(r.text)}`);
+    assert(r.buf.length <= 1048576 + 400 * 1024, `a long-poll answer of ${r.buf.length} bytes (limits.max_queue_bytes 1 MiB)`);
+    const j = JSON.parse(r.text);
+    assert(j.messages.length > 0, `an answer with nothing after ${cursor}: ${trunc(r.text)}`);
+    got.push(...j.messages.map((m) => m.id));
+    eq(j.cursor, j.messages.at(-1).id, 'the cursor is the last message handed over');
+    cursor = j.cursor;
+  }
+  eq(got, ids, 'every message once, in order, over several answers');
+});
 
 t.test('history.max_topics and history.max_bytes: oldest evicted first, gap on resume past them, metrics', async (c) => {
   const b = await c.broker({ config: { history: { max_topics: 5, max_bytes: '1MiB' } } });
