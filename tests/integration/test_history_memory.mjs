@@ -188,7 +188,7 @@ async function publishMany(b, n, topicOf) {
 
 t.test('wildcard history with a small limit over many retained messages: right answers, every page once', async (c) => {
   const TOPICS = 200, PER = 25;
-  const b = await c.broker({ config: { history: { max_messages: PER } } });
+  const b = await c.broker({ config: { history: { max_messages: PER }, longpoll: { max_messages: 3 } } });
   const ids = await publishMany(b, TOPICS * PER, (i) => `w.t${i % TOPICS}`);
   eq(await metric(b.base, 'rtbroker_history_messages'), TOPICS * PER, 'retained');
   let t0 = Date.now();
@@ -199,6 +199,10 @@ t.test('wildcard history with a small limit over many retained messages: right a
   eq([next.messages.map((m) => [m.id, m.data]), next.cursor], [[[ids[1235], 'm1235']], ids[1235]], 'since + limit=1: the next one, any topic');
   const one = await history(b.base, `w.t7?since=${encodeURIComponent(ids[0])}&limit=3`);
   eq([one.messages.map((m) => m.id), one.cursor], [[ids[7], ids[7 + TOPICS], ids[7 + 2 * TOPICS]], ids[7 + 2 * TOPICS]], 'one topic past the limit: the cursor is the last returned');
+  for (const [q, from, want] of [['w.t7', 0, [7, 7 + TOPICS, 7 + 2 * TOPICS]], ['w.*', 1234, [1235, 1236, 1237]]]) {
+    const p = JSON.parse((await request(b.base, 'GET', `/poll?topic=${q}&cursor=${encodeURIComponent(ids[from])}&timeout=0`)).text);
+    eq([p.messages.map((m) => m.id), p.cursor], [want.map((i) => ids[i]), ids[want[2]]], `long-poll ${q} (longpoll.max_messages 3)`);
+  }
   // paging forward through the wildcard gives every message once, in order
   t0 = Date.now();
   const seen = [];
