@@ -383,7 +383,8 @@ static int nb_start(rt_bus_t *bus, char *err, size_t errlen)
         }
         nb->stream[i] = '\0';
     }
-    rt_history_configure(nb->history, (size_t)rt_cfg_int("history.max_messages"), (uint64_t)rt_cfg_int("history.max_age"));
+    rt_history_configure(nb->history, (size_t)rt_cfg_int("history.max_messages"), (uint64_t)rt_cfg_int("history.max_age"),
+                         (size_t)rt_cfg_int("history.max_bytes"), (size_t)rt_cfg_int("history.max_topics"));
 
     natsOptions *o = NULL;
     natsOptions_Create(&o);
@@ -632,8 +633,6 @@ static void nb_tick(rt_bus_t *bus)
 static void nb_metrics(rt_bus_t *bus, rt_buf_t *out)
 {
     natsbus_t *nb = (natsbus_t *)bus;
-    size_t topics, retained;
-    rt_history_stats(nb->history, &topics, &retained);
     pthread_mutex_lock(&nb->lock);
     int up = nb->connected && nb->stream_ok;
     uint64_t seq = nb->last_seq, lag = nb->lag, count = nb->pub_count, lat = nb->pub_latency_us;
@@ -648,13 +647,9 @@ static void nb_metrics(rt_bus_t *bus, rt_buf_t *out)
                   "# TYPE rtbroker_nats_publish_latency_seconds summary\n"
                   "rtbroker_nats_publish_latency_seconds_sum %.6f\nrtbroker_nats_publish_latency_seconds_count %llu\n"
                   "# HELP rtbroker_nats_publishes_in_flight Publishes waiting for a JetStream ack.\n"
-                  "# TYPE rtbroker_nats_publishes_in_flight gauge\nrtbroker_nats_publishes_in_flight %zu\n"
-                  "# HELP rtbroker_history_topics Topics with retained history.\n# TYPE rtbroker_history_topics gauge\n"
-                  "rtbroker_history_topics %zu\n"
-                  "# HELP rtbroker_history_messages Retained messages.\n# TYPE rtbroker_history_messages gauge\n"
-                  "rtbroker_history_messages %zu\n",
-                  up, (unsigned long long)seq, (unsigned long long)lag, (double)lat / 1e6, (unsigned long long)count, inflight,
-                  topics, retained);
+                  "# TYPE rtbroker_nats_publishes_in_flight gauge\nrtbroker_nats_publishes_in_flight %zu\n",
+                  up, (unsigned long long)seq, (unsigned long long)lag, (double)lat / 1e6, (unsigned long long)count, inflight);
+    rt_history_metrics(nb->history, out);
 }
 
 static const rt_bus_ops_t natsbus_ops = {"nats",    nb_start, nb_stop,  nb_publish, nb_publish_ephemeral,

@@ -527,7 +527,7 @@ int rt_sub_subscribe(rt_sub_t *sub, const rt_sub_opts_t *o)
     if (r.gap)
         sub->tp->gap(sub, o->since);
     uint64_t last = 0;
-    for (size_t i = 0; i < r.count && !sub->ending; i++) {
+    for (size_t i = 0; i < r.count && !rt_sub_winding_down(sub); i++) { /* a slow end stops the replay */
         rt_msg_t *m = r.msgs[i];
         if (covered_by(sub, old, m))
             continue; /* an earlier subscription of this connection delivers it */

@@ -116,6 +116,11 @@ void rt_hub_post(rt_worker_t *w, void (*fn)(void *arg), void *arg);
 /* Keep a subscriber's memory past its end (for an operation that completes later); rt_sub_put drops it. */
 void rt_sub_hold(rt_sub_t *sub);
 void rt_sub_put(rt_sub_t *sub);
+/* On its way out (ending, closing, or its end scheduled, e.g. as a slow consumer): nothing more is encoded for it. */
+static inline int rt_sub_winding_down(rt_sub_t *sub)
+{
+    return sub->ending || sub->closed || sub->stopped || sub->final_queued || h2o_timeout_is_linked(&sub->end_timer);
+}
 /* Worker thread: stop accepting and end every subscriber. */
 void rt_hub_shutdown(rt_worker_t *w);
 

@@ -14,18 +14,18 @@
 
 typedef struct lp_sub {
     rt_msg_t **msgs;
-    size_t count, cap;
-    int gap;
-    /* a stored message came after the batch was full: the broker's cursor has moved past it, so the answer's
-     * cursor is the last stored message kept, or where this poll started */
-    int full;
+    size_t count, cap, bytes;
+    rt_msg_t *last_stored; /* the newest message with an id in the answer */
+    /* full: a stored message was left out; the broker's cursor has moved past it, so the answer's cursor is
+     * last_stored's id, or where this poll started */
+    int gap, full;
     char start[64];
     size_t start_len;
 } lp_sub_t;
 
 static const rt_services_t *svc;
 static int64_t default_timeout_ms, max_timeout_ms;
-static size_t max_messages, max_topics;
+static size_t max_messages, max_topics, max_bytes;
 extern const rt_transport_t rt_transport_v1;
 
 static int lp_init(const rt_services_t *services)
@@ -35,6 +35,7 @@ static int lp_init(const rt_services_t *services)
     max_timeout_ms = svc->cfg_int("longpoll", "max_timeout");
     max_messages = (size_t)svc->cfg_int("longpoll", "max_messages");
     max_topics = (size_t)svc->cfg_int("limits", "max_topics");
+    max_bytes = (size_t)svc->cfg_int("limits", "max_queue_bytes"); /* what an answer holds, as a stream's backlog */
     if (default_timeout_ms > max_timeout_ms)
         default_timeout_ms = max_timeout_ms; /* "at most longpoll.max_timeout" */
     return 0;
@@ -54,11 +55,10 @@ static rt_str_t answer_cursor(rt_sub_t *sub, lp_sub_t *s)
 {
     if (!s->full)
         return svc->sub_cursor(sub);
-    for (size_t i = s->count; i-- > 0;) {
+    if (s->last_stored != NULL) {
         rt_msg_view_t v;
-        svc->msg_view(s->msgs[i], &v);
-        if (v.id.len) /* ephemeral messages have no id */
-            return v.id;
+        svc->msg_view(s->last_stored, &v);
+        return v.id;
     }
     return s->start_len ? (rt_str_t){s->start, s->start_len} : svc->sub_cursor(sub);
 }
@@ -148,10 +148,14 @@ static void lp_start(rt_request_t *req)
 static void lp_deliver(rt_sub_t *sub, rt_msg_t *msg)
 {
     lp_sub_t *s = svc->sub_data(sub);
-    if (s->count == max_messages) { /* the answer is due; the cursor brings the rest next time */
-        rt_msg_view_t v;
-        svc->msg_view(msg, &v);
-        s->full |= v.id.len > 0;
+    rt_msg_view_t v;
+    svc->msg_view(msg, &v);
+    /* an answer holds at most longpoll.max_messages, and limits.max_queue_bytes of envelopes past its first stored
+     * message; what is left out comes with the next poll, whose cursor is the last stored message handed over */
+    size_t len = s->full || s->count == max_messages ? 0 : svc->msg_envelope(msg).len;
+    if (s->full || s->count == max_messages ||
+        (s->count > 0 && s->bytes + len > max_bytes && (s->last_stored != NULL || v.seq == 0))) {
+        s->full |= v.seq != 0;
         return;
     }
     if (s->count == s->cap) {
@@ -161,6 +165,9 @@ static void lp_deliver(rt_sub_t *sub, rt_msg_t *msg)
             abort();
     }
     s->msgs[s->count++] = svc->msg_ref(msg);
+    s->bytes += len;
+    if (v.seq != 0)
+        s->last_stored = msg;
     svc->sub_timer(sub, 0, 0, on_timeout); /* answer at the end of this loop turn, with whatever else arrived */
 }
 
