@@ -10,6 +10,7 @@
 // and again, with SIGKILL, from a process 'exit' handler.
 
 import { spawn, spawnSync } from 'node:child_process';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
@@ -376,6 +377,14 @@ export function expectError(res, status, code, what = '') {
   assert(res.json && typeof res.json === 'object', `${pre}expected a JSON error body, got ${desc} (content-type ${res.headers.get?.('content-type') ?? res.headers['content-type']})`);
   assert(res.json.error === code, `${pre}expected error "${code}", got ${desc}`);
   assert(typeof res.json.message === 'string' && res.json.message.length > 0, `${pre}error JSON lacks a "message" string: ${desc}`);
+}
+
+/** An HS256 JWT with these claims (iat and a 1 h exp added unless given). */
+export function hs256Token(secret, claims) {
+  const enc = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
+  const now = Math.floor(Date.now() / 1000);
+  const body = `${enc({ alg: 'HS256', typ: 'JWT' })}.${enc({ iat: now, exp: now + 3600, ...claims })}`;
+  return `${body}.${crypto.createHmac('sha256', secret).update(body).digest('base64url')}`;
 }
 
 // ---------------------------------------------------------------- ids
