@@ -53,15 +53,22 @@ static rt_str_t peer(h2o_req_t *req, char *buf)
  * subject, or the client's address without one; the same on every node) and the key, so that another publisher
  * who guesses the key neither gets the first publish's id nor has its own message discarded, nor discards ours.
  */
-static rt_str_t scope_key(const rt_ident_t *who, const char *ip, rt_str_t key, char *out)
+static rt_str_t scope_key(const rt_ident_t *who, h2o_req_t *req, h2o_socket_t *sock, rt_str_t key, char *out)
 {
     if (key.len == 0)
         return rt_str(NULL, 0);
-    char publisher[sizeof(who->user) + 8];
+    char publisher[sizeof(who->user) + 8], ip[64] = "?";
     unsigned char md[SHA256_DIGEST_LENGTH];
-    /* the prefixes keep a subject from ever reading as an address */
-    int n = who != NULL && who->user[0] != '\0' ? snprintf(publisher, sizeof(publisher), "sub:%s", who->user)
-                                                 : snprintf(publisher, sizeof(publisher), "ip:%s", ip);
+    int n; /* "sub:" and "ip:" keep a subject from ever reading as an address */
+    if (who != NULL && who->user[0] != '\0') {
+        n = snprintf(publisher, sizeof(publisher), "sub:%s", who->user);
+    } else {
+        if (sock != NULL)
+            rt_sock_peer_ip(sock, ip, sizeof(ip));
+        else if (req != NULL)
+            rt_peer_ip(req, ip, sizeof(ip));
+        n = snprintf(publisher, sizeof(publisher), "ip:%s", ip);
+    }
     SHA256((const unsigned char *)publisher, (size_t)n < sizeof(publisher) ? (size_t)n : sizeof(publisher) - 1, md);
     for (int i = 0; i < 12; i++)
         snprintf(out + 2 * i, 3, "%02x", md[i]);
@@ -173,7 +180,7 @@ void rt_publish_handle(h2o_req_t *req, rt_str_t path)
         rt_metrics_rate_limited("publish");
     }
     if (err == RT_OK)
-        key = scope_key(who, peer(req, ipbuf).base, key, scoped);
+        key = scope_key(who, req, NULL, key, scoped);
     rt_ident_free(who);
     if (err != RT_OK) {
         char msg[160];
@@ -254,12 +261,8 @@ int rt_publish_from_sub(rt_sub_t *sub, const rt_pub_t *pub, const char **why,
         done(sub, RT_OK, rt_str(NULL, 0), arg);
         return RT_OK;
     }
-    char ip[64] = "@?", scoped[SCOPED_KEY_MAX]; /* as peer() writes it */
-    if (sub->sock)
-        rt_sock_peer_ip(sub->sock, ip + 1, sizeof(ip) - 1);
-    else if (sub->req)
-        rt_peer_ip(sub->req, ip + 1, sizeof(ip) - 1);
-    rt_str_t key = scope_key(sub->ident, ip, pub->idempotency_key, scoped);
+    char scoped[SCOPED_KEY_MAX];
+    rt_str_t key = scope_key(sub->ident, sub->req, sub->sock, pub->idempotency_key, scoped);
     sub_pub_t *p = rt_malloc(sizeof(*p));
     p->sub = sub, p->done = done, p->arg = arg;
     rt_sub_hold(sub);
