@@ -38,8 +38,8 @@ typedef struct rt_bus_ops {
     const char *name;
     int (*start)(rt_bus_t *bus, char *err, size_t errlen); /* main thread, before workers run */
     void (*stop)(rt_bus_t *bus);
-    /* Takes the message reference. idem_key: Idempotency-Key or empty. cb gets the id
-     * (the first publish's id for a repeated key) once the message is in history. */
+    /* Takes the message reference. idem_key: the Idempotency-Key scoped by its publisher (publish.c), or empty;
+     * unique per topic. cb gets the id (the first publish's id for a repeated key) once the message is in history. */
     void (*publish)(rt_bus_t *bus, rt_msg_t *msg, rt_str_t idem_key, rt_publish_cb cb, void *ctx);
     /* An ephemeral message (RT_MSG_EPHEMERAL, no id): to every node's current subscribers, never stored. Takes
      * the reference. RT_OK or RT_EUNAVAILABLE. */

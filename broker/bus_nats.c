@@ -105,7 +105,7 @@ static void epoch_of(const char *stream, int64_t created, char out[16])
     static const char alphabet[] = "abcdefghijkmnpqrstuvwxyz23456789";
     char buf[200];
     snprintf(buf, sizeof(buf), "%s/%lld", stream, (long long)created);
-    uint64_t h = rt_hash(rt_cstr(buf));
+    uint64_t h = rt_hash_stable(rt_cstr(buf));
     for (int i = 0; i < 8; i++, h >>= 5)
         out[i] = alphabet[h & 31];
     out[8] = '\0';

@@ -612,14 +612,21 @@ static int queue_check(rt_sub_t *sub, size_t len)
     return RT_OK;
 }
 
+/* Queued for the subscriber; /metrics reports the most any one subscriber has held (waiting and being written). */
+static void enqueue(rt_sub_t *sub, rt_outq_entry_t e)
+{
+    outq_push(&sub->pending, e);
+    rt_metrics_queue_held(sub->pending.bytes + sub->inflight.bytes);
+    flush_soon(sub);
+}
+
 int rt_sub_write_ref(rt_sub_t *sub, rt_str_t bytes, rt_msg_t *msg)
 {
     int err = queue_check(sub, bytes.len);
     if (err != RT_OK)
         return err;
     rt_outq_entry_t e = {h2o_iovec_init(bytes.base, bytes.len), msg ? rt_msg_ref(msg) : NULL, NULL};
-    outq_push(&sub->pending, e);
-    flush_soon(sub);
+    enqueue(sub, e);
     return RT_OK;
 }
 
@@ -631,8 +638,7 @@ int rt_sub_write_copy(rt_sub_t *sub, const char *bytes, size_t len)
     char *copy = rt_malloc(len);
     memcpy(copy, bytes, len);
     rt_outq_entry_t e = {h2o_iovec_init(copy, len), NULL, copy};
-    outq_push(&sub->pending, e);
-    flush_soon(sub);
+    enqueue(sub, e);
     return RT_OK;
 }
 

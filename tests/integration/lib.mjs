@@ -10,6 +10,7 @@
 // and again, with SIGKILL, from a process 'exit' handler.
 
 import { spawn, spawnSync } from 'node:child_process';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
@@ -378,6 +379,14 @@ export function expectError(res, status, code, what = '') {
   assert(typeof res.json.message === 'string' && res.json.message.length > 0, `${pre}error JSON lacks a "message" string: ${desc}`);
 }
 
+/** An HS256 JWT with these claims (iat and a 1 h exp added unless given). */
+export function hs256Token(secret, claims) {
+  const enc = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
+  const now = Math.floor(Date.now() / 1000);
+  const body = `${enc({ alg: 'HS256', typ: 'JWT' })}.${enc({ iat: now, exp: now + 3600, ...claims })}`;
+  return `${body}.${crypto.createHmac('sha256', secret).update(body).digest('base64url')}`;
+}
+
 // ---------------------------------------------------------------- ids
 export const ID_RE = /^([A-Za-z0-9_-]+):(\d+)$/;
 export function parseId(id) {
@@ -407,10 +416,27 @@ export function topicPath(topic) {
   return String(topic).split('').map((ch) => (/[A-Za-z0-9._*-]/.test(ch) ? ch : encodeURIComponent(ch))).join('');
 }
 
-/** POST /pub/{topic}. Returns the wrapped response. */
+/**
+ * A publish's 200 must name what was stored: {"id":"EPOCH:SEQ"} with SEQ >= 1, or {"id":null} for an ephemeral
+ * message. Throws an AssertionError otherwise (a bus that answered 200 for what it did not store gives ":0").
+ */
+export function checkPublished(status, json, text, what, ephemeral = false) {
+  if (status !== 200) return;
+  const id = json && json.id;
+  if (ephemeral && id === null) return;
+  const m = /^([A-Za-z0-9_-]+):([1-9][0-9]*)$/.exec(typeof id === 'string' ? id : '');
+  if (!m) throw new AssertionError(`${what}: a 200 without a stored message's id (EPOCH:SEQ, SEQ >= 1): ${trunc(text, 300)}`);
+}
+
+const ephemeralAsked = (headers, query) => /^(1|true)$/.test(Object.entries(headers).find(([k]) => k.toLowerCase() === 'x-ephemeral')?.[1] ?? '')
+  || /(^|&)ephemeral=(1|true)(&|$)/.test(query);
+
+/** POST /pub/{topic}. Returns the wrapped response; a 200 is checked with checkPublished. */
 export async function publish(base, topic, body = '', { headers = {}, query = '', timeout = 15000, rawTopic = false } = {}) {
   const p = `/pub/${rawTopic ? topic : topicPath(topic)}${query ? '?' + query : ''}`;
-  return request(base, 'POST', p, { headers, body, timeout });
+  const r = await request(base, 'POST', p, { headers, body, timeout });
+  checkPublished(r.status, r.json, r.text, `POST ${p}`, ephemeralAsked(headers, query));
+  return r;
 }
 
 /** publish and assert 200 {"id","topic"}; returns the id. */
