@@ -71,6 +71,8 @@ void rt_config_freeze(void);
 int rt_config_reload_begin(const char *path, char *err, size_t errlen);
 const rt_cfg_value_t *rt_cfg_next(const char *path);
 void rt_config_reload_end(int apply);
+/* An error about key path's value, naming where it came from: "config: PATH: MESSAGE (FILE line N)", or the variable. */
+void rt_cfg_error(const char *path, char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 int64_t rt_cfg_int(const char *path);
 const char *rt_cfg_str(const char *path);
 

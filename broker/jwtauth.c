@@ -35,7 +35,7 @@ static int read_file(const char *path, unsigned char **out, size_t *len, char *e
 {
     FILE *f = fopen(path, "rb");
     if (f == NULL) {
-        snprintf(err, errlen, "config: %s: cannot read %s: %s", key, path, strerror(errno));
+        rt_cfg_error(key, err, errlen, "cannot read %s: %s", path, strerror(errno));
         return -1;
     }
     rt_buf_t b = {0};
@@ -60,7 +60,8 @@ static int load_keys(char *err, size_t errlen)
         if (strncmp(s, "env:", 4) == 0) {
             const char *v = getenv(s + 4);
             if (v == NULL || v[0] == '\0') {
-                snprintf(err, errlen, "config: auth.jwt.secret: the environment variable %s is not set", s + 4);
+                rt_cfg_error("auth.jwt.secret", err, errlen, "the environment variable %s is not set (export it before starting)",
+                             s + 4);
                 return -1;
             }
             ns = (unsigned char *)strdup(v);
@@ -78,7 +79,7 @@ static int load_keys(char *err, size_t errlen)
             rt_log(RT_LOG_WARN, "auth.jwt.secret is %zu bytes; HMAC secrets should have at least 32", nslen);
         if (nslen == 0) {
             free(ns);
-            snprintf(err, errlen, "config: auth.jwt.secret: the secret is empty");
+            rt_cfg_error("auth.jwt.secret", err, errlen, "the secret is empty");
             return -1;
         }
     }
@@ -88,16 +89,14 @@ static int load_keys(char *err, size_t errlen)
             return -1;
         }
         if (nplen == 0 || strstr((char *)np, "-----BEGIN") == NULL || strstr((char *)np, "PRIVATE KEY") != NULL) {
-            snprintf(err, errlen, "config: auth.jwt.public_key_file: %s is not a PEM public key", pk);
+            rt_cfg_error("auth.jwt.public_key_file", err, errlen, "%s is not a PEM public key", pk);
             free(ns);
             free(np);
             return -1;
         }
         if (strstr((char *)np, "CERTIFICATE") != NULL) {
-            snprintf(err, errlen,
-                     "config: auth.jwt.public_key_file: %s is a certificate; libjwt needs the public key "
-                     "(openssl x509 -pubkey -noout -in CERT)",
-                     pk);
+            rt_cfg_error("auth.jwt.public_key_file", err, errlen,
+                         "%s is a certificate; libjwt needs the public key (openssl x509 -pubkey -noout -in CERT)", pk);
             free(ns);
             free(np);
             return -1;
@@ -126,13 +125,14 @@ int rt_jwt_init(char *err, size_t errlen)
             if (strcmp(algs->list[i], alg_names[k]) == 0)
                 a = k;
         if (a == 0) {
-            snprintf(err, errlen, "config: auth.jwt.algorithms: \"%s\" is not one of HS256 HS384 HS512 RS256 RS384 RS512 ES256 ES384%s",
-                     algs->list[i], strcmp(algs->list[i], "none") == 0 ? " (alg none is never accepted)" : "");
+            rt_cfg_error("auth.jwt.algorithms", err, errlen,
+                         "\"%s\" is not one of HS256 HS384 HS512 RS256 RS384 RS512 ES256 ES384%s", algs->list[i],
+                         strcmp(algs->list[i], "none") == 0 ? " (alg none is never accepted)" : "");
             return -1;
         }
         if (is_hmac(a) ? !has_secret : !has_pk) {
-            snprintf(err, errlen, "config: auth.jwt.algorithms: %s needs %s", algs->list[i],
-                     is_hmac(a) ? "auth.jwt.secret" : "auth.jwt.public_key_file");
+            rt_cfg_error("auth.jwt.algorithms", err, errlen, "%s needs %s", algs->list[i],
+                         is_hmac(a) ? "auth.jwt.secret" : "auth.jwt.public_key_file");
             return -1;
         }
         allowed[a] = 1;
