@@ -50,39 +50,51 @@ static int read_file(const char *path, unsigned char **out, size_t *len, char *e
     return 0;
 }
 
+int rt_jwt_load_secret(unsigned char **out, size_t *outlen, char *err, size_t errlen)
+{
+    const char *s = rt_cfg_str("auth.jwt.secret");
+    unsigned char *ns = NULL;
+    size_t nslen = 0;
+    *out = NULL, *outlen = 0;
+    if (!s[0])
+        return 0;
+    if (strncmp(s, "env:", 4) == 0) {
+        const char *v = getenv(s + 4);
+        if (v == NULL || v[0] == '\0') {
+            rt_cfg_error("auth.jwt.secret", err, errlen, "the environment variable %s is not set (export it before starting)",
+                         s + 4);
+            return -1;
+        }
+        ns = (unsigned char *)strdup(v);
+        nslen = strlen(v);
+    } else if (strncmp(s, "file:", 5) == 0) {
+        if (read_file(s + 5, &ns, &nslen, err, errlen, "auth.jwt.secret") != 0)
+            return -1;
+        while (nslen && (ns[nslen - 1] == '\n' || ns[nslen - 1] == '\r'))
+            nslen--; /* a trailing newline from an editor is not part of the secret */
+    } else {
+        ns = (unsigned char *)strdup(s);
+        nslen = strlen(s);
+    }
+    if (nslen < 16)
+        rt_log(RT_LOG_WARN, "auth.jwt.secret is %zu bytes; HMAC secrets should have at least 32", nslen);
+    if (nslen == 0) {
+        free(ns);
+        rt_cfg_error("auth.jwt.secret", err, errlen, "the secret is empty");
+        return -1;
+    }
+    *out = ns, *outlen = nslen;
+    return 0;
+}
+
 /* Loads both keys into fresh buffers; installs them only when both load. */
 static int load_keys(char *err, size_t errlen)
 {
-    const char *s = rt_cfg_str("auth.jwt.secret"), *pk = rt_cfg_str("auth.jwt.public_key_file");
+    const char *pk = rt_cfg_str("auth.jwt.public_key_file");
     unsigned char *ns = NULL, *np = NULL;
     size_t nslen = 0, nplen = 0;
-    if (s[0]) {
-        if (strncmp(s, "env:", 4) == 0) {
-            const char *v = getenv(s + 4);
-            if (v == NULL || v[0] == '\0') {
-                rt_cfg_error("auth.jwt.secret", err, errlen, "the environment variable %s is not set (export it before starting)",
-                             s + 4);
-                return -1;
-            }
-            ns = (unsigned char *)strdup(v);
-            nslen = strlen(v);
-        } else if (strncmp(s, "file:", 5) == 0) {
-            if (read_file(s + 5, &ns, &nslen, err, errlen, "auth.jwt.secret") != 0)
-                return -1;
-            while (nslen && (ns[nslen - 1] == '\n' || ns[nslen - 1] == '\r'))
-                nslen--; /* a trailing newline from an editor is not part of the secret */
-        } else {
-            ns = (unsigned char *)strdup(s);
-            nslen = strlen(s);
-        }
-        if (nslen < 16)
-            rt_log(RT_LOG_WARN, "auth.jwt.secret is %zu bytes; HMAC secrets should have at least 32", nslen);
-        if (nslen == 0) {
-            free(ns);
-            rt_cfg_error("auth.jwt.secret", err, errlen, "the secret is empty");
-            return -1;
-        }
-    }
+    if (rt_jwt_load_secret(&ns, &nslen, err, errlen) != 0)
+        return -1;
     if (pk[0]) {
         if (read_file(pk, &np, &nplen, err, errlen, "auth.jwt.public_key_file") != 0) {
             free(ns);
