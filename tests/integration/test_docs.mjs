@@ -86,6 +86,7 @@ exec /usr/bin/curl -sS --max-time 30 -D "$DOCS_DIR/.docs-hdr/$n.$$" "$@"
 `;
 const PRELUDE = `set -u
 docs_wait() { for i in $(seq 300); do /usr/bin/curl -fs -o /dev/null --max-time 1 "$1" && return 0; sleep 0.05; done; echo "docs-test: $1 never answered" >&2; return 1; }
+docs_wait_output() { for i in $(seq 200); do [ -s "$1" ] && { sleep 0.1; return 0; }; sleep 0.025; done; }
 docs_wait_port() { for i in $(seq 300); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.05; done; echo "docs-test: port $1 never opened" >&2; return 1; }
 `;
 
@@ -109,12 +110,13 @@ async function runShell(ctx, block) {
   sh.stdin.write(PRELUDE);
   try {
     for (const [i, c] of cmds.entries()) {
-      let code = substitute(c.code, block, dir);
-      for (const [from, to] of ids) code = code.split(from).join(to);
+      let code = c.code;
+      for (const [from, to] of ids) code = code.split(from).join(to); // before the example epoch is replaced
+      code = substitute(code, block, dir);
       const bg = /&\s*$/.test(code) || /^curl\b.*\s-N\b/s.test(code);
       code = code.replace(/&\s*$/, '');
       const io = `> "${file(`out.${i}`)}" 2> "${file(`err.${i}`)}" < /dev/null`;
-      let wait = `sleep ${0.5 * SLOW}`;
+      let wait = /^curl\b/.test(code) ? `docs_wait_output "${file(`out.${i}`)}"` : `sleep ${0.5 * SLOW}`;
       const listen = /rtbroker\b.*--listen\s+(\S+)/.exec(code);
       if (/\brtbroker\s/.test(code)) wait = `docs_wait http://${listen ? listen[1] : `127.0.0.1:${ports[8080]}`}/readyz`;
       else if (/^nats-server\b/.test(code)) wait = `docs_wait_port ${/-p\s+(\d+)/.exec(code)[1]}`;
@@ -138,7 +140,7 @@ async function runShell(ctx, block) {
         if (want.length === have.length) want.forEach((w, k) => ids.set(w, have[k]));
       }
     }
-    sh.stdin.end(`sleep ${0.5 * SLOW}\n`);
+    sh.stdin.end(`sleep ${0.3 * SLOW}\n`);
     await new Promise((res) => (sh.exitCode !== null ? res() : sh.once('exit', res)));
   } finally {
     await killGroup(sh.pid);
@@ -158,7 +160,7 @@ async function runShell(ctx, block) {
 }
 
 // Browser globals in Node for the js examples: relative and localhost:8080 URLs go to the test broker.
-const JS_PRELUDE = (base) => `
+const JS_PRELUDE = (base, want) => `
 import { createRequire } from 'node:module';
 const require = createRequire(${JSON.stringify(path.join(ROOT, 'tests', 'package.json'))});
 const WS = require('ws'); const { EventSource: ES } = require('eventsource');
@@ -168,20 +170,24 @@ globalThis.WebSocket = class extends WS { constructor(u, p) { super(fix(u, 'ws:'
 globalThis.EventSource = class extends ES { constructor(u, o) { super(fix(u), o); } };
 const f0 = globalThis.fetch; globalThis.fetch = (u, o) => f0(fix(u), o);
 globalThis.token = process.env.DOCS_TOKEN; globalThis.lastId = process.env.DOCS_LAST_ID;
-console.log = (...a) => process.stdout.write(a.map((x) => typeof x === 'string' ? x : JSON.stringify(x)).join(' ') + '\\n');
-setTimeout(() => process.exit(0), ${1500 * SLOW});
+let printed = 0;
+console.log = (...a) => {
+  process.stdout.write(a.map((x) => typeof x === 'string' ? x : JSON.stringify(x)).join(' ') + '\\n');
+  if (++printed === ${want}) setTimeout(() => process.exit(0), 100); // every output the text shows is there
+};
+setTimeout(() => process.exit(0), ${want ? 3000 * SLOW : 800});
 `;
 
 async function runJs(ctx, block) {
   const dir = mkTemp('rtb-docs-js-');
   const file = path.join(dir, 'example.mjs');
-  fs.writeFileSync(file, JS_PRELUDE(mainBroker.base) + block.text + '\n');
+  const want = jsOutputs(block);
+  fs.writeFileSync(file, JS_PRELUDE(mainBroker.base, want.length) + block.text + '\n');
   // lastId: the head of the broker's history, so that a `since: lastId` replays nothing old
   const head = await publishOk(mainBroker.base, 'docs.head', 'x');
   const token = hs256({ sub: 'docs', exp: Math.floor(Date.now() / 1000) + 600, rt: { sub: ['>'], pub: ['>'] } });
   const r = await spawnCollect(process.execPath, [file], { cwd: dir, env: { ...process.env, DOCS_TOKEN: token, DOCS_LAST_ID: head }, timeoutMs: 10000 * SLOW });
   assert(r.code === 0, `${where(block)}: node exited with ${r.code ?? r.signal}:\n${indent(trunc(r.err, 2000))}`);
-  const want = jsOutputs(block);
   const got = r.out.split('\n').filter((l) => l !== '');
   const ok = want.every((w, k) => got[k] !== undefined && matches(w, got[k]));
   assert(ok, `${where(block)}: printed, in this order,\n${indent(got.join('\n'))}\n  where the text prints\n${indent(want.join('\n'))}`);
@@ -222,7 +228,7 @@ for (const f of FILES) {
     if (out) {
       t.test(`${where(b)} (output)`, () => {
         // the expected output of command N of the sh block before
-        assert(prev, 'an output block with no sh block run before it');
+        assert(prev, 'the sh block before it did not run to its end (or there is none)');
         const c = prev[Number(out.arg || 1) - 1];
         assert(c, `no command ${out.arg} in the block before`);
         const got = c.out.split('\n').map((l) => l.trimEnd()).join('\n').trim();
