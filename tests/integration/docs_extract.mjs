@@ -95,7 +95,8 @@ export function mask(s) {
     .replace(/\b\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z?\b/g, 'TIME');
 }
 
-export function matches(expected, actual) {
+/** Whether actual is expected (whole, or somewhere in it with within = true), ids and times masked. */
+export function matches(expected, actual, within = false) {
   const re = mask(expected).split('…').map((p) => p.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('.*');
-  return new RegExp(`^${re}$`).test(mask(actual).trimEnd());
+  return new RegExp(within ? re : `^${re}$`).test(mask(actual).trimEnd());
 }

@@ -13,7 +13,7 @@ import { extractBlocks, jsOutputs, mark, marks, matches, shellCommands } from '.
 
 const t = suite(import.meta.url, { hardTimeoutMs: 120000 * SLOW });
 const FILES = (process.env.DOCS_FILES || 'README.md,PLUGINS.md').split(',');
-const KNOWN = new Set(['skip', 'output', 'replace', 'env', 'config', 'wait']);
+const KNOWN = new Set(['skip', 'output', 'run', 'replace', 'env', 'config']);
 
 const ports = {};
 let mainBroker = null; // conf/rtbroker.yaml, as `make run` starts it
@@ -49,7 +49,7 @@ async function killGroup(pgid) {
 /** A fresh folder for one block, linking the repository's top-level entries (build/, conf/, web/, …). */
 function blockDir() {
   const dir = mkTemp('rtb-docs-');
-  for (const e of fs.readdirSync(ROOT)) if (!e.startsWith('.') && e !== 'tests') fs.symlinkSync(path.join(ROOT, e), path.join(dir, e));
+  for (const e of fs.readdirSync(ROOT)) if (!e.startsWith('.')) fs.symlinkSync(path.join(ROOT, e), path.join(dir, e));
   return dir;
 }
 
@@ -236,6 +236,12 @@ for (const f of FILES) {
         const lines = got.split('\n');
         const ok = lines.length === want.length && want.every((w, k) => matches(w, lines[k]));
         assert(ok, `command ${out.arg || 1} of the block before printed\n${indent(got)}\n  where the text prints\n${indent(b.text.trim())}`);
+      });
+    } else if (mark(b, 'run')) {
+      t.test(`${where(b)} (output of a command)`, async (ctx) => {
+        // the block is printed, somewhere in its output, by the command the marker gives
+        const { ran } = await runShell(ctx, { ...b, lang: 'sh', text: mark(b, 'run').arg });
+        assert(matches(b.text.trim(), ran[0].out, true), `\`${mark(b, 'run').arg}\` printed\n${indent(trunc(ran[0].out, 3000))}\n  which does not hold what the text prints\n${indent(b.text.trim())}`);
       });
     } else if (mark(b, 'config')) {
       t.test(`${where(b)} (yaml)`, (ctx) => runConfig(ctx, b, prevDir));
