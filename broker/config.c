@@ -12,7 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <strings.h>
-#include <sys/resource.h>
 #include <unistd.h>
 #include <yaml.h>
 
@@ -671,50 +670,11 @@ const rt_cfg_value_t *rt_cfg(const char *path)
     return NULL;
 }
 
-rt_limits_t rt_lim;
-
-/* limits.max_connections 0: what the open file limit allows, keeping descriptors for the (at most 256)
- * connections being refused, 64 for NATS and files, and 6 per worker (its epoll, wake-up pipe and copies
- * of the listeners). */
-size_t rt_config_workers(int64_t configured)
-{
-    if (configured > 0)
-        return (size_t)configured;
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n > 0 ? (size_t)n : 1;
-}
-
-static size_t auto_max_connections(size_t workers)
-{
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > 100000000)
-        return 100000000;
-    size_t n = (size_t)rl.rlim_cur, reserve = 256 + 64 + 6 * workers;
-    return n - (n / 4 < reserve ? n / 4 : reserve);
-}
-
-static int64_t int_of(const rt_cfg_value_t *(*get)(const char *), const char *path)
-{
-    const rt_cfg_value_t *v = get(path);
-    return v ? v->i : 0;
-}
-
-/* The limits that may change while running, from a table (get: rt_cfg or rt_cfg_next). */
-static void set_limits(const rt_cfg_value_t *(*get)(const char *))
-{
-    int64_t mc = int_of(get, "limits.max_connections");
-    rt_lim.max_connections = mc > 0 ? (size_t)mc : auto_max_connections(rt_config_workers(int_of(get, "workers")));
-    rt_lim.max_queue_bytes = (size_t)int_of(get, "limits.max_queue_bytes");
-    rt_lim.connections_per_ip = (double)int_of(get, "limits.connections_per_ip");
-    rt_lim.publish_per_connection = (double)int_of(get, "limits.publish_per_connection");
-    rt_lim.publish_per_subject = (double)int_of(get, "limits.publish_per_subject");
-}
-
 void rt_config_freeze(void)
 {
     rt_lim.max_topics = (size_t)rt_cfg_int("limits.max_topics");
     rt_lim.max_message_bytes = (size_t)rt_cfg_int("limits.max_message_bytes");
-    set_limits(rt_cfg);
+    rt_config_set_limits(rt_cfg);
     frozen = vals, nfrozen = nvals;
 }
 
@@ -797,7 +757,7 @@ void rt_config_reload_end(int apply)
                 rt_log(RT_LOG_WARN, "SIGHUP: %s changed (%s line %d) but takes effect only after a restart", n->path,
                        file_name, n->line);
         }
-        set_limits(rt_cfg_next);
+        rt_config_set_limits(rt_cfg_next);
     }
     free_tables();
     raws = live.raws, nraws = live.nraws, vals = live.vals, nvals = live.nvals, capvals = live.capvals;
