@@ -22,7 +22,7 @@ TOOLS_BIN  = $(patsubst tests/tools/%.c,$(BUILD)/tools/%,$(TOOLS_SRC))
 PREFIX  ?= /usr/local
 DESTDIR ?=
 
-.PHONY: all build deps deps-build deps-test run test asan fuzz fuzz-build clean check-config install bench soak soak-asan
+.PHONY: all build deps deps-build deps-test run test asan fuzz fuzz-build clean check-config install bench bench-quick soak soak-asan
 
 all: build
 BENCH_BIN  = $(if $(wildcard tests/bench/loadgen.c),$(BUILD)/bench/loadgen $(BUILD)/bench/floor)
@@ -64,6 +64,12 @@ $(BUILD)/bench/floor: tests/bench/floor.c
 # Side by side with nginx + nchan; writes BENCHMARKS.md (bounded: well under 15 minutes).
 bench: deps build
 	RTB_BIN=$(BUILD)/rtbroker tests/bench/run
+
+# A look in about 30 s: S1 (WebSocket fanout) and S4 (SSE fanout), one round of 2 s, 1 worker, no profile;
+# the report goes to $(BUILD)/bench-quick.md, not BENCHMARKS.md.
+bench-quick: deps build
+	BENCH_ROUNDS=1 BENCH_DURATION=2 BENCH_SCENARIOS="S1 S4" BENCH_WORKERS=1 BENCH_PROFILE=0 \
+	  BENCH_OUT=$(BUILD)/bench-quick.md RTB_BIN=$(BUILD)/rtbroker tests/bench/run
 
 # Installs what is missing (idempotent); sudo only when not root.
 deps: deps-build deps-test

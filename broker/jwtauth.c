@@ -35,7 +35,7 @@ static int read_file(const char *path, unsigned char **out, size_t *len, char *e
 {
     FILE *f = fopen(path, "rb");
     if (f == NULL) {
-        snprintf(err, errlen, "config: %s: cannot read %s: %s", key, path, strerror(errno));
+        rt_cfg_error(key, err, errlen, "cannot read %s: %s", path, strerror(errno));
         return -1;
     }
     rt_buf_t b = {0};
@@ -50,54 +50,65 @@ static int read_file(const char *path, unsigned char **out, size_t *len, char *e
     return 0;
 }
 
+int rt_jwt_load_secret(unsigned char **out, size_t *outlen, char *err, size_t errlen)
+{
+    const char *s = rt_cfg_str("auth.jwt.secret");
+    unsigned char *ns = NULL;
+    size_t nslen = 0;
+    *out = NULL, *outlen = 0;
+    if (!s[0])
+        return 0;
+    if (strncmp(s, "env:", 4) == 0) {
+        const char *v = getenv(s + 4);
+        if (v == NULL || v[0] == '\0') {
+            rt_cfg_error("auth.jwt.secret", err, errlen, "the environment variable %s is not set (export it before starting)",
+                         s + 4);
+            return -1;
+        }
+        ns = (unsigned char *)strdup(v);
+        nslen = strlen(v);
+    } else if (strncmp(s, "file:", 5) == 0) {
+        if (read_file(s + 5, &ns, &nslen, err, errlen, "auth.jwt.secret") != 0)
+            return -1;
+        while (nslen && (ns[nslen - 1] == '\n' || ns[nslen - 1] == '\r'))
+            nslen--; /* a trailing newline from an editor is not part of the secret */
+    } else {
+        ns = (unsigned char *)strdup(s);
+        nslen = strlen(s);
+    }
+    if (nslen < 16)
+        rt_log(RT_LOG_WARN, "auth.jwt.secret is %zu bytes; HMAC secrets should have at least 32", nslen);
+    if (nslen == 0) {
+        free(ns);
+        rt_cfg_error("auth.jwt.secret", err, errlen, "the secret is empty");
+        return -1;
+    }
+    *out = ns, *outlen = nslen;
+    return 0;
+}
+
 /* Loads both keys into fresh buffers; installs them only when both load. */
 static int load_keys(char *err, size_t errlen)
 {
-    const char *s = rt_cfg_str("auth.jwt.secret"), *pk = rt_cfg_str("auth.jwt.public_key_file");
+    const char *pk = rt_cfg_str("auth.jwt.public_key_file");
     unsigned char *ns = NULL, *np = NULL;
     size_t nslen = 0, nplen = 0;
-    if (s[0]) {
-        if (strncmp(s, "env:", 4) == 0) {
-            const char *v = getenv(s + 4);
-            if (v == NULL || v[0] == '\0') {
-                snprintf(err, errlen, "config: auth.jwt.secret: the environment variable %s is not set", s + 4);
-                return -1;
-            }
-            ns = (unsigned char *)strdup(v);
-            nslen = strlen(v);
-        } else if (strncmp(s, "file:", 5) == 0) {
-            if (read_file(s + 5, &ns, &nslen, err, errlen, "auth.jwt.secret") != 0)
-                return -1;
-            while (nslen && (ns[nslen - 1] == '\n' || ns[nslen - 1] == '\r'))
-                nslen--; /* a trailing newline from an editor is not part of the secret */
-        } else {
-            ns = (unsigned char *)strdup(s);
-            nslen = strlen(s);
-        }
-        if (nslen < 16)
-            rt_log(RT_LOG_WARN, "auth.jwt.secret is %zu bytes; HMAC secrets should have at least 32", nslen);
-        if (nslen == 0) {
-            free(ns);
-            snprintf(err, errlen, "config: auth.jwt.secret: the secret is empty");
-            return -1;
-        }
-    }
+    if (rt_jwt_load_secret(&ns, &nslen, err, errlen) != 0)
+        return -1;
     if (pk[0]) {
         if (read_file(pk, &np, &nplen, err, errlen, "auth.jwt.public_key_file") != 0) {
             free(ns);
             return -1;
         }
         if (nplen == 0 || strstr((char *)np, "-----BEGIN") == NULL || strstr((char *)np, "PRIVATE KEY") != NULL) {
-            snprintf(err, errlen, "config: auth.jwt.public_key_file: %s is not a PEM public key", pk);
+            rt_cfg_error("auth.jwt.public_key_file", err, errlen, "%s is not a PEM public key", pk);
             free(ns);
             free(np);
             return -1;
         }
         if (strstr((char *)np, "CERTIFICATE") != NULL) {
-            snprintf(err, errlen,
-                     "config: auth.jwt.public_key_file: %s is a certificate; libjwt needs the public key "
-                     "(openssl x509 -pubkey -noout -in CERT)",
-                     pk);
+            rt_cfg_error("auth.jwt.public_key_file", err, errlen,
+                         "%s is a certificate; libjwt needs the public key (openssl x509 -pubkey -noout -in CERT)", pk);
             free(ns);
             free(np);
             return -1;
@@ -126,13 +137,14 @@ int rt_jwt_init(char *err, size_t errlen)
             if (strcmp(algs->list[i], alg_names[k]) == 0)
                 a = k;
         if (a == 0) {
-            snprintf(err, errlen, "config: auth.jwt.algorithms: \"%s\" is not one of HS256 HS384 HS512 RS256 RS384 RS512 ES256 ES384%s",
-                     algs->list[i], strcmp(algs->list[i], "none") == 0 ? " (alg none is never accepted)" : "");
+            rt_cfg_error("auth.jwt.algorithms", err, errlen,
+                         "\"%s\" is not one of HS256 HS384 HS512 RS256 RS384 RS512 ES256 ES384%s", algs->list[i],
+                         strcmp(algs->list[i], "none") == 0 ? " (alg none is never accepted)" : "");
             return -1;
         }
         if (is_hmac(a) ? !has_secret : !has_pk) {
-            snprintf(err, errlen, "config: auth.jwt.algorithms: %s needs %s", algs->list[i],
-                     is_hmac(a) ? "auth.jwt.secret" : "auth.jwt.public_key_file");
+            rt_cfg_error("auth.jwt.algorithms", err, errlen, "%s needs %s", algs->list[i],
+                         is_hmac(a) ? "auth.jwt.secret" : "auth.jwt.public_key_file");
             return -1;
         }
         allowed[a] = 1;
