@@ -22,7 +22,7 @@ rt_msg_t *rt_nats_decode(natsMsg *m, const char *prefix, const char *sep)
     natsMsgHeader_Get(m, "Rt-Event", &event);
     natsMsgHeader_Get(m, "Content-Type", &ctype);
     rt_str_t ev = rt_cstr(event);
-    if (ev.len && !rt_event_valid(ev)) { /* e.g. a CR would end SSE's "event:" line and start a field of its own */
+    if (ev.len && !rt_event_valid(ev)) { /* SSE writes it as a field line and plugins count on POST /pub's rule */
         rt_log(RT_LOG_DEBUG, "nats: a message on %s has an Rt-Event that is not an event name; its event is dropped", subject);
         ev.len = 0;
     }

@@ -9,7 +9,7 @@
 
 /* The message m carries, whoever published it: its subject must be "<prefix><sep><topic>" (sep "." on the stream,
  * "_eph." for ephemeral messages) with a topic a client could publish to; an Rt-Event header that is not an event
- * name (publish.c's rule) is dropped, so that no NATS client can write SSE fields. NULL when it is not a message
+ * name (publish.c's rule) is dropped, as POST /pub would refuse it. NULL when it is not a message
  * of ours (logged at debug). The id is the caller's to set. */
 rt_msg_t *rt_nats_decode(natsMsg *m, const char *prefix, const char *sep);
 
