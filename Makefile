@@ -123,7 +123,7 @@ FUZZ_LIB_SRC  = $(filter-out broker/main.c,$(BROKER_SRC)) $(wildcard plugins/web
 FUZZ_LIB_OBJ  = $(patsubst %.c,$(FUZZ_BUILD)/obj/%.o,$(FUZZ_LIB_SRC))
 FUZZ_BIN      = $(patsubst tests/fuzz/%.c,$(FUZZ_BUILD)/%,$(wildcard tests/fuzz/fuzz_*.c))
 
-$(FUZZ_BUILD)/obj/%.o: %.c $(wildcard broker/*.h plugins/websocket/*.h tests/fuzz/*.h) include/rtbroker/plugin.h
+$(FUZZ_BUILD)/obj/%.o: %.c $(wildcard broker/*.h plugins/*/*.h tests/fuzz/*.h) include/rtbroker/plugin.h
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
 
