@@ -17,6 +17,7 @@
 #include "history.h"
 #include "hub.h"
 #include "map.h"
+#include "nats_decode.h"
 #include "presence_nats.h"
 
 typedef struct pending {
@@ -218,23 +219,10 @@ static void on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *
     memcpy(epoch, nb->epoch, sizeof(epoch));
     pthread_mutex_unlock(&nb->lock);
     jsMsgMetaData_Destroy(meta);
-    const char *subject = natsMsg_GetSubject(m);
-    size_t plen = strlen(nb->prefix);
-    rt_str_t topic = rt_cstr(subject + (strncmp(subject, nb->prefix, plen) == 0 && subject[plen] == '.' ? plen + 1 : 0));
-    if (dup || rt_topic_check(topic, 0, NULL) != RT_OK) {
-        if (!dup)
-            rt_log(RT_LOG_DEBUG, "nats: subject %s is not a topic; skipped", subject);
-        natsMsg_Destroy(m);
-        return;
-    }
-    const char *event = NULL, *ctype = NULL;
-    natsMsgHeader_Get(m, "Rt-Event", &event);
-    natsMsgHeader_Get(m, "Content-Type", &ctype);
-    rt_str_t ev = rt_cstr(event);
-    if (ev.len > 64)
-        ev.len = 0;
-    rt_msg_t *msg = rt_msg_new(topic, ev, rt_cstr(ctype), rt_str(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m)));
+    rt_msg_t *msg = dup ? NULL : rt_nats_decode(m, nb->prefix, ".");
     natsMsg_Destroy(m);
+    if (msg == NULL)
+        return;
     rt_msg_set_id(msg, rt_cstr(epoch), seq);
     rt_history_add(nb->history, msg);
     rt_hub_broadcast(msg);
@@ -578,15 +566,8 @@ static void on_ephemeral(natsConnection *nc, natsSubscription *sub, natsMsg *m, 
 {
     natsbus_t *nb = closure;
     (void)nc, (void)sub;
-    const char *subject = natsMsg_GetSubject(m);
-    size_t plen = strlen(nb->prefix);
-    rt_str_t topic = rt_cstr(subject + plen + 5); /* "<prefix>_eph." */
-    const char *event = NULL, *ctype = NULL;
-    natsMsgHeader_Get(m, "Rt-Event", &event);
-    natsMsgHeader_Get(m, "Content-Type", &ctype);
-    rt_str_t ev = rt_cstr(event);
-    if (strlen(subject) > plen + 5 && rt_topic_check(topic, 0, NULL) == RT_OK && ev.len <= 64) {
-        rt_msg_t *msg = rt_msg_new(topic, ev, rt_cstr(ctype), rt_str(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m)));
+    rt_msg_t *msg = rt_nats_decode(m, nb->prefix, "_eph.");
+    if (msg) {
         msg->flags |= RT_MSG_EPHEMERAL;
         rt_hub_broadcast(msg);
         rt_msg_unref(msg);

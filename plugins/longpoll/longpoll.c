@@ -181,7 +181,7 @@ static void lp_gap(rt_sub_t *sub, rt_str_t from)
 static void lp_end(rt_sub_t *sub, rt_end_reason_t why)
 {
     if (why == RT_END_EXPIRED) {
-        static const rt_str_t body = {"{\"error\":\"unauthorized\",\"message\":\"the token expired\"}\n", 54};
+        const rt_str_t body = LIT("{\"error\":\"unauthorized\",\"message\":\"the token expired\"}\n");
         svc->sub_respond(sub, 401, "application/json", &body, 1);
         return;
     }
