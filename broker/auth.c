@@ -251,17 +251,27 @@ int rt_auth_allows(const rt_ident_t *id, rt_str_t pattern, int publish)
 int rt_auth_anonymous_open(void) { return anon_sub->nlist > 0 || anon_pub->nlist > 0; }
 int rt_auth_anonymous_subscribe(void) { return anon_sub->nlist > 0; }
 
-void rt_peer_ip(h2o_req_t *req, char *out, size_t outlen)
+static void format_ip(const struct sockaddr_storage *ss, socklen_t len, char *out, size_t outlen)
 {
-    struct sockaddr_storage ss;
-    socklen_t len = req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&ss);
     snprintf(out, outlen, "?");
     if (len == 0)
         return;
-    if (ss.ss_family == AF_INET)
-        inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, out, (socklen_t)outlen);
-    else if (ss.ss_family == AF_INET6)
-        inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, out, (socklen_t)outlen);
+    if (ss->ss_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)ss)->sin_addr, out, (socklen_t)outlen);
+    else if (ss->ss_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)ss)->sin6_addr, out, (socklen_t)outlen);
+}
+
+void rt_peer_ip(h2o_req_t *req, char *out, size_t outlen)
+{
+    struct sockaddr_storage ss;
+    format_ip(&ss, req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&ss), out, outlen);
+}
+
+void rt_sock_peer_ip(h2o_socket_t *sock, char *out, size_t outlen)
+{
+    struct sockaddr_storage ss;
+    format_ip(&ss, h2o_socket_getpeername(sock, (struct sockaddr *)&ss), out, outlen);
 }
 
 int rt_origin_allowed(h2o_req_t *req)

@@ -26,6 +26,7 @@ int rt_auth_anonymous_subscribe(void);
 
 /* The client's address as text ("?" when unknown). */
 void rt_peer_ip(h2o_req_t *req, char *out, size_t outlen);
+void rt_sock_peer_ip(h2o_socket_t *sock, char *out, size_t outlen); /* the same for an upgraded connection */
 /* Origin policy (http.allowed_origins): 1 when the request's Origin (if any) is allowed. */
 int rt_origin_allowed(h2o_req_t *req);
 /* CORS response headers for an allowed Origin. */

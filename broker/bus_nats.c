@@ -17,6 +17,7 @@
 #include "history.h"
 #include "hub.h"
 #include "map.h"
+#include "nats_decode.h"
 #include "presence_nats.h"
 
 typedef struct pending {
@@ -105,7 +106,7 @@ static void epoch_of(const char *stream, int64_t created, char out[16])
     static const char alphabet[] = "abcdefghijkmnpqrstuvwxyz23456789";
     char buf[200];
     snprintf(buf, sizeof(buf), "%s/%lld", stream, (long long)created);
-    uint64_t h = rt_hash(rt_cstr(buf));
+    uint64_t h = rt_hash_stable(rt_cstr(buf));
     for (int i = 0; i < 8; i++, h >>= 5)
         out[i] = alphabet[h & 31];
     out[8] = '\0';
@@ -218,23 +219,10 @@ static void on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *
     memcpy(epoch, nb->epoch, sizeof(epoch));
     pthread_mutex_unlock(&nb->lock);
     jsMsgMetaData_Destroy(meta);
-    const char *subject = natsMsg_GetSubject(m);
-    size_t plen = strlen(nb->prefix);
-    rt_str_t topic = rt_cstr(subject + (strncmp(subject, nb->prefix, plen) == 0 && subject[plen] == '.' ? plen + 1 : 0));
-    if (dup || rt_topic_check(topic, 0, NULL) != RT_OK) {
-        if (!dup)
-            rt_log(RT_LOG_DEBUG, "nats: subject %s is not a topic; skipped", subject);
-        natsMsg_Destroy(m);
-        return;
-    }
-    const char *event = NULL, *ctype = NULL;
-    natsMsgHeader_Get(m, "Rt-Event", &event);
-    natsMsgHeader_Get(m, "Content-Type", &ctype);
-    rt_str_t ev = rt_cstr(event);
-    if (ev.len > 64)
-        ev.len = 0;
-    rt_msg_t *msg = rt_msg_new(topic, ev, rt_cstr(ctype), rt_str(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m)));
+    rt_msg_t *msg = dup ? NULL : rt_nats_decode(m, nb->prefix, ".");
     natsMsg_Destroy(m);
+    if (msg == NULL)
+        return;
     rt_msg_set_id(msg, rt_cstr(epoch), seq);
     rt_history_add(nb->history, msg);
     rt_hub_broadcast(msg);
@@ -383,7 +371,8 @@ static int nb_start(rt_bus_t *bus, char *err, size_t errlen)
         }
         nb->stream[i] = '\0';
     }
-    rt_history_configure(nb->history, (size_t)rt_cfg_int("history.max_messages"), (uint64_t)rt_cfg_int("history.max_age"));
+    rt_history_configure(nb->history, (size_t)rt_cfg_int("history.max_messages"), (uint64_t)rt_cfg_int("history.max_age"),
+                         (size_t)rt_cfg_int("history.max_bytes"), (size_t)rt_cfg_int("history.max_topics"));
 
     natsOptions *o = NULL;
     natsOptions_Create(&o);
@@ -577,15 +566,8 @@ static void on_ephemeral(natsConnection *nc, natsSubscription *sub, natsMsg *m, 
 {
     natsbus_t *nb = closure;
     (void)nc, (void)sub;
-    const char *subject = natsMsg_GetSubject(m);
-    size_t plen = strlen(nb->prefix);
-    rt_str_t topic = rt_cstr(subject + plen + 5); /* "<prefix>_eph." */
-    const char *event = NULL, *ctype = NULL;
-    natsMsgHeader_Get(m, "Rt-Event", &event);
-    natsMsgHeader_Get(m, "Content-Type", &ctype);
-    rt_str_t ev = rt_cstr(event);
-    if (strlen(subject) > plen + 5 && rt_topic_check(topic, 0, NULL) == RT_OK && ev.len <= 64) {
-        rt_msg_t *msg = rt_msg_new(topic, ev, rt_cstr(ctype), rt_str(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m)));
+    rt_msg_t *msg = rt_nats_decode(m, nb->prefix, "_eph.");
+    if (msg) {
         msg->flags |= RT_MSG_EPHEMERAL;
         rt_hub_broadcast(msg);
         rt_msg_unref(msg);
@@ -632,8 +614,6 @@ static void nb_tick(rt_bus_t *bus)
 static void nb_metrics(rt_bus_t *bus, rt_buf_t *out)
 {
     natsbus_t *nb = (natsbus_t *)bus;
-    size_t topics, retained;
-    rt_history_stats(nb->history, &topics, &retained);
     pthread_mutex_lock(&nb->lock);
     int up = nb->connected && nb->stream_ok;
     uint64_t seq = nb->last_seq, lag = nb->lag, count = nb->pub_count, lat = nb->pub_latency_us;
@@ -648,13 +628,9 @@ static void nb_metrics(rt_bus_t *bus, rt_buf_t *out)
                   "# TYPE rtbroker_nats_publish_latency_seconds summary\n"
                   "rtbroker_nats_publish_latency_seconds_sum %.6f\nrtbroker_nats_publish_latency_seconds_count %llu\n"
                   "# HELP rtbroker_nats_publishes_in_flight Publishes waiting for a JetStream ack.\n"
-                  "# TYPE rtbroker_nats_publishes_in_flight gauge\nrtbroker_nats_publishes_in_flight %zu\n"
-                  "# HELP rtbroker_history_topics Topics with retained history.\n# TYPE rtbroker_history_topics gauge\n"
-                  "rtbroker_history_topics %zu\n"
-                  "# HELP rtbroker_history_messages Retained messages.\n# TYPE rtbroker_history_messages gauge\n"
-                  "rtbroker_history_messages %zu\n",
-                  up, (unsigned long long)seq, (unsigned long long)lag, (double)lat / 1e6, (unsigned long long)count, inflight,
-                  topics, retained);
+                  "# TYPE rtbroker_nats_publishes_in_flight gauge\nrtbroker_nats_publishes_in_flight %zu\n",
+                  up, (unsigned long long)seq, (unsigned long long)lag, (double)lat / 1e6, (unsigned long long)count, inflight);
+    rt_history_metrics(nb->history, out);
 }
 
 static const rt_bus_ops_t natsbus_ops = {"nats",    nb_start, nb_stop,  nb_publish, nb_publish_ephemeral,

@@ -119,7 +119,7 @@ int rt_read_file(const char *path, unsigned char **out, size_t *len, char *err, 
 {
     FILE *f = fopen(path, "rb");
     if (f == NULL) {
-        snprintf(err, errlen, "config: %s: cannot read %s: %s", key, path, strerror(errno));
+        rt_cfg_error(key, err, errlen, "cannot read %s: %s", path, strerror(errno));
         return -1;
     }
     rt_buf_t b = {0};
@@ -143,7 +143,7 @@ int rt_cfg_secret(const char *key, unsigned char **out, size_t *len, char *err, 
     if (strncmp(s, "env:", 4) == 0) {
         const char *v = getenv(s + 4);
         if (v == NULL || v[0] == '\0') {
-            snprintf(err, errlen, "config: %s: the environment variable %s is not set", key, s + 4);
+            rt_cfg_error(key, err, errlen, "the environment variable %s is not set (export it before starting)", s + 4);
             return -1;
         }
         *out = (unsigned char *)rt_strndup(rt_cstr(v));
@@ -160,7 +160,7 @@ int rt_cfg_secret(const char *key, unsigned char **out, size_t *len, char *err, 
     if (*len == 0) {
         free(*out);
         *out = NULL;
-        snprintf(err, errlen, "config: %s: the secret is empty", key);
+        rt_cfg_error(key, err, errlen, "the secret is empty");
         return -1;
     }
     return 0;

@@ -22,6 +22,8 @@ rt_bus_t *rt_bus;
 __thread rt_worker_t *rt_current_worker;
 
 #define SEND_MAX_IOVS 64
+#define CLOSING_READ_MAX (1 << 20) /* bytes read and dropped from a peer after its close is queued */
+#define UPGRADED_RCVBUF (256 << 10)  /* kernel receive buffer of an upgraded connection */
 
 /* ---------- timers ---------- */
 
@@ -294,8 +296,17 @@ static void on_sock_read(h2o_socket_t *sock, const char *err)
         destroy(sub); /* the peer closed or the connection broke */
         return;
     }
-    if (sub->final_queued || sub->closed)
+    if (sub->closed)
         return;
+    if (sub->final_queued) {
+        /* closing: input is read and dropped, so that h2o buffers nothing and a close with unread input (a TCP reset)
+         * does not destroy our last bytes; past a budget we stop reading and the close timer ends the connection */
+        sub->discarded += sock->input->size;
+        h2o_buffer_consume(&sock->input, sock->input->size);
+        if (sub->discarded > CLOSING_READ_MAX)
+            h2o_socket_read_stop(sock);
+        return;
+    }
     size_t used = sub->tp->receive(sub, sock->input->bytes, sock->input->size);
     if (used > sock->input->size)
         used = sock->input->size;
@@ -314,6 +325,10 @@ static void on_upgrade_complete(void *data, h2o_socket_t *sock, size_t reqsize)
     sock->data = sub;
     sub->upgraded = 1;
     sub->streaming = 1;
+    /* h2o reads until the kernel has nothing left: the kernel's buffer (autotuned up to tcp_rmem's maximum) bounds
+     * what one read can pile up in sock->input, so keep it small; a client sends ops and messages, not bulk */
+    int rcvbuf = UPGRADED_RCVBUF;
+    setsockopt(h2o_socket_get_fd(sock), SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
     h2o_buffer_consume(&sock->input, reqsize);
     h2o_socket_read_start(sock, on_sock_read);
     flush(sub);
@@ -454,11 +469,12 @@ rt_sub_t *rt_sub_open(rt_request_t *rreq, const rt_transport_t *tp, size_t data_
 void *rt_sub_data(rt_sub_t *sub) { return sub->data; }
 rt_request_t *rt_sub_request(rt_sub_t *sub) { return (rt_request_t *)sub->req; }
 
-/* Whether one of the subscriber's subscriptions (the first n) delivers this topic live. */
-static int covered_by(rt_sub_t *sub, size_t n, rt_str_t topic)
+/* Whether one of the subscriber's subscriptions (the first n) delivered this message or will deliver it live: it
+ * matches, and it started before the message. One that started after it never sent it, whatever it matches. */
+static int covered_by(rt_sub_t *sub, size_t n, const rt_msg_t *m)
 {
     for (size_t i = 0; i < n; i++)
-        if (rt_topic_match(sub->subs[i]->pattern, topic))
+        if (sub->subs[i]->from_seq < m->seq && rt_topic_match(sub->subs[i]->pattern, m->topic))
             return 1;
     return 0;
 }
@@ -492,6 +508,8 @@ int rt_sub_subscribe(rt_sub_t *sub, const rt_sub_opts_t *o)
         return err;
 
     size_t old = sub->nsubs;
+    /* a truncated replay left out messages before head: what it covers is not one range, so claim nothing */
+    uint64_t from = r.truncated ? UINT64_MAX : r.after;
     sub->subs = rt_realloc(sub->subs, (old + o->ntopics) * sizeof(*sub->subs));
     for (size_t i = 0; i < o->ntopics; i++) {
         int dup = 0;
@@ -501,6 +519,7 @@ int rt_sub_subscribe(rt_sub_t *sub, const rt_sub_opts_t *o)
             continue;
         rt_subscription_t *s = rt_index_add(&sub->w->index, o->topics[i], sub);
         s->last_seq = r.head;
+        s->from_seq = from;
         sub->subs[sub->nsubs++] = s;
     }
     if (r.has_since)
@@ -508,13 +527,17 @@ int rt_sub_subscribe(rt_sub_t *sub, const rt_sub_opts_t *o)
     if (r.gap)
         sub->tp->gap(sub, o->since);
     uint64_t last = 0;
-    for (size_t i = 0; i < r.count && !sub->ending; i++) {
+    for (size_t i = 0; i < r.count && !rt_sub_winding_down(sub); i++) { /* a slow end stops the replay */
         rt_msg_t *m = r.msgs[i];
-        if (covered_by(sub, old, m->topic))
+        if (covered_by(sub, old, m))
             continue; /* an earlier subscription of this connection delivers it */
         last = m->seq;
         sub->tp->deliver(sub, m);
     }
+    for (size_t k = 0; k < old; k++) /* a pattern subscribed again from an earlier point: the replay filled the range */
+        for (size_t i = 0; i < o->ntopics; i++)
+            if (from < sub->subs[k]->from_seq && rt_str_eq(sub->subs[k]->pattern, o->topics[i]))
+                sub->subs[k]->from_seq = from;
     if (old == 0)
         sub->last_seq = r.truncated ? last : r.head;
     rt_replay_release(&r);
@@ -589,14 +612,21 @@ static int queue_check(rt_sub_t *sub, size_t len)
     return RT_OK;
 }
 
+/* Queued for the subscriber; /metrics reports the most any one subscriber has held (waiting and being written). */
+static void enqueue(rt_sub_t *sub, rt_outq_entry_t e)
+{
+    outq_push(&sub->pending, e);
+    rt_metrics_queue_held(sub->pending.bytes + sub->inflight.bytes);
+    flush_soon(sub);
+}
+
 int rt_sub_write_ref(rt_sub_t *sub, rt_str_t bytes, rt_msg_t *msg)
 {
     int err = queue_check(sub, bytes.len);
     if (err != RT_OK)
         return err;
     rt_outq_entry_t e = {h2o_iovec_init(bytes.base, bytes.len), msg ? rt_msg_ref(msg) : NULL, NULL};
-    outq_push(&sub->pending, e);
-    flush_soon(sub);
+    enqueue(sub, e);
     return RT_OK;
 }
 
@@ -608,8 +638,7 @@ int rt_sub_write_copy(rt_sub_t *sub, const char *bytes, size_t len)
     char *copy = rt_malloc(len);
     memcpy(copy, bytes, len);
     rt_outq_entry_t e = {h2o_iovec_init(copy, len), NULL, copy};
-    outq_push(&sub->pending, e);
-    flush_soon(sub);
+    enqueue(sub, e);
     return RT_OK;
 }
 

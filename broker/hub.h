@@ -90,6 +90,7 @@ struct rt_sub {
     rt_bucket_t pub_bucket; /* publishes from this connection */
     rt_sub_presence_t *pres; /* its presence identity, once it joined one */
     h2o_socket_t *watched;   /* the HTTP/1 connection we read for EOF while h2o does not (hub_watch.c) */
+    size_t discarded;        /* upgraded: bytes dropped since the close was queued */
     unsigned streaming : 1, sending : 1, final_queued : 1, final_sent : 1, stopped : 1, ending : 1, closed : 1, responded : 1;
     unsigned upgrading : 1, upgraded : 1, flush_due : 1;
     unsigned holds;        /* rt_sub_hold count: the memory stays until it is 0 */
@@ -115,6 +116,11 @@ void rt_hub_post(rt_worker_t *w, void (*fn)(void *arg), void *arg);
 /* Keep a subscriber's memory past its end (for an operation that completes later); rt_sub_put drops it. */
 void rt_sub_hold(rt_sub_t *sub);
 void rt_sub_put(rt_sub_t *sub);
+/* On its way out (ending, closing, or its end scheduled, e.g. as a slow consumer): nothing more is encoded for it. */
+static inline int rt_sub_winding_down(rt_sub_t *sub)
+{
+    return sub->ending || sub->closed || sub->stopped || sub->final_queued || h2o_timeout_is_linked(&sub->end_timer);
+}
 /* Worker thread: stop accepting and end every subscriber. */
 void rt_hub_shutdown(rt_worker_t *w);
 

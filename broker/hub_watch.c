@@ -6,6 +6,8 @@
  * EOF or an error the subscriber ends at once; any bytes (a pipelined request) are left
  * for h2o and we stop watching. h2o installs its own reader again when the response is
  * complete, which replaces ours; we touch the socket only while our reader is installed.
+ * So what we keep is one read (what the kernel held): a client that keeps sending is then
+ * held back by TCP, never buffered here.
  */
 #include "hub.h"
 

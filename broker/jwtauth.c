@@ -33,32 +33,37 @@ static const char *const alg_names[JWT_ALG_TERM] = {"none", "HS256", "HS384", "H
 
 static int is_hmac(int alg) { return alg >= JWT_ALG_HS256 && alg <= JWT_ALG_HS512; }
 
+int rt_jwt_load_secret(unsigned char **out, size_t *outlen, char *err, size_t errlen)
+{
+    if (rt_cfg_secret("auth.jwt.secret", out, outlen, err, errlen) != 0)
+        return -1;
+    if (*out && *outlen < 16)
+        rt_log(RT_LOG_WARN, "auth.jwt.secret is %zu bytes; HMAC secrets should have at least 32", *outlen);
+    return 0;
+}
+
 /* Loads both keys into fresh buffers; installs them only when both load. */
 static int load_keys(char *err, size_t errlen)
 {
     const char *pk = rt_cfg_str("auth.jwt.public_key_file");
     unsigned char *ns = NULL, *np = NULL;
     size_t nslen = 0, nplen = 0;
-    if (rt_cfg_secret("auth.jwt.secret", &ns, &nslen, err, errlen) != 0)
+    if (rt_jwt_load_secret(&ns, &nslen, err, errlen) != 0)
         return -1;
-    if (ns && nslen < 16)
-        rt_log(RT_LOG_WARN, "auth.jwt.secret is %zu bytes; HMAC secrets should have at least 32", nslen);
     if (pk[0]) {
         if (rt_read_file(pk, &np, &nplen, err, errlen, "auth.jwt.public_key_file") != 0) {
             free(ns);
             return -1;
         }
         if (nplen == 0 || strstr((char *)np, "-----BEGIN") == NULL || strstr((char *)np, "PRIVATE KEY") != NULL) {
-            snprintf(err, errlen, "config: auth.jwt.public_key_file: %s is not a PEM public key", pk);
+            rt_cfg_error("auth.jwt.public_key_file", err, errlen, "%s is not a PEM public key", pk);
             free(ns);
             free(np);
             return -1;
         }
         if (strstr((char *)np, "CERTIFICATE") != NULL) {
-            snprintf(err, errlen,
-                     "config: auth.jwt.public_key_file: %s is a certificate; libjwt needs the public key "
-                     "(openssl x509 -pubkey -noout -in CERT)",
-                     pk);
+            rt_cfg_error("auth.jwt.public_key_file", err, errlen,
+                         "%s is a certificate; libjwt needs the public key (openssl x509 -pubkey -noout -in CERT)", pk);
             free(ns);
             free(np);
             return -1;
@@ -87,13 +92,14 @@ int rt_jwt_init(char *err, size_t errlen)
             if (strcmp(algs->list[i], alg_names[k]) == 0)
                 a = k;
         if (a == 0) {
-            snprintf(err, errlen, "config: auth.jwt.algorithms: \"%s\" is not one of HS256 HS384 HS512 RS256 RS384 RS512 ES256 ES384%s",
-                     algs->list[i], strcmp(algs->list[i], "none") == 0 ? " (alg none is never accepted)" : "");
+            rt_cfg_error("auth.jwt.algorithms", err, errlen,
+                         "\"%s\" is not one of HS256 HS384 HS512 RS256 RS384 RS512 ES256 ES384%s", algs->list[i],
+                         strcmp(algs->list[i], "none") == 0 ? " (alg none is never accepted)" : "");
             return -1;
         }
         if (is_hmac(a) ? !has_secret : !has_pk) {
-            snprintf(err, errlen, "config: auth.jwt.algorithms: %s needs %s", algs->list[i],
-                     is_hmac(a) ? "auth.jwt.secret" : "auth.jwt.public_key_file");
+            rt_cfg_error("auth.jwt.algorithms", err, errlen, "%s needs %s", algs->list[i],
+                         is_hmac(a) ? "auth.jwt.secret" : "auth.jwt.public_key_file");
             return -1;
         }
         allowed[a] = 1;

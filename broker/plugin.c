@@ -355,10 +355,26 @@ typedef struct {
     int slot;
 } enc_arg_t;
 
+/* While a plugin encodes a variant, the envelope it builds on (SSE envelope=1, rt.v1, ndjson) is made for that
+ * once and not cached: only the variant is kept, not the variant and a six-fold escaped copy of the payload too. */
+static __thread rt_msg_t *encoding_msg;
+static __thread rt_enc_t *scratch_envelope;
+
+static rt_str_t svc_msg_envelope(rt_msg_t *m)
+{
+    if (m != encoding_msg || (scratch_envelope == NULL && (scratch_envelope = rt_msg_envelope_new(m)) == NULL))
+        return rt_msg_envelope(m);
+    return rt_str(scratch_envelope->bytes, scratch_envelope->len);
+}
+
 static rt_enc_t *encode_trampoline(rt_msg_t *m, void *arg)
 {
     enc_arg_t *a = arg;
+    encoding_msg = m;
     rt_str_t s = a->encode(m, a->slot);
+    encoding_msg = NULL;
+    free(scratch_envelope);
+    scratch_envelope = NULL;
     /* plugins hand back malloc'd bytes; the cache keeps its own header + bytes */
     rt_enc_t *e = rt_enc_new(s.base, s.len);
     free((void *)s.base);
@@ -409,7 +425,7 @@ const rt_services_t rt_services = {
     svc_msg_view,
     svc_msg_ref,
     rt_msg_unref,
-    rt_msg_envelope,
+    svc_msg_envelope,
     svc_msg_encoded,
     rt_metrics_delivered,
     rt_utf8_valid,

@@ -28,8 +28,8 @@ int rt_presence_client_init(char *err, size_t errlen)
     if (rt_cfg_secret("presence.client_secret", &s, &n, err, errlen) != 0)
         return -1;
     if (s && n < 16) {
-        snprintf(err, errlen, "config: presence.client_secret: %zu bytes is too short; use at least 16 random bytes, "
-                 "the same on every node", n);
+        rt_cfg_error("presence.client_secret", err, errlen,
+                     "%zu bytes is too short; use at least 16 random bytes, the same on every node", n);
         free(s);
         return -1;
     }

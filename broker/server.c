@@ -150,6 +150,7 @@ int rt_server_init(size_t nworkers, char *err, size_t errlen)
     const char *root = rt_cfg_str("web.root");
     if (root[0])
         h2o_file_register(pc, root, NULL, NULL, 0);
+    rt_http_register_not_found(pc);
 
     const rt_cfg_value_t *listen = rt_cfg("listen");
     listen_fds = rt_calloc(listen->nlist, sizeof(int));

@@ -160,7 +160,9 @@ typedef struct rt_services {
     void *(*sub_data)(rt_sub_t *sub);                                   /* the plugin's data area */
     rt_request_t *(*sub_request)(rt_sub_t *sub);                        /* the request it was opened on */
     int (*subscribe)(rt_sub_t *sub, const rt_sub_opts_t *opts);         /* authorize and subscribe; RT_E* on refusal */
-    rt_str_t (*sub_cursor)(rt_sub_t *sub);                              /* id of the last message delivered or skipped past; valid until the next call */
+    /* id of the last message delivered or skipped past; valid until the next call. Every message handed to
+     * `deliver` counts as delivered: a plugin that leaves some out must hand back the id of the last it kept. */
+    rt_str_t (*sub_cursor)(rt_sub_t *sub);
     /* Streaming: status and headers, sent with the first bytes written (write something at once, like SSE's
      * ": ok", so that the client learns it is subscribed). headers: NULL-terminated name, value pairs. */
     int (*stream_start)(rt_sub_t *sub, int status, const char *const *headers);
@@ -199,7 +201,9 @@ typedef struct rt_services {
     /* The JSON envelope {"id","topic","event","data"[,"encoding"][,"content_type"]}, built once per message. */
     rt_str_t (*msg_envelope)(rt_msg_t *msg);
     /* The bytes a plugin encoded for this message in its cache slot (0..cache_slots-1), encoding them once with
-     * `encode` (which returns malloc'd bytes the broker frees with the message). Shared by all subscribers. */
+     * `encode` (which returns malloc'd bytes the broker frees). Shared by all subscribers. These bytes, and those of
+     * msg_envelope, stay valid while the caller holds a reference to the message (the callback's, msg_ref, or the
+     * one write_ref keeps): once only the history holds a message its encodings are dropped (made again on need). */
     rt_str_t (*msg_encoded)(rt_msg_t *msg, const rt_transport_t *tp, int slot,
                             rt_str_t (*encode)(rt_msg_t *msg, int slot));
     void (*count_delivered)(const rt_transport_t *tp, size_t messages, size_t bytes); /* for /metrics */

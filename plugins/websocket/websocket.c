@@ -24,7 +24,7 @@ enum { SLOT_RAW = 0, SLOT_RAW_Z = 1, SLOT_V1 = 2, SLOT_V1_Z = 3 };
 const rt_services_t *ws_svc;
 #define svc ws_svc
 static uint64_t ping_ms, auth_timeout_ms;
-static size_t max_message, deflate_threshold, max_topics;
+static size_t max_message, deflate_threshold, max_topics, auth_max_bytes;
 static int deflate_enabled, echo_mode;
 extern const rt_transport_t rt_transport_v1;
 
@@ -40,6 +40,7 @@ static int ws_init(const rt_services_t *services)
     svc = services;
     ping_ms = (uint64_t)svc->cfg_int("websocket", "ping_interval");
     auth_timeout_ms = (uint64_t)svc->cfg_int("websocket", "auth_timeout");
+    auth_max_bytes = (size_t)svc->cfg_int("websocket", "auth_max_bytes");
     deflate_enabled = (int)svc->cfg_int("websocket", "deflate");
     deflate_threshold = (size_t)svc->cfg_int("websocket", "deflate_threshold");
     echo_mode = (int)svc->cfg_int("websocket", "echo");
@@ -315,6 +316,15 @@ static void handle_control(rt_sub_t *sub, ws_conn_t *c, int opcode, const unsign
     close_frame(sub, code ? code : 1000, NULL, 1);
 }
 
+/* Until its credentials are accepted a connection may send only a little (its {"op":"auth"}): it cannot make the
+ * broker parse, buffer or answer much for nobody. 1: the frame f would go over that (told before it is buffered). */
+static int over_unauthed_cap(rt_sub_t *sub, ws_conn_t *c, const ws_frame_t *f)
+{
+    if (c->authed || (c->authed = svc->sub_auth_state(sub) == RT_OK))
+        return 0;
+    return f->len > auth_max_bytes || c->unauthed_in + f->header_len + f->len > auth_max_bytes;
+}
+
 static size_t ws_receive(rt_sub_t *sub, const char *bytes, size_t len)
 {
     ws_conn_t *c = svc->sub_data(sub);
@@ -353,8 +363,14 @@ static size_t ws_receive(rt_sub_t *sub, const char *bytes, size_t len)
                 return len;
             }
         }
+        if (over_unauthed_cap(sub, c, &f)) {
+            fail(sub, 4001, "authenticate with {\"op\":\"auth\"} first (too much input before it)");
+            return len;
+        }
         if (len - off < f.header_len + f.len)
             break; /* wait for the whole frame */
+        if (!c->authed)
+            c->unauthed_in += f.header_len + (size_t)f.len;
         const unsigned char *payload = in + off + f.header_len;
         off += f.header_len + (size_t)f.len;
         c->last_seen = now_ms();
@@ -558,6 +574,7 @@ static const rt_cfg_key_t ws_config[] = {
     {"deflate_threshold", RT_CFG_SIZE, "128", 0, 1 << 30},
     {"echo", RT_CFG_BOOL, "false", 0, 0},
     {"auth_timeout", RT_CFG_DURATION, "5s", 100, 3600000},
+    {"auth_max_bytes", RT_CFG_SIZE, "16KiB", 1024, 1 << 24},
     {NULL, 0, NULL, 0, 0},
 };
 

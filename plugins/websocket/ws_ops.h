@@ -17,6 +17,8 @@ typedef struct ws_conn {
     size_t msg_len, msg_cap;
     rt_str_t gap_topic; /* the pattern being subscribed, for a gap notice */
     int limited;        /* publishes refused in a row by a rate limit */
+    int authed;         /* the broker accepted its credentials (or needs none): input is no longer capped */
+    size_t unauthed_in; /* bytes received before that */
 } ws_conn_t;
 
 void ws_ops_handle(rt_sub_t *sub, ws_conn_t *c, const char *json, size_t len);

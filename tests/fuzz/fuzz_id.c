@@ -22,7 +22,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     /* a history in epoch e1: SEQ 1..40 over three topics, 8 retained per topic, so that early ids have gaps */
     static const char *const topics[] = {"chat.a", "chat.b", "news"};
     hist = rt_history_new();
-    rt_history_configure(hist, 8, 3600 * 1000);
+    rt_history_configure(hist, 8, 3600 * 1000, SIZE_MAX, SIZE_MAX);
     for (uint64_t seq = 1; seq <= 40; seq++) {
         rt_msg_t *m = rt_msg_new(rt_cstr(topics[seq % 3]), rt_str(NULL, 0), rt_str(NULL, 0), RT_STRLIT("x"));
         rt_msg_set_id(m, RT_STRLIT("e1"), seq);

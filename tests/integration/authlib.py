@@ -174,7 +174,7 @@ def to_yaml(obj, indent=''):
     return out
 
 
-from testutil import free_port, sanitizer_report as _sanitizer_report  # noqa: E402
+from testutil import check_published, free_port, sanitizer_report as _sanitizer_report  # noqa: E402
 
 
 def broker_env(extra=None):
@@ -491,7 +491,9 @@ async def http_req(port, method, path, headers=None, body=None, timeout=10, src=
 
 
 async def publish(port, topic, body='x', headers=None, query='', timeout=10):
-    return await http_req(port, 'POST', f'/pub/{topic}' + (f'?{query}' if query else ''), headers or {}, body, timeout)
+    r = await http_req(port, 'POST', f'/pub/{topic}' + (f'?{query}' if query else ''), headers or {}, body, timeout)
+    check_published(r.status, r.body, f'POST /pub/{topic}', ephemeral='ephemeral=' in query)
+    return r
 
 
 def bearer(tok):

@@ -1,4 +1,5 @@
-"""Helpers shared by the Python tests: free ports and sanitizer reports in a broker's log."""
+"""Helpers shared by the Python tests: free ports, sanitizer reports in a broker's log, publish answers."""
+import json
 import random
 import re
 import socket
@@ -37,3 +38,22 @@ def sanitizer_report(log_path):
         return None
     i = txt.rfind('\n', 0, max(0, m.start() - 200))
     return txt[max(0, i):m.start() + 3000]
+
+
+PUBLISHED_ID = re.compile(r'^[A-Za-z0-9_-]+:[1-9][0-9]*$')
+
+
+def check_published(status, body, what, ephemeral=False):
+    """A publish's 200 must name what was stored: {"id": "EPOCH:SEQ"} with SEQ >= 1 (null only for an ephemeral
+    message); raises AssertionError otherwise (a bus that answered 200 for what it did not store gives ":0")."""
+    if status != 200:
+        return
+    text = body.decode('utf-8', 'replace') if isinstance(body, bytes) else body
+    try:
+        pid = json.loads(text).get('id')
+    except (ValueError, AttributeError):
+        pid = ''
+    if ephemeral and pid is None:
+        return
+    if not (isinstance(pid, str) and PUBLISHED_ID.match(pid)):
+        raise AssertionError(f"{what}: a 200 without a stored message's id (EPOCH:SEQ, SEQ >= 1): {text[:300]!r}")
