@@ -41,6 +41,8 @@ $(BUILD)/rtbroker: $(BROKER_OBJ)
 $(BUILD)/plugins/%.so: $$(wildcard plugins/$$*/*.c) $$(wildcard plugins/$$*/*.h) include/rtbroker/plugin.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_COMMON) -fPIC -shared -o $@ $(filter %.c,$^) -lz -lcrypto
+# Socket.IO frames its WebSocket with the WebSocket plugin's pure framing code.
+$(BUILD)/plugins/socketio.so: plugins/websocket/ws_frame.c plugins/websocket/ws_frame.h
 
 $(BUILD)/tests/%: tests/unit/%.c $(CORE_OBJ) $(UNIT_EXTRA) tests/unit/unit.h
 	@mkdir -p $(dir $@)
