@@ -361,6 +361,7 @@ static void on_connect(sio_io_t *io, const sio_packet_t *pk)
     rt_str_t from = recovering ? (rt_str_t){since, (size_t)ol} : (rt_str_t){NULL, 0};
     c->gap = 0;
     int err = RT_OK;
+    st->connected = 1; /* the replay goes out before the CONNECT answer; the client holds it until then */
     if (want.ntopics) {
         rt_str_t *t = xmalloc(want.ntopics * sizeof(*t));
         for (size_t i = 0; i < want.ntopics; i++)
@@ -370,6 +371,7 @@ static void on_connect(sio_io_t *io, const sio_packet_t *pk)
         free(t);
     }
     if (err != RT_OK) {
+        st->connected = 0;
         clear_topics(&want);
         connect_error(io, svc->strerror(err),
                       err == RT_EFORBIDDEN ? "the token does not allow subscribing to these topics" : "cannot subscribe");

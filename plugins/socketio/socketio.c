@@ -129,6 +129,14 @@ void sio_session_push(sio_session_t *s, const char *pkt, size_t len)
     s->out_len += len;
 }
 
+/* The session ends: its socket's topics are kept for recovery now (the client may reconnect at once), the
+ * session itself goes at the next sweep or poll. */
+static void session_kill(sio_session_t *s)
+{
+    s->dead = 1;
+    sio_state_free(&s->st, 1);
+}
+
 /* Heartbeat of a polling session: queue a ping when due; 1 when the client missed its pong (the session is dead). */
 static int session_tick(sio_session_t *s, uint64_t now)
 {
@@ -238,7 +246,7 @@ static void get_tick(rt_sub_t *sub)
 static void poll_get(rt_request_t *req, sio_session_t *s)
 {
     if (s->get_held) { /* overlapping polls: the protocol closes the session */
-        s->dead = 1;
+        session_kill(s);
         eio_error(req, 400, 3, "Bad request");
         return;
     }
@@ -268,7 +276,7 @@ static int post_packet(sio_io_t *io, const char *p, size_t n)
         return -1;
     switch (p[0]) {
     case '1': /* close */
-        s->dead = 1;
+        session_kill(s);
         return 0;
     case '2': /* a ping from the client: not in v4, answered anyway */
         sio_session_push(s, "3", 1);
@@ -289,7 +297,7 @@ static void poll_post(rt_request_t *req, sio_session_t *s)
 {
     rt_str_t body = svc->req_body(req);
     if (body.len > sio_max_payload) {
-        s->dead = 1;
+        session_kill(s);
         eio_error(req, 413, 3, "Bad request");
         return;
     }
@@ -311,7 +319,7 @@ static void poll_post(rt_request_t *req, sio_session_t *s)
         i = j + 1;
     }
     if (bad || body.len == 0) {
-        s->dead = 1;
+        session_kill(s);
         c->parsed = 1;
         static const rt_str_t err = {"{\"code\":3,\"message\":\"Bad request\"}", 34};
         svc->sub_respond(sub, 400, "application/json", &err, 1);

@@ -1,6 +1,7 @@
 // Socket.IO transport (plugins/socketio) with the real socket.io-client v4: connect with a token, polling only,
 // WebSocket only, the upgrade, subscribe/publish/ack, refusals (CONNECT_ERROR), connection state recovery, heartbeats.
 import { io } from 'socket.io-client';
+import WebSocket from 'ws';
 import { suite, assert, eq, publishOk, sleep, withTimeout, hs256Token, trunc } from './lib.mjs';
 
 const t = suite(import.meta.url, { hardTimeoutMs: 100000 });
@@ -92,6 +93,151 @@ t.test('default client: polling, then the upgrade to WebSocket keeps the socket 
   } finally {
     s.close();
   }
+});
+
+t.test('refusals: no token, a bad token, forbidden auth.topics give CONNECT_ERROR; forbidden subscribe and publish give an error ack', async (c) => {
+  const b = await sioBroker(c);
+  for (const [what, auth, want] of [
+    ['no token', {}, 'unauthorized'],
+    ['bad token', { token: 'x.y.z' }, 'unauthorized'],
+    ['forbidden topics', { token: token(), topics: ['admin.x'] }, 'forbidden'],
+  ]) {
+    for (const transports of [['websocket'], ['polling']]) {
+      const s = connect(b, { auth, transports });
+      try {
+        const [err] = await once(s, 'connect_error');
+        eq(err.data && err.data.error, want, `${what} over ${transports}: CONNECT_ERROR data (message ${err.message})`);
+        assert(!s.connected, `${what}: not connected`);
+      } finally { s.close(); }
+    }
+  }
+  const s = connect(b, { auth: { token: token({ sub: ['chat.>'], pub: [] }) }, transports: ['websocket'] });
+  try {
+    await once(s, 'connect');
+    eq((await emitAck(s, 'subscribe', 'admin.>')).error, 'forbidden', 'subscribe outside the rights');
+    eq((await emitAck(s, 'publish', 'chat.x', 'hi')).error, 'forbidden', 'publish without publish rights');
+    eq((await emitAck(s, 'subscribe', 'bad..topic')).error, 'invalid_topic', 'invalid topic');
+    eq((await emitAck(s, 'nope', 1)).error, 'unknown_event', 'unknown event');
+    assert(s.connected, 'refusals keep the socket connected');
+  } finally { s.close(); }
+});
+
+// Drops the transport under the client (as a network failure would); the manager reconnects and recovers.
+async function dropAndRecover(c, b, s, publishWhileAway) {
+  const reconnected = once(s, 'connect', 8000);
+  s.io.engine.close();
+  const ids = await publishWhileAway();
+  await reconnected;
+  return ids;
+}
+
+t.test('connection state recovery: a reconnect gets what it missed, in order, and socket.recovered is true', async (c) => {
+  const b = await sioBroker(c);
+  for (const transports of [['websocket'], ['polling']]) {
+    const s = connect(b, { auth: { token: token() }, transports, reconnection: true, reconnectionDelay: 100, reconnectionDelayMax: 200 });
+    try {
+      await once(s, 'connect');
+      assert(!s.recovered, 'first connect is not a recovery');
+      assert((await emitAck(s, 'subscribe', 'chat.rec')).ok, 'subscribe');
+      const first = once(s, 'message');
+      await emitAck(s, 'publish', 'chat.rec', 'before');
+      await first;
+      const seen = [];
+      s.on('message', (d, m) => seen.push([d, m.id]));
+      const missed = await dropAndRecover(c, b, s, async () => {
+        const out = [];
+        for (let i = 0; i < 3; i++) out.push(await publishOk(b.base, 'chat.rec', `missed ${i}`, { headers: { Authorization: `Bearer ${token()}` } }));
+        return out;
+      });
+      eq(s.recovered, true, `${transports}: socket.recovered`);
+      await sleep(300);
+      eq(seen, missed.map((id, i) => [`missed ${i}`, id]), `${transports}: the missed messages, once each, in order`);
+      const live = once(s, 'message');
+      const id = await publishOk(b.base, 'chat.rec', 'live', { headers: { Authorization: `Bearer ${token()}` } });
+      eq((await live)[1].id, id, `${transports}: live after the recovery`);
+    } finally { s.close(); }
+  }
+});
+
+t.test('recovery past the history: a gap, recovered is false', async (c) => {
+  const b = await sioBroker(c, { config: { history: { max_messages: 2 } } });
+  const s = connect(b, { auth: { token: token(), topics: ['chat.gap'] }, transports: ['websocket'], reconnection: true, reconnectionDelay: 100, reconnectionDelayMax: 200 });
+  try {
+    await once(s, 'connect');
+    const first = once(s, 'message');
+    await publishOk(b.base, 'chat.gap', 'seen', { headers: { Authorization: `Bearer ${token()}` } });
+    await first;
+    const gaps = [];
+    s.on('rt.gap', (g) => gaps.push(g));
+    await dropAndRecover(c, b, s, async () => {
+      for (let i = 0; i < 5; i++) await publishOk(b.base, 'chat.gap', `m${i}`, { headers: { Authorization: `Bearer ${token()}` } });
+    });
+    eq(s.recovered, false, 'socket.recovered after a gap');
+    await sleep(200);
+    eq(gaps.length, 1, `rt.gap events ${JSON.stringify(gaps)}`);
+  } finally { s.close(); }
+});
+
+t.test('heartbeats: a client stays connected over many ping intervals; a peer that never pongs is dropped', async (c) => {
+  const b = await sioBroker(c);
+  const s = connect(b, { auth: { token: token() } });
+  let gone = null;
+  s.on('disconnect', (r) => { gone = r; });
+  try {
+    await once(s, 'connect');
+    await sleep(2500); // ping_interval 400ms, ping_timeout 300ms
+    eq(gone, null, 'disconnect during heartbeats');
+  } finally { s.close(); }
+  // a raw WebSocket that never answers "2"
+  const ws = new WebSocket(`ws://127.0.0.1:${b.port}/socket.io/?EIO=4&transport=websocket`);
+  const msgs = [];
+  ws.on('message', (m) => msgs.push(String(m)));
+  const t0 = Date.now();
+  await withTimeout(new Promise((r) => ws.on('close', r)), 4000, 'close of a silent peer');
+  const ms = Date.now() - t0;
+  assert(msgs[0].startsWith('0{') && msgs.includes('2'), `handshake then ping: ${trunc(JSON.stringify(msgs))}`);
+  assert(ms >= 600 && ms < 2000, `closed after ${ms} ms (ping_interval 400 + ping_timeout 300)`);
+  // a polling session that never pongs is gone after the timeout
+  const h = await (await fetch(`${b.base}/socket.io/?EIO=4&transport=polling`)).text();
+  const sid = JSON.parse(h.slice(1)).sid;
+  const p1 = await (await fetch(`${b.base}/socket.io/?EIO=4&transport=polling&sid=${sid}`)).text();
+  eq(p1, '2', 'a held poll answers the ping');
+  await sleep(1200);
+  const r = await fetch(`${b.base}/socket.io/?EIO=4&transport=polling&sid=${sid}`);
+  const body = await r.text();
+  assert((r.status === 400 && body.includes('Session ID unknown')) || body === '1', `after a missed pong: ${r.status} ${body}`);
+});
+
+t.test('bad input gets the protocol errors and the broker stays up', async (c) => {
+  const b = await sioBroker(c, { socketio: { max_payload: '4KiB' } });
+  const get = async (q, init) => { const r = await fetch(`${b.base}/socket.io/?${q}`, init); return [r.status, await r.text()]; };
+  eq(await get('EIO=4&transport=polling&sid=nope'), [400, '{"code":1,"message":"Session ID unknown"}'], 'unknown sid');
+  eq(await get('EIO=3&transport=polling'), [400, '{"code":5,"message":"Unsupported protocol version"}'], 'EIO=3');
+  eq(await get('EIO=4&transport=carrier-pigeon'), [400, '{"code":0,"message":"Transport unknown"}'], 'transport');
+  eq(await get('EIO=4&transport=polling', { method: 'POST', body: '40' }), [400, '{"code":2,"message":"Bad handshake method"}'], 'POST handshake');
+  eq(await get('EIO=4&transport=websocket'), [400, '{"code":3,"message":"Bad request"}'], 'websocket without Upgrade');
+  const open = async () => JSON.parse((await get('EIO=4&transport=polling'))[1].slice(1)).sid;
+  for (const [what, body, status] of [
+    ['malformed Socket.IO packet', '4{oops', 400], ['unknown Engine.IO type', '9', 400], ['binary', 'bAQID', 400],
+    ['bad JSON event', '42["subscribe",', 400], ['binary event', '451-["x",{"_placeholder":true,"num":0}]', 400],
+    ['over maxPayload', '4' + '2["publish","chat.x","' + 'x'.repeat(5000) + '"]', 413],
+  ]) {
+    const sid = await open();
+    const [st] = await get(`EIO=4&transport=polling&sid=${sid}`, { method: 'POST', body });
+    eq(st, status, what);
+    eq((await get(`EIO=4&transport=polling&sid=${sid}`))[0], 400, `${what}: the session is closed`);
+  }
+  // WebSocket: a binary frame and a malformed packet close the connection
+  for (const [what, send, code] of [['binary frame', Buffer.from([1, 2, 3]), 1003], ['malformed packet', '42[oops', 1002]]) {
+    const ws = new WebSocket(`ws://127.0.0.1:${b.port}/socket.io/?EIO=4&transport=websocket`);
+    await withTimeout(new Promise((r) => ws.once('message', r)), 3000, 'handshake');
+    ws.send(send);
+    const [got] = await withTimeout(new Promise((r) => ws.on('close', (...a) => r(a))), 3000, `${what}: close`);
+    eq(got, code, `${what}: close code`);
+  }
+  // after all that, a real client still works
+  const tr = await roundTrip(c, b, { transports: ['polling'] }, 'after bad input');
+  eq(tr, 'polling', 'transport');
 });
 
 t.run();
