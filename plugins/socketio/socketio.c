@@ -5,6 +5,7 @@
  * session's cursor, each POST one that authorizes and publishes. Any worker may serve any request of a session,
  * so every session field is touched under sio_lock. Written only against include/rtbroker/plugin.h.
  */
+#define _GNU_SOURCE /* clock_gettime, recursive mutexes, getrandom under -std=c11 */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
