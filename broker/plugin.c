@@ -175,7 +175,8 @@ int rt_plugins_load(const char *exe_path, char *err, size_t errlen)
     char dir[PATH_MAX], file[PATH_MAX + 64];
     plugins_dir(exe_path, dir, sizeof(dir));
     int next_slot = 1; /* slot 0 is the core's JSON envelope */
-    for (size_t i = 0; i < load->nlist; i++) {
+    /* registering a plugin's keys may move the config's values: read the list afresh each time */
+    for (size_t i = 0; (load = rt_cfg("plugins.load")) != NULL && i < load->nlist; i++) {
         const char *name = load->list[i];
         resolve_file(dir, name, file, sizeof(file));
         if (nplugins == MAX_PLUGINS) {
