@@ -37,6 +37,8 @@ typedef struct sio_session {
     struct sio_session *next;
     char sid[SIO_ID_LEN + 1];
     int upgraded, probing, get_held, dead;
+    int client_closed; /* a "1" from the client: a held GET ends with a noop */
+    int echo;          /* socketio.echo on /engine.io: messages come back (protocol test suite) */
     uint64_t next_ping, pong_deadline, last_seen;
     int pong_pending;
     sio_state_t st;
@@ -61,7 +63,7 @@ typedef struct sio_conn {
     int pending, parsed;
     /* WebSocket */
     sio_state_t st;
-    int probe_sid, close_sent, closed_in, pong_pending;
+    int probe_sid, close_sent, closed_in, pong_pending, echo;
     unsigned char *msg;
     size_t msg_len, msg_cap;
     int msg_opcode;
@@ -80,6 +82,7 @@ extern const rt_transport_t rt_transport_v1;
 extern pthread_mutex_t sio_lock;
 extern uint64_t sio_ping_interval, sio_ping_timeout;
 extern size_t sio_max_payload;
+extern int sio_echo;
 
 uint64_t sio_now(void);
 void sio_random_id(char out[SIO_ID_LEN + 1]);
@@ -100,7 +103,8 @@ int sio_state_subscribe(rt_sub_t *sub, sio_state_t *st, int presence_flags); /* 
 void sio_recovery_fini(void);
 
 /* sio_ws.c */
-void sio_ws_start(rt_request_t *req, sio_session_t *probing); /* sio_lock held when probing != NULL */
+/* refuse: answer the 101, then close (a second upgrade of a session: a browser cannot read a 400). */
+void sio_ws_start(rt_request_t *req, sio_session_t *probing, int echo, int refuse); /* sio_lock held */
 void sio_ws_send(rt_sub_t *sub, const char *text, size_t len);
 void sio_ws_close(rt_sub_t *sub, unsigned code, const char *reason);
 size_t sio_ws_receive(rt_sub_t *sub, const char *bytes, size_t len);

@@ -84,7 +84,7 @@ static int has_token(rt_str_t h, const char *token)
     return 0;
 }
 
-void sio_ws_start(rt_request_t *req, sio_session_t *probing)
+void sio_ws_start(rt_request_t *req, sio_session_t *probing, int echo, int refuse)
 {
     rt_str_t key = svc->req_header(req, "sec-websocket-key"), version = svc->req_header(req, "sec-websocket-version");
     unsigned char raw[32];
@@ -104,13 +104,18 @@ void sio_ws_start(rt_request_t *req, sio_session_t *probing)
     rt_sub_t *sub = svc->sub_open(req, &rt_transport_v1, sizeof(sio_conn_t));
     sio_conn_t *c = svc->sub_data(sub);
     c->kind = CONN_WS;
-    if (probing) {
+    c->echo = echo;
+    if (probing && !refuse) {
         c->probe_sid = 1;
         memcpy(c->sid, probing->sid, sizeof(c->sid));
     }
     const char *headers[] = {"upgrade", "websocket", "sec-websocket-accept", accept, NULL};
     if (svc->upgrade(sub, headers) != RT_OK) {
         svc->respond(req, 400, "application/json", "{\"code\":3,\"message\":\"Bad request\"}", 34);
+        return;
+    }
+    if (refuse) {
+        sio_ws_close(sub, 1008, "this session has upgraded already");
         return;
     }
     if (!probing) { /* WebSocket from the start: the handshake is the first message */
@@ -183,7 +188,9 @@ static void eio_packet(rt_sub_t *sub, sio_conn_t *c, const char *p, size_t n)
         c->pong_pending = 0;
         return;
     case '4':
-        if (sio_handle(&io, p + 1, n - 1) != 0)
+        if (c->echo)
+            sio_ws_send(sub, p, n);
+        else if (sio_handle(&io, p + 1, n - 1) != 0)
             sio_ws_close(sub, 1002, "malformed Socket.IO packet");
         return;
     case '6':
@@ -214,7 +221,8 @@ size_t sio_ws_receive(rt_sub_t *sub, const char *bytes, size_t len)
             sio_ws_close(sub, control ? 1002 : 1009, control ? "bad control frame" : "over maxPayload");
             return len;
         }
-        if (f.opcode == WS_BINARY || (f.opcode == WS_CONT && c->msg_opcode == 0) || (f.opcode == WS_TEXT && c->msg_opcode)) {
+        if ((f.opcode == WS_BINARY && !c->echo) || (f.opcode == WS_CONT && c->msg_opcode == 0) ||
+            ((f.opcode == WS_TEXT || f.opcode == WS_BINARY) && c->msg_opcode)) {
             sio_ws_close(sub, 1003, f.opcode == WS_BINARY ? "binary packets are not supported" : "bad fragment");
             return len;
         }
@@ -245,9 +253,19 @@ size_t sio_ws_receive(rt_sub_t *sub, const char *bytes, size_t len)
         }
         ws_unmask(c->msg + c->msg_len, payload, (size_t)f.len, f.mask, 0);
         c->msg_len += (size_t)f.len;
-        c->msg_opcode = WS_TEXT;
+        if (f.opcode != WS_CONT)
+            c->msg_opcode = f.opcode;
         if (!f.fin)
             continue;
+        if (c->msg_opcode == WS_BINARY) { /* echo mode only: a binary message comes back as is */
+            unsigned char hdr[10];
+            size_t h = ws_build_header(hdr, WS_BINARY, 1, 0, c->msg_len);
+            svc->write_copy(sub, (const char *)hdr, h);
+            svc->write_copy(sub, (const char *)c->msg, c->msg_len);
+            c->msg_len = 0;
+            c->msg_opcode = 0;
+            continue;
+        }
         if (!svc->utf8_valid((const char *)c->msg, c->msg_len)) {
             sio_ws_close(sub, 1007, "invalid UTF-8");
             return len;

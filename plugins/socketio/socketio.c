@@ -15,12 +15,14 @@
 #include "sio.h"
 
 const rt_services_t *sio_svc;
+static const char *sio_paths[] = {"/socket.io", NULL, NULL};
 #define svc sio_svc
 #define LIT(s) s, sizeof(s) - 1
 
 pthread_mutex_t sio_lock;
 uint64_t sio_ping_interval, sio_ping_timeout, sio_recovery_window;
 size_t sio_max_payload;
+int sio_echo;
 static size_t max_sessions, nsessions;
 static uint64_t last_sweep;
 
@@ -58,6 +60,11 @@ static int sio_init(const rt_services_t *services)
     sio_recovery_window = (uint64_t)svc->cfg_int("socketio", "recovery_window");
     sio_max_payload = (size_t)svc->cfg_int("socketio", "max_payload");
     max_sessions = (size_t)svc->cfg_int("socketio", "max_sessions");
+    sio_echo = (int)svc->cfg_int("socketio", "echo");
+    if (sio_echo) {
+        sio_paths[1] = "/engine.io"; /* read per request; the table's other paths are unchanged */
+        svc->log(1, "socketio", "socketio.echo is on: /engine.io/ echoes Engine.IO messages (for the protocol test suite)");
+    }
     size_t entity = (size_t)svc->cfg_int("limits", "max_message_bytes") * 2 + (1 << 20);
     if (sio_max_payload > entity) { /* the server refuses bodies past this anyway */
         svc->log(1, "socketio", "socketio.max_payload lowered to %zu (the request body limit)", entity);
@@ -145,11 +152,13 @@ static int session_tick(sio_session_t *s, uint64_t now)
         return 1;
     if (s->upgraded)
         return 0;
-    if (!s->pong_pending && now >= s->next_ping) {
+    if (!s->pong_pending && now >= s->next_ping) { /* as if a timer had fired at next_ping */
         sio_session_push(s, "2", 1);
         s->pong_pending = 1;
-        s->pong_deadline = now + sio_ping_timeout;
-        s->next_ping = now + sio_ping_interval;
+        s->pong_deadline = s->next_ping + sio_ping_timeout;
+        s->next_ping += sio_ping_interval;
+        if (s->next_ping <= now)
+            s->next_ping = now + sio_ping_interval;
     }
     if (s->pong_pending && now > s->pong_deadline && !s->get_held)
         s->dead = 1;
@@ -201,7 +210,7 @@ static void get_answer(rt_sub_t *sub)
     char *out = NULL;
     size_t out_len = 0;
     if (s == NULL || s->dead) {
-        parts[np++] = (rt_str_t){"1", 1}; /* close */
+        parts[np++] = s && s->client_closed ? (rt_str_t){"6", 1} : (rt_str_t){"1", 1}; /* noop, or close */
         if (s)
             sio_session_remove(s);
     } else {
@@ -277,6 +286,7 @@ static int post_packet(sio_io_t *io, const char *p, size_t n)
         return -1;
     switch (p[0]) {
     case '1': /* close */
+        s->client_closed = 1;
         session_kill(s);
         return 0;
     case '2': /* a ping from the client: not in v4, answered anyway */
@@ -286,7 +296,16 @@ static int post_packet(sio_io_t *io, const char *p, size_t n)
         s->pong_pending = 0;
         return 0;
     case '4':
+        if (s->echo) {
+            sio_session_push(s, p, n);
+            return 0;
+        }
         return sio_handle(io, p + 1, n - 1);
+    case 'b': /* binary (base64): only the echo mode takes it */
+        if (!s->echo)
+            return -1;
+        sio_session_push(s, p, n);
+        return 0;
     case '6':
         return 0;
     default: /* binary ('b...') and unknown types */
@@ -342,7 +361,7 @@ static int query_is(rt_request_t *req, const char *name, const char *value, rt_s
     return found && v.len == strlen(value) && memcmp(v.base, value, v.len) == 0;
 }
 
-static void new_polling_session(rt_request_t *req)
+static void new_polling_session(rt_request_t *req, int echo)
 {
     if (nsessions >= max_sessions) {
         svc->respond_error(req, RT_EUNAVAILABLE, "too many Socket.IO polling sessions on this node (socketio.max_sessions)");
@@ -352,6 +371,7 @@ static void new_polling_session(rt_request_t *req)
     if (s == NULL)
         abort();
     sio_random_id(s->sid);
+    s->echo = echo;
     uint64_t now = sio_now();
     s->next_ping = now + sio_ping_interval;
     s->last_seen = now;
@@ -378,6 +398,8 @@ static void sio_start(rt_request_t *req)
         return;
     }
     int has_sid = svc->req_query(req, "sid", 0, &sid);
+    rt_str_t path = svc->req_path(req);
+    int echo = sio_echo && path.len >= 10 && memcmp(path.base, "/engine.io", 10) == 0;
     pthread_mutex_lock(&sio_lock);
     uint64_t now = sio_now();
     sweep(now);
@@ -385,19 +407,28 @@ static void sio_start(rt_request_t *req)
         if (!get)
             eio_error(req, 400, 2, "Bad handshake method");
         else if (ws)
-            sio_ws_start(req, NULL);
+            sio_ws_start(req, NULL, echo, 0);
         else
-            new_polling_session(req);
+            new_polling_session(req, echo);
         pthread_mutex_unlock(&sio_lock);
         return;
     }
     sio_session_t *s = sio_session_find(sid.base, sid.len);
-    if (s == NULL || s->dead) {
+    if (s && !s->get_held && session_tick(s, now)) { /* missed its pong: gone */
+        sio_session_remove(s);
+        s = NULL;
+    }
+    if (s && s->dead && s->client_closed && get && polling && !s->get_held) {
+        svc->respond(req, 200, "text/plain; charset=UTF-8", "6", 1); /* the poll racing the client's close */
+        sio_session_remove(s);
+    } else if (s == NULL || s->dead) {
         eio_error(req, 400, 1, "Session ID unknown");
-    } else if (s->upgraded || (ws && (!get || s->probing))) {
-        eio_error(req, 400, 3, "Bad request"); /* a poll on an upgraded session, or a second upgrade */
+    } else if (ws && get && (s->upgraded || s->probing)) {
+        sio_ws_start(req, s, s->echo, 1); /* a second upgrade */
+    } else if (s->upgraded || (ws && !get)) {
+        eio_error(req, 400, 3, "Bad request"); /* a poll on an upgraded session */
     } else if (ws) {
-        sio_ws_start(req, s);
+        sio_ws_start(req, s, s->echo, 0);
     } else if (get) {
         poll_get(req, s);
     } else if (post) {
@@ -500,13 +531,13 @@ static void sio_release(rt_sub_t *sub)
 
 static size_t sio_receive(rt_sub_t *sub, const char *bytes, size_t len) { return sio_ws_receive(sub, bytes, len); }
 
-static const char *const sio_paths[] = {"/socket.io", NULL};
 static const rt_cfg_key_t sio_config[] = {
     {"ping_interval", RT_CFG_DURATION, "25s", 100, 3600000},
     {"ping_timeout", RT_CFG_DURATION, "20s", 100, 3600000},
     {"max_payload", RT_CFG_SIZE, "1000000", 1024, 1 << 30},
     {"max_sessions", RT_CFG_INT, "100000", 1, 10000000},
     {"recovery_window", RT_CFG_DURATION, "2m", 0, 86400000},
+    {"echo", RT_CFG_BOOL, "false", 0, 0},
     {NULL, 0, NULL, 0, 0},
 };
 
