@@ -122,6 +122,27 @@ t.test('refusals: no token, a bad token, forbidden auth.topics give CONNECT_ERRO
   } finally { s.close(); }
 });
 
+t.test('presence (rt.join, rt.leave, the snapshot) and ephemeral publishes', async (c) => {
+  const b = await sioBroker(c);
+  const a = connect(b, { auth: { token: hs256Token(SECRET, { sub: 'alice', rt: { sub: ['chat.>'], pub: ['chat.>'] } }) }, transports: ['websocket'] });
+  const p = connect(b, { auth: { token: hs256Token(SECRET, { sub: 'bob', rt: { sub: ['chat.>'], pub: ['chat.>'] } }) }, transports: ['polling'] });
+  try {
+    await Promise.all([once(a, 'connect'), once(p, 'connect')]);
+    assert((await emitAck(a, 'subscribe', { topic: 'chat.pr', presence: true })).ok, 'alice subscribes with presence');
+    const join = once(a, 'rt.join');
+    assert((await emitAck(p, 'subscribe', { topic: 'chat.pr', presence: true })).ok, 'bob subscribes with presence');
+    const [j, jm] = await join;
+    eq([j.user, jm.topic], ['bob', 'chat.pr'], `alice sees bob join: ${JSON.stringify(j)}`);
+    const snap = await emitAck(a, 'presence', 'chat.pr');
+    eq(snap.users.map((u) => u.user).sort(), ['alice', 'bob'], `snapshot ${JSON.stringify(snap)}`);
+    const eph = once(a, 'message');
+    const ack = await emitAck(p, 'publish', 'chat.pr', { typing: true }, { ephemeral: true });
+    assert(!ack.error, `ephemeral publish ack ${JSON.stringify(ack)}`);
+    const [d, m, offset] = await eph;
+    eq([d, m, offset], [{ typing: true }, { topic: 'chat.pr', ephemeral: true }, undefined], 'ephemeral: no id, no offset');
+  } finally { a.close(); p.close(); }
+});
+
 // Drops the transport under the client (as a network failure would); the manager reconnects and recovers.
 async function dropAndRecover(c, b, s, publishWhileAway) {
   const reconnected = once(s, 'connect', 8000);
