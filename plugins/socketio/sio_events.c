@@ -378,7 +378,7 @@ static void on_connect(sio_io_t *io, const sio_packet_t *pk)
         return;
     }
     st->topics = want.topics, st->ntopics = want.ntopics;
-    if (io->polling)
+    if (io->polling && want.ntopics) /* without a subscription the subscriber's cursor means nothing */
         merge_cursor(st, from, svc->sub_cursor(io->sub));
     int recovered = recovering && (prev != NULL || from_auth) && !c->gap;
     sio_random_id(st->sid);

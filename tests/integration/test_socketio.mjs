@@ -34,6 +34,8 @@ function emitAck(s, ...args) {
 }
 
 async function roundTrip(c, b, opts, what) {
+  // retained before the subscription: a subscribe without since must not replay it
+  await publishOk(b.base, 'chat.room1', 'old', { headers: { Authorization: `Bearer ${token()}` } });
   const s = connect(b, { auth: { token: token() }, ...opts });
   try {
     await once(s, 'connect');
