@@ -98,6 +98,8 @@ void sio_send(sio_io_t *io, const char *pkt, size_t len); /* one Engine.IO packe
 int sio_handle(sio_io_t *io, const char *p, size_t n);
 rt_str_t sio_encode_event(rt_msg_t *msg, int slot); /* slot 0: packet text; slot 1: WebSocket frame */
 void sio_gap_packet(sio_io_t *io, rt_str_t from);
+void sio_expiring(sio_io_t *io, int64_t seconds_left);
+void sio_dropped(sio_io_t *io, rt_str_t pattern);
 void sio_state_free(sio_state_t *st, int keep_for_recovery);
 int sio_state_subscribe(rt_sub_t *sub, sio_state_t *st, int presence_flags); /* polling GET / upgrade */
 void sio_recovery_fini(void);

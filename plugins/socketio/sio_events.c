@@ -661,6 +661,28 @@ rt_str_t sio_encode_event(rt_msg_t *msg, int slot)
     return (rt_str_t){out, h + len};
 }
 
+/* The token expires soon (WebSocket): the client may emit('auth', newToken) before it does. */
+void sio_expiring(sio_io_t *io, int64_t seconds_left)
+{
+    char buf[64];
+    int n = snprintf(buf, sizeof(buf), "2[\"rt.expiring\",{\"in_s\":%lld}]", (long long)seconds_left);
+    send_sio(io, buf, (size_t)n, NULL, 0, NULL, 0);
+}
+
+/* A token refresh dropped a subscription: forget it, and tell the client. */
+void sio_dropped(sio_io_t *io, rt_str_t pattern)
+{
+    int i = has_topic(io->st, pattern.base, pattern.len);
+    if (i >= 0) {
+        free(io->st->topics[i].pattern);
+        io->st->topics[i] = io->st->topics[--io->st->ntopics];
+    }
+    char *esc = xmalloc(6 * pattern.len + 2);
+    size_t el = sio_json_escape(esc, pattern.base, pattern.len);
+    send_sio(io, "2[\"rt.dropped\",{\"topic\":", 24, esc, el, "}]", 2);
+    free(esc);
+}
+
 void sio_gap_packet(sio_io_t *io, rt_str_t from)
 {
     char buf[128];

@@ -23,7 +23,7 @@ pthread_mutex_t sio_lock;
 uint64_t sio_ping_interval, sio_ping_timeout, sio_recovery_window;
 size_t sio_max_payload;
 int sio_echo;
-static size_t max_sessions, nsessions;
+static size_t max_sessions, nsessions, max_queue;
 static uint64_t last_sweep;
 
 #define NBUCKETS 4096
@@ -61,6 +61,7 @@ static int sio_init(const rt_services_t *services)
     sio_max_payload = (size_t)svc->cfg_int("socketio", "max_payload");
     max_sessions = (size_t)svc->cfg_int("socketio", "max_sessions");
     sio_echo = (int)svc->cfg_int("socketio", "echo");
+    max_queue = (size_t)svc->cfg_int("limits", "max_queue_bytes");
     if (sio_echo) {
         sio_paths[1] = "/engine.io"; /* read per request; the table's other paths are unchanged */
         svc->log(1, "socketio", "socketio.echo is on: /engine.io/ echoes Engine.IO messages (for the protocol test suite)");
@@ -122,6 +123,12 @@ void sio_session_remove(sio_session_t *s)
 
 void sio_session_push(sio_session_t *s, const char *pkt, size_t len)
 {
+    if (s->dead)
+        return;
+    if (s->out_len + len > max_queue) { /* a client that POSTs but never polls: a slow consumer */
+        s->dead = 1;
+        return;
+    }
     if (s->out_len + len + 1 > s->out_cap) {
         size_t cap = s->out_cap ? s->out_cap : 256;
         while (cap < s->out_len + len + 1)
@@ -531,6 +538,25 @@ static void sio_release(rt_sub_t *sub)
 
 static size_t sio_receive(rt_sub_t *sub, const char *bytes, size_t len) { return sio_ws_receive(sub, bytes, len); }
 
+/* WebSocket only: a polling GET lives a few seconds, and the next one authenticates again. */
+static void sio_expiring_cb(rt_sub_t *sub, int64_t seconds_left)
+{
+    sio_conn_t *c = svc->sub_data(sub);
+    if (c->kind == CONN_WS && c->st.connected) {
+        sio_io_t io = {sub, &c->st, NULL, 0};
+        sio_expiring(&io, seconds_left);
+    }
+}
+
+static void sio_dropped_cb(rt_sub_t *sub, rt_str_t pattern)
+{
+    sio_conn_t *c = svc->sub_data(sub);
+    if (c->kind == CONN_WS && c->st.connected) {
+        sio_io_t io = {sub, &c->st, NULL, 0};
+        sio_dropped(&io, pattern);
+    }
+}
+
 static const rt_cfg_key_t sio_config[] = {
     {"ping_interval", RT_CFG_DURATION, "25s", 100, 3600000},
     {"ping_timeout", RT_CFG_DURATION, "20s", 100, 3600000},
@@ -557,5 +583,7 @@ const rt_transport_t rt_transport_v1 = {
     .end = sio_end,
     .release = sio_release,
     .receive = sio_receive,
+    .expiring = sio_expiring_cb,
+    .dropped = sio_dropped_cb,
     .fini = sio_fini,
 };

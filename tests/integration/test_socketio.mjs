@@ -145,6 +145,28 @@ t.test('presence (rt.join, rt.leave, the snapshot) and ephemeral publishes', asy
   } finally { a.close(); p.close(); }
 });
 
+t.test('token lifetime on a WebSocket: rt.expiring before exp; emit("auth") refreshes, and drops what the new token does not cover', async (c) => {
+  const b = await sioBroker(c);
+  const now = Math.floor(Date.now() / 1000);
+  const short = hs256Token(SECRET, { sub: 'u1', exp: now + 20, rt: { sub: ['chat.>'], pub: [] } });
+  const s = connect(b, { auth: { token: short }, transports: ['websocket'] });
+  try {
+    const expiring = once(s, 'rt.expiring', 5000);
+    await once(s, 'connect');
+    assert((await emitAck(s, 'subscribe', 'chat.>')).ok && (await emitAck(s, 'subscribe', 'chat.a')).ok, 'subscribed');
+    const [e] = await expiring;
+    assert(e.in_s > 0 && e.in_s <= 20, `rt.expiring ${JSON.stringify(e)}`);
+    const dropped = once(s, 'rt.dropped');
+    const r = await emitAck(s, 'auth', hs256Token(SECRET, { sub: 'u1', rt: { sub: ['chat.a'], pub: [] } }));
+    eq(r, { ok: true }, 'auth ack');
+    eq((await dropped)[0], { topic: 'chat.>' }, 'the dropped subscription');
+    const got = once(s, 'message');
+    const id = await publishOk(b.base, 'chat.a', 'still here', { headers: { Authorization: `Bearer ${token()}` } });
+    eq((await got)[1].id, id, 'chat.a still delivered');
+    eq((await emitAck(s, 'auth', 'not.a.token')).error, 'unauthorized', 'a bad refresh');
+  } finally { s.close(); }
+});
+
 // Drops the transport under the client (as a network failure would); the manager reconnects and recovers.
 async function dropAndRecover(c, b, s, publishWhileAway) {
   const reconnected = once(s, 'connect', 8000);
