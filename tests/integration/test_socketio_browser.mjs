@@ -41,10 +41,10 @@ async function browserPage(c, origin) {
 async function inPage({ base, token, transports, wantUpgrade }) {
   const s = io(base, { auth: { token }, transports, reconnectionDelay: 100, reconnectionDelayMax: 300, timeout: 4000 });
   const out = {};
+  const upgraded = new Promise((r) => s.io.once('open', () => { out.first = s.io.engine.transport.name; s.io.engine.once('upgrade', r); }));
   try {
     await new Promise((r, j) => { s.once('connect', r); s.once('connect_error', (e) => j(new Error(`connect_error: ${e.message}`))); });
-    out.first = s.io.engine.transport.name;
-    if (wantUpgrade && s.io.engine.transport.name !== 'websocket') await new Promise((r) => s.io.engine.once('upgrade', r));
+    if (wantUpgrade) await upgraded;
     out.transport = s.io.engine.transport.name;
     out.sub = await s.timeout(4000).emitWithAck('subscribe', 'chat.web');
     const got = new Promise((r) => s.once('message', (d, m) => r([d, m])));
