@@ -2,7 +2,10 @@
 // WebSocket only, the upgrade, subscribe/publish/ack, refusals (CONNECT_ERROR), connection state recovery, heartbeats.
 import { io } from 'socket.io-client';
 import WebSocket from 'ws';
-import { suite, assert, eq, publishOk, sleep, withTimeout, hs256Token, trunc } from './lib.mjs';
+import fs from 'node:fs';
+import path from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { suite, assert, eq, publishOk, sleep, withTimeout, hs256Token, trunc, mkTemp, ROOT } from './lib.mjs';
 
 const t = suite(import.meta.url, { hardTimeoutMs: 100000 });
 const SECRET = 'sio-test-secret-0123456789abcdef';
@@ -283,6 +286,24 @@ t.test('bad input gets the protocol errors and the broker stays up', async (c) =
   // after all that, a real client still works
   const tr = await roundTrip(c, b, { transports: ['polling'] }, 'after bad input');
   eq(tr, 'polling', 'transport');
+});
+
+t.test('the plugin builds out of tree (-std=c11, only the public header) and loads by path; other plugins still take GET only', async (c) => {
+  const dir = mkTemp('rtb-sio-oot-');
+  for (const [from, to] of [['plugins/socketio', 'socketio'], ['plugins/websocket', 'websocket']]) {
+    fs.mkdirSync(path.join(dir, to));
+    for (const f of fs.readdirSync(path.join(ROOT, from))) {
+      if (to === 'socketio' || f.startsWith('ws_frame.')) fs.copyFileSync(path.join(ROOT, from, f), path.join(dir, to, f));
+    }
+  }
+  const srcs = fs.readdirSync(path.join(dir, 'socketio')).filter((f) => f.endsWith('.c')).map((f) => `socketio/${f}`);
+  const r = spawnSync('cc', ['-std=c11', '-O1', '-Wall', '-Wextra', '-Werror', '-fPIC', '-shared', `-I${ROOT}/include`,
+    '-o', 'socketio.so', ...srcs, 'websocket/ws_frame.c', '-lcrypto'], { cwd: dir, encoding: 'utf8', timeout: 60000 });
+  eq(r.status, 0, `cc: ${r.stderr}`);
+  const b = await c.broker({ config: { plugins: { load: ['longpoll', path.join(dir, 'socketio.so')] } } });
+  const h = await fetch(`${b.base}/socket.io/?EIO=4&transport=polling`);
+  assert(h.status === 200 && (await h.text()).startsWith('0{"sid":'), 'handshake from the out-of-tree build');
+  eq((await fetch(`${b.base}/poll/x.y`, { method: 'POST', body: 'x' })).status, 405, 'POST on a plugin without RT_TRANSPORT_ANY_METHOD');
 });
 
 t.run();
