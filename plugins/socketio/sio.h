@@ -90,6 +90,7 @@ void sio_random_id(char out[SIO_ID_LEN + 1]);
 /* socketio.c */
 void sio_session_push(sio_session_t *s, const char *pkt, size_t len); /* queue one Engine.IO packet */
 sio_session_t *sio_session_find(const char *sid, size_t len);        /* sio_lock held */
+int sio_handshake_packet(char *buf, size_t cap, const char *sid, int upgrades); /* "0{sid,upgrades,...}" */
 void sio_session_remove(sio_session_t *s);                           /* sio_lock held; frees it */
 
 /* sio_events.c */

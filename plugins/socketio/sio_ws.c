@@ -13,8 +13,6 @@
 
 #define svc sio_svc
 
-int sio_handshake_packet(char *buf, size_t cap, const char *sid, int upgrades);
-
 void sio_ws_send(rt_sub_t *sub, const char *text, size_t len)
 {
     sio_conn_t *c = svc->sub_data(sub);

@@ -193,14 +193,13 @@ static void eio_error(rt_request_t *req, int status, int code, const char *messa
     svc->respond(req, status, "application/json", buf, (size_t)n);
 }
 
-static int handshake_json(char *buf, size_t cap, const char *sid, int upgrades)
+int sio_handshake_packet(char *buf, size_t cap, const char *sid, int upgrades)
 {
     return snprintf(buf, cap, "0{\"sid\":\"%s\",\"upgrades\":[%s],\"pingInterval\":%llu,\"pingTimeout\":%llu,\"maxPayload\":%zu}",
                     sid, upgrades ? "\"websocket\"" : "", (unsigned long long)sio_ping_interval,
                     (unsigned long long)sio_ping_timeout, sio_max_payload);
 }
 
-int sio_handshake_packet(char *buf, size_t cap, const char *sid, int upgrades) { return handshake_json(buf, cap, sid, upgrades); }
 
 /* ---------- polling GET: held until there is something to say ---------- */
 
@@ -387,7 +386,7 @@ static void new_polling_session(rt_request_t *req, int echo)
     buckets[b] = s;
     nsessions++;
     char buf[256];
-    int n = handshake_json(buf, sizeof(buf), s->sid, 1);
+    int n = sio_handshake_packet(buf, sizeof(buf), s->sid, 1);
     svc->respond(req, 200, "text/plain; charset=UTF-8", buf, (size_t)n);
 }
 
