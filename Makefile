@@ -134,6 +134,9 @@ $(FUZZ_BUILD)/librtfuzz.a: $(FUZZ_LIB_OBJ)
 $(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_BUILD)/librtfuzz.a
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_BUILD)/librtfuzz.a $(LDLIBS)
 
+# fuzz_socketio.c includes the Socket.IO plugin's parser source
+$(FUZZ_BUILD)/fuzz_socketio: $(wildcard plugins/socketio/*.c plugins/socketio/*.h)
+
 fuzz-build: $(FUZZ_BIN)
 
 fuzz: deps-test fuzz-build

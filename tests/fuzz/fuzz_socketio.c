@@ -47,6 +47,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             check_packet(p + i + 1, j - i - 1);
         i = j + 1;
     }
+    /* the array splitter on its own, into heap arrays of exactly the bound, so that ASan sees one element too many */
+    sio_slice_t *args = malloc(SIO_MAX_ARGS * sizeof(*args));
+    char *types = malloc(SIO_MAX_ARGS);
+    const char *why;
+    FUZZ_ASSERT(args != NULL && types != NULL);
+    int na = sio_json_array(p, size, args, types, SIO_MAX_ARGS, &why);
+    FUZZ_ASSERT(na <= SIO_MAX_ARGS);
+    for (int i = 0; i < na; i++)
+        FUZZ_ASSERT(inside(args[i], p, size));
+    free(args);
+    free(types);
     char *esc = malloc(6 * size + 2), t;
     FUZZ_ASSERT(esc != NULL);
     size_t el = sio_json_escape(esc, p, size);
