@@ -41,6 +41,8 @@ $(BUILD)/rtbroker: $(BROKER_OBJ)
 $(BUILD)/plugins/%.so: $$(wildcard plugins/$$*/*.c) $$(wildcard plugins/$$*/*.h) include/rtbroker/plugin.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_COMMON) -fPIC -shared -o $@ $(filter %.c,$^) -lz -lcrypto
+# Socket.IO frames its WebSocket with the WebSocket plugin's pure framing code.
+$(BUILD)/plugins/socketio.so: plugins/websocket/ws_frame.c plugins/websocket/ws_frame.h
 
 $(BUILD)/tests/%: tests/unit/%.c $(CORE_OBJ) $(UNIT_EXTRA) tests/unit/unit.h
 	@mkdir -p $(dir $@)
@@ -143,6 +145,9 @@ FUZZ_PLUGIN_OBJ = $(patsubst %.c,$(FUZZ_BUILD)/obj/%.o,$(wildcard plugins/$(1)/*
 $(FUZZ_BUILD)/fuzz_sse: $(call FUZZ_PLUGIN_OBJ,sse)
 $(FUZZ_BUILD)/fuzz_longpoll: $(call FUZZ_PLUGIN_OBJ,longpoll)
 $(FUZZ_BUILD)/fuzz_ndjson: $(call FUZZ_PLUGIN_OBJ,ndjson)
+
+# fuzz_socketio.c includes the Socket.IO plugin's parser source
+$(FUZZ_BUILD)/fuzz_socketio: $(wildcard plugins/socketio/*.c plugins/socketio/*.h)
 
 fuzz-build: $(FUZZ_BIN)
 

@@ -238,6 +238,11 @@ typedef struct rt_services {
     /* Appended to ABI 1 (after sub_client): the key that continues this member on a later request (`client=`,
      * long-poll): the client id and a MAC binding it to the user. Empty before a join. */
     rt_str_t (*sub_client_key)(rt_sub_t *sub);
+
+    /* --- request bodies (worker thread; appended to ABI 1) ---
+     * The request's body, fully received (at most the server's entity limit, limits.max_message_bytes x 2 + 1 MiB);
+     * valid until the request ends. Only plugins exporting RT_TRANSPORT_ANY_METHOD see requests other than GET. */
+    rt_str_t (*req_body)(rt_request_t *req);
 } rt_services_t;
 
 /* The table a plugin exports as `rt_transport_v1`. */
@@ -264,6 +269,14 @@ struct rt_transport {
     /* Optional: a refresh dropped this subscription (the new token does not cover it). */
     void (*dropped)(rt_sub_t *sub, rt_str_t pattern);
     void (*fini)(void);                                    /* main thread, at exit; may be NULL */
+};
+
+/* Optional second export (appended to ABI 1): `const uint32_t rt_transport_v1_flags`, a set of these bits. A plugin
+ * that does not export it gets 0. */
+enum {
+    /* Its explicit paths take every method (POST, PUT...), not only GET/HEAD: `start` reads req_method and answers
+     * what it does not take (405). OPTIONS preflights and the Origin check stay the broker's. */
+    RT_TRANSPORT_ANY_METHOD = 1,
 };
 
 #endif
