@@ -419,4 +419,5 @@ const rt_services_t rt_services = {
     rt_sub_presence_request,
     rt_sub_presence_snapshot,
     rt_sub_client,
+    rt_sub_hold_answer,
 };

@@ -231,6 +231,14 @@ typedef struct rt_services {
      * RT_OK, RT_ETOPIC, RT_EUNAUTHORIZED or RT_EFORBIDDEN. */
     int (*presence_snapshot)(rt_sub_t *sub, rt_str_t topic, rt_str_t *json);
     rt_str_t (*sub_client)(rt_sub_t *sub); /* the connection's client id once it joined a presence; else empty */
+
+    /* --- held answers (worker thread; appended to ABI 1) ---
+     * The subscriber's one answer (sub_respond) will be `status` with these headers (NULL-terminated pairs; the
+     * content type among them) and comes within within_ms. On HTTP/1.1 the broker may send the head now and let
+     * the request go, so that a held request costs about what an idle WebSocket does; sub_respond then sends the
+     * body (with another status it closes the connection instead). RT_OK when it did; RT_EINVAL when the request
+     * stays as it was (HTTP/2, a token that expires before within_ms, ...). Either way answer with sub_respond. */
+    int (*sub_hold)(rt_sub_t *sub, uint64_t within_ms, int status, const char *const *headers);
 } rt_services_t;
 
 /* The table a plugin exports as `rt_transport_v1`. */
@@ -258,5 +266,15 @@ struct rt_transport {
     void (*dropped)(rt_sub_t *sub, rt_str_t pattern);
     void (*fini)(void);                                    /* main thread, at exit; may be NULL */
 };
+
+/* The first delay of a repeating heartbeat: the interval less 0 to 7 32nds of it, chosen by the subscriber's
+ * address, so that subscribers that connected together (a reconnect storm, a load test) do not all get their
+ * heartbeat in the same loop turn; re-arming at the full interval keeps them apart. Eight delays at most: the
+ * broker keeps one timer list per distinct duration. */
+static inline uint64_t rt_heartbeat_first_ms(uint64_t interval_ms, const rt_sub_t *sub)
+{
+    uint64_t h = (uint64_t)(uintptr_t)sub * 0x9E3779B97F4A7C15ull;
+    return interval_ms - interval_ms * (h >> 61) / 32;
+}
 
 #endif
