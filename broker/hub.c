@@ -165,7 +165,9 @@ static void flush_upgraded(rt_sub_t *sub)
             size_t bytes = 0;
             for (size_t i = 0; i < n; i++)
                 bytes += out[i].len;
-            iovs[0] = h2o_iovec_init(sub->chunk_head, (size_t)sprintf(sub->chunk_head, "%zx\r\n", bytes));
+            char *head = rt_malloc(20); /* in flight with the batch (rt_sub_t stays in its allocator size class) */
+            iovs[0] = h2o_iovec_init(head, (size_t)snprintf(head, 20, "%zx\r\n", bytes));
+            outq_push(&sub->inflight, (rt_outq_entry_t){iovs[0], NULL, head});
             out = iovs, n++;
             out[n++] = crlf;
         }
@@ -420,15 +422,14 @@ int rt_sub_hold_answer(rt_sub_t *sub, uint64_t within_ms, int status, const char
 {
     h2o_req_t *req = sub->req;
     if (req == NULL || sub->streaming || sub->responded || sub->stopped || sub->upgrading || sub->ending ||
-        !can_hand_over(req) || status < 200 || status > 599)
+        !can_hand_over(req) || status != 200)
         return RT_EINVAL;
     /* an answer that may have to be 401 (the token expires first) keeps h2o's request, which can still say so */
     if (rt_sub_expires(sub) && sub->ident->exp_ms - (int64_t)rt_wall_ms() < (int64_t)within_ms + 1000)
         return RT_EINVAL;
     sub->held = 1;
     sub->keep_alive = req->http1_is_persistent;
-    sub->held_status = (short)status;
-    hand_over_chunked(sub, status, headers);
+    hand_over_chunked(sub, 200, headers);
     return RT_OK;
 }
 
@@ -714,7 +715,7 @@ void rt_sub_respond(rt_sub_t *sub, int status, const char *content_type, const r
 {
     if (sub->closed || sub->stopped || sub->responded || (!sub->held && (sub->streaming || sub->req == NULL || sub->upgrading)))
         return;
-    if (sub->held && (sub->final_queued || status != sub->held_status)) {
+    if (sub->held && (sub->final_queued || status != 200)) {
         rt_sub_close(sub); /* the head said otherwise */
         return;
     }

@@ -69,6 +69,8 @@ typedef struct rt_outq {
 
 typedef struct rt_sub_presence rt_sub_presence_t;
 
+/* Mind its size: with the WebSocket plugin's data, 544 bytes fall in a glibc size class that keeps an idle
+ * connection at about 1.2 KB; at 560 it took about 180 bytes more each (S5, tests/bench). */
 struct rt_sub {
     h2o_generator_t gen;   /* first: h2o calls proceed/stop with it */
     rt_worker_t *w;
@@ -84,23 +86,19 @@ struct rt_sub {
     rt_outq_t pending, inflight;
     h2o_timeout_entry_t timers[2], end_timer, close_timer;
     void (*timer_cb[2])(rt_sub_t *sub);
-    int end_reason;
     rt_ident_t *ident;     /* the verified token's grants, or NULL (anonymous) */
     int auth_err;          /* the request carried a bad token: every subscribe is refused */
-    int expiry_noticed;
+    unsigned holds;        /* rt_sub_hold count: the memory stays until it is 0 */
     h2o_linklist_t expiry_link; /* in a slot of w->expiry_slots while its token will expire */
     rt_bucket_t pub_bucket; /* publishes from this connection */
     rt_sub_presence_t *pres; /* its presence identity, once it joined one */
     h2o_socket_t *watched;   /* the HTTP/1 connection we read for EOF while h2o does not (hub_watch.c) */
-    size_t discarded;        /* upgraded: bytes dropped since the close was queued */
+    uint32_t discarded;      /* upgraded: bytes dropped since the close was queued */
     unsigned streaming : 1, sending : 1, final_queued : 1, final_sent : 1, stopped : 1, ending : 1, closed : 1, responded : 1;
-    unsigned upgrading : 1, upgraded : 1, flush_due : 1;
+    unsigned upgrading : 1, upgraded : 1, flush_due : 1, expiry_noticed : 1, end_reason : 3;
     unsigned chunked : 1;  /* a handed-over HTTP/1.1 response (SSE, ndjson, held long-poll): writes are chunks of its body */
-    unsigned held : 1, keep_alive : 1; /* a held answer handed over (head sent); h2o gets the connection back after it */
-    short held_status;
-    unsigned holds;        /* rt_sub_hold count: the memory stays until it is 0 */
+    unsigned held : 1, keep_alive : 1; /* a held answer (200) handed over: head sent; h2o gets the connection back after it */
     char cursor[RT_ID_MAX + 1];
-    char chunk_head[20];   /* the size line of the chunk in flight */
     _Alignas(16) char data[];
 };
 

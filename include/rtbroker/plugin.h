@@ -233,11 +233,12 @@ typedef struct rt_services {
     rt_str_t (*sub_client)(rt_sub_t *sub); /* the connection's client id once it joined a presence; else empty */
 
     /* --- held answers (worker thread; appended to ABI 1) ---
-     * The subscriber's one answer (sub_respond) will be `status` with these headers (NULL-terminated pairs; the
-     * content type among them) and comes within within_ms. On HTTP/1.1 the broker may send the head now and let
-     * the request go, so that a held request costs about what an idle WebSocket does; sub_respond then sends the
-     * body (with another status it closes the connection instead). RT_OK when it did; RT_EINVAL when the request
-     * stays as it was (HTTP/2, a token that expires before within_ms, ...). Either way answer with sub_respond. */
+     * The subscriber's one answer (sub_respond) will be `status` (200: the only one taken for now) with these
+     * headers (NULL-terminated pairs; the content type among them) and comes within within_ms. On HTTP/1.1 the
+     * broker may send the head now and let the request go, so that a held request costs about what an idle
+     * WebSocket does; sub_respond then sends the body (with another status it closes the connection instead).
+     * RT_OK when it did; RT_EINVAL when the request stays as it was (HTTP/2, a token that expires before
+     * within_ms, another status, ...). Either way answer with sub_respond. */
     int (*sub_hold)(rt_sub_t *sub, uint64_t within_ms, int status, const char *const *headers);
 } rt_services_t;
 
