@@ -3,8 +3,8 @@
 handed over as an upgrade is), so it costs the broker about what a WebSocket does, not h2o's request state.
 Checks the broker's RSS per idle connection (1,500 SSE, 500 NDJSON, one worker), the response head (status,
 content type, chunked framing, CORS), that a message reaches every stream as one well-formed chunk, that a
-client that closes is noticed at once (no heartbeat needed), and that a drain ends each stream with rt.shutdown
-and the last chunk."""
+client that closes is noticed at once (no heartbeat needed), that a drain ends each stream with rt.shutdown
+and the last chunk, and that streams opened together do not get their first heartbeat in the same instant."""
 
 import http.client
 import json
@@ -155,6 +155,22 @@ try:
             and all(b'{"type":"shutdown"}' in s.body for s in rest[10:]),
             f'{[(s.ended, s.bad, s.body[-60:]) for s in rest if not s.ended][:2]}')
     b.proc.wait(timeout=10)
+
+    hb = Broker({'plugins': {'load': ['sse']}, 'sse': {'heartbeat': '1s'},
+                 'auth': {'anonymous': {'subscribe': ['>'], 'publish': ['>']}}}, workers=1).start()
+    streams = [Stream(hb.port, '/sub/hb', 'text/event-stream') for _ in range(64)]
+    pump_until(streams, lambda s: s.body.startswith(b'retry:'), 5)
+    t0, first = time.time(), {}
+
+    def pinged(s):
+        if s not in first and b': ping' in s.body:
+            first[s] = time.time() - t0
+        return s in first
+    pump_until(streams, pinged, 5)
+    at = sorted(first.values())
+    r.check('64 streams opened together get their first heartbeat spread over the last 22% of the interval (1 s heartbeat)',
+            len(at) == 64 and at[-1] - at[0] >= 0.1 and at[0] >= 0.6,
+            f'first pings from {at[0]:.3f} to {at[-1]:.3f} s after the streams opened' if at else 'no ping')
 except Exception as e:  # noqa: BLE001 - reported as a failure, not lost in finish()
     import traceback
     r.fail('the test ran to its end', traceback.format_exc())
