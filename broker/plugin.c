@@ -455,4 +455,5 @@ const rt_services_t rt_services = {
     rt_sub_client,
     rt_sub_client_key,
     svc_req_body,
+    rt_sub_hold_answer,
 };

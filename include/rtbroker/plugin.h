@@ -243,6 +243,15 @@ typedef struct rt_services {
      * The request's body, fully received (at most the server's entity limit, limits.max_message_bytes x 2 + 1 MiB);
      * valid until the request ends. Only plugins exporting RT_TRANSPORT_ANY_METHOD see requests other than GET. */
     rt_str_t (*req_body)(rt_request_t *req);
+
+    /* --- held answers (worker thread; appended to ABI 1) ---
+     * The subscriber's one answer (sub_respond) will be `status` (200: the only one taken for now) with these
+     * headers (NULL-terminated pairs; the content type among them) and comes within within_ms. On HTTP/1.1 the
+     * broker may send the head now and let the request go, so that a held request costs about what an idle
+     * WebSocket does; sub_respond then sends the body (with another status it closes the connection instead).
+     * RT_OK when it did; RT_EINVAL when the request stays as it was (HTTP/2, a token that expires before
+     * within_ms, another status, ...). Either way answer with sub_respond. */
+    int (*sub_hold)(rt_sub_t *sub, uint64_t within_ms, int status, const char *const *headers);
 } rt_services_t;
 
 /* The table a plugin exports as `rt_transport_v1`. */
@@ -278,5 +287,15 @@ enum {
      * what it does not take (405). OPTIONS preflights and the Origin check stay the broker's. */
     RT_TRANSPORT_ANY_METHOD = 1,
 };
+
+/* The first delay of a repeating heartbeat: the interval less 0 to 7 32nds of it, chosen by the subscriber's
+ * address, so that subscribers that connected together (a reconnect storm, a load test) do not all get their
+ * heartbeat in the same loop turn; re-arming at the full interval keeps them apart. Eight delays at most: the
+ * broker keeps one timer list per distinct duration. */
+static inline uint64_t rt_heartbeat_first_ms(uint64_t interval_ms, const rt_sub_t *sub)
+{
+    uint64_t h = (uint64_t)(uintptr_t)sub * 0x9E3779B97F4A7C15ull;
+    return interval_ms - interval_ms * (h >> 61) / 32;
+}
 
 #endif

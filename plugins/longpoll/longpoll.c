@@ -147,10 +147,14 @@ static void lp_start(rt_request_t *req)
         memcpy(s->start, start.base, start.len);
         s->start_len = start.len;
     }
-    if (s->count > 0 || s->gap || timeout_ms == 0)
+    if (s->count > 0 || s->gap || timeout_ms == 0) {
         answer(sub);
-    else
-        svc->sub_timer(sub, 0, (uint64_t)timeout_ms, on_timeout);
+        return;
+    }
+    svc->sub_timer(sub, 0, (uint64_t)timeout_ms, on_timeout);
+    /* while it waits, an HTTP/1.1 poll costs the broker little more than its subscription: the head goes now */
+    static const char *const headers[] = {"content-type", "application/json", "cache-control", "no-store", NULL};
+    svc->sub_hold(sub, (uint64_t)timeout_ms, 200, headers);
 }
 
 static void lp_deliver(rt_sub_t *sub, rt_msg_t *msg)
