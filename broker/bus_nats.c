@@ -99,8 +99,7 @@ static void on_disconnected(natsConnection *nc, void *closure)
     int was = nb->connected;
     nb->connected = 0;
     /* what the server pushed into the dead connection is lost, but its consumer lives on and, once nats.c re-sends
-     * the subscription, would continue after it: disown it; the next one starts after the last SEQ stored */
-    disown_consumer(nb);
+     * the subscription, continues after it: deliver_msg sees the hole in the consumer sequence and stops trusting it */
     /* publishes in flight stay pending: nats.c sends what it had buffered again after reconnecting, and their
      * acks answer them; only nats.publish_timeout turns them into 503 */
     pthread_mutex_unlock(&nb->lock);
