@@ -4,7 +4,7 @@
 // seeded schedule for the duration, heals everything, lets the clients catch up, reads the stream
 // back and runs the checker (checker.mjs). Prints the seed, the faults by kind, messages published,
 // deliveries checked and violations; exits 1 on any violation.
-import { sleep } from '../integration/lib.mjs';
+import { sleep, sanitizerReport } from '../integration/lib.mjs';
 import { rng, startSystem, faultKinds, heal, tail, startReader } from './cluster.mjs';
 import { subscriber, publisher, keyOf } from './clients.mjs';
 import { check, report, matches } from './checker.mjs';
@@ -116,6 +116,10 @@ try {
   const held = {};
   for (const n of nodes) held[n.name] = await historyOf(n);
   const { violations, stats } = check({ pubs, truth, subs, faults, startId, held });
+  for (const n of nodes) { // sanitizer builds: a report in any node's log (every start appends to it)
+    const r = sanitizerReport(n.logPath);
+    if (r) violations.push({ who: n.name, kind: 'sanitizer report', detail: r.slice(0, 2000) });
+  }
   const byKind = {};
   for (const f of faults) byKind[f.kind] = (byKind[f.kind] || 0) + 1;
   say(`faults injected: ${faults.length} (${Object.entries(byKind).map(([k, n]) => `${k} ${n}`).join(', ')})`);
