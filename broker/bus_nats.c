@@ -98,8 +98,7 @@ static void on_disconnected(natsConnection *nc, void *closure)
     pthread_mutex_lock(&nb->lock);
     int was = nb->connected;
     nb->connected = 0;
-    /* what the server pushed into the dead connection is lost, but its consumer lives on and, once nats.c re-sends
-     * the subscription, continues after it: deliver_msg sees the hole in the consumer sequence and stops trusting it */
+    /* what NATS pushed into the dead connection is lost; its consumer may resume after it: deliver_msg notices */
     /* publishes in flight stay pending: nats.c sends what it had buffered again after reconnecting, and their
      * acks answer them; only nats.publish_timeout turns them into 503 */
     pthread_mutex_unlock(&nb->lock);
@@ -117,7 +116,7 @@ static void on_async_error(natsConnection *nc, natsSubscription *sub, natsStatus
         return;
     pthread_mutex_lock(&nb->lock);
     if (sub == nb->sub && !nb->resubscribe) {
-        disown_consumer(nb); /* a mismatch: a heartbeat says the consumer sent more than we got */
+        disown_consumer(nb); /* NATS_MISMATCH: a heartbeat says the consumer sent more than we got */
         rt_log(RT_LOG_WARN, "nats: the stream consumer went quiet (%s); recreating it", natsStatus_GetText(err));
     }
     pthread_mutex_unlock(&nb->lock);
@@ -221,18 +220,8 @@ static int setup_stream(natsbus_t *nb, uint64_t *last_out, char *err, size_t err
     return 0;
 }
 
-/* A message from the stream (nats.c's thread): keep it and hand it to every worker. */
-static void deliver_msg(natsbus_t *nb, consumer_t *c, natsMsg *m);
-
-static void on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *closure)
-{
-    consumer_t *c = closure;
-    (void)nc, (void)sub;
-    pthread_mutex_lock(&c->nb->deliver);
-    deliver_msg(c->nb, c, m);
-    pthread_mutex_unlock(&c->nb->deliver);
-}
-
+/* A message from the stream (nats.c's thread): keep it and hand it to every worker. Stored only if its consumer is
+ * the live one and none of that consumer's deliveries went missing before it (the position must not pass a hole). */
 static void deliver_msg(natsbus_t *nb, consumer_t *c, natsMsg *m)
 {
     jsMsgMetaData *meta = NULL;
@@ -280,6 +269,15 @@ static void deliver_msg(natsbus_t *nb, consumer_t *c, natsMsg *m)
     rt_history_add(nb->history, msg);
     rt_hub_broadcast(msg);
     rt_msg_unref(msg);
+}
+
+static void on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *closure)
+{
+    consumer_t *c = closure;
+    (void)nc, (void)sub;
+    pthread_mutex_lock(&c->nb->deliver);
+    deliver_msg(c->nb, c, m);
+    pthread_mutex_unlock(&c->nb->deliver);
 }
 
 static void consumer_free(void *closure) { free(closure); }

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/../.."
 secs=${CHAOS_SECONDS:-40}
 status=0
 for seed in 20261207 $(( (RANDOM << 15 | RANDOM) )); do
-    out=$(timeout --kill-after=10 $(( secs + 150 )) node tests/chaos/chaos.mjs --seed "$seed" --duration "$secs" --nodes 3 --nats 1 2>&1); rc=$?
+    out=$(timeout --kill-after=10 $(( secs + 70 )) node tests/chaos/chaos.mjs --seed "$seed" --duration "$secs" --nodes 3 --nats 1 2>&1); rc=$?
     printf '%s\n' "$out" | grep -E '^chaos: (seed|faults injected|messages|deliveries|violations|harness)|^VIOLATION|^  ' | head -60
     if [ "$rc" -eq 0 ]; then
         echo "PASS test_chaos.sh: seed $seed: $secs s of faults, no violation"
