@@ -22,7 +22,7 @@ TOOLS_BIN  = $(patsubst tests/tools/%.c,$(BUILD)/tools/%,$(TOOLS_SRC))
 PREFIX  ?= /usr/local
 DESTDIR ?=
 
-.PHONY: all build deps deps-build deps-test run test asan fuzz fuzz-build clean check-config install bench bench-quick soak soak-asan
+.PHONY: all build deps deps-build deps-test run test asan fuzz fuzz-build clean check-config install bench bench-quick soak soak-asan chaos
 
 all: build
 BENCH_BIN  = $(if $(wildcard tests/bench/loadgen.c),$(BUILD)/bench/loadgen $(BUILD)/bench/floor)
@@ -114,6 +114,11 @@ SOAK_ENV ?= SOAK_WARMUP_S=30 SOAK_SECONDS=300 SOAK_CHURNERS=100 SOAK_RATE=200 SO
 ASAN_ENV  = ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp:print_suppressions=0 UBSAN_OPTIONS=print_stacktrace=1
 soak: deps build
 	$(SOAK_ENV) RTB_BIN=$(BUILD)/rtbroker node tests/soak/soak.mjs
+
+# The fault-injection checker (tests/chaos/) for DURATION (90, 90s, 10m, 1h); SEED replays a run, NATS=3 a JetStream cluster.
+DURATION ?= 10m
+chaos: deps build
+	RTB_BIN=$(BUILD)/rtbroker node tests/chaos/chaos.mjs --duration $(DURATION) --nats $(or $(NATS),1) --nodes $(or $(NODES),3) $(if $(SEED),--seed $(SEED))
 
 soak-asan: deps
 	$(MAKE) BUILD=build-asan OPT=-O1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" build
