@@ -17,6 +17,7 @@
 #include "http.h"
 #include "message.h"
 #include "ops.h"
+#include "presence.h"
 #include "plugin.h"
 #include "publish.h"
 #include "text.h"
@@ -456,4 +457,5 @@ const rt_services_t rt_services = {
     rt_sub_client_key,
     svc_req_body,
     rt_sub_hold_answer,
+    rt_presence_mac,
 };

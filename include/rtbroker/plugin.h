@@ -252,6 +252,12 @@ typedef struct rt_services {
      * RT_OK when it did; RT_EINVAL when the request stays as it was (HTTP/2, a token that expires before
      * within_ms, another status, ...). Either way answer with sub_respond. */
     int (*sub_hold)(rt_sub_t *sub, uint64_t within_ms, int status, const char *const *headers);
+
+    /* --- cluster MACs (any thread; appended to ABI 1) ---
+     * HMAC-SHA256 over `context`, a NUL and `data`, keyed by presence.client_secret (the same on every node, so
+     * any node checks what another signed; a random key of this process when unset), as 32 hex digits and a NUL
+     * in out. The context keeps one use's MACs from passing for another's. */
+    void (*mac)(const char *context, rt_str_t data, char out[33]);
 } rt_services_t;
 
 /* The table a plugin exports as `rt_transport_v1`. */
