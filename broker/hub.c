@@ -11,6 +11,7 @@
 #include "auth.h"
 #include "config.h"
 #include "hub.h"
+#include "proxy.h"
 #include <h2o/http1.h>
 #include "http.h"
 #include "ops.h"
@@ -457,7 +458,15 @@ rt_sub_t *rt_sub_open(rt_request_t *rreq, const rt_transport_t *tp, size_t data_
     h2o_linklist_insert(&w->subs, &sub->link);
     w->nsubs++;
     const char *why = NULL;
-    sub->auth_err = rt_auth_identify(req, &sub->ident, &why);
+    if (rt_proxy_refusal) { /* the connect proxy refused: the transport tells the client (WebSocket) */
+        sub->auth_err = rt_proxy_refusal;
+        rt_proxy_refusal = 0;
+    } else if (rt_proxy_grant) { /* the connect proxy's answer replaces the request's own credentials */
+        sub->ident = rt_proxy_grant;
+        rt_proxy_grant = NULL;
+    } else {
+        sub->auth_err = rt_auth_identify(req, &sub->ident, &why);
+    }
     w->nexpiring += expires(sub);
     rt_metrics_conn(tp, 1);
     rt_sub_watch(sub);

@@ -162,12 +162,12 @@ int rt_plugins_list(const char *exe_path, FILE *out)
 
 int rt_plugins_load(const char *exe_path, char *err, size_t errlen)
 {
-    const rt_cfg_value_t *load = rt_cfg("plugins.load");
     char dir[PATH_MAX], file[PATH_MAX + 64];
     plugins_dir(exe_path, dir, sizeof(dir));
     int next_slot = 1; /* slot 0 is the core's JSON envelope */
-    for (size_t i = 0; i < load->nlist; i++) {
-        const char *name = load->list[i];
+    /* read the key again each time: declaring a plugin's keys may move the table that holds it */
+    for (size_t i = 0; i < rt_cfg("plugins.load")->nlist; i++) {
+        const char *name = rt_cfg("plugins.load")->list[i];
         resolve_file(dir, name, file, sizeof(file));
         if (nplugins == MAX_PLUGINS) {
             snprintf(err, errlen, "plugin %s: at most %d plugins can be loaded", file, MAX_PLUGINS);
