@@ -502,6 +502,8 @@ int rt_sub_subscribe(rt_sub_t *sub, const rt_sub_opts_t *o)
         int err = sub->auth_err ? sub->auth_err : rt_auth_allows(sub->ident, o->topics[i], 0);
         if (err != RT_OK)
             return err;
+        if (!rt_proxy_subscribe_approved()) /* proxy.subscribe: only what the backend allowed (subscribe_ask) */
+            return RT_EFORBIDDEN;
     }
     rt_replay_t r = {0};
     r.patterns = o->topics;

@@ -18,6 +18,7 @@
 #include "message.h"
 #include "ops.h"
 #include "plugin.h"
+#include "proxy.h"
 #include "publish.h"
 #include "text.h"
 
@@ -435,4 +436,5 @@ const rt_services_t rt_services = {
     rt_sub_presence_request,
     rt_sub_presence_snapshot,
     rt_sub_client,
+    rt_proxy_subscribe_ask,
 };

@@ -1,9 +1,8 @@
 /*
- * Proxy calls: before a transport sees a subscribe request, the broker POSTs the event to the application backend
- * (proxy.connect.url) and waits for its verdict without blocking the worker: the request stays pending until the
- * answer, a timeout or a failure, then goes on to the transport (with the identity the backend granted) or gets
- * the refusal. Owns the proxy.* keys, the JSON of the calls and answers, the in-flight bound and their metrics.
- * The HTTP itself is httpclient.c's.
+ * Proxy calls, the common part: the proxy.* keys, the JSON of a call and of an answer, the verdict with the failure
+ * policy applied, the bound on calls in flight and their metrics. A call never blocks a worker: its verdict comes
+ * back on the worker's loop. What waits for a verdict (requests, subscribes, publishes) is proxy_flow.c's; the HTTP
+ * is httpclient.c's.
  */
 #include "proxy.h"
 
@@ -19,8 +18,9 @@
 #include "presence.h"
 #include "text.h"
 
-enum { EV_CONNECT, EV_COUNT };
-static const char *const ev_names[EV_COUNT] = {"connect"};
+#define EV_COUNT RT_PROXY_NEVENTS
+#define EV_CONNECT RT_PROXY_CONNECT
+static const char *const ev_names[EV_COUNT] = {"connect", "subscribe", "publish"};
 enum { R_ALLOW, R_DENY, R_ERROR };
 static const char *const result_names[] = {"allow", "deny", "error"};
 
@@ -36,8 +36,6 @@ static uint64_t timeout_ms;
 static int policy_allow;
 static size_t max_in_flight;
 static atomic_size_t in_flight; /* calls waiting for an answer, all workers */
-__thread rt_ident_t *rt_proxy_grant;
-__thread int rt_proxy_refusal;
 
 static const double bucket_s[] = {0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5};
 #define NBUCKETS (sizeof(bucket_s) / sizeof(bucket_s[0]))
@@ -119,27 +117,26 @@ int rt_proxy_init(char *err, size_t errlen)
     return 0;
 }
 
-int rt_proxy_connect_enabled(void) { return hooks[EV_CONNECT].on; }
+int rt_proxy_enabled(int event) { return hooks[event].on; }
 
-/* The claims of the request's token, when it verifies: its payload as JSON; else null. Fills *id too. */
-static void append_identity(rt_buf_t *b, h2o_req_t *req)
+/* user and claims: the connection's identity when it has one; else the request's token, when it verifies. */
+static void append_identity(rt_buf_t *b, h2o_req_t *req, const rt_ident_t *who)
 {
     rt_ident_t *id = NULL;
     const char *why;
-    rt_str_t tok = rt_auth_token(req);
-    if (tok.len == 0 || rt_auth_identify(req, &id, &why) != RT_OK || id == NULL) {
-        rt_buf_appendc(b, ",\"user\":null,\"claims\":null");
-        return;
-    }
+    rt_str_t tok = req ? rt_auth_token(req) : rt_str(NULL, 0);
+    if (tok.len && (rt_auth_identify(req, &id, &why) != RT_OK || id == NULL))
+        tok.len = 0;
+    const rt_ident_t *u = who ? who : id;
     rt_buf_appendc(b, ",\"user\":");
-    if (id->user[0])
-        rt_json_append_string(b, rt_cstr(id->user));
+    if (u && u->user[0])
+        rt_json_append_string(b, rt_cstr(u->user));
     else
         rt_buf_appendc(b, "null");
     rt_ident_free(id);
     char claims[4096];
     size_t n = 0;
-    const char *dot1 = memchr(tok.base, '.', tok.len);
+    const char *dot1 = tok.len ? memchr(tok.base, '.', tok.len) : NULL;
     const char *dot2 = dot1 ? memchr(dot1 + 1, '.', tok.len - (size_t)(dot1 + 1 - tok.base)) : NULL;
     rt_buf_appendc(b, ",\"claims\":");
     if (dot2 && rt_b64url_decode(dot1 + 1, (size_t)(dot2 - dot1 - 1), claims, sizeof(claims), &n) == 0 &&
@@ -149,11 +146,27 @@ static void append_identity(rt_buf_t *b, h2o_req_t *req)
         rt_buf_appendc(b, "null");
 }
 
-static void append_headers(rt_buf_t *b, const hook_t *h, h2o_req_t *req)
+void rt_proxy_describe(rt_buf_t *b, int ev, rt_str_t client, const char *transport, h2o_req_t *req, h2o_socket_t *sock,
+                       const rt_ident_t *who)
 {
+    char ip[64] = "?";
+    if (req)
+        rt_peer_ip(req, ip, sizeof(ip));
+    else if (sock)
+        rt_sock_peer_ip(sock, ip, sizeof(ip));
+    rt_buf_printf(b, "{\"event\":\"%s\",\"client\":", ev_names[ev]);
+    if (client.len)
+        rt_json_append_string(b, client);
+    else
+        rt_buf_appendc(b, "null");
+    rt_buf_appendc(b, ",\"transport\":");
+    rt_json_append_string(b, rt_cstr(transport));
+    rt_buf_appendc(b, ",\"ip\":");
+    rt_json_append_string(b, rt_cstr(ip));
+    append_identity(b, req, who);
     rt_buf_appendc(b, ",\"headers\":{");
-    int first = 1;
-    for (size_t i = 0; i < h->nheaders; i++) {
+    const hook_t *h = &hooks[ev];
+    for (size_t i = 0, first = 1; req && i < h->nheaders; i++) {
         rt_str_t v = rt_req_header(req, h->headers[i]);
         if (v.base == NULL)
             continue;
@@ -167,16 +180,11 @@ static void append_headers(rt_buf_t *b, const hook_t *h, h2o_req_t *req)
 }
 
 /* What the backend said. */
-typedef struct answer {
-    int result;       /* R_ALLOW, R_DENY or R_ERROR */
-    int err;          /* R_DENY: RT_EUNAUTHORIZED, RT_EFORBIDDEN or RT_ERATELIMIT */
-    char reason[256]; /* R_DENY: the backend's reason; R_ERROR: what went wrong */
-    rt_ident_t *grant; /* R_ALLOW on connect: the identity it gave, or NULL to keep the request's own */
-} answer_t;
+/* The answer read: R_ALLOW (v->grant, v->data maybe set), R_DENY (v->err, v->reason) or R_ERROR (v->reason). */
+typedef rt_proxy_verdict_t answer_t;
 
 static int fail(answer_t *a, const char *fmt, const char *detail)
 {
-    a->result = R_ERROR;
     snprintf(a->reason, sizeof(a->reason), fmt, detail);
     return R_ERROR;
 }
@@ -207,7 +215,8 @@ static int read_answer(int ev, int status, rt_str_t body, const char *err, answe
     if (n < 0)
         return fail(a, "%s", "answered something else than a JSON object");
     int allow = -1, granted = 0;
-    rt_str_t user = {0}, info = {0}, subs = {0}, pubs = {0}, reason = {0};
+    rt_str_t user = {0}, info = {0}, subs = {0}, pubs = {0}, reason = {0}, data = {0};
+    char data_type = 0;
     double exp_at = 0, code = 403;
     for (int i = 0; i < n; i++) {
         rt_str_t k = f[i].key, v = f[i].value;
@@ -228,11 +237,12 @@ static int read_answer(int ev, int status, rt_str_t body, const char *err, answe
             pubs = v, granted = 1;
         else if (rt_str_eqc(k, "expire_at") && t == 'n')
             exp_at = number(v), granted = 1;
+        else if (rt_str_eqc(k, "data"))
+            data = v, data_type = t;
     }
     if (allow < 0)
         return fail(a, "%s", "answered without \"allow\":true or false");
     if (!allow) {
-        a->result = R_DENY;
         a->err = code == 401 ? RT_EUNAUTHORIZED : code == 403 ? RT_EFORBIDDEN : code == 429 ? RT_ERATELIMIT : 0;
         if (a->err == 0)
             return fail(a, "%s", "refused with a code other than 401, 403 or 429");
@@ -241,9 +251,13 @@ static int read_answer(int ev, int status, rt_str_t body, const char *err, answe
             snprintf(a->reason, sizeof(a->reason), "refused by the application backend");
         else
             a->reason[rl] = '\0';
-        return a->result;
+        return R_DENY;
     }
-    a->result = R_ALLOW;
+    if (ev == RT_PROXY_PUBLISH && data.len) { /* a string replaces the payload with its text, another value with its JSON */
+        a->data = rt_malloc(data.len + 1);
+        int dl = data_type == 's' ? rt_json_unescape(data, a->data, data.len) : (memcpy(a->data, data.base, data.len), (int)data.len);
+        a->data_len = dl < 0 ? 0 : (size_t)dl;
+    }
     if (ev != EV_CONNECT || !granted)
         return R_ALLOW;
     char name[sizeof(((rt_ident_t *)0)->user)];
@@ -266,100 +280,67 @@ static int read_answer(int ev, int status, rt_str_t body, const char *err, answe
     return R_ALLOW;
 }
 
-/* A connect waiting for the backend. The anchor lives in the request's pool: when h2o disposes the request first
- * (the client went away), the call is dropped. */
-typedef struct pending {
-    h2o_req_t *req;
-    const rt_transport_t *tp;
-    rt_httpc_call_t *call;
-    struct pending **anchor;
+struct rt_proxy_call {
+    rt_httpc_call_t *http;
+    int event;
     uint64_t t0;
-} pending_t;
+    rt_proxy_done_t done;
+    void *arg;
+};
 
-static void on_req_gone(void *p)
+/* A failure becomes a verdict under proxy.failure_policy: allowed, or 503 unavailable. */
+static void apply_policy(answer_t *a, int result)
 {
-    pending_t *pc = *(pending_t **)p;
-    if (pc == NULL)
+    if (result == R_DENY)
         return;
-    rt_httpc_cancel(pc->call);
-    atomic_fetch_sub(&in_flight, 1);
-    free(pc);
-}
-
-static void connect_go(h2o_req_t *req, const rt_transport_t *tp, answer_t *a)
-{
-    if (a->result == R_ERROR && policy_allow)
-        a->result = R_ALLOW;
-    if (a->result == R_ALLOW) {
-        rt_proxy_grant = a->grant;
-        tp->start((rt_request_t *)req);
-        if (rt_proxy_grant) /* the transport answered without opening a subscriber */
-            rt_ident_free(rt_proxy_grant);
-        rt_proxy_grant = NULL;
-    } else if (a->result == R_DENY && req->upgrade.base != NULL) {
-        rt_proxy_refusal = a->err; /* WebSocket: refused after the upgrade, with its close code */
-        tp->start((rt_request_t *)req);
-        rt_proxy_refusal = 0;
-    } else if (a->result == R_DENY) {
-        rt_http_error_status(req, rt_err_status(a->err), rt_strerror(a->err), a->reason);
-    } else {
-        char msg[320];
-        snprintf(msg, sizeof(msg), "the application backend could not decide (%s); retry later", a->reason);
-        rt_http_error_status(req, 503, "unavailable", msg);
+    if (result == R_ERROR && !policy_allow) {
+        char why[sizeof(a->reason)];
+        snprintf(why, sizeof(why), "%s", a->reason);
+        snprintf(a->reason, sizeof(a->reason), "the application backend could not decide (%.160s); retry later", why);
+        a->err = RT_EUNAVAILABLE;
+        return;
     }
+    a->err = RT_OK;
 }
 
-static void on_connect_answer(void *arg, int status, rt_str_t body, const char *err)
+static void on_answer(void *arg, int status, rt_str_t body, const char *err)
 {
-    pending_t *pc = arg;
-    *pc->anchor = NULL;
+    rt_proxy_call_t *c = arg;
     atomic_fetch_sub(&in_flight, 1);
     answer_t a;
-    int r = read_answer(EV_CONNECT, status, body, err, &a);
-    count(EV_CONNECT, r, pc->t0);
+    int r = read_answer(c->event, status, body, err, &a);
+    count(c->event, r, c->t0);
     if (r == R_ERROR)
-        rt_log(RT_LOG_WARN, "proxy: connect call failed: %s", a.reason);
-    h2o_req_t *req = pc->req;
-    const rt_transport_t *tp = pc->tp;
-    free(pc);
-    connect_go(req, tp, &a);
+        rt_log(RT_LOG_WARN, "proxy: %s call failed: %s", ev_names[c->event], a.reason);
+    apply_policy(&a, r);
+    rt_proxy_done_t done = c->done;
+    void *darg = c->arg;
+    free(c);
+    done(darg, &a);
 }
 
-void rt_proxy_connect(h2o_req_t *req, const rt_transport_t *tp)
+rt_proxy_call_t *rt_proxy_ask(int event, rt_str_t body, rt_proxy_done_t done, void *arg, rt_proxy_verdict_t *now)
 {
-    rt_worker_t *w = rt_current_worker;
     if (atomic_fetch_add(&in_flight, 1) >= max_in_flight) {
         atomic_fetch_sub(&in_flight, 1);
-        answer_t a = {.result = R_ERROR};
-        snprintf(a.reason, sizeof(a.reason), "proxy.max_in_flight calls are already waiting");
-        count(EV_CONNECT, R_ERROR, rt_now_ms());
-        connect_go(req, tp, &a);
-        return;
+        memset(now, 0, sizeof(*now));
+        snprintf(now->reason, sizeof(now->reason), "proxy.max_in_flight calls are already waiting");
+        count(event, R_ERROR, rt_now_ms());
+        apply_policy(now, R_ERROR);
+        return NULL;
     }
-    const hook_t *h = &hooks[EV_CONNECT];
-    char client[RT_CLIENT_MAX + 1], ip[64];
-    rt_str_t given;
-    if (rt_req_query(req, "client", 0, &given) && rt_presence_client_ok(given))
-        snprintf(client, sizeof(client), "%.*s", (int)given.len, given.base);
-    else
-        rt_presence_new_client(client);
-    rt_peer_ip(req, ip, sizeof(ip));
-    rt_buf_t b = {0};
-    rt_buf_appendc(&b, "{\"event\":\"connect\",\"client\":");
-    rt_json_append_string(&b, rt_cstr(client));
-    rt_buf_appendc(&b, ",\"transport\":");
-    rt_json_append_string(&b, rt_cstr(tp->name));
-    rt_buf_appendc(&b, ",\"ip\":");
-    rt_json_append_string(&b, rt_cstr(ip));
-    append_identity(&b, req);
-    append_headers(&b, h, req);
-    rt_buf_appendc(&b, "}");
-    pending_t *pc = rt_calloc(1, sizeof(*pc));
-    pc->req = req;
-    pc->tp = tp;
-    pc->t0 = rt_now_ms();
-    pc->anchor = h2o_mem_alloc_shared(&req->pool, sizeof(*pc->anchor), on_req_gone);
-    *pc->anchor = pc;
-    pc->call = rt_httpc_post(w, &h->target, rt_str(b.base, b.len), NULL, timeout_ms, on_connect_answer, pc);
-    rt_buf_free(&b);
+    rt_proxy_call_t *c = rt_calloc(1, sizeof(*c));
+    c->event = event;
+    c->t0 = rt_now_ms();
+    c->done = done;
+    c->arg = arg;
+    c->http = rt_httpc_post(rt_current_worker, &hooks[event].target, body, NULL, timeout_ms, on_answer, c);
+    return c;
+}
+
+void rt_proxy_cancel(rt_proxy_call_t *c)
+{
+    atomic_fetch_sub(&in_flight, 1);
+    rt_httpc_cancel(c->http);
+    free(c);
 }

@@ -67,8 +67,8 @@ static void subscribe_request(h2o_req_t *req, const rt_transport_t *tp)
         rt_http_error(req, RT_ERATELIMIT, "too many new subscriptions from this address (limits.connections_per_ip)");
         return;
     }
-    if (rt_proxy_connect_enabled())
-        rt_proxy_connect(req, tp); /* the backend decides; the request waits for it */
+    if (rt_proxy_gates_requests())
+        rt_proxy_request(req, tp); /* the backend decides (connect, subscribe); the request waits for it */
     else
         tp->start((rt_request_t *)req);
 }

@@ -233,6 +233,16 @@ typedef struct rt_services {
      * RT_OK, RT_ETOPIC, RT_EUNAUTHORIZED or RT_EFORBIDDEN. */
     int (*presence_snapshot)(rt_sub_t *sub, rt_str_t topic, rt_str_t *json);
     rt_str_t (*sub_client)(rt_sub_t *sub); /* the connection's client id once it joined a presence; else empty */
+
+    /* --- backend hooks (worker thread; appended to ABI 1) ---
+     * Before subscribing a live connection to a topic (e.g. a `sub` op), ask the application backend when
+     * proxy.subscribe is configured. 0: no proxy, subscribe now. 1: `done` follows (maybe before this returns) with
+     * RT_OK — then call subscribe from within `done` — or the refusal (RT_EUNAUTHORIZED, RT_EFORBIDDEN, RT_ERATELIMIT,
+     * RT_EUNAVAILABLE) and the backend's reason. `arg` must be NULL or malloc'd: when the connection ends before the
+     * answer, `done` is not called and the broker frees `arg`. With proxy.subscribe configured, a subscribe made
+     * outside such a `done` (or a request the broker asked about before `start`) is refused with RT_EFORBIDDEN. */
+    int (*subscribe_ask)(rt_sub_t *sub, rt_str_t topic, void (*done)(rt_sub_t *sub, int err, const char *why, void *arg),
+                         void *arg);
 } rt_services_t;
 
 /* The table a plugin exports as `rt_transport_v1`. */
