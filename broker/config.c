@@ -73,6 +73,8 @@ static const rt_cfg_value_t core_keys[] = {
     K("proxy.subscribe.forward_headers", RT_CFG_LIST, "", 0, 0),
     K("proxy.publish.url", RT_CFG_STRING, "", 0, 0),
     K("proxy.publish.forward_headers", RT_CFG_LIST, "", 0, 0),
+    K("proxy.refresh.url", RT_CFG_STRING, "", 0, 0),
+    K("proxy.refresh.forward_headers", RT_CFG_LIST, "", 0, 0),
     K("proxy.timeout", RT_CFG_DURATION, "1s", 10, 60000),
     K("proxy.failure_policy", RT_CFG_STRING, "deny", 0, 0),
     K("proxy.max_in_flight", RT_CFG_INT, "1000", 1, 1000000),

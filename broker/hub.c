@@ -55,9 +55,10 @@ static void check_expiry(rt_worker_t *w, int64_t now)
         if (sub->ident == NULL || sub->ident->exp_ms == 0 || sub->ending || sub->closed)
             continue;
         int64_t left = sub->ident->exp_ms - now;
-        if (left <= 0)
+        int refreshed = sub->ident->proxied && rt_proxy_enabled(RT_PROXY_REFRESH); /* the backend extends it */
+        if (left <= 0 && !(refreshed && rt_proxy_refresh(sub)))
             schedule_end(sub, RT_END_EXPIRED);
-        else if (left <= 60000 && !sub->expiry_noticed && sub->tp->expiring) {
+        else if (left <= 60000 && !refreshed && !sub->expiry_noticed && sub->tp->expiring) {
             sub->expiry_noticed = 1;
             sub->tp->expiring(sub, (left + 999) / 1000);
         }

@@ -11,6 +11,7 @@ typedef struct rt_ident {
     char **sub_pats, **pub_pats;
     size_t nsub, npub;
     char *info;          /* the claim's `info` object as JSON (<= 1 KiB), or NULL */
+    unsigned proxied : 1, refreshing : 1; /* granted by the connect proxy; a refresh call is waiting (proxy.c) */
 } rt_ident_t;
 
 /* Reads auth.jwt.*; 0, or -1 with err naming the key. Without auth.jwt.secret and public_key_file, no token

@@ -20,7 +20,7 @@
 
 #define EV_COUNT RT_PROXY_NEVENTS
 #define EV_CONNECT RT_PROXY_CONNECT
-static const char *const ev_names[EV_COUNT] = {"connect", "subscribe", "publish"};
+static const char *const ev_names[EV_COUNT] = {"connect", "subscribe", "publish", "refresh"};
 enum { R_ALLOW, R_DENY, R_ERROR };
 static const char *const result_names[] = {"allow", "deny", "error"};
 
@@ -258,6 +258,8 @@ static int read_answer(int ev, int status, rt_str_t body, const char *err, answe
         int dl = data_type == 's' ? rt_json_unescape(data, a->data, data.len) : (memcpy(a->data, data.base, data.len), (int)data.len);
         a->data_len = dl < 0 ? 0 : (size_t)dl;
     }
+    if (ev == RT_PROXY_REFRESH && exp_at > 0)
+        a->expire_at_ms = (int64_t)(exp_at * 1000);
     if (ev != EV_CONNECT || !granted)
         return R_ALLOW;
     char name[sizeof(((rt_ident_t *)0)->user)];
@@ -276,6 +278,7 @@ static int read_answer(int ev, int status, rt_str_t body, const char *err, answe
     }
     rt_buf_append(&perms, "}", 2);
     a->grant = rt_ident_new(ulen ? name : NULL, exp_at > 0 ? (int64_t)(exp_at * 1000) : 0, perms.base);
+    a->grant->proxied = 1;
     rt_buf_free(&perms);
     return R_ALLOW;
 }

@@ -8,7 +8,7 @@
 #include "jwtauth.h"
 #include "rt.h"
 
-enum { RT_PROXY_CONNECT, RT_PROXY_SUBSCRIBE, RT_PROXY_PUBLISH, RT_PROXY_NEVENTS };
+enum { RT_PROXY_CONNECT, RT_PROXY_SUBSCRIBE, RT_PROXY_PUBLISH, RT_PROXY_REFRESH, RT_PROXY_NEVENTS };
 
 /* Main thread, after the configuration is loaded: 0, or -1 with err naming the key. */
 int rt_proxy_init(char *err, size_t errlen);
@@ -23,6 +23,7 @@ typedef struct rt_proxy_verdict {
     rt_ident_t *grant;  /* connect: the identity granted, or NULL (the receiver takes it) */
     char *data;         /* publish: the replacement payload (malloc'd; the receiver takes it), or NULL */
     size_t data_len;
+    int64_t expire_at_ms; /* refresh: the new expiry (wall clock), 0 when the answer gave none */
 } rt_proxy_verdict_t;
 typedef struct rt_proxy_call rt_proxy_call_t;
 typedef void (*rt_proxy_done_t)(void *arg, rt_proxy_verdict_t *v);
@@ -46,6 +47,9 @@ void rt_proxy_request(h2o_req_t *req, const rt_transport_t *tp);
 /* rt_services_t.subscribe_ask: 0 when no subscribe proxy is configured (subscribe now), 1 when done follows. */
 int rt_proxy_subscribe_ask(rt_sub_t *sub, rt_str_t topic, void (*done)(rt_sub_t *sub, int err, const char *why, void *arg),
                            void *arg);
+/* For the hub's expiry scan: a connection whose connect-proxy identity expired is asked about again (proxy.refresh)
+ * instead of ending; 1 when that is under way. */
+int rt_proxy_refresh(rt_sub_t *sub);
 /* For rt_sub_subscribe: whether this subscription was approved by the subscribe proxy (or none is configured). */
 int rt_proxy_subscribe_approved(void);
 /* A publish's continuation: err RT_OK (publish now, with *data instead of the payload when the backend replaced it),

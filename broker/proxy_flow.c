@@ -304,3 +304,40 @@ int rt_proxy_publish(rt_sub_t *sub, h2o_req_t *req, rt_str_t topic, rt_str_t dat
     }
     return 1;
 }
+
+/* ------------------------------------------------------------------ refresh */
+
+static void on_refresh_verdict(void *arg, rt_proxy_verdict_t *v)
+{
+    rt_sub_t *sub = arg;
+    rt_ident_t *id = sub->ident;
+    if (!sub->closed && id && id->refreshing) {
+        id->refreshing = 0;
+        if (v->err != RT_OK) {
+            id->proxied = 0; /* ended by the next expiry scan, as an expired token */
+            rt_log(RT_LOG_INFO, "proxy: refresh refused for %s: %s", id->user[0] ? id->user : "(anonymous)", v->reason);
+        } else {
+            /* no new expire_at: no expiry any more (the hub keeps counting it as expiring) */
+            id->exp_ms = v->expire_at_ms ? v->expire_at_ms : INT64_MAX / 2;
+        }
+    }
+    rt_ident_free(v->grant);
+    free(v->data);
+    rt_sub_put(sub);
+}
+
+int rt_proxy_refresh(rt_sub_t *sub)
+{
+    if (sub->ident->refreshing)
+        return 1;
+    sub->ident->refreshing = 1;
+    rt_sub_hold(sub);
+    rt_buf_t b = {0};
+    rt_proxy_describe(&b, RT_PROXY_REFRESH, rt_sub_client(sub), sub->tp->name, sub->req, sub->sock, sub->ident);
+    rt_buf_appendc(&b, "}");
+    rt_proxy_verdict_t now;
+    if (rt_proxy_ask(RT_PROXY_REFRESH, rt_str(b.base, b.len), on_refresh_verdict, sub, &now) == NULL)
+        on_refresh_verdict(sub, &now);
+    rt_buf_free(&b);
+    return 1;
+}

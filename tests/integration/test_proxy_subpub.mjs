@@ -129,4 +129,36 @@ t.test('rt.v1: sub waits for the verdict; a refused topic is never subscribed; p
   assert(/rtbroker_proxy_calls_total\{event="publish",result="deny"\} [1-9]/.test(m), 'publish refusals counted');
 });
 
+t.test('refresh: at expire_at the backend is asked again; a new expire_at extends the connection, a refusal ends it', async (c) => {
+  const port = await freePort();
+  const calls = [];
+  const server = http.createServer((req, res) => {
+    let body = '';
+    req.on('data', (d) => { body += d; });
+    req.on('end', () => {
+      const ev = JSON.parse(body);
+      calls.push({ ...ev, at: Date.now() });
+      const soon = Date.now() / 1000 + 0.8;
+      const answer = ev.event === 'connect' ? { allow: true, user: 'rita', subscribe: ['room.>'], expire_at: soon }
+        : calls.filter((x) => x.event === 'refresh').length === 1 ? { allow: true, expire_at: soon, user: 'ignored' }
+          : { allow: false, code: 403, reason: 'session over' };
+      res.writeHead(200, { 'Content-Type': 'application/json' });
+      res.end(JSON.stringify(answer));
+    });
+  });
+  await new Promise((r) => server.listen(port, '127.0.0.1', r));
+  c.defer(() => new Promise((r) => { server.closeAllConnections(); server.close(r); }));
+  const url = `http://127.0.0.1:${port}`;
+  const b = await c.broker({ config: { proxy: { connect: { url: `${url}/c` }, refresh: { url: `${url}/r` } } } });
+  const t0 = Date.now();
+  const s = await subscribe(b.base, '/sub/room.r');
+  c.defer(() => s.close());
+  await s.waitFor((x) => x.ended, 6000 * SLOW, 'the stream ends after the refused refresh');
+  const refreshes = calls.filter((x) => x.event === 'refresh');
+  eq(refreshes.length, 2, 'two refresh calls: one extended, one refused');
+  eq([refreshes[0].user, refreshes[0].transport], ['rita', 'sse'], 'the refresh call names the connection');
+  assert(s.endedAt - t0 >= 1400, `the first refresh extended the connection (ended after ${s.endedAt - t0} ms)`);
+  assert(s.events.some((e) => e.event === 'rt.expired'), `ended as expired: ${trunc(s.text())}`);
+});
+
 t.run();
