@@ -223,6 +223,10 @@ void rt_publish_handle(h2o_req_t *req, rt_str_t path)
     int err = rt_auth_identify(req, &who, &why);
     if (err == RT_OK)
         err = rt_publish_check(who, topic, event, has_event, key, req->entity.len, &why);
+    if (err == RT_EUNAUTHORIZED && who == NULL && rt_proxy_enabled(RT_PROXY_PUBLISH)) {
+        /* no credentials at all (a session-cookie app): proxy.publish decides; the checks before rights passed */
+        err = req->entity.len > rt_lim.max_message_bytes ? RT_ETOOLARGE : RT_OK;
+    }
     if (err == RT_OK && rt_lim.publish_per_subject > 0 &&
         !rt_rate_allow('s', who ? rt_cstr(who->user) : peer(req, ipbuf), rt_lim.publish_per_subject)) {
         err = RT_ERATELIMIT;
