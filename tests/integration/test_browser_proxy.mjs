@@ -3,10 +3,10 @@
 // (an HTTP server in this process) turns the cookie into a user with rights, and a wrong cookie is refused
 // (realtime.js reports it as a forbidden subscription).
 import fs from 'node:fs';
-import http from 'node:http';
 import path from 'node:path';
-import { suite, assert, eq, waitFor, mkTemp, trunc, freePort, HERE, ROOT } from './lib.mjs';
+import { suite, assert, eq, waitFor, mkTemp, trunc, HERE, ROOT } from './lib.mjs';
 import { launchChromium } from './browserlib.mjs';
+import { hookBackend } from './hookslib.mjs';
 
 const t = suite(import.meta.url, { hardTimeoutMs: 90000 });
 
@@ -18,31 +18,21 @@ function webRoot() {
 }
 
 t.test('session cookie → user on WebSocket, SSE and long-poll (subscribe and publish); a wrong session is refused', async (c) => {
-  const port = await freePort();
-  const calls = [];
-  const server = http.createServer((req, res) => {
-    let body = '';
-    req.on('data', (d) => { body += d; });
-    req.on('end', () => {
-      const ev = JSON.parse(body);
-      calls.push(ev);
-      // a live WebSocket's calls carry no headers (the request is gone), but the user connect named
-      const ok = /(?:^|;\s*)session=good(?:;|$)/.test(ev.headers.cookie || '') || ev.user === 'carla';
-      res.writeHead(200, { 'Content-Type': 'application/json' });
-      res.end(JSON.stringify(ok ? (ev.event === 'connect' ? { allow: true, user: 'carla', subscribe: ['app.>'], publish: ['app.>'] } : { allow: true })
-        : { allow: false, code: 403, reason: 'unknown session' }));
-    });
+  const be = await hookBackend(c, (ev, reply) => {
+    // a live WebSocket's calls carry no headers (the request is gone), but the user connect named
+    const ok = /(?:^|;\s*)session=good(?:;|$)/.test(ev.headers.cookie || '') || ev.user === 'carla';
+    reply(ok ? (ev.event === 'connect' ? { allow: true, user: 'carla', subscribe: ['app.>'], publish: ['app.>'] } : { allow: true })
+      : { allow: false, code: 403, reason: 'unknown session' });
   });
-  await new Promise((r) => server.listen(port, '127.0.0.1', r));
-  c.defer(() => new Promise((r) => { server.closeAllConnections(); server.close(r); }));
+  const { calls } = be;
   const b = await c.broker({
     config: {
       plugins: { load: ['sse', 'longpoll', 'websocket'] },
       web: { root: webRoot() },
       auth: { anonymous: { subscribe: [], publish: [] } },
       // POST /pub (SSE and long-poll publish with it) carries no token: proxy.publish decides from the cookie
-      proxy: { connect: { url: `http://127.0.0.1:${port}/connect`, forward_headers: ['Cookie'] },
-        publish: { url: `http://127.0.0.1:${port}/publish`, forward_headers: ['Cookie'] } },
+      proxy: { connect: { url: be.url('/connect'), forward_headers: ['Cookie'] },
+        publish: { url: be.url('/publish'), forward_headers: ['Cookie'] } },
     },
   });
   const br = await launchChromium();

@@ -9,47 +9,35 @@ import { spawn } from 'node:child_process';
 import path from 'node:path';
 import WebSocket from 'ws';
 import { extractBlocks } from './docs_extract.mjs';
+import { hookBackend } from './hookslib.mjs';
 import { ROOT, suite, assert, eq, request, subscribe, openSSE, poll, publishOk, sleep, waitFor, freePort, trunc, SLOW } from './lib.mjs';
 
 const t = suite(import.meta.url, { hardTimeoutMs: 120000 });
 const W = 5000 * SLOW;
 const SECRET = 'proxy-test-secret-0123456789abcdef';
 
-/** The application backend: its answer depends on the session cookie. Records every call. */
+/** The application backend: its answer depends on the session cookie. */
 async function backend(c) {
-  const port = await freePort();
-  const b = { port, calls: [], sockets: 0, url: `http://127.0.0.1:${port}/rt/connect` };
-  const server = http.createServer((req, res) => {
-    let body = '';
-    req.on('data', (d) => { body += d; });
-    req.on('end', () => {
-      let ev = null;
-      try { ev = JSON.parse(body); } catch { /* recorded as null */ }
-      b.calls.push({ path: req.url, ct: req.headers['content-type'], ev });
-      const session = /(?:^|;\s*)session=([^;]*)/.exec(ev?.headers?.cookie || '')?.[1] || '';
-      const json = (o, status = 200) => { res.writeHead(status, { 'Content-Type': 'application/json' }); res.end(JSON.stringify(o)); };
-      switch (session) {
-        case '': return json({ allow: false, code: 401, reason: 'no session cookie' });
-        case 'alice': return json({ allow: true, user: 'alice', info: { name: 'Alice' }, subscribe: ['room.>'], extra: 1 });
-        case 'expiring': return json({ allow: true, user: 'eve', subscribe: ['room.>'], expire_at: Date.now() / 1000 + 1.5 });
-        case 'plain': return json({ allow: true });
-        case 'banned': return json({ allow: false, code: 403, reason: 'banned: "spam"' });
-        case 'busy': return json({ allow: false, code: 429, reason: 'slow down' });
-        case 'teapot': return json({ allow: false, code: 418 });
-        case 'slow': return setTimeout(() => json({ allow: true, user: 'late', subscribe: ['room.>'] }), 1500);
-        case 'http500': return json({ allow: true }, 500);
-        case 'garbage': res.writeHead(200, { 'Content-Type': 'application/json' }); return res.end('{"allow":tru');
-        case 'noallow': return json({ user: 'x' });
-        case 'cut': res.writeHead(200, { 'Content-Type': 'application/json', 'Content-Length': '100' }); res.write('{"allow":true,');
-          return setTimeout(() => res.socket.destroy(), 50);
-        default: return json({ allow: false, code: 403, reason: `unknown session ${session}` });
-      }
-    });
+  const b = await hookBackend(c, (ev, json, res) => {
+    const session = /(?:^|;\s*)session=([^;]*)/.exec(ev?.headers?.cookie || '')?.[1] || '';
+    switch (session) {
+      case '': return json({ allow: false, code: 401, reason: 'no session cookie' });
+      case 'alice': return json({ allow: true, user: 'alice', info: { name: 'Alice' }, subscribe: ['room.>'], extra: 1 });
+      case 'expiring': return json({ allow: true, user: 'eve', subscribe: ['room.>'], expire_at: Date.now() / 1000 + 1.5 });
+      case 'plain': return json({ allow: true });
+      case 'banned': return json({ allow: false, code: 403, reason: 'banned: "spam"' });
+      case 'busy': return json({ allow: false, code: 429, reason: 'slow down' });
+      case 'teapot': return json({ allow: false, code: 418 });
+      case 'slow': return setTimeout(() => json({ allow: true, user: 'late', subscribe: ['room.>'] }), 1500);
+      case 'http500': return json({ allow: true }, 500);
+      case 'garbage': res.writeHead(200, { 'Content-Type': 'application/json' }); return res.end('{"allow":tru');
+      case 'noallow': return json({ user: 'x' });
+      case 'cut': res.writeHead(200, { 'Content-Type': 'application/json', 'Content-Length': '100' }); res.write('{"allow":true,');
+        return setTimeout(() => res.socket.destroy(), 50);
+      default: return json({ allow: false, code: 403, reason: `unknown session ${session}` });
+    }
   });
-  server.on('connection', () => { b.sockets++; });
-  await new Promise((r) => server.listen(port, '127.0.0.1', r));
-  b.close = () => new Promise((r) => { server.closeAllConnections(); server.close(r); });
-  c.defer(b.close);
+  b.connectUrl = b.url('/rt/connect');
   return b;
 }
 
@@ -99,15 +87,15 @@ async function metric(base, name) {
 
 t.test('SSE: the session cookie becomes the connection identity; the backend gets the documented call', async (c) => {
   const be = await backend(c);
-  const b = await c.broker({ config: cfg(be.url) });
+  const b = await c.broker({ config: cfg(be.connectUrl) });
   const s = await subscribe(b.base, '/sub/room.a?presence=1', { headers: { ...cookie('alice'), 'X-Tenant': 'acme', 'X-Other': 'no' } });
   c.defer(() => s.close());
   await s.waitFor((x) => sseJoins(x).length > 0, W, 'own join');
   const j = sseJoins(s)[0];
   eq([j.user, JSON.stringify(j.info)], ['alice', '{"name":"Alice"}'], 'presence sees the user and info the backend granted');
   eq(be.calls.length, 1, 'one call');
-  const { path, ct, ev } = be.calls[0];
-  eq([path, ct], ['/rt/connect', 'application/json'], 'POST target and content type');
+  const { path: target, contentType: ct, at: _at, ...ev } = be.calls[0];
+  eq([target, ct], ['/rt/connect', 'application/json'], 'POST target and content type');
   eq(Object.keys(ev).sort(), ['claims', 'client', 'event', 'headers', 'ip', 'transport', 'user'], 'call fields');
   eq([ev.event, ev.transport, ev.ip, ev.user, ev.claims], ['connect', 'sse', '127.0.0.1', null, null], 'call values');
   assert(typeof ev.client === 'string' && ev.client.length > 0, `client id: ${ev.client}`);
@@ -120,7 +108,7 @@ t.test('SSE: the session cookie becomes the connection identity; the backend get
 
 t.test('every transport: allowed with the cookie, refused with the backend code and reason', async (c) => {
   const be = await backend(c);
-  const b = await c.broker({ config: cfg(be.url) });
+  const b = await c.broker({ config: cfg(be.connectUrl) });
   const ws = b.base.replace('http', 'ws');
   // long-poll
   const p = await poll(b.base, { topic: 'room.lp', timeout: 1 }, { headers: cookie('alice') });
@@ -158,13 +146,13 @@ t.test('every transport: allowed with the cookie, refused with the backend code 
   eq(n.status, 200, 'ndjson allowed');
   const nd = await ndjson(c, b.base, '/sub/room.nd', cookie('banned'));
   eq(nd.status, 403, 'ndjson refused');
-  const transports = new Set(be.calls.map((x) => x.ev.transport));
+  const transports = new Set(be.calls.map((x) => x.transport));
   eq([...transports].sort(), ['longpoll', 'ndjson', 'sse', 'websocket'].filter((x) => transports.has(x)).sort(), 'transport names');
   assert(transports.has('longpoll') && transports.has('websocket') && transports.has('ndjson'), `transports seen: ${[...transports]}`);
   // allow:true alone keeps the request's own credentials: a token, or anonymous (which opens nothing here)
   const tok = await subscribe(b.base, `/sub/room.t?token=${jwt('tina')}`, { headers: cookie('plain') });
   tok.close();
-  const last = be.calls.at(-1).ev;
+  const last = be.calls.at(-1);
   eq([last.user, last.claims?.sub], ['tina', 'tina'], 'a valid token is described to the backend');
   const anon = await openSSE(b.base, '/sub/room.t', { headers: cookie('plain') });
   anon.close();
@@ -175,7 +163,7 @@ t.test('every transport: allowed with the cookie, refused with the backend code 
 
 t.test('backend failures: deny policy answers 503 quickly; allow policy lets the client in; metrics count them', async (c) => {
   const be = await backend(c);
-  const b = await c.broker({ config: cfg(be.url) });
+  const b = await c.broker({ config: cfg(be.connectUrl) });
   for (const s of ['slow', 'http500', 'garbage', 'noallow', 'cut', 'teapot']) {
     const t0 = Date.now();
     const r = await openSSE(b.base, '/sub/room.f', { headers: cookie(s) });
@@ -196,7 +184,7 @@ t.test('backend failures: deny policy answers 503 quickly; allow policy lets the
   eq((await request(b.base, 'GET', '/healthz')).status, 200, 'the broker is fine');
 
   const be2 = await backend(c);
-  const open = await c.broker({ config: { ...cfg(be2.url, { failure_policy: 'allow' }), auth: { anonymous: { subscribe: ['room.>'] } } } });
+  const open = await c.broker({ config: { ...cfg(be2.connectUrl, { failure_policy: 'allow' }), auth: { anonymous: { subscribe: ['room.>'] } } } });
   const s = await subscribe(open.base, '/sub/room.g', { headers: cookie('garbage') });
   s.close();
   const d = await openSSE(open.base, '/sub/room.g', { headers: cookie('banned') });
@@ -206,7 +194,7 @@ t.test('backend failures: deny policy answers 503 quickly; allow policy lets the
 
 t.test('proxy.max_in_flight: past it the policy applies at once; a client leaving mid-call is fine', async (c) => {
   const be = await backend(c);
-  const b = await c.broker({ workers: 1, config: cfg(be.url, { timeout: '3s', max_in_flight: 1 }) });
+  const b = await c.broker({ workers: 1, config: cfg(be.connectUrl, { timeout: '3s', max_in_flight: 1 }) });
   const first = openSSE(b.base, '/sub/room.m', { headers: cookie('slow') });
   await waitFor(() => be.calls.length === 1, W, 'the first call reached the backend');
   const t0 = Date.now();
@@ -229,7 +217,7 @@ t.test('proxy.max_in_flight: past it the policy applies at once; a client leavin
 
 t.test('expire_at: the connection ends when the backend-given identity expires', async (c) => {
   const be = await backend(c);
-  const b = await c.broker({ config: cfg(be.url) });
+  const b = await c.broker({ config: cfg(be.connectUrl) });
   const s = await subscribe(b.base, '/sub/room.e', { headers: cookie('expiring') });
   c.defer(() => s.close());
   await publishOk(b.base, 'room.e', 'before');

@@ -2,35 +2,21 @@
 // each topic of a subscribe request is asked about before the transport sees it (SSE, long-poll, raw WebSocket),
 // an rt.v1 `sub` op waits for its verdict, and a publish (POST /pub or rt.v1 `pub`) is refused or has its payload
 // replaced by the backend; with the subscribe proxy on nothing subscribes without the backend's yes.
-import http from 'node:http';
 import WebSocket from 'ws';
-import { suite, assert, eq, request, subscribe, openSSE, poll, publish, waitFor, freePort, trunc, SLOW } from './lib.mjs';
+import { suite, assert, eq, request, subscribe, openSSE, poll, publish, waitFor, trunc, SLOW } from './lib.mjs';
+import { hookBackend } from './hookslib.mjs';
 
 const t = suite(import.meta.url, { hardTimeoutMs: 90000 });
 const W = 5000 * SLOW;
 
-async function backend(c) {
-  const port = await freePort();
-  const b = { calls: [], url: (p) => `http://127.0.0.1:${port}${p}` };
-  const server = http.createServer((req, res) => {
-    let body = '';
-    req.on('data', (d) => { body += d; });
-    req.on('end', () => {
-      const ev = JSON.parse(body);
-      b.calls.push(ev);
-      const json = (o) => { res.writeHead(200, { 'Content-Type': 'application/json' }); res.end(JSON.stringify(o)); };
-      if (ev.event === 'connect') return json({ allow: true, user: 'alice', subscribe: ['room.>'], publish: ['room.>'] });
-      if (ev.topic.startsWith('room.secret')) return json({ allow: false, code: 403, reason: `not for ${ev.user}` });
-      if (ev.topic === 'room.slow') return setTimeout(() => json({ allow: true }), 1500);
-      if (ev.event === 'publish' && ev.topic === 'room.rewrite') return json({ allow: true, data: { clean: true, was: ev.data } });
-      if (ev.event === 'publish' && ev.topic === 'room.text') return json({ allow: true, data: 'replaced text' });
-      return json({ allow: true });
-    });
-  });
-  await new Promise((r) => server.listen(port, '127.0.0.1', r));
-  c.defer(() => new Promise((r) => { server.closeAllConnections(); server.close(r); }));
-  return b;
-}
+const backend = (c) => hookBackend(c, (ev, reply) => {
+  if (ev.event === 'connect') return reply({ allow: true, user: 'alice', subscribe: ['room.>'], publish: ['room.>'] });
+  if (ev.topic.startsWith('room.secret')) return reply({ allow: false, code: 403, reason: `not for ${ev.user}` });
+  if (ev.topic === 'room.slow') return setTimeout(() => reply({ allow: true }), 1500);
+  if (ev.event === 'publish' && ev.topic === 'room.rewrite') return reply({ allow: true, data: { clean: true, was: ev.data } });
+  if (ev.event === 'publish' && ev.topic === 'room.text') return reply({ allow: true, data: 'replaced text' });
+  return reply({ allow: true });
+});
 
 const cfg = (be) => ({
   auth: { anonymous: { subscribe: [], publish: ['room.>'] } }, // POST /pub: the broker's own checks come first
@@ -130,25 +116,14 @@ t.test('rt.v1: sub waits for the verdict; a refused topic is never subscribed; p
 });
 
 t.test('refresh: at expire_at the backend is asked again; a new expire_at extends the connection, a refusal ends it', async (c) => {
-  const port = await freePort();
-  const calls = [];
-  const server = http.createServer((req, res) => {
-    let body = '';
-    req.on('data', (d) => { body += d; });
-    req.on('end', () => {
-      const ev = JSON.parse(body);
-      calls.push({ ...ev, at: Date.now() });
-      const soon = Date.now() / 1000 + 0.8;
-      const answer = ev.event === 'connect' ? { allow: true, user: 'rita', subscribe: ['room.>'], expire_at: soon }
-        : calls.filter((x) => x.event === 'refresh').length === 1 ? { allow: true, expire_at: soon, user: 'ignored' }
-          : { allow: false, code: 403, reason: 'session over' };
-      res.writeHead(200, { 'Content-Type': 'application/json' });
-      res.end(JSON.stringify(answer));
-    });
+  let nRefresh = 0;
+  const be = await hookBackend(c, (ev, reply) => {
+    const soon = Date.now() / 1000 + 0.8;
+    if (ev.event === 'connect') return reply({ allow: true, user: 'rita', subscribe: ['room.>'], expire_at: soon });
+    return reply(++nRefresh === 1 ? { allow: true, expire_at: soon, user: 'ignored' } : { allow: false, code: 403, reason: 'session over' });
   });
-  await new Promise((r) => server.listen(port, '127.0.0.1', r));
-  c.defer(() => new Promise((r) => { server.closeAllConnections(); server.close(r); }));
-  const url = `http://127.0.0.1:${port}`;
+  const { calls } = be;
+  const url = be.url('');
   const b = await c.broker({ config: { proxy: { connect: { url: `${url}/c` }, refresh: { url: `${url}/r` } } } });
   const t0 = Date.now();
   const s = await subscribe(b.base, '/sub/room.r');
