@@ -94,15 +94,14 @@ int rt_proxy_init(char *err, size_t errlen)
         const rt_cfg_value_t *fh = rt_cfg(key);
         hooks[e].headers = rt_calloc(fh->nlist + 1, sizeof(char *));
         for (size_t i = 0; i < fh->nlist; i++) {
-            char *h = rt_strndup(rt_cstr(fh->list[i]));
-            for (char *c = h; *c; c++) {
-                if (!(*c == '-' || (*c >= '0' && *c <= '9') || ((*c | 0x20) >= 'a' && (*c | 0x20) <= 'z'))) {
-                    rt_cfg_error(key, err, errlen, "\"%s\" is not a header name", h);
-                    free(h);
-                    return -1;
-                }
-                *c = (char)(*c >= 'A' && *c <= 'Z' ? *c + 32 : *c);
+            const char *name = fh->list[i];
+            if (strspn(name, "-0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz") != strlen(name)) {
+                rt_cfg_error(key, err, errlen, "\"%s\" is not a header name", name);
+                return -1;
             }
+            char *h = rt_strndup(rt_cstr(name));
+            for (char *c = h; *c; c++)
+                *c = (char)(*c >= 'A' && *c <= 'Z' ? *c + 32 : *c); /* h2o keeps request header names in lower case */
             hooks[e].headers[hooks[e].nheaders++] = h;
         }
     }
@@ -179,7 +178,6 @@ void rt_proxy_describe(rt_buf_t *b, int ev, rt_str_t client, const char *transpo
     rt_buf_appendc(b, "}");
 }
 
-/* What the backend said. */
 /* The answer read: R_ALLOW (v->grant, v->data maybe set), R_DENY (v->err, v->reason) or R_ERROR (v->reason). */
 typedef rt_proxy_verdict_t answer_t;
 

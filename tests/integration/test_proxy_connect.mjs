@@ -10,7 +10,7 @@ import path from 'node:path';
 import WebSocket from 'ws';
 import { extractBlocks } from './docs_extract.mjs';
 import { hookBackend } from './hookslib.mjs';
-import { ROOT, suite, assert, eq, request, subscribe, openSSE, poll, publishOk, sleep, waitFor, freePort, trunc, SLOW } from './lib.mjs';
+import { ROOT, runBrokerSync, suite, assert, eq, request, subscribe, openSSE, poll, publishOk, sleep, waitFor, freePort, trunc, SLOW } from './lib.mjs';
 
 const t = suite(import.meta.url, { hardTimeoutMs: 120000 });
 const W = 5000 * SLOW;
@@ -223,6 +223,20 @@ t.test('expire_at: the connection ends when the backend-given identity expires',
   await publishOk(b.base, 'room.e', 'before');
   await s.waitFor((x) => x.ended, 6000 * SLOW, 'stream end at expire_at');
   assert(s.events.some((e) => e.event === 'rt.expired'), `rt.expired event: ${trunc(s.text())}`);
+});
+
+t.test('bad proxy.* values are refused at start with the key named', async () => {
+  const cases = [
+    [{ RTB_PROXY_CONNECT_URL: 'https://x/y' }, 'proxy.connect.url (RTB_PROXY_CONNECT_URL): "https://x/y" https is not supported'],
+    [{ RTB_PROXY_SUBSCRIBE_URL: 'http://h:99999/' }, 'proxy.subscribe.url (RTB_PROXY_SUBSCRIBE_URL): "http://h:99999/" has a bad port'],
+    [{ RTB_PROXY_PUBLISH_URL: 'ftp://h/' }, '"ftp://h/" must start with http://'],
+    [{ RTB_PROXY_CONNECT_URL: 'http://h/', RTB_PROXY_CONNECT_FORWARD_HEADERS: 'Cookie,Bad Header' }, '"Bad Header" is not a header name'],
+    [{ RTB_PROXY_FAILURE_POLICY: 'maybe' }, '"maybe" is neither deny nor allow'],
+  ];
+  for (const [env, want] of cases) {
+    const r = runBrokerSync(['--check-config'], { env });
+    assert(r.code === 2 && r.stderr.includes(want), `${JSON.stringify(env)}: exit ${r.code}, stderr ${trunc(r.stderr)}`);
+  }
 });
 
 t.test("README's example backend, run as printed: the session cookie connects as alice, no cookie gets 401", async (c) => {
