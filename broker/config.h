@@ -86,5 +86,11 @@ void rt_cfg_listen_error(size_t i, const char *field, char *err, size_t errlen, 
     __attribute__((format(printf, 5, 6)));
 int rt_parse_duration_ms(const char *s, int64_t *out);
 int rt_parse_size(const char *s, int64_t *out);
+/* A file's bytes (at most about 1 MiB; NUL-terminated, not counted in len) into *out (caller frees); -1 with err
+ * naming key and its line or variable (rt_cfg_error) when it cannot be read. */
+int rt_read_file(const char *path, unsigned char **out, size_t *len, char *err, size_t errlen, const char *key);
+/* The secret a key names: inline text, env:NAME or file:/path (a trailing newline dropped). 0 with *out NULL when
+ * the key is empty, 0 with a malloc'd *out, or -1 with err (variable unset, file unreadable, secret empty). */
+int rt_cfg_secret(const char *key, unsigned char **out, size_t *len, char *err, size_t errlen);
 
 #endif

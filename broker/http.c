@@ -108,10 +108,10 @@ void rt_http_error_status(h2o_req_t *req, int status, const char *code, const ch
 
 void rt_http_error(h2o_req_t *req, int err, const char *message)
 {
-    char buf[256];
+    char buf[400];
     rt_ident_t *id = NULL;
     const char *why = NULL;
-    if (err == RT_EUNAUTHORIZED && rt_auth_token(req).len && rt_jwt_verify(rt_auth_token(req), &id, &why) != RT_OK) {
+    if (err == RT_EUNAUTHORIZED && (rt_auth_verify(req, &id, &why) != RT_OK || why != NULL)) {
         snprintf(buf, sizeof(buf), "the token was refused: %s", why);
         message = buf;
     }

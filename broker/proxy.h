@@ -47,8 +47,8 @@ void rt_proxy_request(h2o_req_t *req, const rt_transport_t *tp);
 /* rt_services_t.subscribe_ask: 0 when no subscribe proxy is configured (subscribe now), 1 when done follows. */
 int rt_proxy_subscribe_ask(rt_sub_t *sub, rt_str_t topic, void (*done)(rt_sub_t *sub, int err, const char *why, void *arg),
                            void *arg);
-/* For the hub's expiry scan: a connection whose connect-proxy identity expired is asked about again (proxy.refresh)
- * instead of ending; 1 when that is under way. */
+/* For the expiry wheel (hub_token.c): a connection whose connect-proxy identity expired is asked about again
+ * (proxy.refresh) instead of ending; it goes back on the wheel with the answer. 1 when that is under way. */
 int rt_proxy_refresh(rt_sub_t *sub);
 /* For rt_sub_subscribe: whether this subscription was approved by the subscribe proxy (or none is configured). */
 int rt_proxy_subscribe_approved(void);
@@ -62,11 +62,8 @@ typedef void (*rt_proxy_pub_go_t)(rt_sub_t *sub, h2o_req_t *req, int err, const 
 int rt_proxy_publish(rt_sub_t *sub, h2o_req_t *req, rt_str_t topic, rt_str_t data, rt_str_t ctype, rt_proxy_pub_go_t go,
                      void *arg);
 
-/* The identity a connect answer granted, for the subscriber that the transport opens during tp->start: taken (and
- * reset to NULL) by rt_sub_open. */
-extern __thread rt_ident_t *rt_proxy_grant;
-/* Or the refusal (RT_EUNAUTHORIZED, RT_EFORBIDDEN, RT_ERATELIMIT) a WebSocket gets after its upgrade, so that a
- * browser can read it: rt_sub_open makes it the subscriber's credentials error (and resets it to 0). */
-extern __thread int rt_proxy_refusal;
+/* For rt_sub_open: the connect proxy's verdict on the request being started (tp->start), when it asked: 1 when it
+ * set sub's identity (the one granted) or its credentials error (a WebSocket's refusal after its upgrade), else 0. */
+int rt_proxy_take_verdict(rt_sub_t *sub);
 
 #endif

@@ -13,9 +13,25 @@
 #include "presence.h"
 #include "text.h"
 
-__thread rt_ident_t *rt_proxy_grant;
-__thread int rt_proxy_refusal;
+/* What gate_finish hands to the subscriber that the transport opens during tp->start (rt_proxy_take_verdict). */
+static __thread rt_ident_t *grant;
+static __thread int refusal;
 static __thread int approving; /* a subscribe the backend allowed is being made */
+
+int rt_proxy_take_verdict(rt_sub_t *sub)
+{
+    if (refusal) { /* the transport tells the client (WebSocket: a close code a browser can read) */
+        sub->auth_err = refusal;
+        refusal = 0;
+        return 1;
+    }
+    if (grant) { /* the backend's identity replaces the request's own credentials */
+        sub->ident = grant;
+        grant = NULL;
+        return 1;
+    }
+    return 0;
+}
 
 int rt_proxy_gates_requests(void) { return rt_proxy_enabled(RT_PROXY_CONNECT) || rt_proxy_enabled(RT_PROXY_SUBSCRIBE); }
 int rt_proxy_subscribe_approved(void) { return approving || !rt_proxy_enabled(RT_PROXY_SUBSCRIBE); }
@@ -69,17 +85,17 @@ static void gate_finish(gate_t *g)
     if (v->err == RT_OK || (req->upgrade.base != NULL && v->err != RT_EUNAVAILABLE)) {
         /* allowed, or a WebSocket refused after its upgrade (with its close code, which a browser can read) */
         if (v->err == RT_OK) {
-            rt_proxy_grant = g->grant;
+            grant = g->grant;
             g->grant = NULL;
         }
-        rt_proxy_refusal = v->err;
+        refusal = v->err;
         approving = v->err == RT_OK && (g->approved || !rt_proxy_enabled(RT_PROXY_SUBSCRIBE));
         tp->start((rt_request_t *)req);
         approving = 0;
-        rt_proxy_refusal = 0;
-        if (rt_proxy_grant) /* the transport answered without opening a subscriber */
-            rt_ident_free(rt_proxy_grant);
-        rt_proxy_grant = NULL;
+        refusal = 0;
+        if (grant) /* the transport answered without opening a subscriber */
+            rt_ident_free(grant);
+        grant = NULL;
     } else {
         rt_http_error_status(req, rt_err_status(v->err), rt_strerror(v->err), v->reason);
     }
@@ -314,12 +330,13 @@ static void on_refresh_verdict(void *arg, rt_proxy_verdict_t *v)
     if (!sub->closed && id && id->refreshing) {
         id->refreshing = 0;
         if (v->err != RT_OK) {
-            id->proxied = 0; /* ended by the next expiry scan, as an expired token */
+            id->proxied = 0; /* ended at the expiry wheel's next walk, as an expired token */
             rt_log(RT_LOG_INFO, "proxy: refresh refused for %s: %s", id->user[0] ? id->user : "(anonymous)", v->reason);
         } else {
-            /* no new expire_at: no expiry any more (the hub keeps counting it as expiring) */
-            id->exp_ms = v->expire_at_ms ? v->expire_at_ms : INT64_MAX / 2;
+            id->exp_ms = v->expire_at_ms; /* 0 (no new expire_at): no expiry any more */
         }
+        rt_sub_expiry_remove(sub);
+        rt_sub_expiry_add(sub);
     }
     rt_ident_free(v->grant);
     free(v->data);
