@@ -11,6 +11,7 @@
 #include "auth.h"
 #include "config.h"
 #include "hub.h"
+#include "proxy.h"
 #include <h2o/http1.h>
 #include "http.h"
 #include "ops.h"
@@ -500,7 +501,8 @@ rt_sub_t *rt_sub_open(rt_request_t *rreq, const rt_transport_t *tp, size_t data_
     h2o_linklist_insert(&w->subs, &sub->link);
     w->nsubs++;
     const char *why = NULL;
-    sub->auth_err = rt_auth_identify(req, &sub->ident, &why);
+    if (!rt_proxy_take_verdict(sub)) /* else the connect proxy gave the identity or the refusal */
+        sub->auth_err = rt_auth_identify(req, &sub->ident, &why);
     rt_sub_expiry_add(sub);
     rt_metrics_conn(tp, 1);
     rt_sub_watch(sub);
@@ -536,6 +538,8 @@ int rt_sub_subscribe(rt_sub_t *sub, const rt_sub_opts_t *o)
         int err = sub->auth_err ? sub->auth_err : rt_auth_allows(sub->ident, o->topics[i], 0);
         if (err != RT_OK)
             return err;
+        if (!rt_proxy_subscribe_approved()) /* proxy.subscribe: only what the backend allowed (subscribe_ask) */
+            return RT_EFORBIDDEN;
     }
     rt_replay_t r = {0};
     r.patterns = o->topics;
