@@ -652,8 +652,11 @@ static void nb_metrics(rt_bus_t *bus, rt_buf_t *out)
     rt_history_metrics(nb->history, out);
 }
 
+/* DELETE /api/history: this node's cache (api_cluster.c purges the stream) */
+static size_t nb_forget(rt_bus_t *bus, rt_str_t topic) { return rt_history_forget(((natsbus_t *)bus)->history, topic); }
+
 static const rt_bus_ops_t natsbus_ops = {"nats",    nb_start, nb_stop,  nb_publish, nb_publish_ephemeral,
-                                         nb_replay, nb_epoch, nb_ready, nb_tick,    nb_metrics};
+                                         nb_replay, nb_epoch, nb_ready, nb_tick,    nb_metrics, nb_forget};
 
 rt_bus_t *rt_bus_nats_new(void)
 {

@@ -355,6 +355,17 @@ void rt_history_tick(rt_history_t *h)
     pthread_mutex_unlock(&h->lock);
 }
 
+size_t rt_history_forget(rt_history_t *h, rt_str_t topic)
+{
+    pthread_mutex_lock(&h->lock);
+    topic_hist_t *t = rt_map_get(&h->topics, topic);
+    size_t n = t ? t->count : 0;
+    while (t && t->count)
+        evict_front(h, t, NCAUSES); /* dropped on purpose, not evicted by a limit: not counted */
+    pthread_mutex_unlock(&h->lock);
+    return n;
+}
+
 void rt_history_clear(rt_history_t *h)
 {
     pthread_mutex_lock(&h->lock);

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <sys/socket.h>
 
+#include "api.h"
 #include "auth.h"
 #include "config.h"
 #include "hub.h"
@@ -234,6 +235,7 @@ static void destroy(rt_sub_t *sub)
     sub->w->nexpiring -= expires(sub);
     rt_ident_free(sub->ident);
     rt_sub_presence_free(sub);
+    rt_api_sub_gone(sub);
     outq_free(&sub->pending);
     outq_free(&sub->inflight);
     rt_metrics_conn(sub->tp, -1);
@@ -426,6 +428,8 @@ static void schedule_end(rt_sub_t *sub, rt_end_reason_t why)
     h2o_timeout_link(sub->w->ctx.loop, &sub->w->ctx.zero_timeout, &sub->end_timer);
 }
 
+void rt_sub_end(rt_sub_t *sub, rt_end_reason_t why) { schedule_end(sub, why); }
+
 static void on_timer0(h2o_timeout_entry_t *e)
 {
     rt_sub_t *sub = H2O_STRUCT_FROM_MEMBER(rt_sub_t, timers[0], e);
@@ -490,7 +494,7 @@ int rt_sub_subscribe(rt_sub_t *sub, const rt_sub_opts_t *o)
     for (size_t i = 0; i < o->ntopics; i++) {
         if (rt_topic_check(o->topics[i], 1, NULL) != RT_OK)
             return RT_ETOPIC;
-        int err = sub->auth_err ? sub->auth_err : rt_auth_allows(sub->ident, o->topics[i], 0);
+        int err = sub->granting ? RT_OK /* the server API */ : sub->auth_err ? sub->auth_err : rt_auth_allows(sub->ident, o->topics[i], 0);
         if (err != RT_OK)
             return err;
     }

@@ -91,8 +91,11 @@ struct rt_sub {
     rt_sub_presence_t *pres; /* its presence identity, once it joined one */
     h2o_socket_t *watched;   /* the HTTP/1 connection we read for EOF while h2o does not (hub_watch.c) */
     size_t discarded;        /* upgraded: bytes dropped since the close was queued */
+    char *end_json;          /* after a disconnect by the server API: {"reason","reconnect"} (api_local.c) */
+    void *user_slot;         /* its entry in limits.connections_per_user's count (api_local.c), or NULL */
     unsigned streaming : 1, sending : 1, final_queued : 1, final_sent : 1, stopped : 1, ending : 1, closed : 1, responded : 1;
     unsigned upgrading : 1, upgraded : 1, flush_due : 1;
+    unsigned server_topics : 1, granting : 1, reconnect : 1; /* server API: takes its subscriptions; one is being added */
     unsigned holds;        /* rt_sub_hold count: the memory stays until it is 0 */
     char cursor[RT_ID_MAX + 1];
     _Alignas(16) char data[];
@@ -121,6 +124,8 @@ static inline int rt_sub_winding_down(rt_sub_t *sub)
 {
     return sub->ending || sub->closed || sub->stopped || sub->final_queued || h2o_timeout_is_linked(&sub->end_timer);
 }
+/* Ends the subscriber from the next loop turn (transport `end` with why). */
+void rt_sub_end(rt_sub_t *sub, rt_end_reason_t why);
 /* Worker thread: stop accepting and end every subscriber. */
 void rt_hub_shutdown(rt_worker_t *w);
 

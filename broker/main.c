@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "api.h"
 #include "auth.h"
 #include "bus.h"
 #include "config.h"
@@ -111,7 +112,7 @@ int main(int argc, char **argv)
         (listen && rt_config_override("listen", listen, err, sizeof(err)) != 0) ||
         (workers && rt_config_override("workers", workers, err, sizeof(err)) != 0) || set_log_level(err, sizeof(err)) != 0 ||
         rt_plugins_load(argv[0], err, sizeof(err)) != 0 || rt_config_check_unknown(err, sizeof(err)) != 0 ||
-        rt_auth_init(err, sizeof(err)) != 0 || rt_tls_init(err, sizeof(err)) != 0) {
+        rt_auth_init(err, sizeof(err)) != 0 || rt_tls_init(err, sizeof(err)) != 0 || rt_api_init(err, sizeof(err)) != 0) {
         fprintf(stderr, "rtbroker: %s\n", err);
         return 2;
     }
@@ -151,7 +152,7 @@ int main(int argc, char **argv)
                (unsigned long long)rl.rlim_cur, rt_lim.max_connections);
     size_t nworkers = rt_config_workers(rt_cfg_int("workers"));
     if (rt_bus->ops->start(rt_bus, err, sizeof(err)) != 0 || rt_plugins_init(err, sizeof(err)) != 0 ||
-        rt_server_init(nworkers, err, sizeof(err)) != 0) {
+        rt_server_init(nworkers, err, sizeof(err)) != 0 || rt_api_cluster_start(err, sizeof(err)) != 0) {
         fprintf(stderr, "rtbroker: %s\n", err);
         return 1;
     }
@@ -191,6 +192,7 @@ int main(int argc, char **argv)
     }
     rt_server_shutdown();
     rt_plugins_fini();
+    rt_api_cluster_stop();
     rt_bus->ops->stop(rt_bus);
     rt_log(RT_LOG_INFO, "stopped");
     return 0;

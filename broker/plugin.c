@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "api.h"
 #include "config.h"
 #include "hub.h"
 #include "http.h"
@@ -166,7 +167,7 @@ int rt_plugins_load(const char *exe_path, char *err, size_t errlen)
     char dir[PATH_MAX], file[PATH_MAX + 64];
     plugins_dir(exe_path, dir, sizeof(dir));
     int next_slot = 1; /* slot 0 is the core's JSON envelope */
-    for (size_t i = 0; i < load->nlist; i++) {
+    for (size_t i = 0; i < load->nlist; i++, load = rt_cfg("plugins.load")) { /* a section declared moves the table */
         const char *name = load->list[i];
         resolve_file(dir, name, file, sizeof(file));
         if (nplugins == MAX_PLUGINS) {
@@ -435,4 +436,6 @@ const rt_services_t rt_services = {
     rt_sub_presence_request,
     rt_sub_presence_snapshot,
     rt_sub_client,
+    rt_api_accept_server_topics,
+    rt_api_disconnect_info,
 };

@@ -106,6 +106,13 @@ static void nd_end(rt_sub_t *sub, rt_end_reason_t why)
         line(sub, "{\"type\":\"shutdown\"}\n");
     else if (why == RT_END_EXPIRED)
         line(sub, "{\"type\":\"expired\"}\n");
+    else if (why == RT_END_DISCONNECT) { /* {"type":"disconnect","reason","reconnect"} */
+        rt_str_t json;
+        svc->sub_disconnect_info(sub, &json);
+        line(sub, "{\"type\":\"disconnect\",");
+        svc->write_copy(sub, json.base + 1, json.len - 1);
+        svc->write_copy(sub, "\n", 1);
+    }
     svc->sub_close(sub);
 }
 

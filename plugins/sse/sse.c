@@ -73,6 +73,8 @@ static void sse_start(rt_request_t *req)
     rt_sub_t *sub = svc->sub_open(req, &rt_transport_v1, sizeof(sse_sub_t));
     sse_sub_t *s = svc->sub_data(sub);
     s->envelope = envelope;
+    if (envelope)
+        svc->sub_accept_server_topics(sub); /* its events name their topic */
 
     char pre[64];
     int len = snprintf(pre, sizeof(pre), "retry: %llu\n: ok\n\n", (unsigned long long)retry_ms);
@@ -98,7 +100,8 @@ static void sse_deliver(rt_sub_t *sub, rt_msg_t *msg)
     sse_sub_t *s = svc->sub_data(sub);
     rt_msg_view_t v;
     svc->msg_view(msg, &v);
-    int plain = !s->envelope || (v.flags & (RT_MSG_JOIN | RT_MSG_LEAVE)); /* presence: event rt.join/rt.leave as is */
+    /* presence and notices: event rt.join / rt.leave / rt.subscribed ... as they are */
+    int plain = !s->envelope || (v.flags & (RT_MSG_JOIN | RT_MSG_LEAVE | RT_MSG_NOTICE));
     rt_str_t bytes = svc->msg_encoded(msg, &rt_transport_v1, plain ? SLOT_PLAIN : SLOT_ENVELOPE, encode);
     if (svc->write_ref(sub, bytes, msg) == RT_OK)
         svc->count_delivered(&rt_transport_v1, 1, bytes.len);
@@ -119,6 +122,14 @@ static void sse_end(rt_sub_t *sub, rt_end_reason_t why)
         svc->write_ref(sub, (rt_str_t){shutdown, sizeof(shutdown) - 1}, NULL);
     else if (why == RT_END_EXPIRED)
         svc->write_ref(sub, (rt_str_t){expired, sizeof(expired) - 1}, NULL);
+    else if (why == RT_END_DISCONNECT) { /* {"reason","reconnect"}: EventSource reconnects unless the page closes it */
+        rt_str_t json;
+        svc->sub_disconnect_info(sub, &json);
+        static const char head[] = "event: rt.disconnect\ndata: ";
+        svc->write_copy(sub, head, sizeof(head) - 1);
+        svc->write_copy(sub, json.base, json.len);
+        svc->write_copy(sub, "\n\n", 2);
+    }
     svc->sub_close(sub);
 }
 
