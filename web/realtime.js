@@ -5,6 +5,7 @@
 //   const off = rt.subscribe('chat.*', (msg) => console.log(msg.topic, msg.id, msg.event, msg.data));
 //   const id = await rt.publish('chat.room1', { text: 'hi' });   // rejects with an Error whose .code is the API code
 //   rt.on('state', ({ state, transport }) => …);                   // connecting | open | reconnecting | closed
+//   rt.on('disconnect', ({ reason }) => …);   // the server API ended it with "reconnect": false: the client stays closed
 //
 // realtime.global.js (window.Realtime) is generated from this file by build-global.mjs:
 // edit this file only, then run `node web/build-global.mjs`. Everything exported must be in the
@@ -511,6 +512,7 @@ class RealtimeClient {
   _failed(sess, info) {  // could not open
     if (sess !== this._session) return;
     this._session = null;
+    if (info.kind === 'disconnected') return this._disconnected(info);
     if (info.kind === 'auth') return this._authFailure(info);
     this._next();
   }
@@ -521,6 +523,7 @@ class RealtimeClient {
     this._failInflight('disconnected');
     if (this._closed) return;
     if (Date.now() - (this._openedAt || 0) > this.options.stableAfter) this._attempt = 0;
+    if (info.kind === 'disconnected') return this._disconnected(info);
     if (info.kind === 'auth') return this._authFailure(info);
     this._setState('reconnecting', sess.name);
     this._scheduleRetry();
@@ -532,6 +535,12 @@ class RealtimeClient {
     this._gen = (this._gen || 0) + 1;
     if (s) s.close();
     this._failInflight('disconnected');
+  }
+
+  // The server API disconnected us with "reconnect": false (WS 4010, SSE rt.disconnect, a long-poll answer): stay closed.
+  _disconnected(info) {
+    this._emit('disconnect', { reason: info.reason ?? null, reconnect: false, transport: info.transport });
+    this.close();
   }
 
   // 4001 / 401 / rt.expired / 4003 / 403: no reconnect loop; ask the app for a token instead.
@@ -911,6 +920,7 @@ function wsSession(c) {
       case 'gap': c._gap({ topic: m.topic, from: m.from }, s); break;
       case 'join': case 'leave': c._presenceEvent(m, s); break;
       case 'expiring': c._refresh('expiring'); break;
+      case 'disconnect': s.disconnectReason = m.reason ?? null; break; // the close (4000 / 4010) follows
       default: break;
     }
   };
@@ -929,6 +939,7 @@ function wsSession(c) {
     const code = e && e.code;
     if (code === 4001) return finish({ kind: 'auth', code: 'unauthorized', transport: 'websocket', message: e.reason });
     if (code === 4003) return finish({ kind: 'auth', code: 'forbidden', transport: 'websocket', message: e.reason });
+    if (code === 4010) return finish({ kind: 'disconnected', transport: 'websocket', reason: s.disconnectReason ?? null });
     finish({ kind: 'failed', transport: 'websocket', closeCode: code, message: e && e.reason });
   };
 
@@ -1023,6 +1034,15 @@ function sseSession(c) {
     };
     src.addEventListener('rt.gap', (e) => { if (es !== src) return; let d = {}; try { d = JSON.parse(e.data); } catch (err) { /* empty */ } c._gap({ from: d.from }, s); });
     src.addEventListener('rt.shutdown', () => { if (es === src) ending = 'shutdown'; });
+    src.addEventListener('rt.disconnect', (e) => {
+      if (es !== src) return;
+      let d = {}; try { d = JSON.parse(e.data); } catch (err) { /* empty */ }
+      if (d.reconnect !== false) { ending = 'disconnect'; return; }
+      src.onopen = src.onmessage = src.onerror = null;
+      src.close(); // before EventSource reconnects on its own
+      es = null;
+      finish({ kind: 'disconnected', transport: 'sse', reason: d.reason ?? null });
+    });
     for (const type of ['join', 'leave']) {
       src.addEventListener('rt.' + type, (e) => {
         if (es !== src) return;
@@ -1168,6 +1188,7 @@ function pollSession(c) {
       if (s.done) return;
       c._cursor = j.cursor;
       c._maxSeen = laterId(c._maxSeen, j.cursor);
+      if (j.disconnect && j.disconnect.reconnect === false) return finish({ kind: 'disconnected', transport: 'longpoll', reason: j.disconnect.reason ?? null });
       if (typeof j.client === 'string') client = j.client;
       first = false;
       restart = false;
