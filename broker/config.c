@@ -17,6 +17,7 @@
 #include <yaml.h>
 
 #include "config.h"
+#include "namespace.h"
 #include "config_listen.h"
 
 typedef struct raw {
@@ -419,6 +420,11 @@ static int walk(yaml_document_t *doc, yaml_node_t *node, const char *prefix, cha
                 snprintf(err, errlen, "config: %s: key given twice (%s line %lu)", path, file_name,
                          (unsigned long)k->start_mark.line + 1);
                 return -1;
+            }
+            if (strcmp(path, "topics") == 0 && val->type == YAML_SEQUENCE_NODE) { /* namespaces: namespace.c */
+                if (rt_ns_parse(doc, val, file_name, err, errlen) != 0)
+                    return -1;
+                continue;
             }
             int listen = strcmp(path, "listen") == 0 && val->type != YAML_SCALAR_NODE;
             if (val->type == YAML_MAPPING_NODE && !listen) {

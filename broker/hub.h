@@ -134,6 +134,8 @@ rt_sub_t *rt_sub_open(rt_request_t *req, const rt_transport_t *tp, size_t data_s
 void *rt_sub_data(rt_sub_t *sub);
 rt_request_t *rt_sub_request(rt_sub_t *sub);
 int rt_sub_subscribe(rt_sub_t *sub, const rt_sub_opts_t *opts);
+/* rt_sub_subscribe with the namespaces' recover rules (hub_ns.c): services.subscribe. */
+int rt_ns_subscribe(rt_sub_t *sub, const rt_sub_opts_t *opts);
 rt_str_t rt_sub_cursor(rt_sub_t *sub);
 int rt_sub_stream_start(rt_sub_t *sub, int status, const char *const *headers);
 int rt_sub_write_ref(rt_sub_t *sub, rt_str_t bytes, rt_msg_t *msg);

@@ -9,6 +9,7 @@
 #include "auth.h"
 #include "http.h"
 #include "hub.h"
+#include "namespace.h"
 #include "presence.h"
 
 struct rt_sub_presence {
@@ -34,10 +35,19 @@ static int exact(rt_str_t topic)
 
 static rt_str_t user_of(const rt_sub_presence_t *p) { return rt_cstr(p->user); }
 
+/* Off for the topic's namespace (topics: presence: false): joins are refused. */
+static int presence_on(rt_str_t topic)
+{
+    const rt_ns_t *ns = rt_ns_of(topic);
+    return ns == NULL || ns->presence;
+}
+
 int rt_sub_presence_join(rt_sub_t *sub, rt_str_t topic, rt_str_t client, int flags)
 {
     if (!exact(topic))
         return RT_ETOPIC;
+    if (!presence_on(topic))
+        return RT_EFORBIDDEN;
     rt_subscription_t *s = find(sub, topic);
     if (s == NULL)
         return RT_EINVAL;
@@ -80,6 +90,12 @@ int rt_sub_presence_request(rt_sub_t *sub, int flags)
             if (!exact(v) || find(sub, v) == NULL)
                 return RT_ETOPIC;
     }
+    for (size_t i = 0; all && i < sub->nsubs; i++)
+        if (!presence_on(sub->subs[i]->pattern))
+            return RT_EFORBIDDEN;
+    for (size_t i = 0; !all && rt_req_query(sub->req, "presence", i, &v); i++)
+        if (!presence_on(v))
+            return RT_EFORBIDDEN;
     rt_req_query(sub->req, "client", 0, &client);
     if (all) {
         for (size_t i = 0; i < sub->nsubs; i++)

@@ -17,6 +17,7 @@
 #include "config.h"
 #include "hub.h"
 #include "jwtauth.h"
+#include "namespace.h"
 #include "plugin.h"
 #include "presence.h"
 #include "server.h"
@@ -117,6 +118,7 @@ int main(int argc, char **argv)
         return 2;
     }
     rt_presence_init();
+    rt_ns_apply();
     const char *busname = rt_cfg_str("bus");
     if (strcmp(busname, "memory") == 0) {
         rt_bus = rt_bus_memory_new();

@@ -189,6 +189,8 @@ static rt_enc_t *encode_envelope(rt_msg_t *m, void *arg)
         rt_buf_appendc(&b, ",\"content_type\":");
         rt_json_append_string(&b, m->content_type);
     }
+    if (m->flags & RT_MSG_LATEST)
+        rt_buf_appendc(&b, ",\"latest\":true");
     rt_buf_appendc(&b, "}");
     rt_enc_t *e = (rt_enc_t *)b.base;
     e->len = b.len - sizeof(rt_enc_t);

@@ -410,7 +410,7 @@ const rt_services_t rt_services = {
     rt_sub_open,
     rt_sub_data,
     rt_sub_request,
-    rt_sub_subscribe,
+    rt_ns_subscribe,
     rt_sub_cursor,
     rt_sub_stream_start,
     rt_sub_write_ref,

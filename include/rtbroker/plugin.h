@@ -71,6 +71,9 @@ enum {
     /* a notice of the server (also EPHEMERAL): data is a JSON object, event "rt.TYPE"; its envelope is
      * {"type":"TYPE",...data's members} (e.g. TYPE subscribed / unsubscribed, from the server API) */
     RT_MSG_NOTICE = 32,
+    /* a copy of a topic's latest retained message sent to a new subscriber first (topics: recover: latest); its
+     * envelope has "latest": true */
+    RT_MSG_LATEST = 64,
 };
 
 /* Flags of rt_services_t.presence_join. */

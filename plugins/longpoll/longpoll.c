@@ -135,7 +135,12 @@ static void lp_start(rt_request_t *req)
         return;
     }
     /* a member between polls too (presence.poll_grace), under the client id the answer hands back */
-    if (svc->presence_request(sub, RT_PRESENCE_LINGER) == RT_ETOPIC) {
+    int presence = svc->presence_request(sub, RT_PRESENCE_LINGER);
+    if (presence == RT_EFORBIDDEN) {
+        svc->respond_error(req, RT_EFORBIDDEN, "presence is off for this topic (topics: presence: false)");
+        return;
+    }
+    if (presence == RT_ETOPIC) {
         svc->respond_error(req, RT_ETOPIC, "presence=1 needs exact topics; presence=TOPIC must name an exact topic of this subscription");
         return;
     }

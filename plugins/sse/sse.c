@@ -85,7 +85,12 @@ static void sse_start(rt_request_t *req)
         svc->respond_error(req, err, NULL);
         return;
     }
-    if (svc->presence_request(sub, 0) == RT_ETOPIC) {
+    int presence = svc->presence_request(sub, 0);
+    if (presence == RT_EFORBIDDEN) {
+        svc->respond_error(req, RT_EFORBIDDEN, "presence is off for this topic (topics: presence: false)");
+        return;
+    }
+    if (presence == RT_ETOPIC) {
         svc->respond_error(req, RT_ETOPIC, "presence=1 needs exact topics; presence=TOPIC must name an exact topic of this subscription");
         return;
     }

@@ -97,8 +97,11 @@ static void do_sub(rt_sub_t *sub, ws_conn_t *c, const op_t *o)
                                         : "the subscription failed");
         return;
     }
-    if (o->presence)
-        svc->presence_join(sub, topic, (rt_str_t){NULL, 0}, 0);
+    if (o->presence && svc->presence_join(sub, topic, (rt_str_t){NULL, 0}, 0) == RT_EFORBIDDEN) {
+        svc->unsubscribe(sub, topic); /* nothing half done: the sub is refused as a whole */
+        error(sub, o->ref, "forbidden", "presence is off for this topic (topics: presence: false)");
+        return;
+    }
     reply(sub, "ok", o->ref, NULL);
 }
 
