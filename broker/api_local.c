@@ -14,6 +14,7 @@
 #include "ops.h"
 #include "presence.h"
 #include "text.h"
+#include "userlimit.h"
 
 static uint64_t started_ms;
 
@@ -55,6 +56,8 @@ void rt_api_sub_gone(rt_sub_t *sub)
 {
     free(sub->end_json);
     sub->end_json = NULL;
+    rt_userlimit_release(sub->user_slot);
+    sub->user_slot = NULL;
 }
 
 static int user_is(rt_sub_t *sub, const char *user)

@@ -16,6 +16,7 @@
 #include "http.h"
 #include "ops.h"
 #include "presence.h"
+#include "userlimit.h"
 
 rt_worker_t *rt_workers;
 size_t rt_nworkers;
@@ -363,6 +364,11 @@ int rt_sub_authenticate(rt_sub_t *sub, rt_str_t token, const char **why)
         rt_log(RT_LOG_INFO, "auth: refused a token on a live %s connection: %s", sub->tp->name, *why);
         return err;
     }
+    if (sub->user_slot == NULL && rt_userlimit_admit(id->user, &sub->user_slot) != RT_OK) {
+        rt_ident_free(id);
+        *why = "too many connections of this user (limits.connections_per_user)";
+        return RT_ERATELIMIT;
+    }
     sub->w->nexpiring -= expires(sub);
     rt_ident_free(sub->ident);
     sub->ident = id;
@@ -462,6 +468,8 @@ rt_sub_t *rt_sub_open(rt_request_t *rreq, const rt_transport_t *tp, size_t data_
     w->nsubs++;
     const char *why = NULL;
     sub->auth_err = rt_auth_identify(req, &sub->ident, &why);
+    if (sub->ident && rt_userlimit_admit(sub->ident->user, &sub->user_slot) != RT_OK)
+        sub->auth_err = RT_ERATELIMIT; /* limits.connections_per_user: every subscribe and publish is refused */
     w->nexpiring += expires(sub);
     rt_metrics_conn(tp, 1);
     rt_sub_watch(sub);

@@ -320,7 +320,7 @@ static const char *default_message(int err)
     case RT_EID: return "Last-Event-ID / lastEventId / since / cursor must be an id EPOCH:SEQ given by this broker";
     case RT_EUNAUTHORIZED: return "a token allowing subscribe to this topic is required";
     case RT_EFORBIDDEN: return "the token does not allow subscribing to this topic";
-    case RT_ERATELIMIT: return "too many requests; retry later";
+    case RT_ERATELIMIT: return "too many requests, or too many connections of this user (limits.connections_per_user); retry later";
     case RT_EUNAVAILABLE: return "the bus is not available; retry later";
     default: return rt_strerror(err);
     }

@@ -559,6 +559,10 @@ static void ws_start(rt_request_t *req)
     }
     /* refusals are told after the upgrade, so that a browser can read them */
     int state = svc->sub_auth_state(sub);
+    if (state == RT_ERATELIMIT || err == RT_ERATELIMIT) {
+        ws_close(sub, 4029, "too many connections of this user");
+        return;
+    }
     if (err == RT_EUNAUTHORIZED || state == RT_EUNAUTHORIZED || (state == 1 && !v1)) {
         ws_close(sub, 4001, "unauthorized");
         return;

@@ -235,6 +235,11 @@ static void do_auth(rt_sub_t *sub, const op_t *o)
     if (o->token.len && text(o->token, token, o->token.len + 1, &t))
         err = svc->authenticate(sub, t, &why);
     free(token);
+    if (err == RT_ERATELIMIT) { /* limits.connections_per_user */
+        error(sub, o->ref, "rate_limited", why);
+        ws_close(sub, 4029, "too many connections of this user");
+        return;
+    }
     if (err != RT_OK) {
         error(sub, o->ref, "unauthorized", "the token was refused");
         ws_close(sub, 4001, why);

@@ -246,4 +246,29 @@ t.test('api.listen: the API there only; /metrics counts calls by method and resu
     'rtbroker_api_calls_total{method="other",result="unauthorized"} 1']) assert(m.text.includes(line), `/metrics has ${line}`);
 });
 
+t.test('limits.connections_per_user: past it SSE gets 429 rate_limited, WebSocket close 4029 (token at upgrade or by op auth)', async (c) => {
+  const b = await c.broker({ config: apiConfig({ limits: { connections_per_user: 2, connections_per_ip: 0, publish_per_subject: 0, publish_per_connection: 0 } }) });
+  const amy = { Authorization: `Bearer ${jwt('amy')}` };
+  const s1 = await subscribe(b.base, '/sse?topic=room.1', { headers: amy });
+  const w1 = await wsUser(c, b, 'amy');
+  const r = await request(b.base, 'GET', '/sse?topic=room.1', { headers: { ...amy, Accept: 'text/event-stream' } });
+  eq([r.status, r.json && r.json.error], [429, 'rate_limited'], `third SSE: ${r.text}`);
+  assert(/connections_per_user/.test(r.json.message), r.json.message);
+  const w2 = await wsUser(c, b, 'amy');
+  await waitFor(() => w2.closed !== null, W, 'third WebSocket closed');
+  eq(w2.closed, 4029, 'close 4029');
+  const late = await wsOpen(c, b.base.replace('http', 'ws') + '/ws', { protocols: ['rt.v1'] });
+  const a = await late.send({ op: 'auth', token: jwt('amy') });
+  eq([a.type, a.code], ['error', 'rate_limited'], JSON.stringify(a));
+  await waitFor(() => late.closed !== null, W, 'closed after auth');
+  eq(late.closed, 4029);
+  const ben = await wsUser(c, b, 'ben');
+  eq((await ben.send({ op: 'sub', topic: 'room.1' })).type, 'ok', 'another user is not limited');
+  s1.close();
+  await waitFor(async () => (await api(b.base, 'GET', '/api/info')).json.nodes[0].connections.sse === 0, W, 'SSE gone');
+  const again = await subscribe(b.base, '/sse?topic=room.1', { headers: amy });
+  assert(again.status === 200, 'a slot is free again');
+  eq(w1.closed, null);
+});
+
 await t.run();
