@@ -192,9 +192,9 @@ int main(int argc, char **argv)
                (long long)rt_cfg_int("shutdown.drain"));
         break;
     }
+    rt_api_cluster_stop(); /* while the workers still run: calls in progress end by their timers */
     rt_server_shutdown();
     rt_plugins_fini();
-    rt_api_cluster_stop();
     rt_bus->ops->stop(rt_bus);
     rt_log(RT_LOG_INFO, "stopped");
     return 0;
