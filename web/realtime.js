@@ -6,6 +6,7 @@
 //   const id = await rt.publish('chat.room1', { text: 'hi' });   // rejects with an Error whose .code is the API code
 //   rt.on('state', ({ state, transport }) => …);                   // connecting | open | reconnecting | closed
 //   rt.on('disconnect', ({ reason }) => …);   // the server API ended it with "reconnect": false: the client stays closed
+//   rt.on('subscribed', ({ topic }) => …);    // the server API subscribed this connection (its messages: rt.on('message'))
 //
 // realtime.global.js (window.Realtime) is generated from this file by build-global.mjs:
 // edit this file only, then run `node web/build-global.mjs`. Everything exported must be in the
@@ -220,7 +221,7 @@ class RealtimeClient {
     this._token = o.token || null;
     this._getToken = typeof o.getToken === 'function' ? o.getToken : null;
     this._subs = new Map();          // pattern -> { pattern, handlers: Set, floor, denied }
-    this._listeners = { state: new Set(), gap: new Set(), error: new Set(), message: new Set() };
+    this._listeners = { state: new Set(), gap: new Set(), error: new Set(), message: new Set(), disconnect: new Set(), subscribed: new Set(), unsubscribed: new Set() };
     this._presence = new Map();      // topic -> presence view (see presence())
     this._queue = [];                // publishes waiting for a connection
     this._inflight = new Set();      // publishes sent and not yet answered
@@ -238,6 +239,7 @@ class RealtimeClient {
     this._httpChain = Promise.resolve();
     this._pubSeq = 0;
     this.stats = { delivered: 0, duplicates: 0, gaps: 0, reconnects: 0, fallbacks: 0 };
+    this._serverSubs = new Set(); // patterns the server API subscribed this connection to
     this._onOnline = () => { if (this._timer && !this._session) { clearTimeout(this._timer); this._timer = null; this._attempt = 0; this._startCycle(); } };
     if (typeof globalThis.addEventListener === 'function') globalThis.addEventListener('online', this._onOnline);
     Promise.resolve().then(() => this._start());
@@ -377,7 +379,7 @@ class RealtimeClient {
   /** Listen to 'state' ({state, transport}), 'gap' ({topic, from, transport}), 'error' (Error with .code), 'message'. */
   on(event, fn) {
     const set = this._listeners[event];
-    if (!set) throw rtError('invalid_parameter', `unknown event "${event}" (state, gap, error, message)`);
+    if (!set) throw rtError('invalid_parameter', `unknown event "${event}" (state, gap, error, message, disconnect, subscribed, unsubscribed)`);
     set.add(fn);
     return () => set.delete(fn);
   }
@@ -520,6 +522,7 @@ class RealtimeClient {
   _dropped(sess, info) { // was open, is gone
     if (sess !== this._session) return;
     this._session = null;
+    this._serverSubs.clear(); // they belonged to that connection
     this._failInflight('disconnected');
     if (this._closed) return;
     if (Date.now() - (this._openedAt || 0) > this.options.stableAfter) this._attempt = 0;
@@ -704,7 +707,17 @@ class RealtimeClient {
         try { h(msg); } catch (e) { this._emit('error', rtError('handler', `a subscription handler threw: ${e && e.message}`, { cause: e, topic: msg.topic })); }
       }
     }
+    // a subscription the server added (POST /api/subscribe) has no handler here: its messages come as 'message' events
+    if (!matched && Array.from(this._serverSubs).some((p) => matchTopic(p, msg.topic))) matched = true;
+    if (env.latest) msg.latest = true;
     if (matched) { this.stats.delivered++; this._emit('message', msg); }
+  }
+
+  /** The server API added or removed a subscription of this connection ({type:'subscribed'|'unsubscribed', topic}). */
+  _serverSub(type, topic, sess) {
+    if ((sess && sess !== this._session) || typeof topic !== 'string') return;
+    if (type === 'subscribed') this._serverSubs.add(topic); else this._serverSubs.delete(topic);
+    this._emit(type, { topic });
   }
 
   _gap(info, sess) {
@@ -921,6 +934,7 @@ function wsSession(c) {
       case 'join': case 'leave': c._presenceEvent(m, s); break;
       case 'expiring': c._refresh('expiring'); break;
       case 'disconnect': s.disconnectReason = m.reason ?? null; break; // the close (4000 / 4010) follows
+      case 'subscribed': case 'unsubscribed': c._serverSub(m.type, m.topic, s); break;
       default: break;
     }
   };
@@ -1043,6 +1057,13 @@ function sseSession(c) {
       es = null;
       finish({ kind: 'disconnected', transport: 'sse', reason: d.reason ?? null });
     });
+    for (const type of ['subscribed', 'unsubscribed']) {
+      src.addEventListener('rt.' + type, (e) => {
+        if (es !== src) return;
+        let d = {}; try { d = JSON.parse(e.data); } catch (err) { return; }
+        c._serverSub(type, d.topic, s);
+      });
+    }
     for (const type of ['join', 'leave']) {
       src.addEventListener('rt.' + type, (e) => {
         if (es !== src) return;
