@@ -17,6 +17,7 @@
 
 #include "api.h"
 #include "config.h"
+#include "namespace.h"
 #include "presence.h"
 #include "text.h"
 
@@ -24,6 +25,7 @@
 #define HEARTBEAT_MS 1000
 #define NODE_TTL_MS 5000
 #define MAX_REPLY_TOPICS 10000
+#define SWEEP_MS 3000
 
 typedef struct node {
     char id[80];
@@ -388,6 +390,59 @@ static void on_heartbeat(natsConnection *nc, natsSubscription *sub, natsMsg *m, 
     natsMsg_Destroy(m);
 }
 
+/* Whether this node is the one alive with the smallest id (the one that sweeps). */
+static int first_node(void)
+{
+    uint64_t now = rt_now_ms();
+    int first = 1;
+    pthread_mutex_lock(&cl.lock);
+    for (size_t i = 0; i < cl.nnodes; i++)
+        if (rt_ms_since(cl.nodes[i].seen_ms, now) < NODE_TTL_MS && strcmp(cl.nodes[i].id, cl.self) < 0)
+            first = 0;
+    pthread_mutex_unlock(&cl.lock);
+    return first;
+}
+
+/* Namespaces' history.max_messages in the stream: one stream holds every topic with one per-subject limit (the largest
+ * namespace's, see bus_nats.c), so the subjects of smaller namespaces (and of no namespace, when a namespace is larger
+ * than the global limit) are trimmed here with purges that keep their newest messages. */
+static void sweep(void)
+{
+    int64_t stream_max = rt_cfg_int("history.max_messages"), age = rt_cfg_int("history.max_age");
+    size_t global = (size_t)stream_max, n = rt_ns_count();
+    rt_ns_stream_limits(&stream_max, &age);
+    int needed = (int64_t)global < stream_max;
+    for (size_t i = 0; i < n; i++)
+        needed |= rt_ns_at(i)->max_messages && (int64_t)rt_ns_at(i)->max_messages < stream_max;
+    if (!needed || !first_node())
+        return;
+    char filter[200];
+    snprintf(filter, sizeof(filter), "%s.>", cl.prefix);
+    jsOptions o;
+    jsOptions_Init(&o);
+    o.Stream.Info.SubjectsFilter = filter;
+    jsStreamInfo *si = NULL;
+    jsErrCode jerr = 0;
+    if (js_GetStreamInfo(&si, cl.js, cl.stream, &o, &jerr) != NATS_OK)
+        return;
+    size_t plen = strlen(cl.prefix) + 1;
+    for (int i = 0; si->State.Subjects && i < si->State.Subjects->Count; i++) {
+        const jsStreamStateSubject *sub = &si->State.Subjects->List[i];
+        if (strlen(sub->Subject) <= plen)
+            continue;
+        const rt_ns_t *ns = rt_ns_of(rt_cstr(sub->Subject + plen));
+        size_t keep = ns && ns->max_messages ? ns->max_messages : global;
+        if (sub->Msgs <= keep)
+            continue;
+        jsOptions po;
+        jsOptions_Init(&po);
+        po.Stream.Purge.Subject = sub->Subject;
+        po.Stream.Purge.Keep = keep;
+        js_PurgeStream(cl.js, cl.stream, &po, &jerr);
+    }
+    jsStreamInfo_Destroy(si);
+}
+
 static void *heartbeats(void *arg)
 {
     (void)arg;
@@ -396,15 +451,23 @@ static void *heartbeats(void *arg)
     for (unsigned tick = 0; atomic_load(&cl.running); tick++) {
         if (tick % (HEARTBEAT_MS / 100) == 0)
             natsConnection_PublishString(cl.nc, subj, cl.self);
+        if (tick % (SWEEP_MS / 100) == SWEEP_MS / 200)
+            sweep();
         usleep(100 * 1000); /* a stop waits at most this long */
     }
     return NULL;
 }
 
+static void on_connected(natsConnection *nc, void *closure)
+{
+    (void)nc, (void)closure;
+    rt_log(RT_LOG_INFO, "api: connected to NATS");
+}
+
 int rt_api_cluster_start(char *err, size_t errlen)
 {
-    if (strcmp(rt_cfg_str("bus"), "nats") != 0 || !rt_api_enabled())
-        return 0;
+    if (strcmp(rt_cfg_str("bus"), "nats") != 0)
+        return 0; /* on NATS even without API keys: the namespaces' sweep runs here, and the other nodes may ask */
     cl.timeout_ms = (uint64_t)rt_cfg_int("api.timeout");
     snprintf(cl.self, sizeof(cl.self), "%s", rt_presence_node());
     snprintf(cl.prefix, sizeof(cl.prefix), "%s", rt_cfg_str("nats.subject_prefix"));
@@ -419,7 +482,7 @@ int rt_api_cluster_start(char *err, size_t errlen)
     natsOptions_SetServers(o, (const char **)urls->list, (int)urls->nlist);
     natsOptions_SetName(o, "rtbroker-api");
     natsOptions_SetMaxReconnect(o, -1);
-    natsOptions_SetRetryOnFailedConnect(o, true, NULL, NULL);
+    natsOptions_SetRetryOnFailedConnect(o, true, on_connected, NULL); /* with a callback: never blocks the start */
     const char *tok = rt_cfg_str("nats.token"), *user = rt_cfg_str("nats.user"), *creds = rt_cfg_str("nats.creds");
     if (tok[0])
         natsOptions_SetToken(o, tok);

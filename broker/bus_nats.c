@@ -17,6 +17,7 @@
 #include "history.h"
 #include "hub.h"
 #include "map.h"
+#include "namespace.h"
 #include "presence_nats.h"
 
 typedef struct pending {
@@ -117,7 +118,9 @@ static int setup_stream(natsbus_t *nb, uint64_t *last_out, char *err, size_t err
 {
     jsStreamInfo *si = NULL;
     jsErrCode jerr = 0;
-    int64_t max_msgs = rt_cfg_int("history.max_messages"), max_age_ns = rt_cfg_int("history.max_age") * 1000000LL,
+    int64_t max_msgs = rt_cfg_int("history.max_messages"), max_age_ms = rt_cfg_int("history.max_age");
+    rt_ns_stream_limits(&max_msgs, &max_age_ms); /* room for the largest namespace (namespace.c, api_cluster.c) */
+    int64_t max_age_ns = max_age_ms * 1000000LL,
             dup_ns = rt_cfg_int("publish.dedup_window") * 1000000LL, replicas = rt_cfg_int("nats.replicas");
     char subject[140];
     snprintf(subject, sizeof(subject), "%s.>", nb->prefix);

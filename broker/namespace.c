@@ -134,5 +134,15 @@ void rt_ns_history(rt_str_t topic, size_t *max_messages, uint64_t *max_age_ms)
         *max_age_ms = ns->max_age_ms;
 }
 
+void rt_ns_stream_limits(int64_t *max_messages, int64_t *max_age_ms)
+{
+    for (size_t i = 0; i < ntable; i++) {
+        if ((int64_t)table[i].max_messages > *max_messages)
+            *max_messages = (int64_t)table[i].max_messages;
+        if ((int64_t)table[i].max_age_ms > *max_age_ms)
+            *max_age_ms = (int64_t)table[i].max_age_ms;
+    }
+}
+
 size_t rt_ns_count(void) { return ntable; }
 const rt_ns_t *rt_ns_at(size_t i) { return i < ntable ? &table[i] : NULL; }

@@ -28,6 +28,8 @@ void rt_ns_apply(void);
 const rt_ns_t *rt_ns_of(rt_str_t topic);
 /* History limits of a topic (the namespace's or the global ones given). */
 void rt_ns_history(rt_str_t topic, size_t *max_messages, uint64_t *max_age_ms);
+/* The stream-wide limits on the NATS bus: the global ones raised to the largest of any namespace. */
+void rt_ns_stream_limits(int64_t *max_messages, int64_t *max_age_ms);
 size_t rt_ns_count(void);
 const rt_ns_t *rt_ns_at(size_t i);
 

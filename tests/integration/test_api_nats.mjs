@@ -3,9 +3,9 @@
 // DELETE /api/history purges the stream and every node's cache (a resume on B from before gets a gap), and a node
 // that died is named in "missing" within api.timeout instead of holding the answer.
 import {
-  suite, assert, eq, subscribe, poll, waitFor, trunc, sleep,
+  suite, assert, eq, subscribe, poll, waitFor, trunc, sleep, request, publish, toYaml,
 } from './lib.mjs';
-import { startNats, natsBroker, killBroker } from './natslib.mjs';
+import { startNats, natsBroker, killBroker, natsConfig, waitReady, natsClient } from './natslib.mjs';
 import { API_KEY, SECRET, W, api, jwt, wsUser } from './apilib.mjs';
 
 const t = suite(import.meta.url, { hardTimeoutMs: 150000 });
@@ -103,6 +103,58 @@ t.test('a dead node is named in "missing" within api.timeout; the answer still c
   await sleep(5500); // past the heartbeat TTL: B is no longer expected
   const r2 = await api(A.base, 'GET', '/api/info');
   eq([r2.json.nodes.length, r2.json.missing], [1, []], trunc(r2.text));
+});
+
+const TOPICS = `topics:
+  - pattern: "chat.>"
+    history: {max_messages: 3}
+  - pattern: "ticker.*"
+    history: {max_messages: 1}
+    recover: latest
+    presence: false
+    publish: server
+  - pattern: "big.>"
+    history: {max_messages: 8}
+`;
+
+async function nsNode(c, nats) {
+  const cfg = natsConfig(nats.url, { ...CFG, auth: { jwt: { secret: SECRET }, anonymous: { subscribe: '>', publish: '>' } }, history: { max_messages: 5 }, workers: 2, limits: { connections_per_ip: 0, publish_per_subject: 0 } });
+  const b = await c.broker({ configText: toYaml(cfg) + TOPICS });
+  c.defer(() => b.stop({ timeout: 4000 }));
+  await waitReady(b);
+  return b;
+}
+
+t.test('namespaces on NATS: the stream keeps each namespace\'s length (a new node finds 3, 1, 8 and the global 5); rules hold on every node', async (c) => {
+  const nats = await startNats(c);
+  const A = await nsNode(c, nats);
+  const B = await nsNode(c, nats);
+  for (let i = 0; i < 10; i++) {
+    const r = await api(A.base, 'POST', '/api/publish', { topics: ['chat.a', 'ticker.x', 'misc.z', 'big.b'], data: i });
+    eq(r.json.failed, 0, r.text);
+  }
+  // the stream's per-subject limit is the largest namespace's (8); the sweep (every 3 s, by one node) trims the others
+  let info = '';
+  await waitFor(async () => { info = (await natsClient(['info', nats.url, 'RT'])).stdout; return /^msgs=17$/m.test(info); }, 8000,
+    'the stream holds 3 + 1 + 5 + 8 messages', () => info);
+  assert(/^max_msgs_per_subject=8$/m.test(info), info);
+  const C = await nsNode(c, nats);
+  const kept = {};
+  for (const tp of ['chat.a', 'ticker.x', 'misc.z', 'big.b']) {
+    const first = (await api(A.base, 'GET', `/api/topics/${tp}`)).json.last_id.split(':')[0] + ':0';
+    const lp = await poll(C.base, { topic: tp, cursor: first, timeout: 0 });
+    assert(lp.json && lp.json.messages, `poll ${tp} on C: ${lp.status} ${lp.text}`);
+    kept[tp] = lp.json.messages.map((m) => m.data);
+  }
+  eq(kept, { 'chat.a': [7, 8, 9], 'ticker.x': [9], 'misc.z': [5, 6, 7, 8, 9], 'big.b': [2, 3, 4, 5, 6, 7, 8, 9] }, 'what the stream holds');
+  const pub = await publish(B.base, 'ticker.x', '1');
+  eq(pub.status, 403, `publish: server on B: ${pub.text}`);
+  const pr = await request(B.base, 'GET', '/sse?topic=ticker.x&presence=1', { headers: { Accept: 'text/event-stream' } });
+  eq(pr.status, 403, `presence: false on B: ${pr.text}`);
+  const s = await subscribe(C.base, '/sse?topic=ticker.x&envelope=1');
+  await s.waitMessages(1, W);
+  const e = JSON.parse(s.messages[0].data);
+  eq([e.data, e.latest], [9, true], 'recover: latest on a node that fetched it from the stream');
 });
 
 await t.run();
