@@ -3,7 +3,8 @@
 // WebSocket and an SSE client ('subscribed' event, then the topic's messages as 'message' events).
 import { suite, eq, waitFor, trunc, sleep, assert } from './lib.mjs';
 import { launchChromium, clientWebRoot } from './browserlib.mjs';
-import { api, apiConfig, jwt } from './apilib.mjs';
+import { api, apiConfig, jwt, API_KEY } from './apilib.mjs';
+import { startNats, natsBroker } from './natslib.mjs';
 
 const t = suite(import.meta.url, { hardTimeoutMs: 110000 });
 const FAST = { backoff: { base: 100, cap: 400 }, connectTimeout: 4000 };
@@ -64,6 +65,31 @@ for (const transport of ['websocket', 'sse']) {
     await pg.wait(i, (y) => y.serverSubs.includes('-alerts.bea'), "'unsubscribed' event");
   });
 }
+
+t.test('status page: given an API key, lists the nodes of a two-node NATS cluster from /api/info', async (c) => {
+  const nats = await startNats(c);
+  const cfg = { ...apiConfig(), web: { root: clientWebRoot() } };
+  const A = await natsBroker(c, nats.url, cfg);
+  const B = await natsBroker(c, nats.url, cfg);
+  const ids = [(await api(A.base, 'GET', '/api/info')).json.nodes[0].id, (await api(B.base, 'GET', '/api/info')).json.nodes[0].id];
+  browserPromise ||= launchChromium();
+  const ctx = await (await browserPromise).newContext();
+  c.defer(() => ctx.close());
+  const S = await ctx.newPage();
+  const errors = [];
+  S.on('pageerror', (e) => errors.push(e.message));
+  await S.goto(`${A.base}/status.html`);
+  await S.fill('#api-key', 'wrong-key-0123456789abcdef');
+  await S.click('#key-form button');
+  await S.waitForFunction(() => /401/.test(document.getElementById('cluster-note').textContent), null, { timeout: 5000 });
+  await S.fill('#api-key', API_KEY);
+  await S.click('#key-form button');
+  await S.waitForFunction(() => document.querySelectorAll('#node-table tbody tr').length === 2, null, { timeout: 8000, polling: 100 })
+    .catch(async () => { throw new Error(`node table: ${await S.textContent('#cluster')}`); });
+  const shown = await S.$$eval('#node-table tbody tr', (rows) => rows.map((r) => r.dataset.node).sort());
+  eq(shown, ids.sort(), 'both nodes listed');
+  eq(errors, [], 'page errors');
+});
 
 t.test('after all: close the browser', async () => {
   if (browserPromise) await (await browserPromise).close();
