@@ -96,6 +96,7 @@ struct rt_sub {
     unsigned streaming : 1, sending : 1, final_queued : 1, final_sent : 1, stopped : 1, ending : 1, closed : 1, responded : 1;
     unsigned upgrading : 1, upgraded : 1, flush_due : 1;
     unsigned server_topics : 1, granting : 1, reconnect : 1; /* server API: takes its subscriptions; one is being added */
+    unsigned want_latest : 1; /* the next subscribe sends recover: latest topics' latest even after a resume point (hub_ns.c) */
     unsigned holds;        /* rt_sub_hold count: the memory stays until it is 0 */
     char cursor[RT_ID_MAX + 1];
     _Alignas(16) char data[];
@@ -136,6 +137,7 @@ rt_request_t *rt_sub_request(rt_sub_t *sub);
 int rt_sub_subscribe(rt_sub_t *sub, const rt_sub_opts_t *opts);
 /* rt_sub_subscribe with the namespaces' recover rules (hub_ns.c): services.subscribe. */
 int rt_ns_subscribe(rt_sub_t *sub, const rt_sub_opts_t *opts);
+void rt_ns_want_latest(rt_sub_t *sub);
 rt_str_t rt_sub_cursor(rt_sub_t *sub);
 int rt_sub_stream_start(rt_sub_t *sub, int status, const char *const *headers);
 int rt_sub_write_ref(rt_sub_t *sub, rt_str_t bytes, rt_msg_t *msg);

@@ -41,8 +41,12 @@ static rt_msg_t *latest_of(rt_str_t topic)
     return copy;
 }
 
+void rt_ns_want_latest(rt_sub_t *sub) { sub->want_latest = 1; }
+
 int rt_ns_subscribe(rt_sub_t *sub, const rt_sub_opts_t *o)
 {
+    int want_latest = sub->want_latest;
+    sub->want_latest = 0;
     if (rt_ns_count() == 0)
         return rt_sub_subscribe(sub, o);
     size_t n = o->ntopics, nnone = 0;
@@ -67,12 +71,19 @@ int rt_ns_subscribe(rt_sub_t *sub, const rt_sub_opts_t *o)
         free(rest);
         return err;
     }
-    if ((err = rt_sub_subscribe(sub, o)) != RT_OK || o->since.len)
+    if ((err = rt_sub_subscribe(sub, o)) != RT_OK || (o->since.len && !want_latest))
         return err;
+    rt_id_t since = {{NULL, 0}, 0};
+    if (o->since.len && (rt_id_parse(o->since, &since) != RT_OK || !rt_str_eq(since.epoch, rt_bus->ops->epoch(rt_bus))))
+        return RT_OK; /* another history: the replay has sent everything it holds */
     for (size_t i = 0; i < n && !rt_sub_winding_down(sub); i++) {
         if (recover_of(o->topics[i]) != RT_RECOVER_LATEST)
             continue;
         rt_msg_t *m = latest_of(o->topics[i]);
+        if (m != NULL && o->since.len && m->seq > since.seq) { /* after the resume point: the replay sent it */
+            rt_msg_unref(m);
+            m = NULL;
+        }
         if (m != NULL) {
             sub->tp->deliver(sub, m);
             rt_msg_unref(m);

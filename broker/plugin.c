@@ -438,4 +438,5 @@ const rt_services_t rt_services = {
     rt_sub_client,
     rt_api_accept_server_topics,
     rt_api_disconnect_info,
+    rt_ns_want_latest,
 };

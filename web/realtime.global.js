@@ -702,6 +702,7 @@ class RealtimeClient {
     const msg = { id, topic: env.topic, event: env.event == null ? null : env.event, data: env.data };
     if (env.content_type) msg.contentType = env.content_type;
     if (env.encoding) msg.encoding = env.encoding;
+    if (env.latest) msg.latest = true; // recover: latest: the topic's latest message, sent first to a new subscriber
     let matched = false;
     for (const sub of Array.from(this._subs.values())) {
       if (sub.denied || !matchTopic(sub.pattern, msg.topic)) continue;
@@ -713,7 +714,6 @@ class RealtimeClient {
     }
     // a subscription the server added (POST /api/subscribe) has no handler here: its messages come as 'message' events
     if (!matched && Array.from(this._serverSubs).some((p) => matchTopic(p, msg.topic))) matched = true;
-    if (env.latest) msg.latest = true;
     if (matched) { this.stats.delivered++; this._emit('message', msg); }
   }
 
@@ -876,6 +876,7 @@ function wsSession(c) {
     sent.add(sub.pattern);
     const op = { op: 'sub', topic: sub.pattern, ref: ref({ kind: 'sub', sub }) };
     if (since) op.since = since;
+    op.latest = true; // topics with recover: latest send their latest message first, even after our cursor
     if (sub.presence) { op.presence = true; joinedPresence.add(sub.pattern); }
     send(op);
   };
@@ -1015,6 +1016,7 @@ function sseSession(c) {
     for (const sub of c._activeSubs()) q.append('topic', sub.pattern);
     for (const sub of c._activeSubs()) if (sub.presence) q.append('presence', sub.pattern);
     q.append('envelope', '1');
+    q.append('latest', '1'); // topics with recover: latest send their latest message first, even after our cursor
     const since = c._resumePoint();
     if (since) q.append('since', since);
     if (c._token) q.append('token', c._token);

@@ -250,6 +250,10 @@ typedef struct rt_services {
     /* After end(RT_END_DISCONNECT): {"reason":TEXT|null,"reconnect":true|false} (valid while the subscriber lives);
      * the return value is 1 when the client may reconnect, 0 when told not to. */
     int (*sub_disconnect_info)(rt_sub_t *sub, rt_str_t *json);
+    /* The next subscribe also sends a `recover: latest` topic's latest message when the resume point given is at or
+     * after it (a client that resumes every subscription from one cursor, like realtime.js, and may never have seen it;
+     * rt.v1 "latest": true, SSE latest=1). Without a resume point it is sent anyway. */
+    void (*sub_want_latest)(rt_sub_t *sub);
 } rt_services_t;
 
 /* The table a plugin exports as `rt_transport_v1`. */

@@ -80,6 +80,9 @@ static void sse_start(rt_request_t *req)
     int len = snprintf(pre, sizeof(pre), "retry: %llu\n: ok\n\n", (unsigned long long)retry_ms);
     svc->write_copy(sub, pre, (size_t)len);
     rt_sub_opts_t opts = {topics, (size_t)n, svc->req_since(req), 0};
+    rt_str_t latest;
+    if (svc->req_query(req, "latest", 0, &latest) && latest.len == 1 && latest.base[0] == '1')
+        svc->sub_want_latest(sub); /* recover: latest topics' latest even after Last-Event-ID (realtime.js) */
     int err = svc->subscribe(sub, &opts);
     if (err != RT_OK) {
         svc->respond_error(req, err, NULL);

@@ -17,7 +17,7 @@ extern const rt_services_t *ws_svc;
 
 typedef struct op {
     rt_str_t op, topic, since, event, ref, data, token, key;
-    int ephemeral, presence;
+    int ephemeral, presence, latest;
     char data_type;
 } op_t;
 
@@ -85,6 +85,8 @@ static void do_sub(rt_sub_t *sub, ws_conn_t *c, const op_t *o)
     }
     rt_sub_opts_t opts = {&topic, 1, since, 0};
     c->gap_topic = topic;
+    if (o->latest)
+        svc->sub_want_latest(sub);
     int err = svc->subscribe(sub, &opts);
     c->gap_topic = (rt_str_t){NULL, 0};
     if (err != RT_OK) {
@@ -289,6 +291,8 @@ void ws_ops_handle(rt_sub_t *sub, ws_conn_t *c, const char *json, size_t len)
             o.ephemeral = f[i].type == 't';
         } else if (key_is(k, "presence")) {
             o.presence = f[i].type == 't';
+        } else if (key_is(k, "latest")) {
+            o.latest = f[i].type == 't';
         } else if (key_is(k, "idempotency_key") && f[i].type == 's') {
             o.key = f[i].value;
         } else if (key_is(k, "token") && f[i].type == 's') {

@@ -1,9 +1,9 @@
 // The server API seen by web/realtime.js in headless Chromium: a disconnect with "reconnect": false leaves the client
 // closed (no reconnect, a 'disconnect' event) on WebSocket, SSE and long-poll; a server-side subscribe reaches a
 // WebSocket and an SSE client ('subscribed' event, then the topic's messages as 'message' events).
-import { suite, eq, waitFor, trunc, sleep, assert } from './lib.mjs';
+import { suite, eq, waitFor, trunc, sleep, assert, toYaml } from './lib.mjs';
 import { launchChromium, clientWebRoot } from './browserlib.mjs';
-import { api, apiConfig, jwt, API_KEY } from './apilib.mjs';
+import { api, apiConfig, jwt, API_KEY, SECRET } from './apilib.mjs';
 import { startNats, natsBroker } from './natslib.mjs';
 
 const t = suite(import.meta.url, { hardTimeoutMs: 110000 });
@@ -63,6 +63,25 @@ for (const transport of ['websocket', 'sse']) {
     eq(x.all.find((m) => m.topic === 'alerts.bea').data, { level: 2 });
     await api(b.base, 'POST', '/api/unsubscribe', { user: 'bea', topic: 'alerts.bea' });
     await pg.wait(i, (y) => y.serverSubs.includes('-alerts.bea'), "'unsubscribed' event");
+  });
+}
+
+for (const transport of ['websocket', 'sse', 'longpoll']) {
+  t.test(`${transport}: recover: latest gives realtime.js the latest message first ("latest": true), then live ones`, async (c) => {
+    const cfg = {
+      workers: 2, shutdown: { drain: '3s' }, web: { root: clientWebRoot() }, api: { keys: API_KEY },
+      limits: { connections_per_ip: 0, publish_per_subject: 0, publish_per_connection: 0 },
+      auth: { jwt: { secret: SECRET }, anonymous: { subscribe: '>', publish: '>' } },
+    };
+    const b = await c.broker({ configText: toYaml(cfg) + 'topics:\n  - pattern: "ticker.*"\n    recover: latest\n' });
+    for (const p of [100, 101, 102]) await api(b.base, 'POST', '/api/publish', { topics: ['ticker.btc', 'other.x'], data: p });
+    const pg = await page(c, b);
+    const i = await pg.connect({ transports: [transport], subscribe: ['ticker.btc', 'other.x'] });
+    const x = await pg.wait(i, (y) => y.state === 'open' && y.msgs.length >= 1, 'the latest');
+    eq(x.msgs.map((m) => [m.topic, m.data, !!m.latest]), [['ticker.btc', 102, true]], 'only the latest of ticker.btc, marked');
+    await api(b.base, 'POST', '/api/publish', { topics: ['ticker.btc', 'other.x'], data: 103 });
+    const y = await pg.wait(i, (z) => z.msgs.length >= 3, 'live ones');
+    eq(y.msgs.slice(1).map((m) => [m.topic, m.data, !!m.latest]).sort(), [['other.x', 103, false], ['ticker.btc', 103, false]]);
   });
 }
 
