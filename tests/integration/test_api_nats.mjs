@@ -75,8 +75,10 @@ t.test('DELETE /api/history on A purges the stream and B\'s cache: a resume on B
   const { nats, A, B } = await twoNodes(c);
   const first = (await api(A.base, 'POST', '/api/publish', { topics: ['pub.h'], data: 1 })).json.results[0].id;
   await api(A.base, 'POST', '/api/publish', { topics: ['pub.h', 'pub.keep'], data: 2 });
-  const warm = await poll(B.base, { topic: 'pub.h', cursor: first, timeout: 0 });
-  eq(warm.json.messages.length, 1, `B had it: ${warm.text}`);
+  let warm = null; // B gets the messages from the stream a moment after A's answer
+  await waitFor(async () => (warm = await poll(B.base, { topic: 'pub.h', cursor: first, timeout: 0 })).json.messages.length === 1,
+    W, 'B has the second message of pub.h', () => warm && warm.text);
+  await waitFor(async () => (await api(B.base, 'GET', '/api/topics/pub.keep')).json.retained === 1, W, 'B has pub.keep');
   const d = await api(A.base, 'DELETE', '/api/history/pub.h');
   eq([d.status, d.json.nodes, d.json.missing], [200, 2, []], d.text);
   for (const n of [A, B]) eq((await api(n.base, 'GET', '/api/topics/pub.h')).json.retained, 0, `nothing retained on ${n.base}`);
