@@ -48,16 +48,18 @@ void rt_api_accept_server_topics(rt_sub_t *sub) { sub->server_topics = 1; }
 
 int rt_api_disconnect_info(rt_sub_t *sub, rt_str_t *json)
 {
-    *json = sub->end_json ? rt_cstr(sub->end_json) : RT_STRLIT("{\"reason\":null,\"reconnect\":true}");
-    return sub->end_json ? sub->reconnect : 1;
+    *json = sub->disconnected ? rt_cstr(sub->end_json) : RT_STRLIT("{\"reason\":null,\"reconnect\":true}");
+    return sub->disconnected ? sub->reconnect : 1;
 }
 
 void rt_api_sub_gone(rt_sub_t *sub)
 {
-    free(sub->end_json);
-    sub->end_json = NULL;
-    rt_userlimit_release(sub->user_slot);
+    if (sub->disconnected)
+        free(sub->end_json);
+    else
+        rt_userlimit_release(sub->user_slot);
     sub->user_slot = NULL;
+    sub->disconnected = 0;
 }
 
 static int user_is(rt_sub_t *sub, const char *user)
@@ -94,7 +96,7 @@ static void do_disconnect(job_t *j, rt_sub_t *sub, size_t *n)
     const rt_api_cmd_t *c = &j->cmd;
     if (c->user[0] ? !user_is(sub, c->user) : !rt_str_eqc(rt_sub_client(sub), c->client))
         return;
-    if (sub->end_json == NULL) {
+    if (!sub->disconnected) {
         rt_buf_t b = {0};
         rt_buf_appendc(&b, "{\"reason\":");
         if (c->reason[0])
@@ -103,10 +105,12 @@ static void do_disconnect(job_t *j, rt_sub_t *sub, size_t *n)
             rt_buf_appendc(&b, "null");
         rt_buf_printf(&b, ",\"reconnect\":%s}", c->reconnect ? "true" : "false");
         rt_buf_append(&b, "", 1);
+        rt_userlimit_release(sub->user_slot); /* it is on its way out: the user may connect again at once */
         sub->end_json = b.base;
+        sub->disconnected = 1;
         sub->reconnect = c->reconnect != 0;
     }
-    rt_sub_end(sub, RT_END_DISCONNECT);
+    rt_sub_schedule_end(sub, RT_END_DISCONNECT);
     (*n)++;
 }
 
@@ -209,7 +213,7 @@ static void run_each(void *arg)
     rt_worker_t *w = rt_current_worker;
     size_t n = 0;
     rt_map_t mine = {0};
-    /* a subscriber may end while walked (only scheduled: rt_sub_end runs on the next loop turn), never unlinked here */
+    /* a subscriber may end while walked (only scheduled: rt_sub_schedule_end runs on the next loop turn), never unlinked here */
     for (h2o_linklist_t *l = w->subs.next; l != &w->subs; l = l->next) {
         rt_sub_t *sub = H2O_STRUCT_FROM_MEMBER(rt_sub_t, link, l);
         if (sub->closed || sub->ending)

@@ -6,6 +6,9 @@
  * workers. nats.c's threads never touch h2o: completions go to workers as posted tasks.
  * A bus thread does the blocking work: connecting, creating or checking the stream,
  * (re)subscribing after reconnects, and failing publishes whose ack never came.
+ * The position (last SEQ stored) only moves over an unbroken run of one consumer's deliveries:
+ * a consumer that lost a message (its connection died with it in flight) is dropped and
+ * recreated after the last SEQ stored, never trusted to continue.
  */
 #include <nats/nats.h>
 #include <pthread.h>
@@ -18,6 +21,7 @@
 #include "hub.h"
 #include "map.h"
 #include "namespace.h"
+#include "nats_decode.h"
 #include "presence_nats.h"
 
 typedef struct pending {
@@ -31,7 +35,16 @@ typedef struct pending {
     char epoch[16];
 } pending_t;
 
-typedef struct natsbus {
+typedef struct natsbus natsbus_t;
+
+/* One consumer as its deliveries see it: only the current generation's messages are stored, and only while their
+ * consumer sequence has no hole. Freed by nats.c's on-complete callback, once no delivery can reach it. */
+typedef struct consumer {
+    natsbus_t *nb;
+    uint64_t gen, next_dseq;
+} consumer_t;
+
+struct natsbus {
     rt_bus_t super;
     pthread_mutex_t lock;
     pthread_cond_t wake;
@@ -52,7 +65,17 @@ typedef struct natsbus {
     size_t nheld;
     /* metrics */
     uint64_t pub_count, pub_latency_us, lag;
-} natsbus_t;
+    uint64_t gen;                /* the live consumer's generation; bumped to disown it */
+    pthread_mutex_t deliver;     /* one delivery at a time, so a disowned consumer's message cannot land late */
+};
+
+/* Stops trusting the live consumer (its deliveries are dropped from now on) and asks for a new one. Under nb->lock. */
+static void disown_consumer(natsbus_t *nb)
+{
+    nb->gen++;
+    nb->resubscribe = 1;
+    pthread_cond_signal(&nb->wake);
+}
 
 static rt_str_t key_of(natsMsg **m) { return rt_str((const char *)m, sizeof(*m)); }
 
@@ -77,6 +100,7 @@ static void on_disconnected(natsConnection *nc, void *closure)
     pthread_mutex_lock(&nb->lock);
     int was = nb->connected;
     nb->connected = 0;
+    /* what NATS pushed into the dead connection is lost; its consumer may resume after it: deliver_msg notices */
     /* publishes in flight stay pending: nats.c sends what it had buffered again after reconnecting, and their
      * acks answer them; only nats.publish_timeout turns them into 503 */
     pthread_mutex_unlock(&nb->lock);
@@ -90,12 +114,11 @@ static void on_async_error(natsConnection *nc, natsSubscription *sub, natsStatus
 {
     natsbus_t *nb = closure;
     (void)nc;
-    if (err != NATS_MISSED_HEARTBEAT && err != NATS_SLOW_CONSUMER)
+    if (err != NATS_MISSED_HEARTBEAT && err != NATS_SLOW_CONSUMER && err != NATS_MISMATCH)
         return;
     pthread_mutex_lock(&nb->lock);
     if (sub == nb->sub && !nb->resubscribe) {
-        nb->resubscribe = 1;
-        pthread_cond_signal(&nb->wake);
+        disown_consumer(nb); /* NATS_MISMATCH: a heartbeat says the consumer sent more than we got */
         rt_log(RT_LOG_WARN, "nats: the stream consumer went quiet (%s); recreating it", natsStatus_GetText(err));
     }
     pthread_mutex_unlock(&nb->lock);
@@ -201,19 +224,27 @@ static int setup_stream(natsbus_t *nb, uint64_t *last_out, char *err, size_t err
     return 0;
 }
 
-/* A message from the stream (nats.c's thread): keep it and hand it to every worker. */
-static void on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *closure)
+/* A message from the stream (nats.c's thread): keep it and hand it to every worker. Stored only if its consumer is
+ * the live one and none of that consumer's deliveries went missing before it (the position must not pass a hole). */
+static void deliver_msg(natsbus_t *nb, consumer_t *c, natsMsg *m)
 {
-    natsbus_t *nb = closure;
-    (void)nc, (void)sub;
     jsMsgMetaData *meta = NULL;
     if (natsMsg_GetMetaData(&meta, m) != NATS_OK) {
         natsMsg_Destroy(m);
         return;
     }
-    uint64_t seq = meta->Sequence.Stream;
+    uint64_t seq = meta->Sequence.Stream, dseq = meta->Sequence.Consumer;
     pthread_mutex_lock(&nb->lock);
-    int dup = seq <= nb->last_seq;
+    int stale = c->gen != nb->gen;
+    if (!stale && dseq != c->next_dseq) { /* a delivery went missing: what follows must not move the position */
+        rt_log(RT_LOG_WARN, "nats: the stream consumer skipped a delivery (got #%llu, SEQ %llu; expected #%llu); recreating it "
+               "after SEQ %llu", (unsigned long long)dseq, (unsigned long long)seq, (unsigned long long)c->next_dseq,
+               (unsigned long long)nb->last_seq);
+        disown_consumer(nb);
+        stale = 1;
+    }
+    c->next_dseq++;
+    int dup = stale || seq <= nb->last_seq;
     if (!dup)
         nb->last_seq = seq;
     nb->lag = meta->NumPending;
@@ -221,28 +252,26 @@ static void on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *
     memcpy(epoch, nb->epoch, sizeof(epoch));
     pthread_mutex_unlock(&nb->lock);
     jsMsgMetaData_Destroy(meta);
-    const char *subject = natsMsg_GetSubject(m);
-    size_t plen = strlen(nb->prefix);
-    rt_str_t topic = rt_cstr(subject + (strncmp(subject, nb->prefix, plen) == 0 && subject[plen] == '.' ? plen + 1 : 0));
-    if (dup || rt_topic_check(topic, 0, NULL) != RT_OK) {
-        if (!dup)
-            rt_log(RT_LOG_DEBUG, "nats: subject %s is not a topic; skipped", subject);
-        natsMsg_Destroy(m);
-        return;
-    }
-    const char *event = NULL, *ctype = NULL;
-    natsMsgHeader_Get(m, "Rt-Event", &event);
-    natsMsgHeader_Get(m, "Content-Type", &ctype);
-    rt_str_t ev = rt_cstr(event);
-    if (ev.len > 64)
-        ev.len = 0;
-    rt_msg_t *msg = rt_msg_new(topic, ev, rt_cstr(ctype), rt_str(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m)));
+    rt_msg_t *msg = dup ? NULL : rt_nats_decode(m, nb->prefix, ".");
     natsMsg_Destroy(m);
+    if (msg == NULL)
+        return;
     rt_msg_set_id(msg, rt_cstr(epoch), seq);
     rt_history_add(nb->history, msg);
     rt_hub_broadcast(msg);
     rt_msg_unref(msg);
 }
+
+static void on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *closure)
+{
+    consumer_t *c = closure;
+    (void)nc, (void)sub;
+    pthread_mutex_lock(&c->nb->deliver);
+    deliver_msg(c->nb, c, m);
+    pthread_mutex_unlock(&c->nb->deliver);
+}
+
+static void consumer_free(void *closure) { free(closure); }
 
 static int subscribe_stream(natsbus_t *nb)
 {
@@ -255,9 +284,15 @@ static int subscribe_stream(natsbus_t *nb)
     so.Config.AckPolicy = js_AckNone;
     so.Config.FlowControl = true;
     so.Config.Heartbeat = 5000000000LL;
+    consumer_t *c = rt_calloc(1, sizeof(*c));
+    c->nb = nb;
+    c->next_dseq = 1;
+    pthread_mutex_lock(&nb->deliver); /* no delivery of the old consumer in progress: the position is final */
     pthread_mutex_lock(&nb->lock);
+    c->gen = ++nb->gen;
     uint64_t from = nb->last_seq + 1;
     pthread_mutex_unlock(&nb->lock);
+    pthread_mutex_unlock(&nb->deliver);
     so.Config.DeliverPolicy = from > 1 ? js_DeliverByStartSequence : js_DeliverAll;
     so.Config.OptStartSeq = from > 1 ? from : 0;
     char subject[140];
@@ -268,8 +303,11 @@ static int subscribe_stream(natsbus_t *nb)
         nb->sub = NULL;
     }
     jsErrCode jerr = 0;
-    natsStatus s = js_Subscribe(&nb->sub, nb->js, subject, on_msg, nb, NULL, &so, &jerr);
+    natsStatus s = js_Subscribe(&nb->sub, nb->js, subject, on_msg, c, NULL, &so, &jerr);
+    if (s == NATS_OK)
+        natsSubscription_SetOnCompleteCB(nb->sub, consumer_free, c); /* fails only if already closed: c then stays */
     if (s != NATS_OK) {
+        free(c); /* no subscription: nothing delivers to it */
         rt_log(RT_LOG_WARN, "nats: cannot subscribe to %s: %s (JetStream error %d); retrying", subject, natsStatus_GetText(s),
                (int)jerr);
         return -1;
@@ -581,15 +619,8 @@ static void on_ephemeral(natsConnection *nc, natsSubscription *sub, natsMsg *m, 
 {
     natsbus_t *nb = closure;
     (void)nc, (void)sub;
-    const char *subject = natsMsg_GetSubject(m);
-    size_t plen = strlen(nb->prefix);
-    rt_str_t topic = rt_cstr(subject + plen + 5); /* "<prefix>_eph." */
-    const char *event = NULL, *ctype = NULL;
-    natsMsgHeader_Get(m, "Rt-Event", &event);
-    natsMsgHeader_Get(m, "Content-Type", &ctype);
-    rt_str_t ev = rt_cstr(event);
-    if (strlen(subject) > plen + 5 && rt_topic_check(topic, 0, NULL) == RT_OK && ev.len <= 64) {
-        rt_msg_t *msg = rt_msg_new(topic, ev, rt_cstr(ctype), rt_str(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m)));
+    rt_msg_t *msg = rt_nats_decode(m, nb->prefix, "_eph.");
+    if (msg) {
         msg->flags |= RT_MSG_EPHEMERAL;
         rt_hub_broadcast(msg);
         rt_msg_unref(msg);
@@ -667,6 +698,7 @@ rt_bus_t *rt_bus_nats_new(void)
     nb->super.ops = &natsbus_ops;
     nb->history = rt_history_new();
     pthread_mutex_init(&nb->lock, NULL);
+    pthread_mutex_init(&nb->deliver, NULL);
     pthread_cond_init(&nb->wake, NULL);
     return &nb->super;
 }

@@ -27,7 +27,16 @@
 static const rt_transport_t *plugins[MAX_PLUGINS];
 static void *handles[MAX_PLUGINS];
 static int slot_base[MAX_PLUGINS];
+static uint32_t flags[MAX_PLUGINS]; /* rt_transport_v1_flags, 0 when not exported */
 static size_t nplugins;
+
+uint32_t rt_plugin_flags(const rt_transport_t *tp)
+{
+    for (size_t i = 0; i < nplugins; i++)
+        if (plugins[i] == tp)
+            return flags[i];
+    return 0;
+}
 
 size_t rt_plugins_count(void) { return nplugins; }
 const rt_transport_t *rt_plugin_at(size_t i) { return plugins[i]; }
@@ -167,7 +176,8 @@ int rt_plugins_load(const char *exe_path, char *err, size_t errlen)
     char dir[PATH_MAX], file[PATH_MAX + 64];
     plugins_dir(exe_path, dir, sizeof(dir));
     int next_slot = 1; /* slot 0 is the core's JSON envelope */
-    for (size_t i = 0; i < load->nlist; i++, load = rt_cfg("plugins.load")) { /* a section declared moves the table */
+    /* registering a plugin's keys may move the config's values: read the list afresh each time */
+    for (size_t i = 0; (load = rt_cfg("plugins.load")) != NULL && i < load->nlist; i++) {
         const char *name = load->list[i];
         resolve_file(dir, name, file, sizeof(file));
         if (nplugins == MAX_PLUGINS) {
@@ -225,6 +235,8 @@ int rt_plugins_load(const char *exe_path, char *err, size_t errlen)
         slot_base[nplugins] = next_slot;
         next_slot += tp->cache_slots;
         handles[nplugins] = h;
+        const uint32_t *f = dlsym(h, "rt_transport_v1_flags");
+        flags[nplugins] = f ? *f : 0;
         plugins[nplugins++] = tp;
         rt_metrics_register_transport(tp);
     }
@@ -338,6 +350,12 @@ static void svc_respond(rt_request_t *r, int status, const char *ctype, const ch
     rt_http_respond(req, status, ctype, copy, len);
 }
 
+static rt_str_t svc_req_body(rt_request_t *r)
+{
+    h2o_req_t *req = (h2o_req_t *)r;
+    return rt_str(req->entity.base, req->entity.base ? req->entity.len : 0);
+}
+
 static void svc_msg_view(rt_msg_t *m, rt_msg_view_t *out)
 {
     out->id = m->id;
@@ -436,6 +454,9 @@ const rt_services_t rt_services = {
     rt_sub_presence_request,
     rt_sub_presence_snapshot,
     rt_sub_client,
+    rt_sub_client_key,
+    svc_req_body,
+    rt_sub_hold_answer,
     rt_api_accept_server_topics,
     rt_api_disconnect_info,
     rt_ns_want_latest,

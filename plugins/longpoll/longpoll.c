@@ -68,17 +68,19 @@ static void answer(rt_sub_t *sub)
 {
     lp_sub_t *s = svc->sub_data(sub);
     rt_str_t cursor = answer_cursor(sub, s);
-    rt_str_t client = svc->sub_client(sub);
+    rt_str_t client = svc->sub_client(sub), key = svc->sub_client_key(sub);
     /* one per subscriber per message: built by hand rather than with snprintf */
     size_t nparts = 0;
-    rt_str_t *parts = malloc((s->count * 2 + 8) * sizeof(*parts));
+    rt_str_t *parts = malloc((s->count * 2 + 10) * sizeof(*parts)); /* the most parts below: 2 * count + 10 */
     if (parts == NULL)
         abort();
     parts[nparts++] = LIT("{\"cursor\":\"");
     parts[nparts++] = cursor;
-    if (client.len) {
+    if (client.len) { /* the id as join events show it, and the key that continues it (client=) */
         parts[nparts++] = LIT("\",\"client\":\"");
         parts[nparts++] = client;
+        parts[nparts++] = LIT("\",\"client_key\":\"");
+        parts[nparts++] = key;
     }
     parts[nparts++] = s->gap ? LIT("\",\"gap\":true,\"messages\":[") : LIT("\",\"gap\":false,\"messages\":[");
     size_t bytes = 0;
@@ -134,14 +136,19 @@ static void lp_start(rt_request_t *req)
         svc->respond_error(req, err, NULL);
         return;
     }
-    /* a member between polls too (presence.poll_grace), under the client id the answer hands back */
-    int presence = svc->presence_request(sub, RT_PRESENCE_LINGER);
-    if (presence == RT_EFORBIDDEN) {
+    /* a member between polls too (presence.poll_grace), under the client key the answer hands back */
+    int joined = svc->presence_request(sub, RT_PRESENCE_LINGER);
+    if (joined == RT_EFORBIDDEN) {
         svc->respond_error(req, RT_EFORBIDDEN, "presence is off for this topic (topics: presence: false)");
         return;
     }
-    if (presence == RT_ETOPIC) {
+    if (joined == RT_ETOPIC) {
         svc->respond_error(req, RT_ETOPIC, "presence=1 needs exact topics; presence=TOPIC must name an exact topic of this subscription");
+        return;
+    }
+    if (joined == RT_EID) {
+        svc->respond_error(req, RT_EID, "client= is not a client_key this broker gave to this user; poll without client= "
+                                        "for a new one (a cluster's nodes need the same presence.client_secret)");
         return;
     }
     lp_sub_t *s = svc->sub_data(sub);
@@ -150,10 +157,14 @@ static void lp_start(rt_request_t *req)
         memcpy(s->start, start.base, start.len);
         s->start_len = start.len;
     }
-    if (s->count > 0 || s->gap || timeout_ms == 0)
+    if (s->count > 0 || s->gap || timeout_ms == 0) {
         answer(sub);
-    else
-        svc->sub_timer(sub, 0, (uint64_t)timeout_ms, on_timeout);
+        return;
+    }
+    svc->sub_timer(sub, 0, (uint64_t)timeout_ms, on_timeout);
+    /* while it waits, an HTTP/1.1 poll costs the broker little more than its subscription: the head goes now */
+    static const char *const headers[] = {"content-type", "application/json", "cache-control", "no-store", NULL};
+    svc->sub_hold(sub, (uint64_t)timeout_ms, 200, headers);
 }
 
 static void lp_deliver(rt_sub_t *sub, rt_msg_t *msg)
@@ -192,7 +203,7 @@ static void lp_gap(rt_sub_t *sub, rt_str_t from)
 static void lp_end(rt_sub_t *sub, rt_end_reason_t why)
 {
     if (why == RT_END_EXPIRED) {
-        static const rt_str_t body = {"{\"error\":\"unauthorized\",\"message\":\"the token expired\"}\n", 54};
+        const rt_str_t body = LIT("{\"error\":\"unauthorized\",\"message\":\"the token expired\"}\n");
         svc->sub_respond(sub, 401, "application/json", &body, 1);
         return;
     }

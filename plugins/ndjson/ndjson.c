@@ -88,7 +88,7 @@ static void nd_start(rt_request_t *req)
     static const char *const headers[] = {"content-type", "application/x-ndjson", "cache-control", "no-cache",
                                           "x-accel-buffering", "no", NULL};
     svc->stream_start(sub, 200, headers);
-    svc->sub_timer(sub, 0, heartbeat_ms, on_heartbeat);
+    svc->sub_timer(sub, 0, rt_heartbeat_first_ms(heartbeat_ms, sub), on_heartbeat);
 }
 
 static void nd_deliver(rt_sub_t *sub, rt_msg_t *msg)
@@ -114,9 +114,12 @@ static void nd_end(rt_sub_t *sub, rt_end_reason_t why)
     else if (why == RT_END_DISCONNECT) { /* {"type":"disconnect","reason","reconnect"} */
         rt_str_t json;
         svc->sub_disconnect_info(sub, &json);
-        line(sub, "{\"type\":\"disconnect\",");
-        svc->write_copy(sub, json.base + 1, json.len - 1);
-        svc->write_copy(sub, "\n", 1);
+        char *buf = malloc(json.len + 32); /* one write: a whole line or none */
+        if (buf == NULL)
+            abort();
+        int n = snprintf(buf, json.len + 32, "{\"type\":\"disconnect\",%.*s\n", (int)json.len - 1, json.base + 1);
+        svc->write_copy(sub, buf, (size_t)n);
+        free(buf);
     }
     svc->sub_close(sub);
 }

@@ -100,7 +100,7 @@ static void sse_start(rt_request_t *req)
     static const char *const headers[] = {"content-type", "text/event-stream", "cache-control", "no-cache",
                                           "x-accel-buffering", "no", NULL};
     svc->stream_start(sub, 200, headers);
-    svc->sub_timer(sub, 0, heartbeat_ms, on_heartbeat);
+    svc->sub_timer(sub, 0, rt_heartbeat_first_ms(heartbeat_ms, sub), on_heartbeat);
 }
 
 static void sse_deliver(rt_sub_t *sub, rt_msg_t *msg)
@@ -133,10 +133,12 @@ static void sse_end(rt_sub_t *sub, rt_end_reason_t why)
     else if (why == RT_END_DISCONNECT) { /* {"reason","reconnect"}: EventSource reconnects unless the page closes it */
         rt_str_t json;
         svc->sub_disconnect_info(sub, &json);
-        static const char head[] = "event: rt.disconnect\ndata: ";
-        svc->write_copy(sub, head, sizeof(head) - 1);
-        svc->write_copy(sub, json.base, json.len);
-        svc->write_copy(sub, "\n\n", 2);
+        char *buf = malloc(json.len + 32); /* one write: a whole event or none */
+        if (buf == NULL)
+            abort();
+        int n = snprintf(buf, json.len + 32, "event: rt.disconnect\ndata: %.*s\n\n", (int)json.len, json.base);
+        svc->write_copy(sub, buf, (size_t)n);
+        free(buf);
     }
     svc->sub_close(sub);
 }

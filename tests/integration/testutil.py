@@ -57,3 +57,49 @@ def check_published(status, body, what, ephemeral=False):
         return
     if not (isinstance(pid, str) and PUBLISHED_ID.match(pid)):
         raise AssertionError(f"{what}: a 200 without a stored message's id (EPOCH:SEQ, SEQ >= 1): {text[:300]!r}")
+
+def rss_bytes(pid):
+    """The resident memory of a process (VmRSS), in bytes."""
+    with open(f'/proc/{pid}/status') as f:
+        for line in f:
+            if line.startswith('VmRSS:'):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def raise_nofile():
+    """Open files up to the hard limit, for this process and the brokers it starts (many idle connections)."""
+    import resource
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def metric(port, name):
+    """One value of the broker's /metrics (exact name with labels), or None."""
+    import http.client
+    c = http.client.HTTPConnection('127.0.0.1', port, timeout=5)
+    c.request('GET', '/metrics')
+    body = c.getresponse().read().decode()
+    c.close()
+    for line in body.split('\n'):
+        if line.startswith(name + ' '):
+            return float(line.split()[1])
+    return None
+
+
+def pump_until(conns, cond, timeout, gone=lambda c: False):
+    """Calls pump() on each of conns (objects with fileno() and pump()) that has input, until cond(c) holds for
+    every one, or the rest are gone(c), or timeout seconds pass; whether cond holds for all."""
+    import select
+    import time
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        waiting = {c.fileno(): c for c in conns if not cond(c) and not gone(c)}
+        if not waiting:
+            break
+        p = select.poll()
+        for fd in waiting:
+            p.register(fd, select.POLLIN)
+        for fd, _ in p.poll(50):
+            waiting[fd].pump()
+    return all(cond(c) for c in conns)
