@@ -50,6 +50,9 @@ typedef struct rt_bus_ops {
     int (*ready)(rt_bus_t *bus);
     void (*tick)(rt_bus_t *bus); /* once a second from one worker: expiry */
     void (*metrics)(rt_bus_t *bus, rt_buf_t *out); /* Prometheus lines */
+    /* Drops what this node retains of one topic (DELETE /api/history): resumes from before get a gap. Returns how
+     * many messages were dropped. NULL: nothing retained here. */
+    size_t (*forget)(rt_bus_t *bus, rt_str_t topic);
 } rt_bus_ops_t;
 
 struct rt_bus {

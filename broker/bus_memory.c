@@ -171,8 +171,10 @@ static void mb_metrics(rt_bus_t *bus, rt_buf_t *out)
 
 static void mb_stop(rt_bus_t *bus) { (void)bus; }
 
+static size_t mb_forget(rt_bus_t *bus, rt_str_t topic) { return rt_history_forget(((membus_t *)bus)->history, topic); }
+
 static const rt_bus_ops_t membus_ops = {"memory",   mb_start, mb_stop, mb_publish, mb_publish_ephemeral,
-                                        mb_replay, mb_epoch, mb_ready,   mb_tick,    mb_metrics};
+                                        mb_replay, mb_epoch, mb_ready,   mb_tick,    mb_metrics, mb_forget};
 
 rt_bus_t *rt_bus_memory_new(void)
 {

@@ -20,6 +20,7 @@
 #include "history.h"
 #include "hub.h"
 #include "map.h"
+#include "namespace.h"
 #include "nats_decode.h"
 #include "presence_nats.h"
 
@@ -140,7 +141,9 @@ static int setup_stream(natsbus_t *nb, uint64_t *last_out, char *err, size_t err
 {
     jsStreamInfo *si = NULL;
     jsErrCode jerr = 0;
-    int64_t max_msgs = rt_cfg_int("history.max_messages"), max_age_ns = rt_cfg_int("history.max_age") * 1000000LL,
+    int64_t max_msgs = rt_cfg_int("history.max_messages"), max_age_ms = rt_cfg_int("history.max_age");
+    rt_ns_stream_limits(&max_msgs, &max_age_ms); /* room for the largest namespace (namespace.c, api_cluster.c) */
+    int64_t max_age_ns = max_age_ms * 1000000LL,
             dup_ns = rt_cfg_int("publish.dedup_window") * 1000000LL, replicas = rt_cfg_int("nats.replicas");
     char subject[140];
     snprintf(subject, sizeof(subject), "%s.>", nb->prefix);
@@ -683,8 +686,11 @@ static void nb_metrics(rt_bus_t *bus, rt_buf_t *out)
     rt_history_metrics(nb->history, out);
 }
 
+/* DELETE /api/history: this node's cache (api_cluster.c purges the stream) */
+static size_t nb_forget(rt_bus_t *bus, rt_str_t topic) { return rt_history_forget(((natsbus_t *)bus)->history, topic); }
+
 static const rt_bus_ops_t natsbus_ops = {"nats",    nb_start, nb_stop,  nb_publish, nb_publish_ephemeral,
-                                         nb_replay, nb_epoch, nb_ready, nb_tick,    nb_metrics};
+                                         nb_replay, nb_epoch, nb_ready, nb_tick,    nb_metrics, nb_forget};
 
 rt_bus_t *rt_bus_nats_new(void)
 {

@@ -16,6 +16,7 @@
 #include <yaml.h>
 
 #include "config.h"
+#include "namespace.h"
 #include "config_listen.h"
 
 typedef struct raw {
@@ -106,6 +107,8 @@ static const rt_cfg_value_t core_keys[] = {
     K("limits.publish_per_connection", RT_CFG_INT, "200", 0, 1000000),
     K("limits.publish_per_subject", RT_CFG_INT, "1000", 0, 1000000),
 };
+#define NOWN (sizeof(core_keys) / sizeof(core_keys[0]))
+#define NCORE (NOWN + rt_cfg_napi_keys) /* core keys: this table's, then the server API's (config_api.c) */
 
 static void set_err(char *err, size_t errlen, const rt_cfg_value_t *v, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -431,6 +434,11 @@ static int walk(yaml_document_t *doc, yaml_node_t *node, const char *prefix, int
             }
             if (depth < 12)
                 lines[depth] = (int)k->start_mark.line + 1;
+            if (strcmp(path, "topics") == 0 && val->type == YAML_SEQUENCE_NODE) { /* namespaces: namespace.c */
+                if (rt_ns_parse(doc, val, file_name, err, errlen) != 0)
+                    return -1;
+                continue;
+            }
             int listen = strcmp(path, "listen") == 0 && val->type != YAML_SCALAR_NODE;
             if (val->type == YAML_MAPPING_NODE && !listen) {
                 if (walk(doc, val, path, lines, depth + 1, err, errlen) != 0)
@@ -517,12 +525,11 @@ static void free_tables(void)
     }
     free(raws);
     raws = NULL, nraws = 0;
-    size_t ncore = sizeof(core_keys) / sizeof(core_keys[0]);
     for (size_t i = 0; i < nvals; i++) {
         free_value(&vals[i]);
         if (vals[i].origin && strncmp(vals[i].origin, "RTB_", 4) == 0)
             free((char *)vals[i].origin);
-        if (i >= ncore)
+        if (i >= NCORE)
             free((char *)vals[i].path);
     }
     free(vals);
@@ -545,8 +552,8 @@ int rt_config_load(const char *path, char *err, size_t errlen)
 {
     if (path && parse_file(path, err, errlen) != 0)
         return -1;
-    for (size_t i = 0; i < sizeof(core_keys) / sizeof(core_keys[0]); i++)
-        if (resolve(add_value(&core_keys[i]), err, errlen) != 0)
+    for (size_t i = 0; i < NCORE; i++)
+        if (resolve(add_value(i < NOWN ? &core_keys[i] : &rt_cfg_api_keys[i - NOWN]), err, errlen) != 0)
             return -1;
     return 0;
 }
@@ -721,8 +728,7 @@ int rt_config_reload_begin(const char *path, char *err, size_t errlen)
     raws = NULL, nraws = 0, vals = NULL, nvals = capvals = 0;
     if (rt_config_load(path, err, errlen) != 0)
         return -1;
-    size_t ncore = sizeof(core_keys) / sizeof(core_keys[0]);
-    for (size_t i = ncore; i < live.nvals; i++) {
+    for (size_t i = NCORE; i < live.nvals; i++) {
         const rt_cfg_value_t *o = &live.vals[i];
         if (declare(o->path, o->type, o->default_value, o->min, o->max, err, errlen) != 0)
             return -1;

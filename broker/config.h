@@ -51,6 +51,9 @@ int rt_config_check_unknown(char *err, size_t errlen);
 int rt_config_override(const char *path, const char *value, char *err, size_t errlen);
 
 const rt_cfg_value_t *rt_cfg(const char *path); /* NULL when unknown */
+/* The server API's and namespaces' keys (config_api.c), declared after the core's. */
+extern const rt_cfg_value_t rt_cfg_api_keys[];
+extern const size_t rt_cfg_napi_keys;
 
 /* Values the hot paths read, copied once the configuration is complete (rt_config_freeze). Atomic because SIGHUP
  * replaces some of them while the workers run (rt_config_reload_end). */

@@ -12,6 +12,7 @@
 
 #include "history.h"
 #include "map.h"
+#include "namespace.h"
 
 enum { CAUSE_MESSAGES, CAUSE_AGE, CAUSE_BYTES, CAUSE_TOPICS, NCAUSES };
 static const char *const cause_names[NCAUSES] = {"max_messages", "max_age", "max_bytes", "max_topics"};
@@ -20,6 +21,8 @@ typedef struct topic_hist {
     rt_msg_t **ring;
     size_t cap, start, count;
     uint64_t dropped_max; /* highest SEQ evicted from this topic */
+    size_t max_messages;  /* its namespace's limits (namespace.c), else the history's */
+    uint64_t max_age_ms;
     struct topic_hist *older, *newer; /* by last publish, for history.max_topics */
     rt_str_t name;
     char namebuf[RT_TOPIC_MAX + 1];
@@ -85,18 +88,18 @@ static void evict_front(rt_history_t *h, topic_hist_t *t, int cause)
 
 static void expire(rt_history_t *h, topic_hist_t *t, uint64_t now)
 {
-    while (t->count && t->ring[t->start]->time_ms + h->max_age_ms <= now)
+    while (t->count && t->ring[t->start]->time_ms + t->max_age_ms <= now)
         evict_front(h, t, CAUSE_AGE);
 }
 
 static void push(rt_history_t *h, topic_hist_t *t, rt_msg_t *m)
 {
-    if (t->count == h->max_messages)
+    if (t->count >= t->max_messages)
         evict_front(h, t, CAUSE_MESSAGES);
     if (t->count == t->cap) {
         size_t cap = t->cap ? t->cap * 2 : 8;
-        if (cap > h->max_messages)
-            cap = h->max_messages;
+        if (cap > t->max_messages)
+            cap = t->max_messages;
         rt_msg_t **ring = rt_calloc(cap, sizeof(*ring));
         for (size_t i = 0; i < t->count; i++)
             ring[i] = t->ring[(t->start + i) % t->cap];
@@ -162,6 +165,9 @@ void rt_history_add(rt_history_t *h, rt_msg_t *msg)
         t = rt_calloc(1, sizeof(*t));
         memcpy(t->namebuf, msg->topic.base, msg->topic.len);
         t->name = rt_str(t->namebuf, msg->topic.len);
+        t->max_messages = h->max_messages;
+        t->max_age_ms = h->max_age_ms;
+        rt_ns_history(t->name, &t->max_messages, &t->max_age_ms);
         rt_map_put(&h->topics, t->name, t);
     } else {
         lru_unlink(h, t);
@@ -353,6 +359,17 @@ void rt_history_tick(rt_history_t *h)
         e = next;
     }
     pthread_mutex_unlock(&h->lock);
+}
+
+size_t rt_history_forget(rt_history_t *h, rt_str_t topic)
+{
+    pthread_mutex_lock(&h->lock);
+    topic_hist_t *t = rt_map_get(&h->topics, topic);
+    size_t n = t ? t->count : 0;
+    while (t && t->count)
+        evict_front(h, t, NCAUSES); /* dropped on purpose, not evicted by a limit: not counted */
+    pthread_mutex_unlock(&h->lock);
+    return n;
 }
 
 void rt_history_clear(rt_history_t *h)

@@ -18,6 +18,9 @@ void rt_history_add(rt_history_t *h, rt_msg_t *msg);
 void rt_history_replay(rt_history_t *h, rt_str_t epoch, int future_ok, rt_replay_t *r);
 /* The last SEQ retained (0 when none yet). */
 uint64_t rt_history_head(rt_history_t *h);
+/* Drops every retained message of one topic (their SEQs count as evicted: a resume from before gets a gap);
+ * returns how many. */
+size_t rt_history_forget(rt_history_t *h, rt_str_t topic);
 /* Forget everything (the history was lost: a new epoch). */
 void rt_history_clear(rt_history_t *h);
 void rt_history_tick(rt_history_t *h);

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <sys/socket.h>
 
+#include "api.h"
 #include "auth.h"
 #include "config.h"
 #include "hub.h"
@@ -16,6 +17,7 @@
 #include "http.h"
 #include "ops.h"
 #include "presence.h"
+#include "userlimit.h"
 
 rt_worker_t *rt_workers;
 size_t rt_nworkers;
@@ -245,6 +247,7 @@ static void destroy(rt_sub_t *sub)
     rt_sub_expiry_remove(sub);
     rt_ident_free(sub->ident);
     rt_sub_presence_free(sub);
+    rt_api_sub_gone(sub);
     outq_free(&sub->pending);
     outq_free(&sub->inflight);
     rt_metrics_conn(sub->tp, -1);
@@ -503,6 +506,8 @@ rt_sub_t *rt_sub_open(rt_request_t *rreq, const rt_transport_t *tp, size_t data_
     const char *why = NULL;
     if (!rt_proxy_take_verdict(sub)) /* else the connect proxy gave the identity or the refusal */
         sub->auth_err = rt_auth_identify(req, &sub->ident, &why);
+    if (sub->ident && rt_userlimit_admit(sub->ident->user, &sub->user_slot) != RT_OK)
+        sub->auth_err = RT_ERATELIMIT; /* limits.connections_per_user: every subscribe and publish is refused */
     rt_sub_expiry_add(sub);
     rt_metrics_conn(tp, 1);
     rt_sub_watch(sub);
@@ -535,7 +540,7 @@ int rt_sub_subscribe(rt_sub_t *sub, const rt_sub_opts_t *o)
     for (size_t i = 0; i < o->ntopics; i++) {
         if (rt_topic_check(o->topics[i], 1, NULL) != RT_OK)
             return RT_ETOPIC;
-        int err = sub->auth_err ? sub->auth_err : rt_auth_allows(sub->ident, o->topics[i], 0);
+        int err = sub->granting ? RT_OK /* the server API */ : sub->auth_err ? sub->auth_err : rt_auth_allows(sub->ident, o->topics[i], 0);
         if (err != RT_OK)
             return err;
         if (!rt_proxy_subscribe_approved()) /* proxy.subscribe: only what the backend allowed (subscribe_ask) */

@@ -93,11 +93,18 @@ struct rt_sub {
     rt_bucket_t pub_bucket; /* publishes from this connection */
     rt_sub_presence_t *pres; /* its presence identity, once it joined one */
     h2o_socket_t *watched;   /* the HTTP/1 connection we read for EOF while h2o does not (hub_watch.c) */
+    union { /* one pointer, to keep the size above (api_local.c) */
+        void *user_slot; /* its entry in limits.connections_per_user's count, or NULL */
+        char *end_json;  /* once disconnected by the server API (the count given back): {"reason","reconnect"} */
+    };
     uint32_t discarded;      /* upgraded: bytes dropped since the close was queued */
     unsigned streaming : 1, sending : 1, final_queued : 1, final_sent : 1, stopped : 1, ending : 1, closed : 1, responded : 1;
     unsigned upgrading : 1, upgraded : 1, flush_due : 1, expiry_noticed : 1, end_reason : 3;
     unsigned chunked : 1;  /* a handed-over HTTP/1.1 response (SSE, ndjson, held long-poll): writes are chunks of its body */
     unsigned held : 1, keep_alive : 1; /* a held answer (200) handed over: head sent; h2o gets the connection back after it */
+    unsigned server_topics : 1, granting : 1, reconnect : 1; /* server API: takes its subscriptions; one is being added */
+    unsigned disconnected : 1; /* by the server API: end_json is set */
+    unsigned want_latest : 1; /* the next subscribe sends recover: latest topics' latest even after a resume point (hub_ns.c) */
     char cursor[RT_ID_MAX + 1];
     _Alignas(16) char data[];
 };
@@ -133,6 +140,9 @@ rt_sub_t *rt_sub_open(rt_request_t *req, const rt_transport_t *tp, size_t data_s
 void *rt_sub_data(rt_sub_t *sub);
 rt_request_t *rt_sub_request(rt_sub_t *sub);
 int rt_sub_subscribe(rt_sub_t *sub, const rt_sub_opts_t *opts);
+/* rt_sub_subscribe with the namespaces' recover rules (hub_ns.c): services.subscribe. */
+int rt_ns_subscribe(rt_sub_t *sub, const rt_sub_opts_t *opts);
+void rt_ns_want_latest(rt_sub_t *sub);
 rt_str_t rt_sub_cursor(rt_sub_t *sub);
 int rt_sub_stream_start(rt_sub_t *sub, int status, const char *const *headers);
 int rt_sub_write_ref(rt_sub_t *sub, rt_str_t bytes, rt_msg_t *msg);

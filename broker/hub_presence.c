@@ -10,6 +10,7 @@
 #include "auth.h"
 #include "http.h"
 #include "hub.h"
+#include "namespace.h"
 #include "presence.h"
 
 struct rt_sub_presence {
@@ -36,12 +37,21 @@ static int exact(rt_str_t topic)
 
 static rt_str_t user_of(const rt_sub_presence_t *p) { return rt_cstr(p->user); }
 
+/* Off for the topic's namespace (topics: presence: false): joins are refused. */
+static int presence_on(rt_str_t topic)
+{
+    const rt_ns_t *ns = rt_ns_of(topic);
+    return ns == NULL || ns->presence;
+}
+
 static rt_str_t sub_user(rt_sub_t *sub) { return rt_cstr(sub->ident ? sub->ident->user : ""); }
 
 int rt_sub_presence_join(rt_sub_t *sub, rt_str_t topic, rt_str_t client, int flags)
 {
     if (!exact(topic))
         return RT_ETOPIC;
+    if (!presence_on(topic))
+        return RT_EFORBIDDEN;
     rt_subscription_t *s = find(sub, topic);
     if (s == NULL)
         return RT_EINVAL;
@@ -89,6 +99,12 @@ int rt_sub_presence_request(rt_sub_t *sub, int flags)
             if (!exact(v) || find(sub, v) == NULL)
                 return RT_ETOPIC;
     }
+    for (size_t i = 0; all && i < sub->nsubs; i++)
+        if (!presence_on(sub->subs[i]->pattern))
+            return RT_EFORBIDDEN;
+    for (size_t i = 0; !all && rt_req_query(sub->req, "presence", i, &v); i++)
+        if (!presence_on(v))
+            return RT_EFORBIDDEN;
     rt_str_t id;
     if ((flags & RT_PRESENCE_LINGER) && rt_req_query(sub->req, "client", 0, &client) && client.len && sub->pres == NULL &&
         rt_presence_client_check(client, sub_user(sub), &id) != RT_OK)

@@ -10,6 +10,7 @@
 #include "hub.h"
 #include "ops.h"
 #include "proxy.h"
+#include "userlimit.h"
 
 #define SLOTS 1024 /* seconds */
 #define NOTICE_MS 60000
@@ -97,6 +98,11 @@ int rt_sub_authenticate(rt_sub_t *sub, rt_str_t token, const char **why)
         rt_metrics_auth_failure();
         rt_log(RT_LOG_INFO, "auth: refused a token on a live %s connection: %s", sub->tp->name, *why);
         return err;
+    }
+    if (!sub->disconnected && sub->user_slot == NULL && rt_userlimit_admit(id->user, &sub->user_slot) != RT_OK) {
+        rt_ident_free(id);
+        *why = "too many connections of this user (limits.connections_per_user)";
+        return RT_ERATELIMIT;
     }
     rt_sub_expiry_remove(sub);
     rt_ident_free(sub->ident);

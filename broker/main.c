@@ -14,11 +14,13 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "api.h"
 #include "auth.h"
 #include "bus.h"
 #include "config.h"
 #include "hub.h"
 #include "jwtauth.h"
+#include "namespace.h"
 #include "plugin.h"
 #include "presence.h"
 #include "proxy.h"
@@ -201,10 +203,11 @@ int main(int argc, char **argv)
         settle_web_root(config, err, sizeof(err)) != 0 ||
         rt_plugins_load(argv[0], err, sizeof(err)) != 0 || rt_config_check_unknown(err, sizeof(err)) != 0 ||
         rt_auth_init(err, sizeof(err)) != 0 || rt_tls_init(err, sizeof(err)) != 0 || rt_presence_init(err, sizeof(err)) != 0 ||
-        rt_proxy_init(err, sizeof(err)) != 0) {
+        rt_proxy_init(err, sizeof(err)) != 0 || rt_api_init(err, sizeof(err)) != 0) {
         fprintf(stderr, "rtbroker: %s\n", err);
         return 2;
     }
+    rt_ns_apply();
     const char *busname = rt_cfg_str("bus");
     if (strcmp(busname, "memory") == 0) {
         rt_bus = rt_bus_memory_new();
@@ -240,7 +243,7 @@ int main(int argc, char **argv)
                (unsigned long long)rl.rlim_cur, rt_lim.max_connections);
     size_t nworkers = rt_config_workers(rt_cfg_int("workers"));
     if (rt_bus->ops->start(rt_bus, err, sizeof(err)) != 0 || rt_plugins_init(err, sizeof(err)) != 0 ||
-        rt_server_init(nworkers, err, sizeof(err)) != 0) {
+        rt_server_init(nworkers, err, sizeof(err)) != 0 || rt_api_cluster_start(err, sizeof(err)) != 0) {
         fprintf(stderr, "rtbroker: %s\n", err);
         return 1;
     }
@@ -279,6 +282,7 @@ int main(int argc, char **argv)
                (long long)rt_cfg_int("shutdown.drain"));
         break;
     }
+    rt_api_cluster_stop(); /* while the workers still run: calls in progress end by their timers */
     rt_server_shutdown();
     rt_plugins_fini();
     rt_bus->ops->stop(rt_bus);

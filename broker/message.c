@@ -153,6 +153,16 @@ static rt_enc_t *encode_envelope(rt_msg_t *m, void *arg)
         e->len = b.len - sizeof(rt_enc_t);
         return e;
     }
+    if ((m->flags & RT_MSG_NOTICE) && m->event.len > 3) { /* {"type":"subscribed",...}: event rt.subscribed */
+        rt_buf_appendc(&b, "{\"type\":");
+        rt_json_append_string(&b, rt_str(m->event.base + 3, m->event.len - 3));
+        if (m->data.len > 2)
+            rt_buf_appendc(&b, ",");
+        rt_buf_append(&b, m->data.base + 1, m->data.len - 1);
+        rt_enc_t *e = (rt_enc_t *)b.base;
+        e->len = b.len - sizeof(rt_enc_t);
+        return e;
+    }
     rt_buf_appendc(&b, "{\"id\":");
     if (m->id.len)
         rt_json_append_string(&b, m->id);
@@ -179,6 +189,8 @@ static rt_enc_t *encode_envelope(rt_msg_t *m, void *arg)
         rt_buf_appendc(&b, ",\"content_type\":");
         rt_json_append_string(&b, m->content_type);
     }
+    if (m->flags & RT_MSG_LATEST)
+        rt_buf_appendc(&b, ",\"latest\":true");
     rt_buf_appendc(&b, "}");
     rt_enc_t *e = (rt_enc_t *)b.base;
     e->len = b.len - sizeof(rt_enc_t);

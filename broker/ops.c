@@ -5,6 +5,7 @@
  */
 #include <stdatomic.h>
 
+#include "api.h"
 #include "bus.h"
 #include "conns.h"
 #include "hub.h"
@@ -193,8 +194,17 @@ static void metrics(h2o_req_t *req)
                   rt_conns_open(), rt_conns_refused_total());
     rt_presence_metrics(&b);
     rt_proxy_metrics(&b);
+    rt_api_metrics(&b);
     rt_bus->ops->metrics(rt_bus, &b);
     rt_http_respond_buf(req, 200, "text/plain; version=0.0.4", &b);
+}
+
+void rt_metrics_conns_json(rt_buf_t *b)
+{
+    rt_buf_appendc(b, "{");
+    for (size_t i = 0; i < ntps; i++)
+        rt_buf_printf(b, "%s\"%s\":%ld", i ? "," : "", tps[i]->name, LOAD(conns[i]));
+    rt_buf_appendc(b, "}");
 }
 
 int rt_ops_handle(h2o_req_t *req, rt_str_t path)

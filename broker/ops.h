@@ -20,6 +20,9 @@ void rt_metrics_http_error(int status);
 void rt_metrics_rate_limited(const char *kind); /* "publish" or "connect" */
 void rt_metrics_ephemeral(void);
 
+/* {"websocket":N,...}: open subscriber connections by transport. */
+void rt_metrics_conns_json(rt_buf_t *b);
+
 /* Serves /healthz, /readyz and /metrics; returns 0 when it answered, -1 when the path is not one of them. */
 int rt_ops_handle(h2o_req_t *req, rt_str_t path);
 

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "api.h"
 #include "config.h"
 #include "hub.h"
 #include "http.h"
@@ -333,7 +334,7 @@ static const char *default_message(int err)
     case RT_EID: return "Last-Event-ID / lastEventId / since / cursor must be an id EPOCH:SEQ given by this broker";
     case RT_EUNAUTHORIZED: return "a token allowing subscribe to this topic is required";
     case RT_EFORBIDDEN: return "the token does not allow subscribing to this topic";
-    case RT_ERATELIMIT: return "too many requests; retry later";
+    case RT_ERATELIMIT: return "too many requests, or too many connections of this user (limits.connections_per_user); retry later";
     case RT_EUNAVAILABLE: return "the bus is not available; retry later";
     default: return rt_strerror(err);
     }
@@ -429,7 +430,7 @@ const rt_services_t rt_services = {
     rt_sub_open,
     rt_sub_data,
     rt_sub_request,
-    rt_sub_subscribe,
+    rt_ns_subscribe,
     rt_sub_cursor,
     rt_sub_stream_start,
     rt_sub_write_ref,
@@ -460,4 +461,7 @@ const rt_services_t rt_services = {
     rt_sub_hold_answer,
     rt_presence_mac,
     rt_proxy_subscribe_ask,
+    rt_api_accept_server_topics,
+    rt_api_disconnect_info,
+    rt_ns_want_latest,
 };

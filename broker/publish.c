@@ -7,11 +7,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "api.h"
 #include "auth.h"
 #include "bus.h"
 #include "config.h"
 #include "hub.h"
 #include "http.h"
+#include "namespace.h"
 #include "ops.h"
 #include "proxy.h"
 #include "publish.h"
@@ -128,7 +130,7 @@ static void on_published(void *arg, int err, rt_str_t id)
 }
 
 int rt_publish_check(const rt_ident_t *who, rt_str_t topic, rt_str_t event, int has_event, rt_str_t idem, size_t len,
-                     const char **why)
+                     const char **why, int server)
 {
     int wild = 0;
     if (rt_topic_check(topic, 1, &wild) != RT_OK || wild) {
@@ -144,7 +146,12 @@ int rt_publish_check(const rt_ident_t *who, rt_str_t topic, rt_str_t event, int 
         *why = "Idempotency-Key must be 1-64 printable ASCII characters";
         return RT_EINVAL;
     }
-    int err = rt_auth_allows(who, topic, 1);
+    const rt_ns_t *ns = rt_ns_of(topic);
+    if (ns && ns->publish_server && !server) {
+        *why = "only the server publishes to this topic (topics: publish: server); use the server API";
+        return RT_EFORBIDDEN;
+    }
+    int err = server ? RT_OK : rt_auth_allows(who, topic, 1);
     if (err != RT_OK) {
         *why = err == RT_EUNAUTHORIZED ? "a token allowing publish to this topic is required"
                                        : "the token does not allow publishing to this topic";
@@ -220,14 +227,15 @@ void rt_publish_handle(h2o_req_t *req, rt_str_t path)
     char ipbuf[64], scoped[SCOPED_KEY_MAX];
     const char *why = NULL;
     rt_ident_t *who = NULL;
-    int err = rt_auth_identify(req, &who, &why);
+    int server = rt_api_key_ok(req); /* the backend, with its API key: trusted like the server API */
+    int err = server ? RT_OK : rt_auth_identify(req, &who, &why);
     if (err == RT_OK)
-        err = rt_publish_check(who, topic, event, has_event, key, req->entity.len, &why);
+        err = rt_publish_check(who, topic, event, has_event, key, req->entity.len, &why, server);
     if (err == RT_EUNAUTHORIZED && who == NULL && rt_proxy_enabled(RT_PROXY_PUBLISH)) {
         /* no credentials at all (a session-cookie app): proxy.publish decides; the checks before rights passed */
         err = req->entity.len > rt_lim.max_message_bytes ? RT_ETOOLARGE : RT_OK;
     }
-    if (err == RT_OK && rt_lim.publish_per_subject > 0 &&
+    if (err == RT_OK && !server && rt_lim.publish_per_subject > 0 &&
         !rt_rate_allow('s', who ? rt_cstr(who->user) : peer(req, ipbuf), rt_lim.publish_per_subject)) {
         err = RT_ERATELIMIT;
         why = "too many publishes per second (limits.publish_per_subject)";
@@ -252,7 +260,7 @@ void rt_publish_handle(h2o_req_t *req, rt_str_t path)
     if (key.len)
         memcpy(hp->key, key.base, key.len);
     hp->key_len = key.len;
-    if (rt_proxy_publish(NULL, req, topic, data, ctype, on_http_pub_verdict, hp))
+    if (!server && rt_proxy_publish(NULL, req, topic, data, ctype, on_http_pub_verdict, hp))
         return; /* the backend decides first (proxy.publish) */
     free(hp);
     publish_http(req, topic, event, ctype, data, key);
@@ -354,7 +362,7 @@ int rt_publish_from_sub(rt_sub_t *sub, const rt_pub_t *pub, const char **why,
     int err = sub->auth_err ? sub->auth_err
                             : rt_publish_check(sub->ident, pub->topic, pub->event, pub->event.len > 0,
                                                pub->idempotency_key.len ? pub->idempotency_key : rt_str(NULL, 0),
-                                               pub->data.len, why);
+                                               pub->data.len, why, 0);
     if (err == RT_EUNAUTHORIZED && sub->auth_err)
         *why = "the connection's token was refused";
     if (err != RT_OK)

@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "api.h"
 #include "auth.h"
 #include "config.h"
 #include "conns.h"
@@ -33,6 +34,22 @@ static h2o_globalconf_t globalconf;
 static int *listen_fds;
 static size_t nlisten;
 static h2o_accept_ctx_t *tls_accept; /* [worker * nlisten + listener], for TLS listeners */
+static size_t nmain;                 /* listeners [nmain, nlisten) are api.listen's: the server API only */
+static uint16_t api_ports[16];
+
+/* Whether the request came on an api.listen listener (ports differ between listeners of one host). */
+static int on_api_listener(h2o_req_t *req)
+{
+    struct sockaddr_storage ss;
+    if (nlisten == nmain || req->conn->callbacks->get_sockname == NULL ||
+        req->conn->callbacks->get_sockname(req->conn, (struct sockaddr *)&ss) == 0)
+        return 0;
+    uint16_t port = ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port : ((struct sockaddr_in *)&ss)->sin_port;
+    for (size_t i = 0; i < nlisten - nmain; i++)
+        if (api_ports[i] == port)
+            return 1;
+    return 0;
+}
 
 static int is_get(h2o_req_t *req)
 {
@@ -79,6 +96,20 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     if (rt_conns_refuse(req))
         return 0;
     rt_str_t path = rt_req_path(req);
+    if (nlisten > nmain) { /* api.listen: the server API there and only there */
+        int api_conn = on_api_listener(req);
+        if (api_conn != path_is(path, "/api") && !(api_conn && rt_str_eqc(path, "/healthz"))) {
+            rt_http_error_status(req, 404, "not_found", api_conn ? "this listener (api.listen) serves only /api/" :
+                                                                   "the server API is served on api.listen");
+            return 0;
+        }
+        if (api_conn && !path_is(path, "/api"))
+            return rt_ops_handle(req, path), 0;
+    }
+    if (path_is(path, "/api")) {
+        rt_api_handle(req, path);
+        return 0;
+    }
     const rt_transport_t *tp = rt_plugins_by_path(path);
     if (path_is(path, "/pub") || path_is(path, "/sub") || path_is(path, "/history") || path_is(path, "/presence") || tp != NULL) {
         if (!rt_origin_allowed(req)) {
@@ -145,6 +176,8 @@ int rt_server_init(size_t nworkers, char *err, size_t errlen)
     /* bodies a little over the message limit are read so the API can answer 413 with JSON; beyond that h2o
      * refuses before reading (plain text) */
     globalconf.max_request_entity_size = (size_t)rt_cfg_int("limits.max_message_bytes") * 2 + (1 << 20);
+    if (globalconf.max_request_entity_size < (size_t)rt_cfg_int("api.max_body_bytes") + (1 << 20))
+        globalconf.max_request_entity_size = (size_t)rt_cfg_int("api.max_body_bytes") + (1 << 20);
     /* a request's headers and body must arrive within this (slowloris); h2o then closes the connection */
     globalconf.http1.req_timeout = (uint64_t)rt_cfg_int("limits.request_timeout");
     h2o_hostconf_t *host = h2o_config_register_host(&globalconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
@@ -156,15 +189,23 @@ int rt_server_init(size_t nworkers, char *err, size_t errlen)
         h2o_file_register(pc, root, NULL, NULL, 0);
     rt_http_register_not_found(pc);
 
-    const rt_cfg_value_t *listen = rt_cfg("listen");
-    listen_fds = rt_calloc(listen->nlist, sizeof(int));
-    for (size_t i = 0; i < listen->nlist; i++) {
+    const rt_cfg_value_t *listen = rt_cfg("listen"), *api = rt_cfg("api.listen");
+    listen_fds = rt_calloc(listen->nlist + api->nlist, sizeof(int));
+    for (size_t i = 0; i < listen->nlist + api->nlist; i++) {
         rt_listen_addr_t a;
-        rt_parse_addr(listen->list[i], &a);
+        const char *text = i < listen->nlist ? listen->list[i] : api->list[i - listen->nlist];
+        if (rt_parse_addr(text, &a) != 0 || (i >= listen->nlist && i - listen->nlist >= sizeof(api_ports) / sizeof(api_ports[0]))) {
+            snprintf(err, errlen, "config: api.listen: \"%s\" is not an address host:port (at most 16 entries)", text);
+            return -1;
+        }
         if ((listen_fds[nlisten] = open_listener(&a, err, errlen)) < 0)
             return -1;
+        if (i >= listen->nlist)
+            api_ports[i - listen->nlist] = a.ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&a.ss)->sin6_port
+                                                                      : ((struct sockaddr_in *)&a.ss)->sin_port;
         nlisten++;
     }
+    nmain = listen->nlist;
     rt_nworkers = nworkers;
     rt_workers = rt_calloc(nworkers, sizeof(*rt_workers));
     tls_accept = rt_calloc(nworkers * nlisten, sizeof(*tls_accept));

@@ -5,6 +5,8 @@
 //   const off = rt.subscribe('chat.*', (msg) => console.log(msg.topic, msg.id, msg.event, msg.data));
 //   const id = await rt.publish('chat.room1', { text: 'hi' });   // rejects with an Error whose .code is the API code
 //   rt.on('state', ({ state, transport }) => …);                   // connecting | open | reconnecting | closed
+//   rt.on('disconnect', ({ reason }) => …);   // the server API ended it with "reconnect": false: the client stays closed
+//   rt.on('subscribed', ({ topic }) => …);    // the server API subscribed this connection (its messages: rt.on('message'))
 //
 // realtime.global.js (window.Realtime) is generated from this file by build-global.mjs:
 // edit this file only, then run `node web/build-global.mjs`. Everything exported must be in the
@@ -219,7 +221,7 @@ class RealtimeClient {
     this._token = o.token || null;
     this._getToken = typeof o.getToken === 'function' ? o.getToken : null;
     this._subs = new Map();          // pattern -> { pattern, handlers: Set, floor, denied }
-    this._listeners = { state: new Set(), gap: new Set(), error: new Set(), message: new Set() };
+    this._listeners = { state: new Set(), gap: new Set(), error: new Set(), message: new Set(), disconnect: new Set(), subscribed: new Set(), unsubscribed: new Set() };
     this._presence = new Map();      // topic -> presence view (see presence())
     this._queue = [];                // publishes waiting for a connection
     this._inflight = new Set();      // publishes sent and not yet answered
@@ -237,6 +239,7 @@ class RealtimeClient {
     this._httpChain = Promise.resolve();
     this._pubSeq = 0;
     this.stats = { delivered: 0, duplicates: 0, gaps: 0, reconnects: 0, fallbacks: 0 };
+    this._serverSubs = new Set(); // patterns the server API subscribed this connection to
     this._onOnline = () => { if (this._timer && !this._session) { clearTimeout(this._timer); this._timer = null; this._attempt = 0; this._startCycle(); } };
     if (typeof globalThis.addEventListener === 'function') globalThis.addEventListener('online', this._onOnline);
     Promise.resolve().then(() => this._start());
@@ -376,7 +379,7 @@ class RealtimeClient {
   /** Listen to 'state' ({state, transport}), 'gap' ({topic, from, transport}), 'error' (Error with .code), 'message'. */
   on(event, fn) {
     const set = this._listeners[event];
-    if (!set) throw rtError('invalid_parameter', `unknown event "${event}" (state, gap, error, message)`);
+    if (!set) throw rtError('invalid_parameter', `unknown event "${event}" (state, gap, error, message, disconnect, subscribed, unsubscribed)`);
     set.add(fn);
     return () => set.delete(fn);
   }
@@ -511,6 +514,7 @@ class RealtimeClient {
   _failed(sess, info) {  // could not open
     if (sess !== this._session) return;
     this._session = null;
+    if (info.kind === 'disconnected') return this._disconnected(info);
     if (info.kind === 'auth') return this._authFailure(info);
     this._next();
   }
@@ -518,9 +522,11 @@ class RealtimeClient {
   _dropped(sess, info) { // was open, is gone
     if (sess !== this._session) return;
     this._session = null;
+    this._serverSubs.clear(); // they belonged to that connection
     this._failInflight('disconnected');
     if (this._closed) return;
     if (Date.now() - (this._openedAt || 0) > this.options.stableAfter) this._attempt = 0;
+    if (info.kind === 'disconnected') return this._disconnected(info);
     if (info.kind === 'auth') return this._authFailure(info);
     this._setState('reconnecting', sess.name);
     this._scheduleRetry();
@@ -532,6 +538,12 @@ class RealtimeClient {
     this._gen = (this._gen || 0) + 1;
     if (s) s.close();
     this._failInflight('disconnected');
+  }
+
+  // The server API disconnected us with "reconnect": false (WS 4010, SSE rt.disconnect, a long-poll answer): stay closed.
+  _disconnected(info) {
+    this._emit('disconnect', { reason: info.reason ?? null, reconnect: false, transport: info.transport });
+    this.close();
   }
 
   // 4001 / 401 / rt.expired / 4003 / 403: no reconnect loop; ask the app for a token instead.
@@ -686,6 +698,7 @@ class RealtimeClient {
     const msg = { id, topic: env.topic, event: env.event == null ? null : env.event, data: env.data };
     if (env.content_type) msg.contentType = env.content_type;
     if (env.encoding) msg.encoding = env.encoding;
+    if (env.latest) msg.latest = true; // recover: latest: the topic's latest message, sent first to a new subscriber
     let matched = false;
     for (const sub of Array.from(this._subs.values())) {
       if (sub.denied || !matchTopic(sub.pattern, msg.topic)) continue;
@@ -695,7 +708,16 @@ class RealtimeClient {
         try { h(msg); } catch (e) { this._emit('error', rtError('handler', `a subscription handler threw: ${e && e.message}`, { cause: e, topic: msg.topic })); }
       }
     }
+    // a subscription the server added (POST /api/subscribe) has no handler here: its messages come as 'message' events
+    if (!matched && Array.from(this._serverSubs).some((p) => matchTopic(p, msg.topic))) matched = true;
     if (matched) { this.stats.delivered++; this._emit('message', msg); }
+  }
+
+  /** The server API added or removed a subscription of this connection ({type:'subscribed'|'unsubscribed', topic}). */
+  _serverSub(type, topic, sess) {
+    if ((sess && sess !== this._session) || typeof topic !== 'string') return;
+    if (type === 'subscribed') this._serverSubs.add(topic); else this._serverSubs.delete(topic);
+    this._emit(type, { topic });
   }
 
   _gap(info, sess) {
@@ -850,6 +872,7 @@ function wsSession(c) {
     sent.add(sub.pattern);
     const op = { op: 'sub', topic: sub.pattern, ref: ref({ kind: 'sub', sub }) };
     if (since) op.since = since;
+    op.latest = true; // topics with recover: latest send their latest message first, even after our cursor
     if (sub.presence) { op.presence = true; joinedPresence.add(sub.pattern); }
     send(op);
   };
@@ -911,6 +934,8 @@ function wsSession(c) {
       case 'gap': c._gap({ topic: m.topic, from: m.from }, s); break;
       case 'join': case 'leave': c._presenceEvent(m, s); break;
       case 'expiring': c._refresh('expiring'); break;
+      case 'disconnect': s.disconnectReason = m.reason ?? null; break; // the close (4000 / 4010) follows
+      case 'subscribed': case 'unsubscribed': c._serverSub(m.type, m.topic, s); break;
       default: break;
     }
   };
@@ -929,6 +954,7 @@ function wsSession(c) {
     const code = e && e.code;
     if (code === 4001) return finish({ kind: 'auth', code: 'unauthorized', transport: 'websocket', message: e.reason });
     if (code === 4003) return finish({ kind: 'auth', code: 'forbidden', transport: 'websocket', message: e.reason });
+    if (code === 4010) return finish({ kind: 'disconnected', transport: 'websocket', reason: s.disconnectReason ?? null });
     finish({ kind: 'failed', transport: 'websocket', closeCode: code, message: e && e.reason });
   };
 
@@ -986,6 +1012,7 @@ function sseSession(c) {
     for (const sub of c._activeSubs()) q.append('topic', sub.pattern);
     for (const sub of c._activeSubs()) if (sub.presence) q.append('presence', sub.pattern);
     q.append('envelope', '1');
+    q.append('latest', '1'); // topics with recover: latest send their latest message first, even after our cursor
     const since = c._resumePoint();
     if (since) q.append('since', since);
     if (c._token) q.append('token', c._token);
@@ -1023,6 +1050,22 @@ function sseSession(c) {
     };
     src.addEventListener('rt.gap', (e) => { if (es !== src) return; let d = {}; try { d = JSON.parse(e.data); } catch (err) { /* empty */ } c._gap({ from: d.from }, s); });
     src.addEventListener('rt.shutdown', () => { if (es === src) ending = 'shutdown'; });
+    src.addEventListener('rt.disconnect', (e) => {
+      if (es !== src) return;
+      let d = {}; try { d = JSON.parse(e.data); } catch (err) { /* empty */ }
+      if (d.reconnect !== false) { ending = 'disconnect'; return; }
+      src.onopen = src.onmessage = src.onerror = null;
+      src.close(); // before EventSource reconnects on its own
+      es = null;
+      finish({ kind: 'disconnected', transport: 'sse', reason: d.reason ?? null });
+    });
+    for (const type of ['subscribed', 'unsubscribed']) {
+      src.addEventListener('rt.' + type, (e) => {
+        if (es !== src) return;
+        let d = {}; try { d = JSON.parse(e.data); } catch (err) { return; }
+        c._serverSub(type, d.topic, s);
+      });
+    }
     for (const type of ['join', 'leave']) {
       src.addEventListener('rt.' + type, (e) => {
         if (es !== src) return;
@@ -1171,6 +1214,7 @@ function pollSession(c) {
       if (s.done) return;
       c._cursor = j.cursor;
       c._maxSeen = laterId(c._maxSeen, j.cursor);
+      if (j.disconnect && j.disconnect.reconnect === false) return finish({ kind: 'disconnected', transport: 'longpoll', reason: j.disconnect.reason ?? null });
       if (typeof j.client_key === 'string') client = j.client_key;
       first = false;
       restart = false;

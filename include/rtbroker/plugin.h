@@ -56,6 +56,9 @@ typedef enum rt_end_reason {
     RT_END_SHUTDOWN = 1, /* the server is draining: say goodbye (SSE rt.shutdown, WS 1001) */
     RT_END_SLOW = 2,     /* the outbound queue overflowed (WS 1013, SSE stream end) */
     RT_END_EXPIRED = 3,  /* the credentials expired (SSE rt.expired, WS 4001) */
+    /* the server API disconnected it (POST /api/disconnect): sub_disconnect_info says why and whether the client may
+     * reconnect (WS 4000 / 4010, SSE rt.disconnect, NDJSON {"type":"disconnect"}, long-poll "disconnect") */
+    RT_END_DISCONNECT = 4,
 } rt_end_reason_t;
 
 /* Flags of a message (rt_msg_view_t.flags). */
@@ -65,6 +68,12 @@ enum {
     RT_MSG_EPHEMERAL = 4, /* not stored, no id */
     RT_MSG_JOIN = 8,      /* a presence join (also EPHEMERAL): data is {"topic","user","client","info"}, event "rt.join" */
     RT_MSG_LEAVE = 16,    /* a presence leave, likewise with event "rt.leave" */
+    /* a notice of the server (also EPHEMERAL): data is a JSON object, event "rt.TYPE"; its envelope is
+     * {"type":"TYPE",...data's members} (e.g. TYPE subscribed / unsubscribed, from the server API) */
+    RT_MSG_NOTICE = 32,
+    /* a copy of a topic's latest retained message sent to a new subscriber first (topics: recover: latest); its
+     * envelope has "latest": true */
+    RT_MSG_LATEST = 64,
 };
 
 /* Flags of rt_services_t.presence_join. */
@@ -268,6 +277,18 @@ typedef struct rt_services {
      * outside such a `done` (or a request the broker asked about before `start`) is refused with RT_EFORBIDDEN. */
     int (*subscribe_ask)(rt_sub_t *sub, rt_str_t topic, void (*done)(rt_sub_t *sub, int err, const char *why, void *arg),
                          void *arg);
+
+    /* --- server API (worker thread; appended to ABI 1) ---
+     * The connection can carry subscriptions the server adds (POST /api/subscribe): its messages name their topic and
+     * it shows notices (RT_MSG_NOTICE). Call once the connection is set up (rt.v1 WebSocket, SSE with envelopes). */
+    void (*sub_accept_server_topics)(rt_sub_t *sub);
+    /* After end(RT_END_DISCONNECT): {"reason":TEXT|null,"reconnect":true|false} (valid while the subscriber lives);
+     * the return value is 1 when the client may reconnect, 0 when told not to. */
+    int (*sub_disconnect_info)(rt_sub_t *sub, rt_str_t *json);
+    /* The next subscribe also sends a `recover: latest` topic's latest message when the resume point given is at or
+     * after it (a client that resumes every subscription from one cursor, like realtime.js, and may never have seen it;
+     * rt.v1 "latest": true, SSE latest=1). Without a resume point it is sent anyway. */
+    void (*sub_want_latest)(rt_sub_t *sub);
 } rt_services_t;
 
 /* The table a plugin exports as `rt_transport_v1`. */

@@ -21,6 +21,7 @@ typedef struct lp_sub {
     int gap, full;
     char start[64];
     size_t start_len;
+    rt_str_t disconnect; /* set when the server API ended it */
 } lp_sub_t;
 
 static const rt_services_t *svc;
@@ -70,7 +71,7 @@ static void answer(rt_sub_t *sub)
     rt_str_t client = svc->sub_client(sub), key = svc->sub_client_key(sub);
     /* one per subscriber per message: built by hand rather than with snprintf */
     size_t nparts = 0;
-    rt_str_t *parts = malloc((s->count * 2 + 8) * sizeof(*parts));
+    rt_str_t *parts = malloc((s->count * 2 + 10) * sizeof(*parts)); /* the most parts below: 2 * count + 10 */
     if (parts == NULL)
         abort();
     parts[nparts++] = LIT("{\"cursor\":\"");
@@ -89,7 +90,12 @@ static void answer(rt_sub_t *sub)
         parts[nparts] = svc->msg_envelope(s->msgs[i]);
         bytes += parts[nparts++].len;
     }
-    parts[nparts++] = LIT("]}\n");
+    parts[nparts++] = LIT("]");
+    if (s->disconnect.len) { /* the server API ended it: "disconnect":{"reason","reconnect"} */
+        parts[nparts++] = LIT(",\"disconnect\":");
+        parts[nparts++] = s->disconnect;
+    }
+    parts[nparts++] = LIT("}\n");
     svc->count_delivered(&rt_transport_v1, s->count, bytes);
     svc->sub_respond(sub, 200, "application/json", parts, nparts);
     free(parts);
@@ -132,6 +138,10 @@ static void lp_start(rt_request_t *req)
     }
     /* a member between polls too (presence.poll_grace), under the client key the answer hands back */
     int joined = svc->presence_request(sub, RT_PRESENCE_LINGER);
+    if (joined == RT_EFORBIDDEN) {
+        svc->respond_error(req, RT_EFORBIDDEN, "presence is off for this topic (topics: presence: false)");
+        return;
+    }
     if (joined == RT_ETOPIC) {
         svc->respond_error(req, RT_ETOPIC, "presence=1 needs exact topics; presence=TOPIC must name an exact topic of this subscription");
         return;
@@ -197,7 +207,9 @@ static void lp_end(rt_sub_t *sub, rt_end_reason_t why)
         svc->sub_respond(sub, 401, "application/json", &body, 1);
         return;
     }
-    answer(sub); /* shutdown: hand over what we have; the client polls another node */
+    if (why == RT_END_DISCONNECT)
+        svc->sub_disconnect_info(sub, &((lp_sub_t *)svc->sub_data(sub))->disconnect);
+    answer(sub); /* shutdown or disconnect: hand over what we have (a disconnect says so) */
 }
 
 static void lp_release(rt_sub_t *sub)

@@ -76,7 +76,12 @@ static void nd_start(rt_request_t *req)
         svc->respond_error(req, err, NULL);
         return;
     }
-    if (svc->presence_request(sub, 0) == RT_ETOPIC) {
+    int presence = svc->presence_request(sub, 0);
+    if (presence == RT_EFORBIDDEN) {
+        svc->respond_error(req, RT_EFORBIDDEN, "presence is off for this topic (topics: presence: false)");
+        return;
+    }
+    if (presence == RT_ETOPIC) {
         svc->respond_error(req, RT_ETOPIC, "presence=1 needs exact topics; presence=TOPIC must name an exact topic of this subscription");
         return;
     }
@@ -106,6 +111,16 @@ static void nd_end(rt_sub_t *sub, rt_end_reason_t why)
         line(sub, "{\"type\":\"shutdown\"}\n");
     else if (why == RT_END_EXPIRED)
         line(sub, "{\"type\":\"expired\"}\n");
+    else if (why == RT_END_DISCONNECT) { /* {"type":"disconnect","reason","reconnect"} */
+        rt_str_t json;
+        svc->sub_disconnect_info(sub, &json);
+        char *buf = malloc(json.len + 32); /* one write: a whole line or none */
+        if (buf == NULL)
+            abort();
+        int n = snprintf(buf, json.len + 32, "{\"type\":\"disconnect\",%.*s\n", (int)json.len - 1, json.base + 1);
+        svc->write_copy(sub, buf, (size_t)n);
+        free(buf);
+    }
     svc->sub_close(sub);
 }
 

@@ -73,17 +73,27 @@ static void sse_start(rt_request_t *req)
     rt_sub_t *sub = svc->sub_open(req, &rt_transport_v1, sizeof(sse_sub_t));
     sse_sub_t *s = svc->sub_data(sub);
     s->envelope = envelope;
+    if (envelope)
+        svc->sub_accept_server_topics(sub); /* its events name their topic */
 
     char pre[64];
     int len = snprintf(pre, sizeof(pre), "retry: %llu\n: ok\n\n", (unsigned long long)retry_ms);
     svc->write_copy(sub, pre, (size_t)len);
     rt_sub_opts_t opts = {topics, (size_t)n, svc->req_since(req), 0};
+    rt_str_t latest;
+    if (svc->req_query(req, "latest", 0, &latest) && latest.len == 1 && latest.base[0] == '1')
+        svc->sub_want_latest(sub); /* recover: latest topics' latest even after Last-Event-ID (realtime.js) */
     int err = svc->subscribe(sub, &opts);
     if (err != RT_OK) {
         svc->respond_error(req, err, NULL);
         return;
     }
-    if (svc->presence_request(sub, 0) == RT_ETOPIC) {
+    int presence = svc->presence_request(sub, 0);
+    if (presence == RT_EFORBIDDEN) {
+        svc->respond_error(req, RT_EFORBIDDEN, "presence is off for this topic (topics: presence: false)");
+        return;
+    }
+    if (presence == RT_ETOPIC) {
         svc->respond_error(req, RT_ETOPIC, "presence=1 needs exact topics; presence=TOPIC must name an exact topic of this subscription");
         return;
     }
@@ -98,7 +108,8 @@ static void sse_deliver(rt_sub_t *sub, rt_msg_t *msg)
     sse_sub_t *s = svc->sub_data(sub);
     rt_msg_view_t v;
     svc->msg_view(msg, &v);
-    int plain = !s->envelope || (v.flags & (RT_MSG_JOIN | RT_MSG_LEAVE)); /* presence: event rt.join/rt.leave as is */
+    /* presence and notices: event rt.join / rt.leave / rt.subscribed ... as they are */
+    int plain = !s->envelope || (v.flags & (RT_MSG_JOIN | RT_MSG_LEAVE | RT_MSG_NOTICE));
     rt_str_t bytes = svc->msg_encoded(msg, &rt_transport_v1, plain ? SLOT_PLAIN : SLOT_ENVELOPE, encode);
     if (svc->write_ref(sub, bytes, msg) == RT_OK)
         svc->count_delivered(&rt_transport_v1, 1, bytes.len);
@@ -119,6 +130,16 @@ static void sse_end(rt_sub_t *sub, rt_end_reason_t why)
         svc->write_ref(sub, (rt_str_t){shutdown, sizeof(shutdown) - 1}, NULL);
     else if (why == RT_END_EXPIRED)
         svc->write_ref(sub, (rt_str_t){expired, sizeof(expired) - 1}, NULL);
+    else if (why == RT_END_DISCONNECT) { /* {"reason","reconnect"}: EventSource reconnects unless the page closes it */
+        rt_str_t json;
+        svc->sub_disconnect_info(sub, &json);
+        char *buf = malloc(json.len + 32); /* one write: a whole event or none */
+        if (buf == NULL)
+            abort();
+        int n = snprintf(buf, json.len + 32, "event: rt.disconnect\ndata: %.*s\n\n", (int)json.len, json.base);
+        svc->write_copy(sub, buf, (size_t)n);
+        free(buf);
+    }
     svc->sub_close(sub);
 }
 

@@ -145,7 +145,7 @@ static rt_str_t encode(rt_msg_t *msg, int slot)
     size_t len;
     char *json = NULL;
     int opcode = WS_TEXT;
-    if (v.flags & (RT_MSG_JOIN | RT_MSG_LEAVE)) { /* {"type":"join"|"leave",...} in both modes */
+    if (v.flags & (RT_MSG_JOIN | RT_MSG_LEAVE | RT_MSG_NOTICE)) { /* {"type":"join"|"leave"|...,...} in both modes */
         rt_str_t env = svc->msg_envelope(msg);
         payload = (const unsigned char *)env.base;
         len = env.len;
@@ -205,12 +205,31 @@ static void ws_gap(rt_sub_t *sub, rt_str_t from)
     /* raw mode has no way to say it; the payloads that are still retained follow */
 }
 
+/* The server API ended it: rt.v1 hears why first; 4000 may reconnect, 4010 must not. */
+static void ws_disconnect(rt_sub_t *sub)
+{
+    ws_conn_t *c = svc->sub_data(sub);
+    rt_str_t json;
+    int reconnect = svc->sub_disconnect_info(sub, &json);
+    if (c->mode == WS_MODE_V1 && json.len > 1) {
+        char *buf = malloc(json.len + 32);
+        if (buf == NULL)
+            abort();
+        int n = snprintf(buf, json.len + 32, "{\"type\":\"disconnect\",%.*s", (int)json.len - 1, json.base + 1);
+        ws_send_text(sub, buf, (size_t)n);
+        free(buf);
+    }
+    ws_close(sub, reconnect ? 4000 : 4010, reconnect ? "disconnected" : "disconnected; do not reconnect");
+}
+
 static void ws_end(rt_sub_t *sub, rt_end_reason_t why)
 {
     if (why == RT_END_SLOW)
         ws_close(sub, 1013, "slow consumer");
     else if (why == RT_END_EXPIRED)
         ws_close(sub, 4001, "token expired");
+    else if (why == RT_END_DISCONNECT)
+        ws_disconnect(sub);
     else
         ws_close(sub, 1001, "server shutdown");
 }
@@ -500,6 +519,8 @@ static void ws_start(rt_request_t *req)
     rt_sub_t *sub = svc->sub_open(req, &rt_transport_v1, sizeof(ws_conn_t));
     ws_conn_t *c = svc->sub_data(sub);
     c->mode = v1 ? WS_MODE_V1 : WS_MODE_RAW;
+    if (v1)
+        svc->sub_accept_server_topics(sub); /* its frames name their topic */
     c->deflate = deflate;
     c->last_seen = now_ms();
     int err = RT_OK;
@@ -512,7 +533,12 @@ static void ws_start(rt_request_t *req)
             svc->respond_error(req, err, NULL);
             return;
         }
-        if (err == RT_OK && svc->presence_request(sub, 0) == RT_ETOPIC) {
+        int presence = err == RT_OK ? svc->presence_request(sub, 0) : 0;
+        if (presence == RT_EFORBIDDEN) {
+            svc->respond_error(req, RT_EFORBIDDEN, "presence is off for this topic (topics: presence: false)");
+            return;
+        }
+        if (presence == RT_ETOPIC) {
             svc->respond_error(req, RT_ETOPIC, "presence=1 needs exact topics; presence=TOPIC must name an exact topic of this subscription");
             return;
         }
@@ -533,6 +559,10 @@ static void ws_start(rt_request_t *req)
     }
     /* refusals are told after the upgrade, so that a browser can read them */
     int state = svc->sub_auth_state(sub);
+    if (state == RT_ERATELIMIT || err == RT_ERATELIMIT) {
+        ws_close(sub, 4029, "too many connections of this user");
+        return;
+    }
     if (err == RT_EUNAUTHORIZED || state == RT_EUNAUTHORIZED || (state == 1 && !v1)) {
         ws_close(sub, 4001, "unauthorized");
         return;

@@ -17,7 +17,7 @@ extern const rt_services_t *ws_svc;
 
 typedef struct op {
     rt_str_t op, topic, since, event, ref, data, token, key;
-    int ephemeral, presence;
+    int ephemeral, presence, latest;
     char data_type;
 } op_t;
 
@@ -69,7 +69,7 @@ static int text(rt_str_t raw, char *buf, size_t cap, rt_str_t *out)
 
 /* A sub op's values, kept while the backend decides (subscribe_ask). */
 typedef struct sub_req {
-    int presence;
+    int presence, latest;
     size_t topic_len, since_len, ref_len;
     char topic[300], since[80], ref[MAX_REF + 2];
 } sub_req_t;
@@ -80,6 +80,8 @@ static void sub_now(rt_sub_t *sub, const sub_req_t *r)
     rt_str_t topic = {r->topic, r->topic_len}, ref = {r->ref, r->ref_len};
     rt_sub_opts_t opts = {&topic, 1, (rt_str_t){r->since, r->since_len}, 0};
     c->gap_topic = topic;
+    if (r->latest)
+        svc->sub_want_latest(sub);
     int err = svc->subscribe(sub, &opts);
     c->gap_topic = (rt_str_t){NULL, 0};
     if (err != RT_OK) {
@@ -92,8 +94,11 @@ static void sub_now(rt_sub_t *sub, const sub_req_t *r)
                                         : "the subscription failed");
         return;
     }
-    if (r->presence)
-        svc->presence_join(sub, topic, (rt_str_t){NULL, 0}, 0);
+    if (r->presence && svc->presence_join(sub, topic, (rt_str_t){NULL, 0}, 0) == RT_EFORBIDDEN) {
+        svc->unsubscribe(sub, topic); /* nothing half done: the sub is refused as a whole */
+        error(sub, ref, "forbidden", "presence is off for this topic (topics: presence: false)");
+        return;
+    }
     reply(sub, "ok", ref, NULL);
 }
 
@@ -137,7 +142,7 @@ static void do_sub(rt_sub_t *sub, const op_t *o)
         free(r);
         return;
     }
-    r->topic_len = topic.len, r->since_len = since.len, r->presence = o->presence;
+    r->topic_len = topic.len, r->since_len = since.len, r->presence = o->presence, r->latest = o->latest;
     if (svc->subscribe_ask &&
         svc->subscribe_ask(sub, topic, on_sub_allowed, r) == 1)
         return;
@@ -275,6 +280,11 @@ static void do_auth(rt_sub_t *sub, const op_t *o)
     if (o->token.len && text(o->token, token, o->token.len + 1, &t))
         err = svc->authenticate(sub, t, &why);
     free(token);
+    if (err == RT_ERATELIMIT) { /* limits.connections_per_user */
+        error(sub, o->ref, "rate_limited", why);
+        ws_close(sub, 4029, "too many connections of this user");
+        return;
+    }
     if (err != RT_OK) {
         error(sub, o->ref, "unauthorized", "the token was refused");
         ws_close(sub, 4001, why);
@@ -325,6 +335,8 @@ void ws_ops_handle(rt_sub_t *sub, ws_conn_t *c, const char *json, size_t len)
             o.ephemeral = f[i].type == 't';
         } else if (key_is(k, "presence")) {
             o.presence = f[i].type == 't';
+        } else if (key_is(k, "latest")) {
+            o.latest = f[i].type == 't';
         } else if (key_is(k, "idempotency_key") && f[i].type == 's') {
             o.key = f[i].value;
         } else if (key_is(k, "token") && f[i].type == 's') {

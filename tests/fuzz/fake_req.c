@@ -92,3 +92,14 @@ void fuzz_configure(const char *const (*overrides)[2], size_t n)
     FUZZ_ASSERT(rt_auth_init(err, sizeof(err)) == 0);
     rt_config_freeze();
 }
+
+void fake_sub_accept_server_topics(rt_sub_t *sub) { (void)sub; }
+
+int fake_sub_disconnect_info(rt_sub_t *sub, rt_str_t *json)
+{
+    (void)sub;
+    *json = RT_STRLIT("{\"reason\":null,\"reconnect\":true}");
+    return 1;
+}
+
+void fake_sub_want_latest(rt_sub_t *sub) { (void)sub; }

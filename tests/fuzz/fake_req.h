@@ -23,12 +23,17 @@ int fake_req_query(rt_request_t *r, const char *name, size_t nth, rt_str_t *out)
 int fake_req_topics(rt_request_t *r, rt_str_t *out, size_t max);
 rt_str_t fake_req_since(rt_request_t *r);
 void fake_msg_view(rt_msg_t *m, rt_msg_view_t *out);
+/* The server API's services: nothing is granted or disconnected here (no hub). */
+void fake_sub_accept_server_topics(rt_sub_t *sub);
+int fake_sub_disconnect_info(rt_sub_t *sub, rt_str_t *json);
+void fake_sub_want_latest(rt_sub_t *sub);
 #define FAKE_REQ_SERVICES                                                                                              \
     .cfg_string = fake_cfg_string, .log = fake_log, .req_method = fake_req_method, .req_path = fake_req_path,         \
     .req_header = fake_req_header, .req_query = fake_req_query, .req_topics = fake_req_topics,                        \
     .req_since = fake_req_since, .msg_view = fake_msg_view, .msg_unref = rt_msg_unref, .msg_envelope = rt_msg_envelope, \
     .utf8_valid = rt_utf8_valid, .json_object = rt_json_object, .json_unescape = rt_json_unescape,                    \
-    .strerror = rt_strerror
+    .strerror = rt_strerror, .sub_accept_server_topics = fake_sub_accept_server_topics,                            \
+    .sub_disconnect_info = fake_sub_disconnect_info, .sub_want_latest = fake_sub_want_latest
 
 /* The configuration the fakes start from: the defaults, these overrides (name, value), then auth.c's set-up. */
 void fuzz_configure(const char *const (*overrides)[2], size_t n);

@@ -204,6 +204,14 @@ static void f_sub_close(rt_sub_t *sub)
     st.closed = 1;
 }
 
+/* A held answer stays h2o's request here (as on HTTP/2): the plugin answers with sub_respond all the same. */
+static int f_sub_hold(rt_sub_t *sub, uint64_t within_ms, int status, const char *const *headers)
+{
+    FUZZ_ASSERT(sub == SUB && !st.closed && !st.responded && status == 200 && headers != NULL);
+    (void)within_ms;
+    return RT_EINVAL;
+}
+
 static void f_sub_respond(rt_sub_t *sub, int status, const char *ctype, const rt_str_t *parts, size_t nparts)
 {
     rt_buf_t body = {0};
@@ -336,13 +344,6 @@ static rt_str_t f_sub_client_key(rt_sub_t *sub)
     return rt_cstr(st.key);
 }
 
-/* The broker may decline to hold (HTTP/2, an expiring token): the plugin must then answer the usual way. */
-static int f_sub_hold(rt_sub_t *sub, uint64_t within_ms, int status, const char *const *headers)
-{
-    (void)sub, (void)within_ms, (void)status, (void)headers;
-    return RT_EINVAL;
-}
-
 static const rt_services_t services = {
     .abi_version = RT_PLUGIN_ABI_VERSION,
     FAKE_REQ_SERVICES,
@@ -359,6 +360,7 @@ static const rt_services_t services = {
     .write_copy = f_write_copy,
     .sub_close = f_sub_close,
     .sub_respond = f_sub_respond,
+    .sub_hold = f_sub_hold,
     .sub_timer = f_sub_timer,
     .upgrade = f_upgrade,
     .msg_ref = rt_msg_ref,
@@ -369,7 +371,6 @@ static const rt_services_t services = {
     .presence_snapshot = f_presence_snapshot,
     .sub_client = f_sub_client,
     .sub_client_key = f_sub_client_key,
-    .sub_hold = f_sub_hold,
 };
 
 void fuzz_stream_setup(void)
@@ -452,7 +453,7 @@ static void act(uint8_t op, rt_str_t arg, rt_str_t *event)
         return;
     case 's':
         if (!st.closed && !st.responded)
-            rt_transport_v1.end(SUB, arg.len ? (rt_end_reason_t)(1 + arg.base[0] % 3) : RT_END_SHUTDOWN);
+            rt_transport_v1.end(SUB, arg.len ? (rt_end_reason_t)(1 + arg.base[0] % 4) : RT_END_SHUTDOWN);
         return;
     default:
         return;

@@ -224,7 +224,7 @@ static int f_publish(rt_sub_t *sub, const rt_pub_t *pub, const char **why,
 {
     fuzz_touch(pub->topic), fuzz_touch(pub->event), fuzz_touch(pub->content_type), fuzz_touch(pub->data), fuzz_touch(pub->idempotency_key);
     int err = rt_publish_check(NULL, pub->topic, pub->event, pub->event.len > 0,
-                               pub->idempotency_key.len ? pub->idempotency_key : (rt_str_t){NULL, 0}, pub->data.len, why);
+                               pub->idempotency_key.len ? pub->idempotency_key : (rt_str_t){NULL, 0}, pub->data.len, why, 0);
     if (err != RT_OK)
         return err;
     if (pub->topic.len > 3 && memcmp(pub->topic.base, "rl.", 3) == 0) {

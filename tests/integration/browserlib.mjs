@@ -2,7 +2,8 @@
 // (both installed by `make deps`). A missing piece is an error that says what to install.
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
-import { ROOT } from './lib.mjs';
+import path from 'node:path';
+import { HERE, ROOT, mkTemp } from './lib.mjs';
 
 export const CHROMIUM = '/usr/bin/chromium';
 const FLAGS = ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
@@ -18,4 +19,12 @@ export async function launchChromium() {
     throw new Error(`npm playwright-core is not installed in tests/node_modules (make deps): ${e.message}`);
   }
   return pw.chromium.launch({ executablePath: CHROMIUM, headless: true, args: FLAGS, timeout: 30000 });
+}
+
+/** A temp web.root: a copy of web/ plus the test page browser_client.html. */
+export function clientWebRoot() {
+  const dir = mkTemp('rtb-browser-web-');
+  for (const f of fs.readdirSync(path.join(ROOT, 'web'))) fs.copyFileSync(path.join(ROOT, 'web', f), path.join(dir, f));
+  fs.copyFileSync(path.join(HERE, 'browser_client.html'), path.join(dir, 'browser_client.html'));
+  return dir;
 }

@@ -162,7 +162,7 @@ t.test('client: WebSocket cannot connect → SSE; remembered; the next client st
   await waitFor(() => rt.state === 'open', 2000, 'open');
   eq(w.states, ['connecting:websocket', 'connecting:sse', 'open:sse'], 'states');
   eq([...env.store.values()], ['sse'], 'remembered');
-  assert(/\/sse\?topic=a\.\*&envelope=1&since=e%3A0$/.test(env.sources[0].url), `SSE URL: ${env.sources[0].url}`);
+  assert(/\/sse\?topic=a\.\*&envelope=1&latest=1&since=e%3A0$/.test(env.sources[0].url), `SSE URL: ${env.sources[0].url}`);
   rt.close();
   const rt2 = RT.connect('http://broker.test', env.opts);
   const w2 = watch(rt2);
@@ -222,7 +222,7 @@ t.test('client: every message once (dedup by id), floors for later subscriptions
   env.seq = 5;
   rt.subscribe('b.x', (m) => got.push(['b.x', m.id]));
   await waitFor(() => env.sources.length === 2 && !env.sources[1].closed, 1000, 'the stream reopened with b.x');
-  assert(/topic=a\.\*&topic=a\.%3E&topic=b\.x&envelope=1&since=e%3A2/.test(env.sources[1].url), `reopened from the cursor: ${env.sources[1].url}`);
+  assert(/topic=a\.\*&topic=a\.%3E&topic=b\.x&envelope=1&latest=1&since=e%3A2/.test(env.sources[1].url), `reopened from the cursor: ${env.sources[1].url}`);
   assert(env.sources[0].closed, 'the old stream is closed');
   await waitFor(() => rt.state === 'open', 1000, 'open');
   env.sources[1].emit({ id: 'e:4', topic: 'b.x', event: null, data: 'before the subscription' });
