@@ -71,7 +71,7 @@ static void answer(rt_sub_t *sub)
     rt_str_t client = svc->sub_client(sub), key = svc->sub_client_key(sub);
     /* one per subscriber per message: built by hand rather than with snprintf */
     size_t nparts = 0;
-    rt_str_t *parts = malloc((s->count * 2 + 10) * sizeof(*parts)); /* the most parts below: 2 * count + 10 */
+    rt_str_t *parts = malloc((s->count * 2 + 11) * sizeof(*parts)); /* the most parts below: 11, and 2 per message */
     if (parts == NULL)
         abort();
     parts[nparts++] = LIT("{\"cursor\":\"");
