@@ -23,7 +23,7 @@ function statusLine(port, p, headers = '') {
 t.test('a path nothing serves is a JSON 404 not_found, with a web root and without one', async (c) => {
   for (const root of [path.join(ROOT, 'web'), '']) {
     const b = await c.broker({ config: { web: { root } } });
-    for (const p of ['/definitely-not-here.html', '/favicon.ico', '/api/v1/x']) {
+    for (const p of ['/definitely-not-here.html', '/favicon.ico', '/v1/x']) {
       const r = await request(b.base, 'GET', p);
       expectError(r, 404, 'not_found', `GET ${p} (web.root "${root}")`);
       assert(/^application\/json/.test(r.headers.get('content-type')), `GET ${p}: content-type ${r.headers.get('content-type')}`);
