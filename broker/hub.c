@@ -110,6 +110,14 @@ static void outq_release(rt_outq_t *q, size_t n)
     q->len -= n;
 }
 
+/* What the plugin wrote while replays were due goes out behind them (rt.v1's "ok" after the replayed messages). */
+static void undefer(rt_sub_t *sub)
+{
+    for (size_t i = 0; i < sub->deferred.len; i++)
+        outq_push(&sub->pending, sub->deferred.v[i]);
+    sub->deferred.len = 0, sub->deferred.bytes = 0;
+}
+
 static void outq_free(rt_outq_t *q)
 {
     outq_release(q, q->len);
@@ -124,6 +132,7 @@ static void unsubscribe_all(rt_sub_t *sub)
 {
     for (size_t i = 0; i < sub->nsubs; i++) {
         rt_sub_presence_left(sub, sub->subs[i]);
+        rt_bus->ops->interest(rt_bus, sub->subs[i]->pattern, -1);
         rt_index_remove(&sub->w->index, sub->subs[i]);
     }
     free(sub->subs);
@@ -236,6 +245,7 @@ static void destroy(rt_sub_t *sub)
     rt_sub_presence_free(sub);
     outq_free(&sub->pending);
     outq_free(&sub->inflight);
+    outq_free(&sub->deferred);
     rt_metrics_conn(sub->tp, -1);
     if (sub->holds == 0)
         free(sub);
@@ -377,6 +387,7 @@ int rt_sub_authenticate(rt_sub_t *sub, rt_str_t token, const char **why)
         memcpy(pattern, s->pattern.base, s->pattern.len);
         rt_str_t p = rt_str(pattern, s->pattern.len);
         rt_sub_presence_left(sub, s);
+        rt_bus->ops->interest(rt_bus, s->pattern, -1);
         rt_index_remove(&sub->w->index, s);
         sub->subs[i] = sub->subs[--sub->nsubs];
         if (sub->tp->dropped)
@@ -397,6 +408,7 @@ int rt_sub_unsubscribe(rt_sub_t *sub, rt_str_t pattern)
     for (size_t i = 0; i < sub->nsubs; i++) {
         if (rt_str_eq(sub->subs[i]->pattern, pattern)) {
             rt_sub_presence_left(sub, sub->subs[i]);
+            rt_bus->ops->interest(rt_bus, sub->subs[i]->pattern, -1);
             rt_index_remove(&sub->w->index, sub->subs[i]);
             sub->subs[i] = sub->subs[--sub->nsubs];
             return RT_OK;
@@ -469,13 +481,86 @@ rt_sub_t *rt_sub_open(rt_request_t *rreq, const rt_transport_t *tp, size_t data_
 void *rt_sub_data(rt_sub_t *sub) { return sub->data; }
 rt_request_t *rt_sub_request(rt_sub_t *sub) { return (rt_request_t *)sub->req; }
 
-/* Whether one of the subscriber's subscriptions (the first n) delivers this topic live. */
-static int covered_by(rt_sub_t *sub, size_t n, rt_str_t topic)
+static void flush_soon(rt_sub_t *sub);
+
+/* A subscribe whose replay the bus completes later (NATS: fetched from JetStream). */
+typedef struct pending_sub {
+    rt_sub_t *sub;
+    rt_replay_t r;
+    rt_str_t *topics; /* the new patterns (copied while pending) */
+    size_t ntopics;
+    int first;        /* the connection had no subscription before: the replay sets its cursor */
+    char since[RT_ID_MAX + 1];
+    size_t since_len;
+} pending_sub_t;
+
+/* Whether a subscription of this connection other than the new patterns delivers this topic live. */
+static int covered_by_others(rt_sub_t *sub, const rt_str_t *topics, size_t ntopics, rt_str_t topic)
 {
-    for (size_t i = 0; i < n; i++)
-        if (rt_topic_match(sub->subs[i]->pattern, topic))
+    for (size_t i = 0; i < sub->nsubs; i++) {
+        int fresh = 0;
+        for (size_t k = 0; k < ntopics && !fresh; k++)
+            fresh = rt_str_eq(sub->subs[i]->pattern, topics[k]);
+        if (!fresh && rt_topic_match(sub->subs[i]->pattern, topic))
             return 1;
+    }
     return 0;
+}
+
+/* The second half of a subscribe: the new patterns go live after the replay's head, then the replay goes out. */
+static void subscribe_finish(rt_sub_t *sub, pending_sub_t *p, rt_str_t since)
+{
+    rt_replay_t *r = &p->r;
+    for (size_t i = 0; i < sub->nsubs; i++)
+        for (size_t k = 0; k < p->ntopics; k++)
+            if (rt_str_eq(sub->subs[i]->pattern, p->topics[k]))
+                sub->subs[i]->last_seq = r->head;
+    if (r->has_since)
+        rt_metrics_replay(r->gap);
+    if (r->gap)
+        sub->tp->gap(sub, since);
+    uint64_t last = 0;
+    for (size_t i = 0; i < r->count && !sub->ending; i++) {
+        rt_msg_t *m = r->msgs[i];
+        if (covered_by_others(sub, p->topics, p->ntopics, m->topic))
+            continue; /* an earlier subscription of this connection delivers it */
+        last = m->seq;
+        sub->tp->deliver(sub, m);
+    }
+    if (p->first)
+        sub->last_seq = r->truncated ? last : r->head;
+    rt_replay_release(r);
+}
+
+static void pending_free(pending_sub_t *p, int copied)
+{
+    for (size_t i = 0; copied && i < p->ntopics; i++)
+        free((char *)p->topics[i].base);
+    free(p->topics);
+    free(p);
+}
+
+static void on_replayed(void *ctx, rt_replay_t *r, int err)
+{
+    pending_sub_t *p = ctx;
+    rt_sub_t *sub = p->sub;
+    (void)r;
+    sub->replays_due -= p->r.has_since;
+    if (err != RT_OK || sub->ending || sub->closed) {
+        rt_replay_release(&p->r);
+        if (err != RT_OK && !sub->ending && !sub->closed)
+            schedule_end(sub, RT_END_SHUTDOWN); /* the bus went away before the replay came: the client resumes */
+    } else {
+        sub->replaying = 1;
+        subscribe_finish(sub, p, rt_str(p->since, p->since_len));
+        sub->replaying = 0;
+    }
+    if (sub->replays_due == 0 && sub->deferred.len && !sub->closed) {
+        undefer(sub);
+        flush_soon(sub);
+    }
+    pending_free(p, 1);
+    rt_sub_put(sub);
 }
 
 int rt_sub_subscribe(rt_sub_t *sub, const rt_sub_opts_t *o)
@@ -493,47 +578,58 @@ int rt_sub_subscribe(rt_sub_t *sub, const rt_sub_opts_t *o)
         if (err != RT_OK)
             return err;
     }
-    rt_replay_t r = {0};
-    r.patterns = o->topics;
-    r.npatterns = o->ntopics;
-    r.max = o->max_replay;
+    pending_sub_t *p = rt_calloc(1, sizeof(*p));
+    rt_replay_t *r = &p->r;
+    r->patterns = o->topics;
+    r->npatterns = o->ntopics;
+    r->max = o->max_replay;
     if (o->since.len) {
-        if (rt_id_parse(o->since, &r.since) != RT_OK)
+        if (rt_id_parse(o->since, &r->since) != RT_OK) {
+            free(p);
             return RT_EID;
-        r.has_since = 1;
+        }
+        r->has_since = 1;
     }
-    int err = rt_bus->ops->replay(rt_bus, &r);
-    if (err != RT_OK)
-        return err;
-
-    size_t old = sub->nsubs;
-    sub->subs = rt_realloc(sub->subs, (old + o->ntopics) * sizeof(*sub->subs));
+    /* the new patterns join the index at once, held back (no stored message passes SEQ UINT64_MAX; ephemeral ones
+     * do) until the replay's head is known; the bus's interest is taken first, so that the head is exact */
+    p->first = sub->nsubs == 0;
+    p->topics = rt_malloc(o->ntopics * sizeof(*p->topics));
+    sub->subs = rt_realloc(sub->subs, (sub->nsubs + o->ntopics) * sizeof(*sub->subs));
     for (size_t i = 0; i < o->ntopics; i++) {
         int dup = 0;
         for (size_t k = 0; k < sub->nsubs; k++)
             dup |= rt_str_eq(sub->subs[k]->pattern, o->topics[i]);
         if (dup)
             continue;
+        p->topics[p->ntopics++] = o->topics[i];
+        rt_bus->ops->interest(rt_bus, o->topics[i], 1);
         rt_subscription_t *s = rt_index_add(&sub->w->index, o->topics[i], sub);
-        s->last_seq = r.head;
+        s->last_seq = UINT64_MAX;
         sub->subs[sub->nsubs++] = s;
     }
-    if (r.has_since)
-        rt_metrics_replay(r.gap);
-    if (r.gap)
-        sub->tp->gap(sub, o->since);
-    uint64_t last = 0;
-    for (size_t i = 0; i < r.count && !sub->ending; i++) {
-        rt_msg_t *m = r.msgs[i];
-        if (covered_by(sub, old, m->topic))
-            continue; /* an earlier subscription of this connection delivers it */
-        last = m->seq;
-        sub->tp->deliver(sub, m);
+    int err = rt_bus->ops->replay(rt_bus, r, on_replayed, p);
+    if (err == RT_REPLAY_PENDING) { /* the request's slices die with it: keep copies until the answer */
+        for (size_t i = 0; i < p->ntopics; i++) {
+            char *c = rt_malloc(p->topics[i].len + 1);
+            memcpy(c, p->topics[i].base, p->topics[i].len);
+            p->topics[i] = rt_str(c, p->topics[i].len);
+        }
+        r->patterns = NULL, r->npatterns = 0; /* the bus copied them */
+        p->since_len = o->since.len < sizeof(p->since) ? o->since.len : sizeof(p->since) - 1;
+        if (p->since_len)
+            memcpy(p->since, o->since.base, p->since_len);
+        p->sub = sub;
+        sub->replays_due += r->has_since; /* from now: nothing to replay, nothing to hold back */
+        rt_sub_hold(sub);
+        return RT_OK;
     }
-    if (old == 0)
-        sub->last_seq = r.truncated ? last : r.head;
-    rt_replay_release(&r);
-    return RT_OK;
+    if (err == RT_OK)
+        subscribe_finish(sub, p, o->since);
+    else
+        for (size_t i = 0; i < p->ntopics; i++)
+            rt_sub_unsubscribe(sub, p->topics[i]);
+    pending_free(p, 0);
+    return err;
 }
 
 rt_str_t rt_sub_cursor(rt_sub_t *sub)
@@ -610,6 +706,10 @@ int rt_sub_write_ref(rt_sub_t *sub, rt_str_t bytes, rt_msg_t *msg)
     if (err != RT_OK)
         return err;
     rt_outq_entry_t e = {h2o_iovec_init(bytes.base, bytes.len), msg ? rt_msg_ref(msg) : NULL, NULL};
+    if (sub->replays_due && !sub->replaying) {
+        outq_push(&sub->deferred, e);
+        return RT_OK;
+    }
     outq_push(&sub->pending, e);
     flush_soon(sub);
     return RT_OK;
@@ -623,6 +723,10 @@ int rt_sub_write_copy(rt_sub_t *sub, const char *bytes, size_t len)
     char *copy = rt_malloc(len);
     memcpy(copy, bytes, len);
     rt_outq_entry_t e = {h2o_iovec_init(copy, len), NULL, copy};
+    if (sub->replays_due && !sub->replaying) {
+        outq_push(&sub->deferred, e);
+        return RT_OK;
+    }
     outq_push(&sub->pending, e);
     flush_soon(sub);
     return RT_OK;
@@ -632,6 +736,7 @@ void rt_sub_close(rt_sub_t *sub)
 {
     if (sub->closed || sub->final_queued || sub->responded)
         return;
+    undefer(sub);
     unsubscribe_all(sub);
     for (int i = 0; i < 2; i++)
         if (h2o_timeout_is_linked(&sub->timers[i]))

@@ -81,6 +81,8 @@ struct rt_sub {
     uint64_t last_seq;     /* highest SEQ delivered or known not to match */
     const rt_msg_t *last_ephemeral; /* compared only, never dereferenced */
     rt_outq_t pending, inflight;
+    rt_outq_t deferred;    /* written while a subscribe waits for its replay: goes out after it */
+    unsigned replays_due;  /* subscribes whose replay the bus completes later */
     h2o_timeout_entry_t timers[2], end_timer, close_timer;
     void (*timer_cb[2])(rt_sub_t *sub);
     int end_reason;
@@ -92,7 +94,7 @@ struct rt_sub {
     h2o_socket_t *watched;   /* the HTTP/1 connection we read for EOF while h2o does not (hub_watch.c) */
     size_t discarded;        /* upgraded: bytes dropped since the close was queued */
     unsigned streaming : 1, sending : 1, final_queued : 1, final_sent : 1, stopped : 1, ending : 1, closed : 1, responded : 1;
-    unsigned upgrading : 1, upgraded : 1, flush_due : 1;
+    unsigned upgrading : 1, upgraded : 1, flush_due : 1, replaying : 1;
     unsigned holds;        /* rt_sub_hold count: the memory stays until it is 0 */
     char cursor[RT_ID_MAX + 1];
     _Alignas(16) char data[];

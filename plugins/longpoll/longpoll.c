@@ -141,6 +141,7 @@ static void lp_gap(rt_sub_t *sub, rt_str_t from)
     (void)from;
     lp_sub_t *s = svc->sub_data(sub);
     s->gap = 1;
+    svc->sub_timer(sub, 0, 0, on_timeout); /* a replay the bus completed later: answer now */
 }
 
 static void lp_end(rt_sub_t *sub, rt_end_reason_t why)

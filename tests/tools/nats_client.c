@@ -11,7 +11,8 @@
  *       DATA<TAB>EVENT<TAB>CONTENT_TYPE (EVENT / CONTENT_TYPE "-" when the header is absent).
  *       Exits 0 after N messages, 3 when TIMEOUT_MS passes first.
  *   nats_client delstream URL NAME
- *   nats_client addstream URL NAME SUBJECT MAX_MSGS_PER_SUBJECT [REPLICAS [MAX_AGE_S [DUPLICATE_WINDOW_S]]]
+ *   nats_client addstream URL NAME SUBJECT MAX_MSGS_PER_SUBJECT [REPLICAS [MAX_AGE_S [DUPLICATE_WINDOW_S [REPUBLISH_TO]]]]
+ *       REPUBLISH_TO (e.g. rt_live.>): the stream re-publishes SUBJECT there and allows direct gets, as the broker's does
  *   nats_client get URL STREAM SEQ
  *       prints "seq=N time_ns=T subject=S event=E" then the data on the next line
  *   nats_client info URL NAME
@@ -32,7 +33,7 @@ static int usage(void)
             "       nats_client cpub URL SUBJECT DATA [EVENT [CONTENT_TYPE]]\n"
             "       nats_client sub URL SUBJECT N TIMEOUT_MS\n"
             "       nats_client delstream URL NAME\n"
-            "       nats_client addstream URL NAME SUBJECT MAX_MSGS_PER_SUBJECT [REPLICAS [MAX_AGE_S [DUPLICATE_WINDOW_S]]]\n"
+            "       nats_client addstream URL NAME SUBJECT MAX_MSGS_PER_SUBJECT [REPLICAS [MAX_AGE_S [DUPLICATE_WINDOW_S [REPUBLISH_TO]]]]\n"
             "       nats_client get URL STREAM SEQ\n"
             "       nats_client info URL NAME\n");
     return 2;
@@ -174,6 +175,14 @@ int main(int argc, char **argv)
         sc.Replicas = argc > 6 ? strtoll(argv[6], NULL, 10) : 1;
         if (argc > 7) sc.MaxAge = strtoll(argv[7], NULL, 10) * 1000000000LL;
         if (argc > 8) sc.Duplicates = strtoll(argv[8], NULL, 10) * 1000000000LL;
+        jsRePublish rp;
+        jsRePublish_Init(&rp);
+        if (argc > 9) {
+            rp.Source = argv[4];
+            rp.Destination = argv[9];
+            sc.RePublish = &rp;
+            sc.AllowDirect = true;
+        }
         s = js_AddStream(&si, js, &sc, NULL, &jerr);
         if (s != NATS_OK) rc = fail("js_AddStream", s, jerr);
         else printf("created %s\n", argv[3]);
