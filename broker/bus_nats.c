@@ -301,7 +301,6 @@ static void *bus_thread(void *arg)
 }
 
 static void on_ack(jsCtx *js, natsMsg *m, jsPubAck *pa, jsPubAckErr *pae, void *closure);
-static void on_ephemeral(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *closure);
 
 static int nb_start(rt_bus_t *bus, char *err, size_t errlen)
 {
@@ -323,6 +322,7 @@ static int nb_start(rt_bus_t *bus, char *err, size_t errlen)
         nb->stream[i] = '\0';
     }
     snprintf(nb->live, sizeof(nb->live), "%s_live", nb->prefix);
+    rt_random_token(nb->node, 8);
 
     natsOptions *o = NULL;
     natsOptions_Create(&o);
@@ -360,9 +360,6 @@ static int nb_start(rt_bus_t *bus, char *err, size_t errlen)
         snprintf(err, errlen, "nats: cannot connect to %s: %s", urls->list[0], natsStatus_GetText(s));
         return -1;
     }
-    char eph[160];
-    snprintf(eph, sizeof(eph), "%s_eph.>", nb->prefix); /* core NATS subscriptions survive reconnects */
-    natsConnection_Subscribe(&nb->eph_sub, nb->nc, eph, on_ephemeral, nb);
     jsOptions jo;
     jsOptions_Init(&jo);
     jo.Wait = 5000;
@@ -395,7 +392,6 @@ static void nb_stop(rt_bus_t *bus)
     natsConnection_Close(nb->nc);
     rt_nats_fetch_stop(nb);
     rt_nats_live_stop(nb);
-    natsSubscription_Destroy(nb->eph_sub);
     rt_presence_nats_release();
     jsCtx_Destroy(nb->js);
     natsConnection_Destroy(nb->nc);
@@ -503,6 +499,11 @@ static int nb_publish_ephemeral(rt_bus_t *bus, rt_msg_t *msg)
             snprintf(ct, sizeof(ct), "%.*s", (int)msg->content_type.len, msg->content_type.base);
             natsMsgHeader_Set(m, "Content-Type", ct);
         }
+        char id[48]; /* a node whose patterns overlap gets it once per pattern: the id tells the copies */
+        pthread_mutex_lock(&nb->lock);
+        snprintf(id, sizeof(id), "%s.%llu", nb->node, (unsigned long long)++nb->eph_sent);
+        pthread_mutex_unlock(&nb->lock);
+        natsMsgHeader_Set(m, "Rt-Eph-Id", id);
         err = natsConnection_PublishMsg(nb->nc, m) == NATS_OK ? RT_OK : RT_EUNAVAILABLE;
         natsMsg_Destroy(m);
     }
@@ -510,11 +511,32 @@ static int nb_publish_ephemeral(rt_bus_t *bus, rt_msg_t *msg)
     return err;
 }
 
-/* An ephemeral message from core NATS (any node, this one included). */
-static void on_ephemeral(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *closure)
+/* Whether this ephemeral message was seen already (the same message through another of our patterns). */
+static int eph_seen(natsbus_t *nb, natsMsg *m)
+{
+    const char *id = NULL;
+    if (natsMsgHeader_Get(m, "Rt-Eph-Id", &id) != NATS_OK || id == NULL)
+        return 0;
+    uint64_t h = rt_hash(rt_cstr(id)) | 1;
+    pthread_mutex_lock(&nb->lock);
+    int seen = 0;
+    for (size_t i = 0; i < sizeof(nb->eph_recent) / sizeof(nb->eph_recent[0]) && !seen; i++)
+        seen = nb->eph_recent[i] == h;
+    if (!seen)
+        nb->eph_recent[nb->eph_next++ % (sizeof(nb->eph_recent) / sizeof(nb->eph_recent[0]))] = h;
+    pthread_mutex_unlock(&nb->lock);
+    return seen;
+}
+
+/* An ephemeral message from core NATS (any node, this one included), on a subscription of our interest. */
+void rt_nats_on_ephemeral(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *closure)
 {
     natsbus_t *nb = closure;
     (void)nc, (void)sub;
+    if (eph_seen(nb, m)) {
+        natsMsg_Destroy(m);
+        return;
+    }
     const char *subject = natsMsg_GetSubject(m);
     size_t plen = strlen(nb->prefix);
     rt_str_t topic = rt_cstr(subject + plen + 5); /* "<prefix>_eph." */

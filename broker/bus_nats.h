@@ -18,7 +18,7 @@ typedef struct nb_job nb_job_t;
 /* One topic or pattern this node's clients want live: a core subscription on `<live>.<pattern>`. */
 typedef struct nb_interest {
     size_t count;          /* subscriptions across workers */
-    natsSubscription *sub;
+    natsSubscription *sub, *eph; /* stored (re-published) and ephemeral messages */
     int active;            /* a flush after the SUB came back: the server has it */
     uint64_t gen;          /* when its SUB was made (natsbus_t.interest_gen) */
     uint64_t head;         /* the stream's last SEQ when a replay for it last completed */
@@ -33,7 +33,10 @@ typedef struct natsbus {
     natsOptions *opts;
     natsConnection *nc;
     jsCtx *js;
-    natsSubscription *eph_sub;
+    char node[16];        /* random: this process, in ephemeral message ids */
+    uint64_t eph_sent;
+    uint64_t eph_recent[64]; /* hashes of the last ephemeral ids received */
+    size_t eph_next;
     rt_map_t pending;     /* natsMsg pointer bytes -> pending_t */
     char epoch[16];
     char prefix[128], stream[128], live[140];
@@ -69,6 +72,7 @@ void rt_nats_join(natsbus_t *nb, pthread_cond_t *cv, pthread_t thread);
 /* A message of the stream (stream or re-published) as a broker message with its id; NULL if its
  * subject is not a topic. */
 rt_msg_t *rt_nats_msg(natsbus_t *nb, natsMsg *m, uint64_t seq, const char *epoch);
+void rt_nats_on_ephemeral(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *closure);
 /* The stream's first and last SEQ; RT_OK or RT_EUNAVAILABLE. */
 int rt_nats_stream_state(natsbus_t *nb, uint64_t *first, uint64_t *last);
 

@@ -23,7 +23,7 @@ struct nb_job {
     rt_str_t *patterns; /* copies */
     size_t npatterns;
     int err;
-    int from_then;      /* "from now" asked while NATS was away: from what we knew then */
+    int from_then;      /* "from now": from the last SEQ we knew of when it was asked (maybe a little older) */
     uint64_t then_seq;
     char then_epoch[16];
 };
@@ -314,7 +314,7 @@ int rt_nats_replay(rt_bus_t *bus, rt_replay_t *r, rt_replay_cb cb, void *ctx)
     }
     nb_job_t *j = rt_calloc(1, sizeof(*j));
     pthread_mutex_lock(&nb->lock);
-    if (!r->has_since && !r->has_before && !(nb->connected && nb->stream_ok)) {
+    if (!r->has_since && !r->has_before) { /* "from now" is when it was asked, not when JetStream answers */
         j->from_then = 1;
         j->then_seq = nb->known_seq;
         memcpy(j->then_epoch, nb->epoch, sizeof(j->then_epoch));

@@ -5,7 +5,8 @@
  * messages to the workers in SEQ order; re-published messages are at most once, so it
  * fetches from JetStream what it missed: after a lost connection (everything of our
  * interest after the last SEQ handed over) and when a message's Nats-Last-Sequence
- * names one of its topic we never saw. nats.c's callback only queues.
+ * names one of its topic we never saw. nats.c's callback only queues. Ephemeral messages
+ * follow the same interest on `<prefix>_eph.<pattern>` (bus_nats.c hands them over).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -261,6 +262,7 @@ void rt_nats_live_stop(natsbus_t *nb)
     for (rt_map_entry_t *e = NULL; (e = rt_map_next(&nb->interest, e, &b)) != NULL;) {
         nb_interest_t *in = e->value;
         natsSubscription_Destroy(in->sub);
+        natsSubscription_Destroy(in->eph);
         free(in);
     }
     rt_map_free(&nb->interest);
@@ -277,6 +279,19 @@ static void live_subscribe(natsbus_t *nb, nb_interest_t *in)
         natsSubscription_SetPendingLimits(in->sub, -1, -1); /* never dropped here: the loss would go unseen */
     else
         in->sub = NULL;
+    snprintf(subject, sizeof(subject), "%s_eph.%s", nb->prefix, in->pattern); /* outside the stream's subjects */
+    if (in->eph == NULL && natsConnection_Subscribe(&in->eph, nb->nc, subject, rt_nats_on_ephemeral, nb) != NATS_OK)
+        in->eph = NULL;
+}
+
+static void live_unsubscribe(nb_interest_t *in)
+{
+    natsSubscription *subs[2] = {in->sub, in->eph};
+    for (int i = 0; i < 2; i++) {
+        if (subs[i])
+            natsSubscription_Unsubscribe(subs[i]);
+        natsSubscription_Destroy(subs[i]);
+    }
 }
 
 void rt_nats_interest(rt_bus_t *bus, rt_str_t pattern, int delta)
@@ -294,10 +309,7 @@ void rt_nats_interest(rt_bus_t *bus, rt_str_t pattern, int delta)
         in->count++;
     } else if (in && --in->count == 0) {
         rt_map_del(&nb->interest, pattern);
-        if (in->sub) {
-            natsSubscription_Unsubscribe(in->sub);
-            natsSubscription_Destroy(in->sub);
-        }
+        live_unsubscribe(in);
         /* forget the topics no other interest covers: their SEQs are no longer followed */
         pthread_mutex_lock(&nb->lock);
         size_t b = 0;
