@@ -93,10 +93,10 @@ void rt_nats_interest_head(natsbus_t *nb, const rt_str_t *patterns, size_t n, ui
 void rt_nats_fetch_start(natsbus_t *nb);
 void rt_nats_fetch_stop(natsbus_t *nb);
 int rt_nats_replay(rt_bus_t *bus, rt_replay_t *r, rt_replay_cb cb, void *ctx);
-/* Every message matching filter with from <= SEQ <= to, appended to *msgs (at most max, 0 = no bound; *more set if
- * there were more). RT_OK or RT_EUNAVAILABLE. */
-int rt_nats_fetch_range(natsbus_t *nb, const char *filter, uint64_t from, uint64_t to, size_t max, rt_msg_t ***msgs,
-                        size_t *n, size_t *cap, int *more);
+/* Every message matching filter with from <= SEQ <= to stored at or after not_before_ns (0: any), appended to *msgs
+ * (at most max, 0 = no bound; *more set if there were more). RT_OK or RT_EUNAVAILABLE. */
+int rt_nats_fetch_range(natsbus_t *nb, const char *filter, uint64_t from, uint64_t to, int64_t not_before_ns, size_t max,
+                        rt_msg_t ***msgs, size_t *n, size_t *cap, int *more);
 void rt_nats_fetch_metrics(natsbus_t *nb, rt_buf_t *out);
 
 #endif

@@ -23,13 +23,14 @@ struct nb_job {
     rt_str_t *patterns; /* copies */
     size_t npatterns;
     int err;
-    int from_then;      /* "from now": from the last SEQ we knew of when it was asked (maybe a little older) */
+    int from_then;      /* "from now": what is stored after it was asked (what we knew then bounds the read) */
     uint64_t then_seq;
+    int64_t then_ns;    /* wall clock of the subscribe */
     char then_epoch[16];
 };
 
-int rt_nats_fetch_range(natsbus_t *nb, const char *filter, uint64_t from, uint64_t to, size_t max, rt_msg_t ***msgs,
-                        size_t *n, size_t *cap, int *more)
+int rt_nats_fetch_range(natsbus_t *nb, const char *filter, uint64_t from, uint64_t to, int64_t not_before_ns, size_t max,
+                        rt_msg_t ***msgs, size_t *n, size_t *cap, int *more)
 {
     if (from > to || from == 0)
         return from > to ? RT_OK : RT_EINVAL;
@@ -75,7 +76,12 @@ int rt_nats_fetch_range(natsbus_t *nb, const char *filter, uint64_t from, uint64
             if (natsMsg_GetMetaData(&meta, list.Msgs[i]) != NATS_OK)
                 continue;
             uint64_t seq = meta->Sequence.Stream, pending = meta->NumPending;
+            int64_t stored_ns = meta->Timestamp;
             jsMsgMetaData_Destroy(meta);
+            if (stored_ns < not_before_ns) {
+                done = pending == 0;
+                continue;
+            }
             if (seq > to) {
                 done = 1;
                 break;
@@ -151,11 +157,12 @@ static int capped(const rt_replay_t *r, uint64_t after)
     return gap;
 }
 
-static int fetch_patterns(natsbus_t *nb, nb_job_t *j, uint64_t from, uint64_t to, size_t max, size_t *cap, int *more)
+static int fetch_patterns(natsbus_t *nb, nb_job_t *j, uint64_t from, uint64_t to, int64_t not_before_ns, size_t max,
+                          size_t *cap, int *more)
 {
     rt_replay_t *r = j->r;
     for (size_t i = 0; i < j->npatterns; i++)
-        if (rt_nats_fetch_range(nb, j->patterns[i].base, from, to, max, &r->msgs, &r->count, cap, more) != RT_OK)
+        if (rt_nats_fetch_range(nb, j->patterns[i].base, from, to, not_before_ns, max, &r->msgs, &r->count, cap, more) != RT_OK)
             return RT_EUNAVAILABLE;
     sort_unique(r);
     return RT_OK;
@@ -191,7 +198,7 @@ static int run_job(natsbus_t *nb, nb_job_t *j)
     if (r->has_before) { /* everything retained below `before`, the newest `max` of it */
         uint64_t to = r->before == 0 ? 0 : r->before - 1;
         r->gap = first > 1;
-        if ((j->err = fetch_patterns(nb, j, first ? first : 1, to < last ? to : last, 0, &cap, &more)) != RT_OK)
+        if ((j->err = fetch_patterns(nb, j, first ? first : 1, to < last ? to : last, 0, 0, &cap, &more)) != RT_OK)
             goto post;
         if (r->max && r->count > r->max) {
             size_t drop = r->count - r->max;
@@ -205,7 +212,8 @@ static int run_job(natsbus_t *nb, nb_job_t *j)
     }
     if (j->from_then) { /* what was stored since that subscribe is new to it */
         uint64_t after = !j->then_epoch[0] ? nb->epoch_seq : strcmp(j->then_epoch, epoch) == 0 ? j->then_seq : 0;
-        if (after < last && (j->err = fetch_patterns(nb, j, after + 1, last, 0, &cap, &more)) != RT_OK)
+        /* of what was stored by then, what came after the subscribe (NATS's clock against ours) */
+        if (after < last && (j->err = fetch_patterns(nb, j, after + 1, last, j->then_ns, 0, &cap, &more)) != RT_OK)
             goto post;
     } else if (r->has_since) {
         uint64_t after = r->since.seq;
@@ -216,7 +224,7 @@ static int run_job(natsbus_t *nb, nb_job_t *j)
             r->head = after; /* another node may be ahead of what we read: the rest arrives live */
         }
         if (after < last) {
-            j->err = fetch_patterns(nb, j, after + 1, last, r->max ? r->max + 1 : 0, &cap, &more);
+            j->err = fetch_patterns(nb, j, after + 1, last, 0, r->max ? r->max + 1 : 0, &cap, &more);
             if (j->err != RT_OK)
                 goto post;
             if (r->max && r->count > r->max) {
@@ -235,7 +243,7 @@ post:
         uint64_t from = r->head + 1, to = nb->live_seq;
         pthread_mutex_unlock(&nb->lock);
         if (r->has_since || j->from_then)
-            j->err = fetch_patterns(nb, j, from, to, 0, &cap, &more);
+            j->err = fetch_patterns(nb, j, from, to, 0, 0, &cap, &more);
         r->head = to;
         pthread_mutex_lock(&nb->lock);
     }
@@ -317,6 +325,7 @@ int rt_nats_replay(rt_bus_t *bus, rt_replay_t *r, rt_replay_cb cb, void *ctx)
     if (!r->has_since && !r->has_before) { /* "from now" is when it was asked, not when JetStream answers */
         j->from_then = 1;
         j->then_seq = nb->known_seq;
+        j->then_ns = (int64_t)rt_wall_ms() * 1000000LL;
         memcpy(j->then_epoch, nb->epoch, sizeof(j->then_epoch));
     }
     pthread_mutex_unlock(&nb->lock);

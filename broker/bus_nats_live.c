@@ -118,7 +118,7 @@ static int catch_up(natsbus_t *nb, uint64_t from)
     size_t n = 0, cap = 0;
     int more = 0, ok = 1;
     for (size_t i = 0; i < np; i++) {
-        if (ok && rt_nats_fetch_range(nb, patterns[i], from + 1, last, 0, &msgs, &n, &cap, &more) != RT_OK)
+        if (ok && rt_nats_fetch_range(nb, patterns[i], from + 1, last, 0, 0, &msgs, &n, &cap, &more) != RT_OK)
             ok = 0;
         free(patterns[i]);
     }
@@ -182,7 +182,7 @@ static void handle(natsbus_t *nb, natsMsg *m)
         int more = 0;
         char topic[RT_TOPIC_MAX + 1];
         snprintf(topic, sizeof(topic), "%.*s", (int)msg->topic.len, msg->topic.base);
-        rt_nats_fetch_range(nb, topic, floor + 1, seq - 1, 0, &msgs, &n, &cap, &more);
+        rt_nats_fetch_range(nb, topic, floor + 1, seq - 1, 0, 0, &msgs, &n, &cap, &more);
         pthread_mutex_lock(&nb->lock);
         nb->missed += n;
         pthread_mutex_unlock(&nb->lock);
