@@ -56,12 +56,18 @@ int rt_nats_fetch_range(natsbus_t *nb, const char *filter, uint64_t from, uint64
     }
     int err = RT_OK, done = 0;
     size_t got = 0;
+    jsConsumerInfo *ci = NULL; /* how many match from `from` on: no fetch waits for messages that do not exist */
+    uint64_t remaining = 0;
+    if (natsSubscription_GetConsumerInfo(&ci, sub, NULL, &jerr) != NATS_OK)
+        err = RT_EUNAVAILABLE, done = 1;
+    else
+        remaining = ci->NumPending, done = remaining == 0;
+    jsConsumerInfo_Destroy(ci);
     while (!done) {
         jsFetchRequest fr;
         jsFetchRequest_Init(&fr);
-        fr.Batch = 512;
-        fr.NoWait = true;
-        fr.Expires = 2000 * 1000000LL;
+        fr.Batch = remaining < 256 ? (int)remaining : 256;
+        fr.Expires = 2000 * 1000000LL; /* answered as soon as the batch is there */
         natsMsgList list = {0};
         natsStatus s = natsSubscription_FetchRequest(&list, sub, &fr);
         if (s == NATS_NOT_FOUND || s == NATS_TIMEOUT)
@@ -78,6 +84,7 @@ int rt_nats_fetch_range(natsbus_t *nb, const char *filter, uint64_t from, uint64
             uint64_t seq = meta->Sequence.Stream, pending = meta->NumPending;
             int64_t stored_ns = meta->Timestamp;
             jsMsgMetaData_Destroy(meta);
+            remaining = pending;
             if (stored_ns < not_before_ns) {
                 done = pending == 0;
                 continue;

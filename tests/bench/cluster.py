@@ -4,6 +4,8 @@ test and, when BASELINE_BIN names one, an older build side by side, on one nats-
 
 C4  a new node with 1,000,000 retained messages in the stream (10,000 topics x 100 x 200 B):
     time from start to /readyz 200, and its RSS then and 2 s later.
+C3  resume from an id on a node that has never seen the topic: 50 SSE resumes, each on another topic
+    with 100 retained messages, one after the other; p50/p99 time to the last replayed message.
 C5  a node whose clients subscribe to 1% of 10,000 active topics (100 topics over 4 SSE
     connections) while 100,000 messages are stored round-robin on all of them: the share of
     the stream's messages the node received (rtbroker_bus_messages_in_total; a build without
@@ -133,6 +135,29 @@ def c4(binary, url, tmp, name):
     return ready, rss0, rss1
 
 
+def c3(binary, url, tmp, name):
+    p, port, _ = start_broker(binary, url, tmp, name)
+    cursor = get(port, '/history/hist.t0?limit=1')[1].split('"cursor":"')[1].split('"')[0]
+    epoch = cursor.split(':')[0]
+    times, per_topic = [], max(1, min(100, C4_N // TOPICS))
+    for i in range(1, 51):
+        t0 = time.monotonic()
+        c = http.client.HTTPConnection('127.0.0.1', port, timeout=30)
+        c.request('GET', f'/sub/hist.t{i}', headers={'Accept': 'text/event-stream', 'Last-Event-ID': f'{epoch}:0'})
+        r = c.getresponse()
+        n = 0
+        for line in r:
+            if line.startswith(b'id:'):
+                n += 1
+                if n == per_topic:
+                    break
+        times.append((time.monotonic() - t0) * 1000)
+        c.close()
+    stop(p)
+    times.sort()
+    return times[len(times) // 2], times[min(len(times) - 1, int(len(times) * 0.99))]
+
+
 def c5(binary, url, tmp, name):
     p, port, _ = start_broker(binary, url, tmp, name)
     counter = {'n': 0, 'lock': threading.Lock()}
@@ -169,9 +194,10 @@ def main():
         print(f'filled {C4_N} messages in {fill_s:.1f} s', flush=True)
         for name, binary in designs:
             ready, rss0, rss1 = c4(binary, url, tmp, name.replace(' ', '_'))
+            p50, p99 = c3(binary, url, tmp, name.replace(' ', '_') + '_c3')
             share, delivered, cpu, via = c5(binary, url, tmp, name.replace(' ', '_') + '_c5')
-            rows.append((name, ready, rss0, rss1, share, delivered, cpu, via))
-            print(f'{name}: C4 ready {ready:.2f} s, RSS {rss0:.0f} MB (+2 s: {rss1:.0f} MB); '
+            rows.append((name, ready, rss0, rss1, p50, p99, share, delivered, cpu, via))
+            print(f'{name}: C4 ready {ready:.2f} s, RSS {rss0:.0f} MB (+2 s: {rss1:.0f} MB); C3 p50 {p50:.1f} ms p99 {p99:.1f} ms; '
                   f'C5 share {share * 100:.1f}% ({via}), delivered {delivered}, CPU {cpu:.2f} s', flush=True)
     finally:
         for p in procs:
@@ -181,12 +207,14 @@ def main():
         f.write('# Cluster benchmarks (make bench-cluster)\n\n'
                 f'One nats-server 2.9 with JetStream, nodes with 1 worker, on this machine ({time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}).\n\n'
                 f'- C4: a new node with {C4_N:,} retained messages (10,000 topics, 200 B): time to /readyz 200, RSS then and 2 s later.\n'
+                '- C3: on that node, 50 SSE resumes from EPOCH:0, each on a topic it never saw (100 retained messages each):\n'
+                '  time to the 100th replayed message, p50 and p99.\n'
                 f'- C5: a node whose clients subscribe to 1% of 10,000 topics while {C5_N:,} messages are stored on all of them:\n'
                 '  the share of those messages it received from NATS, and its CPU time.\n\n'
-                '| build | C4 ready (s) | C4 RSS (MB) | RSS +2 s (MB) | C5 share received | C5 delivered | C5 CPU (s) | measured by |\n'
-                '|---|---|---|---|---|---|---|---|\n')
-        for name, ready, rss0, rss1, share, delivered, cpu, via in rows:
-            f.write(f'| {name} | {ready:.2f} | {rss0:.0f} | {rss1:.0f} | {share * 100:.1f}% | {delivered} | {cpu:.2f} | `{via}` |\n')
+                '| build | C4 ready (s) | C4 RSS (MB) | RSS +2 s (MB) | C3 p50 (ms) | C3 p99 (ms) | C5 share received | C5 delivered | C5 CPU (s) | measured by |\n'
+                '|---|---|---|---|---|---|---|---|---|---|\n')
+        for name, ready, rss0, rss1, p50, p99, share, delivered, cpu, via in rows:
+            f.write(f'| {name} | {ready:.2f} | {rss0:.0f} | {rss1:.0f} | {p50:.1f} | {p99:.1f} | {share * 100:.1f}% | {delivered} | {cpu:.2f} | `{via}` |\n')
     print(f'wrote {OUT}')
 
 
