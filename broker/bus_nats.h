@@ -57,6 +57,7 @@ typedef struct natsbus {
     pthread_cond_t live_wake;
     natsMsg **queue;      /* re-published messages, in arrival order */
     size_t qlen, qcap;
+    int live_closed;      /* stopped: the queue is gone */
     uint64_t msgs_in, missed, caught_up;
     /* fetch (bus_nats_fetch.c) */
     pthread_t fetch_thread;

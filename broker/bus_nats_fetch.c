@@ -361,13 +361,11 @@ void rt_nats_fetch_start(natsbus_t *nb) { pthread_create(&nb->fetch_thread, NULL
 void rt_nats_fetch_stop(natsbus_t *nb)
 {
     rt_nats_join(nb, &nb->fetch_wake, nb->fetch_thread);
-    while (nb->jobs) { /* the workers are gone: nobody waits for these */
+    while (nb->jobs) { /* the workers have stopped: their subscribers are ended, and only their memory waits */
         nb_job_t *j = nb->jobs;
         nb->jobs = j->next;
-        for (size_t i = 0; i < j->npatterns; i++)
-            free((char *)j->patterns[i].base);
-        free(j->patterns);
-        free(j);
+        j->err = RT_EUNAVAILABLE;
+        run_done(j);
     }
 }
 

@@ -34,6 +34,11 @@ static void on_live(natsConnection *nc, natsSubscription *sub, natsMsg *m, void 
     natsbus_t *nb = closure;
     (void)nc, (void)sub;
     pthread_mutex_lock(&nb->lock);
+    if (nb->live_closed) { /* stopping: nats.c may still be running a callback it had begun */
+        pthread_mutex_unlock(&nb->lock);
+        natsMsg_Destroy(m);
+        return;
+    }
     queue_push_locked(nb, m);
     nb->msgs_in++;
     pthread_mutex_unlock(&nb->lock);
@@ -42,7 +47,8 @@ static void on_live(natsConnection *nc, natsSubscription *sub, natsMsg *m, void 
 void rt_nats_live_lost(natsbus_t *nb)
 {
     pthread_mutex_lock(&nb->lock);
-    queue_push_locked(nb, NULL); /* what follows waits for the catch-up */
+    if (!nb->live_closed)
+        queue_push_locked(nb, NULL); /* what follows waits for the catch-up */
     pthread_mutex_unlock(&nb->lock);
 }
 
@@ -251,9 +257,13 @@ void rt_nats_live_start(natsbus_t *nb) { pthread_create(&nb->live_thread, NULL, 
 void rt_nats_live_stop(natsbus_t *nb)
 {
     rt_nats_join(nb, &nb->live_wake, nb->live_thread);
+    pthread_mutex_lock(&nb->lock);
+    nb->live_closed = 1;
     for (size_t i = 0; i < nb->qlen; i++)
         natsMsg_Destroy(nb->queue[i]);
     free(nb->queue);
+    nb->queue = NULL, nb->qlen = nb->qcap = 0;
+    pthread_mutex_unlock(&nb->lock);
     size_t b = 0;
     for (rt_map_entry_t *e = NULL; (e = rt_map_next(&nb->subjects, e, &b)) != NULL;)
         free(e->value);

@@ -21,6 +21,7 @@ typedef struct history_req {
     struct history_req **anchor; /* in the request's pool */
     rt_replay_t r;
     int foreign;
+    char since[RT_ID_MAX + 1]; /* r.since points here: the request may go before the bus reads it */
 } history_req_t;
 
 static void on_req_dispose(void *p)
@@ -145,6 +146,11 @@ void rt_history_handle(h2o_req_t *req)
     h->r = r;
     h->foreign = foreign;
     h->req = req;
+    if (r.has_since) {
+        size_t n = since.len < sizeof(h->since) ? since.len : sizeof(h->since) - 1;
+        memcpy(h->since, since.base, n);
+        rt_id_parse(rt_str(h->since, n), &h->r.since);
+    }
     err = rt_bus->ops->replay(rt_bus, &h->r, on_replayed, h);
     if (err == RT_REPLAY_PENDING) { /* answered from on_replayed, unless the client goes first */
         h->anchor = h2o_mem_alloc_shared(&req->pool, sizeof(*h->anchor), on_req_dispose);

@@ -583,11 +583,14 @@ int rt_sub_subscribe(rt_sub_t *sub, const rt_sub_opts_t *o)
     r->patterns = o->topics;
     r->npatterns = o->ntopics;
     r->max = o->max_replay;
-    if (o->since.len) {
-        if (rt_id_parse(o->since, &r->since) != RT_OK) {
+    if (o->since.len) { /* parsed from a copy: a bus that answers later reads the id after the request is gone */
+        if (o->since.len >= sizeof(p->since) || rt_id_parse(o->since, &r->since) != RT_OK) {
             free(p);
             return RT_EID;
         }
+        memcpy(p->since, o->since.base, o->since.len);
+        p->since_len = o->since.len;
+        rt_id_parse(rt_str(p->since, p->since_len), &r->since);
         r->has_since = 1;
     }
     /* the new patterns join the index at once, held back (no stored message passes SEQ UINT64_MAX; ephemeral ones
@@ -615,9 +618,6 @@ int rt_sub_subscribe(rt_sub_t *sub, const rt_sub_opts_t *o)
             p->topics[i] = rt_str(c, p->topics[i].len);
         }
         r->patterns = NULL, r->npatterns = 0; /* the bus copied them */
-        p->since_len = o->since.len < sizeof(p->since) ? o->since.len : sizeof(p->since) - 1;
-        if (p->since_len)
-            memcpy(p->since, o->since.base, p->since_len);
         p->sub = sub;
         sub->replays_due += r->has_since; /* from now: nothing to replay, nothing to hold back */
         rt_sub_hold(sub);
