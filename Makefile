@@ -22,7 +22,7 @@ TOOLS_BIN  = $(patsubst tests/tools/%.c,$(BUILD)/tools/%,$(TOOLS_SRC))
 PREFIX  ?= /usr/local
 DESTDIR ?=
 
-.PHONY: all build deps deps-build deps-test run test asan fuzz fuzz-build clean check-config install bench bench-cluster soak soak-asan
+.PHONY: all build deps deps-build deps-test run test asan fuzz fuzz-build clean check-config install bench bench-cluster bench-quick soak soak-asan chaos
 
 all: build
 BENCH_BIN  = $(if $(wildcard tests/bench/loadgen.c),$(BUILD)/bench/loadgen $(BUILD)/bench/floor)
@@ -41,6 +41,8 @@ $(BUILD)/rtbroker: $(BROKER_OBJ)
 $(BUILD)/plugins/%.so: $$(wildcard plugins/$$*/*.c) $$(wildcard plugins/$$*/*.h) include/rtbroker/plugin.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_COMMON) -fPIC -shared -o $@ $(filter %.c,$^) -lz -lcrypto
+# Socket.IO frames its WebSocket with the WebSocket plugin's pure framing code.
+$(BUILD)/plugins/socketio.so: plugins/websocket/ws_frame.c plugins/websocket/ws_frame.h
 
 $(BUILD)/tests/%: tests/unit/%.c $(CORE_OBJ) $(UNIT_EXTRA) tests/unit/unit.h
 	@mkdir -p $(dir $@)
@@ -70,6 +72,12 @@ bench: deps build
 # figures beside. Writes BENCHMARKS-cluster.md.
 bench-cluster: deps build
 	RTB_BIN=$(BUILD)/rtbroker /usr/bin/python3 tests/bench/cluster.py
+
+# A look in about 30 s: S1 (WebSocket fanout) and S4 (SSE fanout), one round of 2 s, 1 worker, no profile;
+# the report goes to $(BUILD)/bench-quick.md, not BENCHMARKS.md.
+bench-quick: deps build
+	BENCH_ROUNDS=1 BENCH_DURATION=2 BENCH_SCENARIOS="S1 S4" BENCH_WORKERS=1 BENCH_PROFILE=0 \
+	  BENCH_OUT=$(BUILD)/bench-quick.md RTB_BIN=$(BUILD)/rtbroker tests/bench/run
 
 # Installs what is missing (idempotent); sudo only when not root.
 deps: deps-build deps-test
@@ -113,22 +121,28 @@ ASAN_ENV  = ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 LSAN_OPTIONS=suppressio
 soak: deps build
 	$(SOAK_ENV) RTB_BIN=$(BUILD)/rtbroker node tests/soak/soak.mjs
 
+# The fault-injection checker (tests/chaos/) for DURATION (90, 90s, 10m, 1h); SEED replays a run, NATS=3 a JetStream cluster.
+DURATION ?= 10m
+chaos: deps build
+	RTB_BIN=$(BUILD)/rtbroker node tests/chaos/chaos.mjs --duration $(DURATION) --nats $(or $(NATS),1) --nodes $(or $(NODES),3) $(if $(SEED),--seed $(SEED))
+
 soak-asan: deps
 	$(MAKE) BUILD=build-asan OPT=-O1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" build
 	$(SOAK_ENV) $(ASAN_ENV) RTB_BIN=build-asan/rtbroker RTB_SANITIZED=1 node tests/soak/soak.mjs
 
 # libFuzzer targets (tests/fuzz/fuzz_*.c) with ASan + UBSan, linked against the broker's own code and the
-# WebSocket plugin's; `make fuzz` runs each for FUZZ_SECONDS after replaying the corpus and the regressions.
+# WebSocket plugin's (or, for fuzz_sse, fuzz_longpoll and fuzz_ndjson, that plugin's: each plugin defines
+# rt_transport_v1); `make fuzz` runs each for FUZZ_SECONDS after replaying the corpus and the regressions.
 FUZZ_BUILD   ?= build-fuzz
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 60
 FUZZ_CFLAGS   = -std=gnu11 -O1 -g -Wall -Wextra -Werror -DH2O_USE_LIBUV=0 -Iinclude -Ibroker -Iplugins/websocket -Itests/fuzz \
-                -pthread -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+                -DRT_FUZZ_KEYS='"$(CURDIR)/tests/fuzz/keys"' -pthread -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
 FUZZ_LIB_SRC  = $(filter-out broker/main.c,$(BROKER_SRC)) $(wildcard plugins/websocket/*.c) $(filter-out tests/fuzz/fuzz_%.c,$(wildcard tests/fuzz/*.c))
 FUZZ_LIB_OBJ  = $(patsubst %.c,$(FUZZ_BUILD)/obj/%.o,$(FUZZ_LIB_SRC))
 FUZZ_BIN      = $(patsubst tests/fuzz/%.c,$(FUZZ_BUILD)/%,$(wildcard tests/fuzz/fuzz_*.c))
 
-$(FUZZ_BUILD)/obj/%.o: %.c $(wildcard broker/*.h plugins/websocket/*.h tests/fuzz/*.h) include/rtbroker/plugin.h
+$(FUZZ_BUILD)/obj/%.o: %.c $(wildcard broker/*.h plugins/*/*.h tests/fuzz/*.h) include/rtbroker/plugin.h
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
 
@@ -136,7 +150,15 @@ $(FUZZ_BUILD)/librtfuzz.a: $(FUZZ_LIB_OBJ)
 	rm -f $@ && ar rcs $@ $^
 
 $(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_BUILD)/librtfuzz.a
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_BUILD)/librtfuzz.a $(LDLIBS)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(filter %.o,$^) $(FUZZ_BUILD)/librtfuzz.a $(LDLIBS)
+
+FUZZ_PLUGIN_OBJ = $(patsubst %.c,$(FUZZ_BUILD)/obj/%.o,$(wildcard plugins/$(1)/*.c))
+$(FUZZ_BUILD)/fuzz_sse: $(call FUZZ_PLUGIN_OBJ,sse)
+$(FUZZ_BUILD)/fuzz_longpoll: $(call FUZZ_PLUGIN_OBJ,longpoll)
+$(FUZZ_BUILD)/fuzz_ndjson: $(call FUZZ_PLUGIN_OBJ,ndjson)
+
+# fuzz_socketio.c includes the Socket.IO plugin's parser source
+$(FUZZ_BUILD)/fuzz_socketio: $(wildcard plugins/socketio/*.c plugins/socketio/*.h)
 
 fuzz-build: $(FUZZ_BIN)
 

@@ -28,6 +28,8 @@ typedef struct rt_replay {
     int gap;                  /* history after `since` is incomplete (other epoch, evicted, or unknown) */
     int truncated;            /* more retained messages than max */
     uint64_t head;            /* every matching message with SEQ <= head is in msgs or was before since */
+    uint64_t after;           /* msgs are the retained matching messages after this SEQ (0 after a foreign
+                               * epoch; head when there is no since) */
 } rt_replay_t;
 
 typedef void (*rt_publish_cb)(void *ctx, int err, rt_str_t id);
@@ -41,8 +43,8 @@ typedef struct rt_bus_ops {
     const char *name;
     int (*start)(rt_bus_t *bus, char *err, size_t errlen); /* main thread, before workers run */
     void (*stop)(rt_bus_t *bus);
-    /* Takes the message reference. idem_key: Idempotency-Key or empty. cb gets the id
-     * (the first publish's id for a repeated key) once the message is in history. */
+    /* Takes the message reference. idem_key: the Idempotency-Key scoped by its publisher (publish.c), or empty;
+     * unique per topic. cb gets the id (the first publish's id for a repeated key) once the message is in history. */
     void (*publish)(rt_bus_t *bus, rt_msg_t *msg, rt_str_t idem_key, rt_publish_cb cb, void *ctx);
     /* An ephemeral message (RT_MSG_EPHEMERAL, no id): to every node's current subscribers, never stored. Takes
      * the reference. RT_OK or RT_EUNAVAILABLE. */

@@ -58,7 +58,8 @@ static int mb_start(rt_bus_t *bus, char *err, size_t errlen)
     membus_t *mb = (membus_t *)bus;
     (void)err, (void)errlen;
     rt_random_token(mb->epoch, 8);
-    rt_history_configure(mb->history, (size_t)rt_cfg_int("history.max_messages"), (uint64_t)rt_cfg_int("history.max_age"));
+    rt_history_configure(mb->history, (size_t)rt_cfg_int("history.max_messages"), (uint64_t)rt_cfg_int("history.max_age"),
+                         (size_t)rt_cfg_int("history.max_bytes"), (size_t)rt_cfg_int("history.max_topics"));
     mb->dedup_ms = (uint64_t)rt_cfg_int("publish.dedup_window");
     return 0;
 }
@@ -160,20 +161,15 @@ static int mb_ready(rt_bus_t *bus)
 static void mb_metrics(rt_bus_t *bus, rt_buf_t *out)
 {
     membus_t *mb = (membus_t *)bus;
-    size_t topics, retained;
-    rt_history_stats(mb->history, &topics, &retained);
     pthread_mutex_lock(&mb->lock);
     uint64_t seq = mb->seq;
     pthread_mutex_unlock(&mb->lock);
     rt_buf_printf(out,
                   "# HELP rtbroker_bus_up Whether the bus is connected (memory: always).\n# TYPE rtbroker_bus_up gauge\n"
                   "rtbroker_bus_up{bus=\"memory\"} 1\n"
-                  "# HELP rtbroker_bus_seq The last SEQ assigned.\n# TYPE rtbroker_bus_seq gauge\nrtbroker_bus_seq %llu\n"
-                  "# HELP rtbroker_history_topics Topics with retained history.\n# TYPE rtbroker_history_topics gauge\n"
-                  "rtbroker_history_topics %zu\n"
-                  "# HELP rtbroker_history_messages Retained messages.\n# TYPE rtbroker_history_messages gauge\n"
-                  "rtbroker_history_messages %zu\n",
-                  (unsigned long long)seq, topics, retained);
+                  "# HELP rtbroker_bus_seq The last SEQ assigned.\n# TYPE rtbroker_bus_seq gauge\nrtbroker_bus_seq %llu\n",
+                  (unsigned long long)seq);
+    rt_history_metrics(mb->history, out);
 }
 
 static void mb_stop(rt_bus_t *bus) { (void)bus; }

@@ -16,6 +16,7 @@
 #include "bus_nats.h"
 #include "config.h"
 #include "hub.h"
+#include "nats_decode.h"
 #include "presence_nats.h"
 
 struct pending {
@@ -53,6 +54,7 @@ static void on_disconnected(natsConnection *nc, void *closure)
     pthread_mutex_lock(&nb->lock);
     int was = nb->connected;
     nb->connected = 0;
+    /* what NATS pushed into the dead connection is lost; its consumer may resume after it: deliver_msg notices */
     /* publishes in flight stay pending: nats.c sends what it had buffered again after reconnecting, and their
      * acks answer them; only nats.publish_timeout turns them into 503 */
     pthread_mutex_unlock(&nb->lock);
@@ -66,7 +68,7 @@ static void epoch_of(const char *stream, int64_t created, char out[16])
     static const char alphabet[] = "abcdefghijkmnpqrstuvwxyz23456789";
     char buf[200];
     snprintf(buf, sizeof(buf), "%s/%lld", stream, (long long)created);
-    uint64_t h = rt_hash(rt_cstr(buf));
+    uint64_t h = rt_hash_stable(rt_cstr(buf));
     for (int i = 0; i < 8; i++, h >>= 5)
         out[i] = alphabet[h & 31];
     out[8] = '\0';
@@ -181,24 +183,13 @@ static int setup_stream(natsbus_t *nb, uint64_t *last_out, char *err, size_t err
 
 rt_msg_t *rt_nats_msg(natsbus_t *nb, natsMsg *m, uint64_t seq, const char *epoch)
 {
-    const char *subject = natsMsg_GetSubject(m), *orig = NULL;
-    if (natsMsgHeader_Get(m, "Nats-Subject", &orig) == NATS_OK && orig) /* re-published: the stored subject */
-        subject = orig;
-    size_t plen = strlen(nb->prefix);
-    if (strncmp(subject, nb->prefix, plen) != 0 || subject[plen] != '.')
+    /* re-published ones come on <prefix>_live.<topic>, fetched ones on the stored <prefix>.<topic> */
+    const char *subject = natsMsg_GetSubject(m);
+    size_t llen = strlen(nb->live);
+    int live = subject && strncmp(subject, nb->live, llen) == 0 && subject[llen] == '.';
+    rt_msg_t *msg = rt_nats_decode(m, nb->prefix, live ? "_live." : ".");
+    if (msg == NULL)
         return NULL;
-    rt_str_t topic = rt_cstr(subject + plen + 1);
-    if (rt_topic_check(topic, 0, NULL) != RT_OK) {
-        rt_log(RT_LOG_DEBUG, "nats: subject %s is not a topic; skipped", subject);
-        return NULL;
-    }
-    const char *event = NULL, *ctype = NULL;
-    natsMsgHeader_Get(m, "Rt-Event", &event);
-    natsMsgHeader_Get(m, "Content-Type", &ctype);
-    rt_str_t ev = rt_cstr(event);
-    if (ev.len > 64)
-        ev.len = 0;
-    rt_msg_t *msg = rt_msg_new(topic, ev, rt_cstr(ctype), rt_str(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m)));
     rt_msg_set_id(msg, rt_cstr(epoch), seq);
     return msg;
 }
@@ -517,7 +508,7 @@ static int eph_seen(natsbus_t *nb, natsMsg *m)
     const char *id = NULL;
     if (natsMsgHeader_Get(m, "Rt-Eph-Id", &id) != NATS_OK || id == NULL)
         return 0;
-    uint64_t h = rt_hash(rt_cstr(id)) | 1;
+    uint64_t h = rt_hash_stable(rt_cstr(id)) | 1;
     pthread_mutex_lock(&nb->lock);
     int seen = 0;
     for (size_t i = 0; i < sizeof(nb->eph_recent) / sizeof(nb->eph_recent[0]) && !seen; i++)
@@ -537,15 +528,8 @@ void rt_nats_on_ephemeral(natsConnection *nc, natsSubscription *sub, natsMsg *m,
         natsMsg_Destroy(m);
         return;
     }
-    const char *subject = natsMsg_GetSubject(m);
-    size_t plen = strlen(nb->prefix);
-    rt_str_t topic = rt_cstr(subject + plen + 5); /* "<prefix>_eph." */
-    const char *event = NULL, *ctype = NULL;
-    natsMsgHeader_Get(m, "Rt-Event", &event);
-    natsMsgHeader_Get(m, "Content-Type", &ctype);
-    rt_str_t ev = rt_cstr(event);
-    if (strlen(subject) > plen + 5 && rt_topic_check(topic, 0, NULL) == RT_OK && ev.len <= 64) {
-        rt_msg_t *msg = rt_msg_new(topic, ev, rt_cstr(ctype), rt_str(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m)));
+    rt_msg_t *msg = rt_nats_decode(m, nb->prefix, "_eph.");
+    if (msg) {
         msg->flags |= RT_MSG_EPHEMERAL;
         rt_hub_broadcast(msg);
         rt_msg_unref(msg);

@@ -192,7 +192,7 @@ static int run_job(natsbus_t *nb, nb_job_t *j)
     uint64_t first = 0, last = 0;
     size_t cap = 0;
     int more = 0;
-    r->msgs = NULL, r->count = 0, r->gap = 0, r->truncated = 0;
+    r->msgs = NULL, r->count = 0, r->gap = 0, r->truncated = 0, r->after = 0;
     if (rt_nats_interest_activate(nb) != 0 || rt_nats_stream_state(nb, &first, &last) != RT_OK) {
         j->err = RT_EUNAVAILABLE;
         goto post;
@@ -230,6 +230,7 @@ static int run_job(natsbus_t *nb, nb_job_t *j)
         } else if (after > last) {
             r->head = after; /* another node may be ahead of what we read: the rest arrives live */
         }
+        r->after = after;
         if (after < last) {
             j->err = fetch_patterns(nb, j, after + 1, last, 0, r->max ? r->max + 1 : 0, &cap, &more);
             if (j->err != RT_OK)
@@ -265,6 +266,8 @@ post:
             return 1;
         }
     }
+    if (!r->has_since && !r->has_before)
+        r->after = r->head; /* from now: a from-then replay holds only what came after the subscribe */
     uint64_t head = r->head;
     int forward = !r->has_before && j->err == RT_OK;
     rt_str_t *patterns = j->patterns;
@@ -320,7 +323,7 @@ int rt_nats_replay(rt_bus_t *bus, rt_replay_t *r, rt_replay_cb cb, void *ctx)
         pthread_mutex_unlock(&nb->lock);
         if (up && rt_nats_interest_active(nb, r->patterns, r->npatterns)) {
             r->msgs = NULL, r->count = 0, r->gap = 0, r->truncated = 0;
-            r->head = head;
+            r->head = r->after = head;
             pthread_mutex_lock(&nb->lock);
             nb->replays_local++;
             pthread_mutex_unlock(&nb->lock);

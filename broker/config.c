@@ -12,7 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <strings.h>
-#include <sys/resource.h>
 #include <unistd.h>
 #include <yaml.h>
 
@@ -25,6 +24,7 @@ typedef struct raw {
     rt_listen_tls_t **tls; /* listen only: per item, NULL when plain (or NULL: all plain) */
     size_t n;
     int is_seq, line, used;
+    int key_lines[12]; /* the line of each key of the path (a.b.c: a's, b's, c's), the first 12 */
 } raw_t;
 
 static raw_t *raws;
@@ -55,8 +55,11 @@ static const rt_cfg_value_t core_keys[] = {
     K("plugins.load", RT_CFG_LIST, "sse,longpoll,websocket,ndjson", 0, 0),
     K("history.max_messages", RT_CFG_INT, "100", 1, 10000000),
     K("history.max_age", RT_CFG_DURATION, "1h", 1000, 366LL * 86400 * 1000),
+    K("history.max_bytes", RT_CFG_SIZE, "256MiB", 1LL << 20, 1LL << 40),
+    K("history.max_topics", RT_CFG_INT, "100000", 1, 100000000),
     K("presence.ttl", RT_CFG_DURATION, "30s", 1000, 3600LL * 1000),
     K("presence.poll_grace", RT_CFG_DURATION, "10s", 0, 3600LL * 1000),
+    K("presence.client_secret", RT_CFG_STRING, "", 0, 0),
     K("publish.dedup_window", RT_CFG_DURATION, "2m", 0, 86400LL * 1000),
     K("limits.max_message_bytes", RT_CFG_SIZE, "65536", 1, 64LL << 20),
     K("limits.max_queue_bytes", RT_CFG_SIZE, "1MiB", 1024, 1LL << 32),
@@ -71,6 +74,7 @@ static const rt_cfg_value_t core_keys[] = {
     K("auth.jwt.public_key_file", RT_CFG_STRING, "", 0, 0),
     K("auth.jwt.algorithms", RT_CFG_LIST, "", 0, 0),
     K("auth.jwt.leeway", RT_CFG_DURATION, "30s", 0, 3600LL * 1000),
+    K("auth.jwt.require_exp", RT_CFG_BOOL, "true", 0, 0),
     K("auth.jwt.issuer", RT_CFG_STRING, "", 0, 0),
     K("auth.jwt.audience", RT_CFG_STRING, "", 0, 0),
     K("auth.jwt.claim", RT_CFG_STRING, "rt", 0, 0),
@@ -322,8 +326,9 @@ static int resolve_alias(rt_cfg_value_t *v, const char *alias, char *err, size_t
                  a->line);
         return -1;
     }
+    if (a)
+        a->used = 1; /* even when a variable overrides it: the line stays valid */
     if (a && !getenv(env) && !getenv(aenv)) {
-        a->used = 1;
         v->origin = "file";
         v->line = a->line;
         return assign(v, a->items, a->n, a->is_seq, NULL, err, errlen);
@@ -384,8 +389,9 @@ static rt_cfg_value_t *add_value(const rt_cfg_value_t *tmpl)
 #define MAX_KEYS 1024 /* far above any real file; aliases can make a small file name millions of keys */
 static size_t walked;
 
-/* Flattens the YAML tree into raws. */
-static int walk(yaml_document_t *doc, yaml_node_t *node, const char *prefix, char *err, size_t errlen)
+/* Flattens the YAML tree into raws; lines holds the lines of the keys of prefix (depth of them). */
+static int walk(yaml_document_t *doc, yaml_node_t *node, const char *prefix, int *lines, int depth, char *err,
+                size_t errlen)
 {
     if (node->type == YAML_MAPPING_NODE) {
         for (yaml_node_pair_t *p = node->data.mapping.pairs.start; p < node->data.mapping.pairs.top; p++) {
@@ -412,15 +418,18 @@ static int walk(yaml_document_t *doc, yaml_node_t *node, const char *prefix, cha
                          (unsigned long)k->start_mark.line + 1);
                 return -1;
             }
+            if (depth < 12)
+                lines[depth] = (int)k->start_mark.line + 1;
             int listen = strcmp(path, "listen") == 0 && val->type != YAML_SCALAR_NODE;
             if (val->type == YAML_MAPPING_NODE && !listen) {
-                if (walk(doc, val, path, err, errlen) != 0)
+                if (walk(doc, val, path, lines, depth + 1, err, errlen) != 0)
                     return -1;
                 continue;
             }
             raws = rt_realloc(raws, (nraws + 1) * sizeof(*raws));
             raw_t *r = &raws[nraws++];
             memset(r, 0, sizeof(*r));
+            memcpy(r->key_lines, lines, sizeof(r->key_lines));
             r->path = strdup(path);
             r->line = (int)val->start_mark.line + 1;
             if (listen) { /* entries may be mappings with tls */
@@ -473,8 +482,9 @@ static int parse_file(const char *path, char *err, size_t errlen)
     } else {
         yaml_node_t *root = yaml_document_get_root_node(&doc);
         walked = 0;
+        int lines[12] = {0};
         if (root != NULL && !(root->type == YAML_SCALAR_NODE && root->data.scalar.length == 0))
-            rc = walk(&doc, root, "", err, errlen);
+            rc = walk(&doc, root, "", lines, 0, err, errlen);
         yaml_document_delete(&doc);
     }
     yaml_parser_delete(&parser);
@@ -615,8 +625,23 @@ int rt_config_check_unknown(char *err, size_t errlen)
                 return -1;
             }
         }
-        snprintf(err, errlen, "config: %s: unknown key (%s line %d); see the configuration reference in README.md",
-                 raws[i].path, file_name, raws[i].line);
+        /* name the first key of the path that nothing declares (a misspelt section, not the key under it) */
+        size_t at = 0;
+        int depth = 0, line = raws[i].line;
+        for (const char *dot = raws[i].path; (dot = strchr(dot, '.')) != NULL; dot++, depth++) {
+            size_t len = (size_t)(dot - raws[i].path);
+            int section = 0;
+            for (size_t k = 0; k < nvals && !section; k++)
+                section = strncmp(vals[k].path, raws[i].path, len) == 0 && vals[k].path[len] == '.';
+            if (!section)
+                break;
+            at = len + 1;
+        }
+        if (depth < 12 && raws[i].key_lines[depth])
+            line = raws[i].key_lines[depth];
+        size_t end = at + strcspn(raws[i].path + at, ".");
+        snprintf(err, errlen, "config: %.*s: unknown key (%s line %d); see the configuration reference in README.md",
+                 (int)end, raws[i].path, file_name, line);
         return -1;
     next:;
     }
@@ -649,50 +674,11 @@ const rt_cfg_value_t *rt_cfg(const char *path)
     return NULL;
 }
 
-rt_limits_t rt_lim;
-
-/* limits.max_connections 0: what the open file limit allows, keeping descriptors for the (at most 256)
- * connections being refused, 64 for NATS and files, and 6 per worker (its epoll, wake-up pipe and copies
- * of the listeners). */
-size_t rt_config_workers(int64_t configured)
-{
-    if (configured > 0)
-        return (size_t)configured;
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n > 0 ? (size_t)n : 1;
-}
-
-static size_t auto_max_connections(size_t workers)
-{
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > 100000000)
-        return 100000000;
-    size_t n = (size_t)rl.rlim_cur, reserve = 256 + 64 + 6 * workers;
-    return n - (n / 4 < reserve ? n / 4 : reserve);
-}
-
-static int64_t int_of(const rt_cfg_value_t *(*get)(const char *), const char *path)
-{
-    const rt_cfg_value_t *v = get(path);
-    return v ? v->i : 0;
-}
-
-/* The limits that may change while running, from a table (get: rt_cfg or rt_cfg_next). */
-static void set_limits(const rt_cfg_value_t *(*get)(const char *))
-{
-    int64_t mc = int_of(get, "limits.max_connections");
-    rt_lim.max_connections = mc > 0 ? (size_t)mc : auto_max_connections(rt_config_workers(int_of(get, "workers")));
-    rt_lim.max_queue_bytes = (size_t)int_of(get, "limits.max_queue_bytes");
-    rt_lim.connections_per_ip = (double)int_of(get, "limits.connections_per_ip");
-    rt_lim.publish_per_connection = (double)int_of(get, "limits.publish_per_connection");
-    rt_lim.publish_per_subject = (double)int_of(get, "limits.publish_per_subject");
-}
-
 void rt_config_freeze(void)
 {
     rt_lim.max_topics = (size_t)rt_cfg_int("limits.max_topics");
     rt_lim.max_message_bytes = (size_t)rt_cfg_int("limits.max_message_bytes");
-    set_limits(rt_cfg);
+    rt_config_set_limits(rt_cfg);
     frozen = vals, nfrozen = nvals;
 }
 
@@ -775,12 +761,24 @@ void rt_config_reload_end(int apply)
                 rt_log(RT_LOG_WARN, "SIGHUP: %s changed (%s line %d) but takes effect only after a restart", n->path,
                        file_name, n->line);
         }
-        set_limits(rt_cfg_next);
+        rt_config_set_limits(rt_cfg_next);
     }
     free_tables();
     raws = live.raws, nraws = live.nraws, vals = live.vals, nvals = live.nvals, capvals = live.capvals;
     memcpy(file_name, live.file_name, sizeof(file_name));
     reloading = NULL;
+}
+
+void rt_cfg_error(const char *path, char *err, size_t errlen, const char *fmt, ...)
+{
+    char msg[400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    const rt_cfg_value_t *v = find_val(path); /* the table being loaded or reloaded */
+    rt_cfg_value_t unknown = {.path = path, .origin = "default"};
+    set_err(err, errlen, v ? v : &unknown, "%s", msg);
 }
 
 int64_t rt_cfg_int(const char *path)

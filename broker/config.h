@@ -62,6 +62,8 @@ typedef struct rt_limits {
 extern rt_limits_t rt_lim;
 /* The worker threads for a `workers` value: 0 = one per core. */
 size_t rt_config_workers(int64_t configured);
+/* Sets rt_lim's limits that may change while running from a table (get: rt_cfg, or rt_cfg_next on SIGHUP). */
+void rt_config_set_limits(const rt_cfg_value_t *(*get)(const char *));
 /* Fills rt_lim; from then on rt_cfg reads a table that never changes again. */
 void rt_config_freeze(void);
 /* SIGHUP: reads the file again (same environment and command line) and checks it as at start, without touching the
@@ -71,6 +73,8 @@ void rt_config_freeze(void);
 int rt_config_reload_begin(const char *path, char *err, size_t errlen);
 const rt_cfg_value_t *rt_cfg_next(const char *path);
 void rt_config_reload_end(int apply);
+/* An error about key path's value, naming where it came from: "config: PATH: MESSAGE (FILE line N)", or the variable. */
+void rt_cfg_error(const char *path, char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 int64_t rt_cfg_int(const char *path);
 const char *rt_cfg_str(const char *path);
 
@@ -82,5 +86,11 @@ void rt_cfg_listen_error(size_t i, const char *field, char *err, size_t errlen, 
     __attribute__((format(printf, 5, 6)));
 int rt_parse_duration_ms(const char *s, int64_t *out);
 int rt_parse_size(const char *s, int64_t *out);
+/* A file's bytes (at most about 1 MiB; NUL-terminated, not counted in len) into *out (caller frees); -1 with err
+ * naming key and its line or variable (rt_cfg_error) when it cannot be read. */
+int rt_read_file(const char *path, unsigned char **out, size_t *len, char *err, size_t errlen, const char *key);
+/* The secret a key names: inline text, env:NAME or file:/path (a trailing newline dropped). 0 with *out NULL when
+ * the key is empty, 0 with a malloc'd *out, or -1 with err (variable unset, file unreadable, secret empty). */
+int rt_cfg_secret(const char *key, unsigned char **out, size_t *len, char *err, size_t errlen);
 
 #endif

@@ -1,4 +1,4 @@
-/* The value syntax of the configuration: durations, sizes and listen addresses. */
+/* The value syntax of the configuration: durations, sizes, listen addresses and secrets (text, env:NAME, file:/path). */
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
@@ -110,6 +110,57 @@ int rt_parse_addr(const char *text, rt_listen_addr_t *out)
         out->len = sizeof(*sin6);
         out->loopback = IN6_IS_ADDR_LOOPBACK(&sin6->sin6_addr);
     } else {
+        return -1;
+    }
+    return 0;
+}
+
+int rt_read_file(const char *path, unsigned char **out, size_t *len, char *err, size_t errlen, const char *key)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        rt_cfg_error(key, err, errlen, "cannot read %s: %s", path, strerror(errno));
+        return -1;
+    }
+    rt_buf_t b = {0};
+    char chunk[4096];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0 && b.len < (1 << 20))
+        rt_buf_append(&b, chunk, n);
+    fclose(f);
+    rt_buf_append(&b, "", 1); /* NUL-terminated for text checks; not counted in len */
+    *out = (unsigned char *)b.base;
+    *len = b.len - 1;
+    return 0;
+}
+
+int rt_cfg_secret(const char *key, unsigned char **out, size_t *len, char *err, size_t errlen)
+{
+    const char *s = rt_cfg_str(key);
+    *out = NULL, *len = 0;
+    if (s[0] == '\0')
+        return 0;
+    if (strncmp(s, "env:", 4) == 0) {
+        const char *v = getenv(s + 4);
+        if (v == NULL || v[0] == '\0') {
+            rt_cfg_error(key, err, errlen, "the environment variable %s is not set (export it before starting)", s + 4);
+            return -1;
+        }
+        *out = (unsigned char *)rt_strndup(rt_cstr(v));
+        *len = strlen(v);
+    } else if (strncmp(s, "file:", 5) == 0) {
+        if (rt_read_file(s + 5, out, len, err, errlen, key) != 0)
+            return -1;
+        while (*len && ((*out)[*len - 1] == '\n' || (*out)[*len - 1] == '\r'))
+            (*len)--; /* a trailing newline from an editor is not part of the secret */
+    } else {
+        *out = (unsigned char *)rt_strndup(rt_cstr(s));
+        *len = strlen(s);
+    }
+    if (*len == 0) {
+        free(*out);
+        *out = NULL;
+        rt_cfg_error(key, err, errlen, "the secret is empty");
         return -1;
     }
     return 0;

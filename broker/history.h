@@ -8,8 +8,8 @@
 typedef struct rt_history rt_history_t;
 
 rt_history_t *rt_history_new(void);
-/* Sets the limits (after the config is loaded). */
-void rt_history_configure(rt_history_t *h, size_t max_messages, uint64_t max_age_ms);
+/* Sets the limits (after the config is loaded): per topic, and for the whole history (oldest evicted first). */
+void rt_history_configure(rt_history_t *h, size_t max_messages, uint64_t max_age_ms, size_t max_bytes, size_t max_topics);
 /* Retains msg (takes a reference). SEQs arrive in increasing order. */
 void rt_history_add(rt_history_t *h, rt_msg_t *msg);
 /* Replay for r (see rt_replay_t) within the history named epoch. When future_ok, an id of this epoch beyond
@@ -20,6 +20,7 @@ uint64_t rt_history_head(rt_history_t *h);
 /* Forget everything (the history was lost: a new epoch). */
 void rt_history_clear(rt_history_t *h);
 void rt_history_tick(rt_history_t *h);
-void rt_history_stats(rt_history_t *h, size_t *topics, size_t *messages);
+/* Prometheus lines: retained topics, messages and bytes, the caps, evictions by cause, cached encodings. */
+void rt_history_metrics(rt_history_t *h, rt_buf_t *out);
 
 #endif

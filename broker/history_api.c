@@ -51,17 +51,29 @@ static void on_replayed(void *ctx, rt_replay_t *rp, int err)
         return;
     }
     rt_str_t epoch = rt_bus->ops->epoch(rt_bus);
+    /* the answer is msgs[lo, hi): at most limits.max_queue_bytes of envelopes (at least one), the oldest when paging
+     * forward, the newest otherwise; the cursor continues from there */
+    size_t lo = 0, hi = r->count, bytes = 0;
+    for (size_t k = 0; k < r->count; k++) {
+        size_t i = r->has_since ? k : r->count - 1 - k, len = rt_msg_envelope(r->msgs[i]).len;
+        if (k > 0 && bytes + len > rt_lim.max_queue_bytes) {
+            *(r->has_since ? &hi : &lo) = r->has_since ? i : i + 1;
+            break;
+        }
+        bytes += len;
+    }
     char cursor[RT_ID_MAX + 1];
     if (r->has_since)
-        rt_id_format(cursor, epoch, r->count ? r->msgs[r->count - 1]->seq : r->head);
-    else if (r->count)
-        rt_id_format(cursor, epoch, r->msgs[0]->seq);
+        rt_id_format(cursor, epoch, hi ? r->msgs[hi - 1]->seq : r->head);
+    else if (hi > lo)
+        rt_id_format(cursor, epoch, r->msgs[lo]->seq);
     else
         rt_id_format(cursor, epoch, r->before == UINT64_MAX ? r->head + 1 : r->before);
     rt_buf_t b = {0};
-    rt_buf_printf(&b, "{\"cursor\":\"%s\",\"gap\":%s,\"messages\":[", cursor, r->gap || h->foreign ? "true" : "false");
-    for (size_t i = 0; i < r->count; i++) {
-        if (i)
+    rt_buf_printf(&b, "{\"cursor\":\"%s\",\"gap\":%s,\"messages\":[", cursor,
+                  (r->gap && lo == 0) || h->foreign ? "true" : "false"); /* lo > 0: older ones are still retained */
+    for (size_t i = lo; i < hi; i++) {
+        if (i > lo)
             rt_buf_appendc(&b, ",");
         rt_buf_appends(&b, rt_msg_envelope(r->msgs[i]));
     }

@@ -12,23 +12,58 @@
 #include "text.h"
 #include "topic.h"
 
+/* The standard reason phrases (RFC 9110, 6585) for every status the broker, its plugins or h2o may answer. */
 static const char *reason_of(int status)
 {
     switch (status) {
+    case 101: return "Switching Protocols";
     case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
     case 204: return "No Content";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 304: return "Not Modified";
+    case 307: return "Temporary Redirect";
+    case 308: return "Permanent Redirect";
     case 400: return "Bad Request";
     case 401: return "Unauthorized";
     case 403: return "Forbidden";
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";
-    case 413: return "Payload Too Large";
+    case 406: return "Not Acceptable";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 410: return "Gone";
+    case 411: return "Length Required";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 415: return "Unsupported Media Type";
+    case 422: return "Unprocessable Content";
+    case 426: return "Upgrade Required";
     case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
     case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
     case 503: return "Service Unavailable";
-    default: return "Status";
+    case 504: return "Gateway Timeout";
+    default: return status < 200 ? "Informational" : status < 300 ? "Success" : status < 400 ? "Redirection"
+                    : status < 500 ? "Client Error" : "Server Error";
     }
 }
+
+/* The last handler, after the static files: a path nothing serves gets the API's JSON refusal, like every other. */
+static int not_found(h2o_handler_t *self, h2o_req_t *req)
+{
+    (void)self;
+    rt_http_error_status(req, 404, "not_found",
+                         "nothing here: the API is under /pub, /sub, /ws, /sse, /poll, /history, /presence; "
+                         "static files come from web.root");
+    return 0;
+}
+
+void rt_http_register_not_found(h2o_pathconf_t *pc) { h2o_create_handler(pc, sizeof(h2o_handler_t))->on_req = not_found; }
 
 void rt_http_add_common_headers(h2o_req_t *req) { rt_cors_headers(req); }
 
@@ -73,10 +108,10 @@ void rt_http_error_status(h2o_req_t *req, int status, const char *code, const ch
 
 void rt_http_error(h2o_req_t *req, int err, const char *message)
 {
-    char buf[256];
+    char buf[400];
     rt_ident_t *id = NULL;
     const char *why = NULL;
-    if (err == RT_EUNAUTHORIZED && rt_auth_token(req).len && rt_jwt_verify(rt_auth_token(req), &id, &why) != RT_OK) {
+    if (err == RT_EUNAUTHORIZED && (rt_auth_verify(req, &id, &why) != RT_OK || why != NULL)) {
         snprintf(buf, sizeof(buf), "the token was refused: %s", why);
         message = buf;
     }

@@ -14,6 +14,8 @@ void rt_http_respond_buf(h2o_req_t *req, int status, const char *content_type, r
 void rt_http_error(h2o_req_t *req, int err, const char *message);
 void rt_http_error_status(h2o_req_t *req, int status, const char *code, const char *message);
 void rt_http_add_common_headers(h2o_req_t *req);
+/* Registers, after every other handler of pc, the JSON 404 for paths nothing serves. */
+void rt_http_register_not_found(h2o_pathconf_t *pc);
 
 rt_str_t rt_req_header(h2o_req_t *req, const char *name);
 /* nth value of a query parameter, percent-decoded into the request's pool. */

@@ -42,27 +42,6 @@ h2o_timeout_t *rt_worker_timeout(rt_worker_t *w, uint64_t ms)
 
 static void schedule_end(rt_sub_t *sub, rt_end_reason_t why);
 
-/* Live connections' credentials: a notice before exp (for transports that take one), the end at exp. */
-static int expires(const rt_sub_t *sub) { return sub->ident != NULL && sub->ident->exp_ms != 0; }
-
-static void check_expiry(rt_worker_t *w, int64_t now)
-{
-    if (w->nexpiring == 0)
-        return; /* no token here will expire: nothing to walk */
-    for (h2o_linklist_t *l = w->subs.next; l != &w->subs; l = l->next) {
-        rt_sub_t *sub = H2O_STRUCT_FROM_MEMBER(rt_sub_t, link, l);
-        if (sub->ident == NULL || sub->ident->exp_ms == 0 || sub->ending || sub->closed)
-            continue;
-        int64_t left = sub->ident->exp_ms - now;
-        if (left <= 0)
-            schedule_end(sub, RT_END_EXPIRED);
-        else if (left <= 60000 && !sub->expiry_noticed && sub->tp->expiring) {
-            sub->expiry_noticed = 1;
-            sub->tp->expiring(sub, (left + 999) / 1000);
-        }
-    }
-}
-
 static void on_tick(h2o_timeout_entry_t *entry)
 {
     rt_worker_t *w = H2O_STRUCT_FROM_MEMBER(rt_worker_t, tick, entry);
@@ -71,7 +50,7 @@ static void on_tick(h2o_timeout_entry_t *entry)
         rt_rate_sweep();
         rt_presence_tick();
     }
-    check_expiry(w, (int64_t)rt_wall_ms());
+    rt_hub_expiry_run(w, (int64_t)rt_wall_ms());
     h2o_timeout_link(w->ctx.loop, rt_worker_timeout(w, 250), &w->tick);
 }
 
@@ -90,13 +69,14 @@ void rt_hub_init_worker(rt_worker_t *w)
 static void outq_push(rt_outq_t *q, rt_outq_entry_t e)
 {
     if (q->len == q->cap) {
-        q->cap = q->cap ? q->cap * 2 : 16;
+        q->cap = q->cap ? q->cap * 2 : 4;
         q->v = rt_realloc(q->v, q->cap * sizeof(*q->v));
     }
     q->v[q->len++] = e;
     q->bytes += e.iov.len;
 }
 
+/* An empty queue keeps no array: most subscribers are idle most of the time. */
 static void outq_release(rt_outq_t *q, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
@@ -108,14 +88,11 @@ static void outq_release(rt_outq_t *q, size_t n)
     if (n && q->len > n)
         memmove(q->v, q->v + n, (q->len - n) * sizeof(*q->v));
     q->len -= n;
-}
-
-/* What the plugin wrote while replays were due goes out behind them (rt.v1's "ok" after the replayed messages). */
-static void undefer(rt_sub_t *sub)
-{
-    for (size_t i = 0; i < sub->deferred.len; i++)
-        outq_push(&sub->pending, sub->deferred.v[i]);
-    sub->deferred.len = 0, sub->deferred.bytes = 0;
+    if (q->len == 0) {
+        free(q->v);
+        q->v = NULL;
+        q->cap = 0;
+    }
 }
 
 static void outq_free(rt_outq_t *q)
@@ -150,22 +127,31 @@ static size_t take_batch(rt_sub_t *sub, h2o_iovec_t *iovs)
     for (size_t i = 0; i < n; i++) {
         iovs[i] = sub->pending.v[i].iov;
         bytes += iovs[i].len;
-        outq_push(&sub->inflight, sub->pending.v[i]);
     }
+    rt_metrics_bytes_out(bytes);
+    if (n == sub->pending.len && sub->inflight.len == 0) { /* the usual case: the whole queue goes, array and all */
+        rt_outq_t empty = sub->inflight;
+        sub->inflight = sub->pending;
+        sub->pending = empty;
+        return n;
+    }
+    for (size_t i = 0; i < n; i++)
+        outq_push(&sub->inflight, sub->pending.v[i]);
     if (sub->pending.len > n)
         memmove(sub->pending.v, sub->pending.v + n, (sub->pending.len - n) * sizeof(*sub->pending.v));
     sub->pending.len -= n;
     sub->pending.bytes -= bytes;
-    rt_metrics_bytes_out(bytes);
     return n;
 }
 
-/* Upgraded connections: write raw bytes; close once the final bytes are out. */
+/* Upgraded connections: write raw bytes (in chunks for a handed-over stream); close once the final bytes are out. */
 static void flush_upgraded(rt_sub_t *sub)
 {
+    static const h2o_iovec_t crlf = {"\r\n", 2}, last_chunk = {"0\r\n\r\n", 5};
     if (sub->sending || sub->sock == NULL || sub->closed)
         return;
-    if (sub->pending.len == 0) {
+    int terminate = sub->chunked && sub->final_queued && !sub->final_sent;
+    if (sub->pending.len == 0 && !terminate) {
         if (sub->final_queued) {
             if (h2o_timeout_is_linked(&sub->close_timer))
                 h2o_timeout_unlink(&sub->close_timer);
@@ -173,10 +159,26 @@ static void flush_upgraded(rt_sub_t *sub)
         }
         return;
     }
-    h2o_iovec_t iovs[SEND_MAX_IOVS];
-    size_t n = take_batch(sub, iovs);
+    h2o_iovec_t iovs[SEND_MAX_IOVS + 3], *out = iovs + 1;
+    size_t n = take_batch(sub, out);
+    if (sub->chunked) {
+        if (n > 0) {
+            size_t bytes = 0;
+            for (size_t i = 0; i < n; i++)
+                bytes += out[i].len;
+            char *head = rt_malloc(20); /* in flight with the batch (rt_sub_t stays in its allocator size class) */
+            iovs[0] = h2o_iovec_init(head, (size_t)snprintf(head, 20, "%zx\r\n", bytes));
+            outq_push(&sub->inflight, (rt_outq_entry_t){iovs[0], NULL, head});
+            out = iovs, n++;
+            out[n++] = crlf;
+        }
+        if (sub->final_queued && sub->pending.len == 0) {
+            out[n++] = last_chunk;
+            sub->final_sent = 1;
+        }
+    }
     sub->sending = 1;
-    h2o_socket_write(sub->sock, iovs, n, on_sock_written);
+    h2o_socket_write(sub->sock, out, n, on_sock_written);
 }
 
 static void flush(rt_sub_t *sub)
@@ -240,7 +242,7 @@ static void destroy(rt_sub_t *sub)
     if (h2o_timeout_is_linked(&sub->close_timer))
         h2o_timeout_unlink(&sub->close_timer);
     sub->tp->release(sub);
-    sub->w->nexpiring -= expires(sub);
+    rt_sub_expiry_remove(sub);
     rt_ident_free(sub->ident);
     rt_sub_presence_free(sub);
     outq_free(&sub->pending);
@@ -252,6 +254,23 @@ static void destroy(rt_sub_t *sub)
 }
 
 void rt_sub_hold(rt_sub_t *sub) { sub->holds++; }
+
+static void flush_soon(rt_sub_t *sub);
+
+static void undefer(rt_sub_t *sub)
+{
+    for (size_t i = 0; i < sub->deferred.len; i++)
+        outq_push(&sub->pending, sub->deferred.v[i]);
+    sub->deferred.len = 0, sub->deferred.bytes = 0;
+}
+
+void rt_sub_undefer(rt_sub_t *sub)
+{
+    if (sub->replays_due || sub->deferred.len == 0 || sub->closed)
+        return;
+    undefer(sub);
+    flush_soon(sub);
+}
 
 void rt_sub_put(rt_sub_t *sub)
 {
@@ -270,11 +289,30 @@ static void on_req_dispose(void *p)
         destroy(sub);
 }
 
+/* A held answer is out: the connection goes back to h2o for the client's next request (already read, maybe). */
+static int give_back(rt_sub_t *sub)
+{
+    h2o_socket_t *sock = sub->sock;
+    if (!sub->held || !sub->responded || !sub->keep_alive || !sub->final_sent || sub->sending || sub->pending.len ||
+        sock == NULL || sub->w->shutting_down)
+        return 0;
+    h2o_accept_ctx_t *ac = &sub->w->accept_ctx;
+    sub->sock = NULL;
+    h2o_socket_read_stop(sock);
+    sock->data = NULL;
+    destroy(sub);
+    h2o_http1_accept(ac, sock, *h2o_get_timestamp(ac->ctx, NULL, NULL));
+    return 1;
+}
+
 static void on_close_timer(h2o_timeout_entry_t *entry)
 {
     rt_sub_t *sub = H2O_STRUCT_FROM_MEMBER(rt_sub_t, close_timer, entry);
-    if (sub->upgraded || sub->upgrading) {
-        destroy(sub);
+    if (sub->upgrading)
+        return; /* h2o still owns the socket: the end of the upgrade flushes, and that links this timer again */
+    if (sub->upgraded) {
+        if (!give_back(sub))
+            destroy(sub);
         return;
     }
     /* a stream whose last bytes the peer does not read (h2o has no write timeout): shut the HTTP/1 connection down
@@ -308,9 +346,15 @@ static void on_sock_read(h2o_socket_t *sock, const char *err)
     }
     if (sub->closed)
         return;
-    if (sub->final_queued) {
+    if (sub->held) {
+        /* the client's next request, sent before its answer: left for h2o, which gets the connection after it */
+        h2o_socket_read_stop(sock);
+        return;
+    }
+    if (sub->final_queued || sub->tp->receive == NULL) {
         /* closing: input is read and dropped, so that h2o buffers nothing and a close with unread input (a TCP reset)
-         * does not destroy our last bytes; past a budget we stop reading and the close timer ends the connection */
+         * does not destroy our last bytes; past a budget we stop reading and the close timer ends the connection.
+         * A handed-over stream (SSE, ndjson) takes no input either: past the budget, heartbeats find a dead peer */
         sub->discarded += sock->input->size;
         h2o_buffer_consume(&sock->input, sock->input->size);
         if (sub->discarded > CLOSING_READ_MAX)
@@ -346,61 +390,66 @@ static void on_upgrade_complete(void *data, h2o_socket_t *sock, size_t reqsize)
         on_sock_read(sock, NULL);
 }
 
+static void add_headers(h2o_req_t *req, const char *const *headers)
+{
+    for (size_t i = 0; headers && headers[i]; i += 2)
+        h2o_add_header_by_str(&req->pool, &req->res.headers, headers[i], strlen(headers[i]), 1, NULL, headers[i + 1],
+                              strlen(headers[i + 1]));
+}
+
+/* h2o writes the response head, then hands the socket over and frees the request and its connection. */
+static void hand_over(rt_sub_t *sub, int status, const char *reason)
+{
+    h2o_req_t *req = sub->req;
+    rt_sub_unwatch(sub, 1); /* the socket is ours after this */
+    sub->upgrading = 1;
+    req->res.status = status;
+    req->res.reason = reason;
+    h2o_http1_upgrade(req, NULL, 0, on_upgrade_complete, sub);
+}
+
+/* An HTTP/1.1 GET stream or held answer leaves h2o after its head, as an upgrade does: h2o's request and connection
+ * state (about 10 KB) would otherwise stay for as long as it lasts. The body is chunked, as h2o would send it; the
+ * head says "Connection: upgrade" (h2o's only way to hand a socket over), which means nothing without an Upgrade
+ * header. */
+static int can_hand_over(h2o_req_t *req)
+{
+    return req->version == 0x101 && req->entity.base == NULL && h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET"));
+}
+
+static void hand_over_chunked(rt_sub_t *sub, int status, const char *const *headers)
+{
+    h2o_req_t *req = sub->req;
+    add_headers(req, headers);
+    rt_http_add_common_headers(req);
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_TRANSFER_ENCODING, NULL, H2O_STRLIT("chunked"));
+    sub->chunked = 1;
+    hand_over(sub, status, status == 200 ? "OK" : "Status");
+}
+
 int rt_sub_upgrade(rt_sub_t *sub, const char *const *headers)
 {
     h2o_req_t *req = sub->req;
     if (req == NULL || sub->streaming || sub->responded || sub->tp->receive == NULL || req->version >= 0x200)
         return RT_EINVAL;
-    for (size_t i = 0; headers && headers[i]; i += 2)
-        h2o_add_header_by_str(&req->pool, &req->res.headers, headers[i], strlen(headers[i]), 1, NULL, headers[i + 1],
-                              strlen(headers[i + 1]));
-    rt_sub_unwatch(sub, 1); /* the socket is the plugin's after this */
-    sub->upgrading = 1;
-    req->res.status = 101;
-    req->res.reason = "Switching Protocols";
-    h2o_http1_upgrade(req, NULL, 0, on_upgrade_complete, sub);
+    add_headers(req, headers);
+    hand_over(sub, 101, "Switching Protocols");
     return RT_OK;
 }
 
-int rt_sub_authenticate(rt_sub_t *sub, rt_str_t token, const char **why)
+int rt_sub_hold_answer(rt_sub_t *sub, uint64_t within_ms, int status, const char *const *headers)
 {
-    rt_ident_t *id = NULL;
-    int err = rt_jwt_verify(token, &id, why);
-    if (err != RT_OK) {
-        rt_metrics_auth_failure();
-        rt_log(RT_LOG_INFO, "auth: refused a token on a live %s connection: %s", sub->tp->name, *why);
-        return err;
-    }
-    sub->w->nexpiring -= expires(sub);
-    rt_ident_free(sub->ident);
-    sub->ident = id;
-    sub->w->nexpiring += expires(sub);
-    sub->auth_err = RT_OK;
-    sub->expiry_noticed = 0;
-    for (size_t i = 0; i < sub->nsubs;) {
-        rt_subscription_t *s = sub->subs[i];
-        if (rt_auth_allows(id, s->pattern, 0) == RT_OK) {
-            i++;
-            continue;
-        }
-        char pattern[RT_TOPIC_MAX + 1];
-        memcpy(pattern, s->pattern.base, s->pattern.len);
-        rt_str_t p = rt_str(pattern, s->pattern.len);
-        rt_sub_presence_left(sub, s);
-        rt_bus->ops->interest(rt_bus, s->pattern, -1);
-        rt_index_remove(&sub->w->index, s);
-        sub->subs[i] = sub->subs[--sub->nsubs];
-        if (sub->tp->dropped)
-            sub->tp->dropped(sub, p);
-    }
+    h2o_req_t *req = sub->req;
+    if (req == NULL || sub->streaming || sub->responded || sub->stopped || sub->upgrading || sub->ending ||
+        !can_hand_over(req) || status != 200)
+        return RT_EINVAL;
+    /* an answer that may have to be 401 (the token expires first) keeps h2o's request, which can still say so */
+    if (rt_sub_expires(sub) && sub->ident->exp_ms - (int64_t)rt_wall_ms() < (int64_t)within_ms + 1000)
+        return RT_EINVAL;
+    sub->held = 1;
+    sub->keep_alive = req->http1_is_persistent;
+    hand_over_chunked(sub, 200, headers);
     return RT_OK;
-}
-
-int rt_sub_auth_state(rt_sub_t *sub)
-{
-    if (sub->auth_err)
-        return sub->auth_err;
-    return sub->ident == NULL && !rt_auth_anonymous_subscribe() ? 1 : RT_OK;
 }
 
 int rt_sub_unsubscribe(rt_sub_t *sub, rt_str_t pattern)
@@ -438,6 +487,8 @@ static void schedule_end(rt_sub_t *sub, rt_end_reason_t why)
     h2o_timeout_link(sub->w->ctx.loop, &sub->w->ctx.zero_timeout, &sub->end_timer);
 }
 
+void rt_sub_schedule_end(rt_sub_t *sub, rt_end_reason_t why) { schedule_end(sub, why); }
+
 static void on_timer0(h2o_timeout_entry_t *e)
 {
     rt_sub_t *sub = H2O_STRUCT_FROM_MEMBER(rt_sub_t, timers[0], e);
@@ -470,7 +521,7 @@ rt_sub_t *rt_sub_open(rt_request_t *rreq, const rt_transport_t *tp, size_t data_
     w->nsubs++;
     const char *why = NULL;
     sub->auth_err = rt_auth_identify(req, &sub->ident, &why);
-    w->nexpiring += expires(sub);
+    rt_sub_expiry_add(sub);
     rt_metrics_conn(tp, 1);
     rt_sub_watch(sub);
     if (w->shutting_down)
@@ -480,157 +531,6 @@ rt_sub_t *rt_sub_open(rt_request_t *rreq, const rt_transport_t *tp, size_t data_
 
 void *rt_sub_data(rt_sub_t *sub) { return sub->data; }
 rt_request_t *rt_sub_request(rt_sub_t *sub) { return (rt_request_t *)sub->req; }
-
-static void flush_soon(rt_sub_t *sub);
-
-/* A subscribe whose replay the bus completes later (NATS: fetched from JetStream). */
-typedef struct pending_sub {
-    rt_sub_t *sub;
-    rt_replay_t r;
-    rt_str_t *topics; /* the new patterns (copied while pending) */
-    size_t ntopics;
-    int first;        /* the connection had no subscription before: the replay sets its cursor */
-    char since[RT_ID_MAX + 1];
-    size_t since_len;
-} pending_sub_t;
-
-/* Whether a subscription of this connection other than the new patterns delivers this topic live. */
-static int covered_by_others(rt_sub_t *sub, const rt_str_t *topics, size_t ntopics, rt_str_t topic)
-{
-    for (size_t i = 0; i < sub->nsubs; i++) {
-        int fresh = 0;
-        for (size_t k = 0; k < ntopics && !fresh; k++)
-            fresh = rt_str_eq(sub->subs[i]->pattern, topics[k]);
-        if (!fresh && rt_topic_match(sub->subs[i]->pattern, topic))
-            return 1;
-    }
-    return 0;
-}
-
-/* The second half of a subscribe: the new patterns go live after the replay's head, then the replay goes out. */
-static void subscribe_finish(rt_sub_t *sub, pending_sub_t *p, rt_str_t since)
-{
-    rt_replay_t *r = &p->r;
-    for (size_t i = 0; i < sub->nsubs; i++)
-        for (size_t k = 0; k < p->ntopics; k++)
-            if (rt_str_eq(sub->subs[i]->pattern, p->topics[k]))
-                sub->subs[i]->last_seq = r->head;
-    if (r->has_since)
-        rt_metrics_replay(r->gap);
-    if (r->gap)
-        sub->tp->gap(sub, since);
-    uint64_t last = 0;
-    for (size_t i = 0; i < r->count && !sub->ending; i++) {
-        rt_msg_t *m = r->msgs[i];
-        if (covered_by_others(sub, p->topics, p->ntopics, m->topic))
-            continue; /* an earlier subscription of this connection delivers it */
-        last = m->seq;
-        sub->tp->deliver(sub, m);
-    }
-    if (p->first)
-        sub->last_seq = r->truncated ? last : r->head;
-    rt_replay_release(r);
-}
-
-static void pending_free(pending_sub_t *p, int copied)
-{
-    for (size_t i = 0; copied && i < p->ntopics; i++)
-        free((char *)p->topics[i].base);
-    free(p->topics);
-    free(p);
-}
-
-static void on_replayed(void *ctx, rt_replay_t *r, int err)
-{
-    pending_sub_t *p = ctx;
-    rt_sub_t *sub = p->sub;
-    (void)r;
-    sub->replays_due -= p->r.has_since;
-    if (err != RT_OK || sub->ending || sub->closed) {
-        rt_replay_release(&p->r);
-        if (err != RT_OK && !sub->ending && !sub->closed)
-            schedule_end(sub, RT_END_SHUTDOWN); /* the bus went away before the replay came: the client resumes */
-    } else {
-        sub->replaying = 1;
-        subscribe_finish(sub, p, rt_str(p->since, p->since_len));
-        sub->replaying = 0;
-    }
-    if (sub->replays_due == 0 && sub->deferred.len && !sub->closed) {
-        undefer(sub);
-        flush_soon(sub);
-    }
-    pending_free(p, 1);
-    rt_sub_put(sub);
-}
-
-int rt_sub_subscribe(rt_sub_t *sub, const rt_sub_opts_t *o)
-{
-    if (sub->ending || sub->closed || sub->stopped)
-        return RT_ECLOSED;
-    if (o->ntopics == 0)
-        return RT_ETOPIC;
-    if (o->ntopics > rt_lim.max_topics || sub->nsubs + o->ntopics > rt_lim.max_topics)
-        return RT_ETOOMANY;
-    for (size_t i = 0; i < o->ntopics; i++) {
-        if (rt_topic_check(o->topics[i], 1, NULL) != RT_OK)
-            return RT_ETOPIC;
-        int err = sub->auth_err ? sub->auth_err : rt_auth_allows(sub->ident, o->topics[i], 0);
-        if (err != RT_OK)
-            return err;
-    }
-    pending_sub_t *p = rt_calloc(1, sizeof(*p));
-    rt_replay_t *r = &p->r;
-    r->patterns = o->topics;
-    r->npatterns = o->ntopics;
-    r->max = o->max_replay;
-    if (o->since.len) { /* parsed from a copy: a bus that answers later reads the id after the request is gone */
-        if (o->since.len >= sizeof(p->since) || rt_id_parse(o->since, &r->since) != RT_OK) {
-            free(p);
-            return RT_EID;
-        }
-        memcpy(p->since, o->since.base, o->since.len);
-        p->since_len = o->since.len;
-        rt_id_parse(rt_str(p->since, p->since_len), &r->since);
-        r->has_since = 1;
-    }
-    /* the new patterns join the index at once, held back (no stored message passes SEQ UINT64_MAX; ephemeral ones
-     * do) until the replay's head is known; the bus's interest is taken first, so that the head is exact */
-    p->first = sub->nsubs == 0;
-    p->topics = rt_malloc(o->ntopics * sizeof(*p->topics));
-    sub->subs = rt_realloc(sub->subs, (sub->nsubs + o->ntopics) * sizeof(*sub->subs));
-    for (size_t i = 0; i < o->ntopics; i++) {
-        int dup = 0;
-        for (size_t k = 0; k < sub->nsubs; k++)
-            dup |= rt_str_eq(sub->subs[k]->pattern, o->topics[i]);
-        if (dup)
-            continue;
-        p->topics[p->ntopics++] = o->topics[i];
-        rt_bus->ops->interest(rt_bus, o->topics[i], 1);
-        rt_subscription_t *s = rt_index_add(&sub->w->index, o->topics[i], sub);
-        s->last_seq = UINT64_MAX;
-        sub->subs[sub->nsubs++] = s;
-    }
-    int err = rt_bus->ops->replay(rt_bus, r, on_replayed, p);
-    if (err == RT_REPLAY_PENDING) { /* the request's slices die with it: keep copies until the answer */
-        for (size_t i = 0; i < p->ntopics; i++) {
-            char *c = rt_malloc(p->topics[i].len + 1);
-            memcpy(c, p->topics[i].base, p->topics[i].len);
-            p->topics[i] = rt_str(c, p->topics[i].len);
-        }
-        r->patterns = NULL, r->npatterns = 0; /* the bus copied them */
-        p->sub = sub;
-        sub->replays_due += r->has_since; /* from now: nothing to replay, nothing to hold back */
-        rt_sub_hold(sub);
-        return RT_OK;
-    }
-    if (err == RT_OK)
-        subscribe_finish(sub, p, o->since);
-    else
-        for (size_t i = 0; i < p->ntopics; i++)
-            rt_sub_unsubscribe(sub, p->topics[i]);
-    pending_free(p, 0);
-    return err;
-}
 
 rt_str_t rt_sub_cursor(rt_sub_t *sub)
 {
@@ -643,12 +543,14 @@ int rt_sub_stream_start(rt_sub_t *sub, int status, const char *const *headers)
     h2o_req_t *req = sub->req;
     if (req == NULL || sub->streaming || sub->responded || sub->stopped || sub->upgrading)
         return RT_ECLOSED;
+    if (can_hand_over(req)) {
+        hand_over_chunked(sub, status, headers);
+        return RT_OK;
+    }
+    add_headers(req, headers);
+    rt_http_add_common_headers(req);
     req->res.status = status;
     req->res.reason = status == 200 ? "OK" : "Status";
-    for (size_t i = 0; headers && headers[i]; i += 2)
-        h2o_add_header_by_str(&req->pool, &req->res.headers, headers[i], strlen(headers[i]), 1, NULL, headers[i + 1],
-                              strlen(headers[i + 1]));
-    rt_http_add_common_headers(req);
     sub->streaming = 1;
     h2o_start_response(req, &sub->gen);
     flush(sub);
@@ -700,6 +602,14 @@ static int queue_check(rt_sub_t *sub, size_t len)
     return RT_OK;
 }
 
+/* Queued for the subscriber; /metrics reports the most any one subscriber has held (waiting and being written). */
+static void enqueue(rt_sub_t *sub, rt_outq_entry_t e)
+{
+    outq_push(&sub->pending, e);
+    rt_metrics_queue_held(sub->pending.bytes + sub->inflight.bytes);
+    flush_soon(sub);
+}
+
 int rt_sub_write_ref(rt_sub_t *sub, rt_str_t bytes, rt_msg_t *msg)
 {
     int err = queue_check(sub, bytes.len);
@@ -710,8 +620,7 @@ int rt_sub_write_ref(rt_sub_t *sub, rt_str_t bytes, rt_msg_t *msg)
         outq_push(&sub->deferred, e);
         return RT_OK;
     }
-    outq_push(&sub->pending, e);
-    flush_soon(sub);
+    enqueue(sub, e);
     return RT_OK;
 }
 
@@ -727,8 +636,7 @@ int rt_sub_write_copy(rt_sub_t *sub, const char *bytes, size_t len)
         outq_push(&sub->deferred, e);
         return RT_OK;
     }
-    outq_push(&sub->pending, e);
-    flush_soon(sub);
+    enqueue(sub, e);
     return RT_OK;
 }
 
@@ -741,6 +649,11 @@ void rt_sub_close(rt_sub_t *sub)
     for (int i = 0; i < 2; i++)
         if (h2o_timeout_is_linked(&sub->timers[i]))
             h2o_timeout_unlink(&sub->timers[i]);
+    if (sub->held) { /* no answer: its head is out, so the connection ends without one (no last chunk) */
+        sub->final_queued = sub->final_sent = 1;
+        h2o_timeout_link(sub->w->ctx.loop, &sub->w->ctx.zero_timeout, &sub->close_timer);
+        return;
+    }
     if (sub->upgraded || sub->upgrading) {
         /* a peer that stops reading must not hold the connection: close by this deadline regardless */
         h2o_timeout_link(sub->w->ctx.loop, rt_worker_timeout(sub->w, 5000), &sub->close_timer);
@@ -760,8 +673,12 @@ void rt_sub_close(rt_sub_t *sub)
 
 void rt_sub_respond(rt_sub_t *sub, int status, const char *content_type, const rt_str_t *parts, size_t nparts)
 {
-    if (sub->closed || sub->stopped || sub->streaming || sub->responded || sub->req == NULL || sub->upgrading)
+    if (sub->closed || sub->stopped || sub->responded || (!sub->held && (sub->streaming || sub->req == NULL || sub->upgrading)))
         return;
+    if (sub->held && (sub->final_queued || status != 200)) {
+        rt_sub_close(sub); /* the head said otherwise */
+        return;
+    }
     sub->responded = 1;
     unsubscribe_all(sub);
     for (int i = 0; i < 2; i++)
@@ -770,11 +687,18 @@ void rt_sub_respond(rt_sub_t *sub, int status, const char *content_type, const r
     size_t len = 0;
     for (size_t i = 0; i < nparts; i++)
         len += parts[i].len;
-    char *body = h2o_mem_alloc_pool(&sub->req->pool, len + 1);
+    char *body = sub->held ? rt_malloc(len + 1) : h2o_mem_alloc_pool(&sub->req->pool, len + 1);
     size_t off = 0;
     for (size_t i = 0; i < nparts; i++) {
         memcpy(body + off, parts[i].base, parts[i].len);
         off += parts[i].len;
+    }
+    if (sub->held) { /* the body as one chunk, then the last chunk (flush_upgraded); content_type is in the head */
+        outq_push(&sub->pending, (rt_outq_entry_t){h2o_iovec_init(body, len), NULL, body});
+        sub->final_queued = 1;
+        h2o_timeout_link(sub->w->ctx.loop, rt_worker_timeout(sub->w, 5000), &sub->close_timer);
+        flush(sub);
+        return;
     }
     rt_http_respond(sub->req, status, content_type, body, len);
 }

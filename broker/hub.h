@@ -44,7 +44,8 @@ typedef struct rt_worker {
     size_t ntimers;
     h2o_timeout_entry_t tick;
     int shutting_down;
-    size_t nexpiring;       /* subscribers whose token has an exp: the expiry scan runs only when some do */
+    h2o_linklist_t *expiry_slots; /* subscribers by the second their token's next step is due (hub_expiry.c) */
+    int64_t expiry_sec;           /* the second the last walk reached */
     unsigned ticks;
     rt_map_t watched;       /* socket pointer -> subscriber (hub_watch.c) */
     /* while a batch of messages is dispatched, subscribers written to are flushed once at its end */
@@ -68,6 +69,8 @@ typedef struct rt_outq {
 
 typedef struct rt_sub_presence rt_sub_presence_t;
 
+/* Mind its size: with the WebSocket plugin's data, 544 bytes fall in a glibc size class that keeps an idle
+ * connection at about 1.2 KB; at 560 it took about 180 bytes more each (S5, tests/bench). */
 struct rt_sub {
     h2o_generator_t gen;   /* first: h2o calls proceed/stop with it */
     rt_worker_t *w;
@@ -85,17 +88,18 @@ struct rt_sub {
     unsigned replays_due;  /* subscribes whose replay the bus completes later */
     h2o_timeout_entry_t timers[2], end_timer, close_timer;
     void (*timer_cb[2])(rt_sub_t *sub);
-    int end_reason;
     rt_ident_t *ident;     /* the verified token's grants, or NULL (anonymous) */
     int auth_err;          /* the request carried a bad token: every subscribe is refused */
-    int expiry_noticed;
+    unsigned holds;        /* rt_sub_hold count: the memory stays until it is 0 */
+    h2o_linklist_t expiry_link; /* in a slot of w->expiry_slots while its token will expire */
     rt_bucket_t pub_bucket; /* publishes from this connection */
     rt_sub_presence_t *pres; /* its presence identity, once it joined one */
     h2o_socket_t *watched;   /* the HTTP/1 connection we read for EOF while h2o does not (hub_watch.c) */
-    size_t discarded;        /* upgraded: bytes dropped since the close was queued */
+    uint32_t discarded;      /* upgraded: bytes dropped since the close was queued */
     unsigned streaming : 1, sending : 1, final_queued : 1, final_sent : 1, stopped : 1, ending : 1, closed : 1, responded : 1;
-    unsigned upgrading : 1, upgraded : 1, flush_due : 1, replaying : 1;
-    unsigned holds;        /* rt_sub_hold count: the memory stays until it is 0 */
+    unsigned upgrading : 1, upgraded : 1, flush_due : 1, expiry_noticed : 1, end_reason : 3, replaying : 1;
+    unsigned chunked : 1;  /* a handed-over HTTP/1.1 response (SSE, ndjson, held long-poll): writes are chunks of its body */
+    unsigned held : 1, keep_alive : 1; /* a held answer (200) handed over: head sent; h2o gets the connection back after it */
     char cursor[RT_ID_MAX + 1];
     _Alignas(16) char data[];
 };
@@ -118,6 +122,11 @@ void rt_hub_post(rt_worker_t *w, void (*fn)(void *arg), void *arg);
 /* Keep a subscriber's memory past its end (for an operation that completes later); rt_sub_put drops it. */
 void rt_sub_hold(rt_sub_t *sub);
 void rt_sub_put(rt_sub_t *sub);
+/* On its way out (ending, closing, or its end scheduled, e.g. as a slow consumer): nothing more is encoded for it. */
+static inline int rt_sub_winding_down(rt_sub_t *sub)
+{
+    return sub->ending || sub->closed || sub->stopped || sub->final_queued || h2o_timeout_is_linked(&sub->end_timer);
+}
 /* Worker thread: stop accepting and end every subscriber. */
 void rt_hub_shutdown(rt_worker_t *w);
 
@@ -134,6 +143,7 @@ void rt_sub_close(rt_sub_t *sub);
 void rt_sub_respond(rt_sub_t *sub, int status, const char *content_type, const rt_str_t *parts, size_t nparts);
 void rt_sub_timer(rt_sub_t *sub, int slot, uint64_t ms, void (*cb)(rt_sub_t *sub));
 int rt_sub_upgrade(rt_sub_t *sub, const char *const *headers);
+int rt_sub_hold_answer(rt_sub_t *sub, uint64_t within_ms, int status, const char *const *headers);
 int rt_sub_unsubscribe(rt_sub_t *sub, rt_str_t pattern);
 int rt_sub_authenticate(rt_sub_t *sub, rt_str_t token, const char **why);
 int rt_sub_auth_state(rt_sub_t *sub);
@@ -147,11 +157,22 @@ int rt_sub_presence_join(rt_sub_t *sub, rt_str_t topic, rt_str_t client, int fla
 int rt_sub_presence_request(rt_sub_t *sub, int flags);
 int rt_sub_presence_snapshot(rt_sub_t *sub, rt_str_t topic, rt_str_t *json);
 rt_str_t rt_sub_client(rt_sub_t *sub);
+rt_str_t rt_sub_client_key(rt_sub_t *sub);
 void rt_sub_presence_left(rt_sub_t *sub, rt_subscription_t *s); /* before a subscription is removed */
 void rt_sub_presence_free(rt_sub_t *sub);
 /* hub_watch.c: end the subscriber when its HTTP/1 client closes while the request is held */
 void rt_sub_watch(rt_sub_t *sub);
 void rt_sub_unwatch(rt_sub_t *sub, int stop_reading);
+/* hub_expiry.c: the notice before a token's exp and the end at exp, walking only the subscribers due */
+int rt_sub_expires(const rt_sub_t *sub);
+void rt_sub_expiry_add(rt_sub_t *sub);
+void rt_sub_expiry_remove(rt_sub_t *sub);
+void rt_hub_expiry_run(rt_worker_t *w, int64_t now);
+/* hub.c: what the transport wrote while replays were due goes out behind them, once none is left (rt.v1's "ok"
+ * after the replayed messages) */
+void rt_sub_undefer(rt_sub_t *sub);
+/* Ends the subscriber from the next loop turn (the transport's `end`), never from inside a delivery. */
+void rt_sub_schedule_end(rt_sub_t *sub, rt_end_reason_t why);
 /* A timeout list of this worker for a duration (created on first use). */
 h2o_timeout_t *rt_worker_timeout(rt_worker_t *w, uint64_t ms);
 

@@ -118,7 +118,7 @@ static void dispatch_one(rt_subscription_t *s, void *ctx)
     if (msg->flags & RT_MSG_EPHEMERAL) { /* no SEQ: once per connection, never a cursor */
         if ((msg->flags & (RT_MSG_JOIN | RT_MSG_LEAVE)) && !s->presence)
             return; /* presence events go to its members only */
-        if (sub->last_ephemeral == msg || sub->ending || sub->closed)
+        if (sub->last_ephemeral == msg || rt_sub_winding_down(sub))
             return;
         sub->last_ephemeral = msg;
         sub->tp->deliver(sub, msg);
@@ -127,8 +127,8 @@ static void dispatch_one(rt_subscription_t *s, void *ctx)
     if (msg->seq <= s->last_seq)
         return; /* replayed already, or before this subscription started */
     s->last_seq = msg->seq;
-    if (sub->last_seq == msg->seq || sub->ending || sub->closed)
-        return; /* another of its patterns matched this message */
+    if (sub->last_seq == msg->seq || rt_sub_winding_down(sub))
+        return; /* another of its patterns matched this message, or it is on its way out */
     sub->last_seq = msg->seq;
     sub->tp->deliver(sub, msg);
 }
@@ -149,7 +149,7 @@ static void reset_worker(void *arg)
         char from[RT_ID_MAX + 1];
         size_t n = rt_id_format(from, rt_cstr(r->old_epoch), sub->last_seq);
         for (size_t i = 0; i < sub->nsubs; i++)
-            sub->subs[i]->last_seq = 0;
+            sub->subs[i]->last_seq = sub->subs[i]->from_seq = 0;
         sub->last_seq = 0;
         rt_metrics_replay(1);
         sub->tp->gap(sub, rt_str(from, n));

@@ -1,7 +1,8 @@
 /*
  * A subscriber's side of presence (services presence_join, presence_snapshot, sub_client):
  * the identity it joins with is taken once, at its first join, so that its leaves match
- * its joins even if the connection's token is refreshed in between.
+ * its joins even if the connection's token is refreshed in between. A client id handed
+ * back is taken only with the MAC this cluster gave it for the same user (presence_client.c).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,7 @@
 struct rt_sub_presence {
     char client[RT_CLIENT_MAX + 1];
     size_t client_len;
+    char key[RT_CLIENT_KEY_MAX + 1]; /* what the client hands back to stay this member (long-poll) */
     int linger;
     char *user, *info;
 };
@@ -34,6 +36,8 @@ static int exact(rt_str_t topic)
 
 static rt_str_t user_of(const rt_sub_presence_t *p) { return rt_cstr(p->user); }
 
+static rt_str_t sub_user(rt_sub_t *sub) { return rt_cstr(sub->ident ? sub->ident->user : ""); }
+
 int rt_sub_presence_join(rt_sub_t *sub, rt_str_t topic, rt_str_t client, int flags)
 {
     if (!exact(topic))
@@ -44,15 +48,19 @@ int rt_sub_presence_join(rt_sub_t *sub, rt_str_t topic, rt_str_t client, int fla
     if (s->presence)
         return RT_OK;
     rt_sub_presence_t *p = sub->pres;
+    rt_str_t id = {NULL, 0};
+    if (p == NULL && client.len && rt_presence_client_check(client, sub_user(sub), &id) != RT_OK)
+        return RT_EID;
     if (p == NULL) {
         p = sub->pres = rt_calloc(1, sizeof(*p));
-        if (rt_presence_client_ok(client)) {
-            memcpy(p->client, client.base, client.len);
-            p->client_len = client.len;
+        if (id.len) {
+            memcpy(p->client, id.base, id.len);
+            p->client_len = id.len;
         } else {
             rt_presence_new_client(p->client);
             p->client_len = strlen(p->client);
         }
+        rt_presence_client_key(rt_str(p->client, p->client_len), sub_user(sub), p->key);
         p->linger = (flags & RT_PRESENCE_LINGER) != 0;
         p->user = strdup(sub->ident && sub->ident->user[0] ? sub->ident->user : "");
         p->info = sub->ident && sub->ident->info ? strdup(sub->ident->info) : NULL;
@@ -64,7 +72,8 @@ int rt_sub_presence_join(rt_sub_t *sub, rt_str_t topic, rt_str_t client, int fla
     return RT_OK;
 }
 
-/* presence=1 (every topic of the request) or presence=TOPIC, repeated (those, which must be among its topics). */
+/* presence=1 (every topic of the request) or presence=TOPIC, repeated (those, which must be among its topics);
+ * client=KEY continues a lingering (long-poll) member, and must be a key given to this user. */
 int rt_sub_presence_request(rt_sub_t *sub, int flags)
 {
     rt_str_t v, client = {NULL, 0};
@@ -80,7 +89,10 @@ int rt_sub_presence_request(rt_sub_t *sub, int flags)
             if (!exact(v) || find(sub, v) == NULL)
                 return RT_ETOPIC;
     }
-    rt_req_query(sub->req, "client", 0, &client);
+    rt_str_t id;
+    if ((flags & RT_PRESENCE_LINGER) && rt_req_query(sub->req, "client", 0, &client) && client.len && sub->pres == NULL &&
+        rt_presence_client_check(client, sub_user(sub), &id) != RT_OK)
+        return RT_EID;
     if (all) {
         for (size_t i = 0; i < sub->nsubs; i++)
             rt_sub_presence_join(sub, sub->subs[i]->pattern, client, flags);
@@ -113,6 +125,8 @@ rt_str_t rt_sub_client(rt_sub_t *sub)
 {
     return sub->pres ? rt_str(sub->pres->client, sub->pres->client_len) : rt_str(NULL, 0);
 }
+
+rt_str_t rt_sub_client_key(rt_sub_t *sub) { return sub->pres ? rt_cstr(sub->pres->key) : rt_str(NULL, 0); }
 
 int rt_sub_presence_snapshot(rt_sub_t *sub, rt_str_t topic, rt_str_t *json)
 {

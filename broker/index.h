@@ -17,6 +17,8 @@ typedef struct rt_subscription {
     rt_index_node_t *node; /* where it is linked */
     void *owner;           /* the subscriber */
     uint64_t last_seq;     /* highest SEQ this subscription delivered or skipped */
+    uint64_t from_seq;     /* it delivers (by replay, live, or through an earlier subscription) every matching
+                            * message after this SEQ; UINT64_MAX: no such promise */
     int presence;          /* a member of this (exact) topic's presence: gets its join and leave messages */
     rt_str_t pattern;      /* points into pattern_buf */
     char pattern_buf[256];

@@ -3,7 +3,8 @@
  * here: the algorithm is read from the header first and must be one configured for
  * the key it selects (no `none`, no HS256 keyed with the RSA public key), a key is
  * always passed (a NULL key accepts anything), and exp/nbf (with leeway), iss and aud
- * are checked by hand. Keys are swapped under a lock on SIGHUP.
+ * are checked by hand; a token without exp is refused unless auth.jwt.require_exp is off.
+ * Keys are swapped under a lock on SIGHUP.
  */
 #include <errno.h>
 #include <math.h>
@@ -24,6 +25,7 @@ static unsigned char *secret, *pubkey;
 static size_t secret_len, pubkey_len;
 static int allowed[JWT_ALG_TERM];
 static int64_t leeway_ms;
+static int require_exp;
 static const char *issuer, *audience, *claim;
 
 static const char *const alg_names[JWT_ALG_TERM] = {"none", "HS256", "HS384", "HS512", "RS256",
@@ -31,73 +33,37 @@ static const char *const alg_names[JWT_ALG_TERM] = {"none", "HS256", "HS384", "H
 
 static int is_hmac(int alg) { return alg >= JWT_ALG_HS256 && alg <= JWT_ALG_HS512; }
 
-static int read_file(const char *path, unsigned char **out, size_t *len, char *err, size_t errlen, const char *key)
+int rt_jwt_load_secret(unsigned char **out, size_t *outlen, char *err, size_t errlen)
 {
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) {
-        snprintf(err, errlen, "config: %s: cannot read %s: %s", key, path, strerror(errno));
+    if (rt_cfg_secret("auth.jwt.secret", out, outlen, err, errlen) != 0)
         return -1;
-    }
-    rt_buf_t b = {0};
-    char chunk[4096];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0 && b.len < (1 << 20))
-        rt_buf_append(&b, chunk, n);
-    fclose(f);
-    rt_buf_append(&b, "", 1); /* NUL-terminated for the PEM checks; not counted in len */
-    *out = (unsigned char *)b.base;
-    *len = b.len - 1;
+    if (*out && *outlen < 16)
+        rt_log(RT_LOG_WARN, "auth.jwt.secret is %zu bytes; HMAC secrets should have at least 32", *outlen);
     return 0;
 }
 
 /* Loads both keys into fresh buffers; installs them only when both load. */
 static int load_keys(char *err, size_t errlen)
 {
-    const char *s = rt_cfg_str("auth.jwt.secret"), *pk = rt_cfg_str("auth.jwt.public_key_file");
+    const char *pk = rt_cfg_str("auth.jwt.public_key_file");
     unsigned char *ns = NULL, *np = NULL;
     size_t nslen = 0, nplen = 0;
-    if (s[0]) {
-        if (strncmp(s, "env:", 4) == 0) {
-            const char *v = getenv(s + 4);
-            if (v == NULL || v[0] == '\0') {
-                snprintf(err, errlen, "config: auth.jwt.secret: the environment variable %s is not set", s + 4);
-                return -1;
-            }
-            ns = (unsigned char *)strdup(v);
-            nslen = strlen(v);
-        } else if (strncmp(s, "file:", 5) == 0) {
-            if (read_file(s + 5, &ns, &nslen, err, errlen, "auth.jwt.secret") != 0)
-                return -1;
-            while (nslen && (ns[nslen - 1] == '\n' || ns[nslen - 1] == '\r'))
-                nslen--; /* a trailing newline from an editor is not part of the secret */
-        } else {
-            ns = (unsigned char *)strdup(s);
-            nslen = strlen(s);
-        }
-        if (nslen < 16)
-            rt_log(RT_LOG_WARN, "auth.jwt.secret is %zu bytes; HMAC secrets should have at least 32", nslen);
-        if (nslen == 0) {
-            free(ns);
-            snprintf(err, errlen, "config: auth.jwt.secret: the secret is empty");
-            return -1;
-        }
-    }
+    if (rt_jwt_load_secret(&ns, &nslen, err, errlen) != 0)
+        return -1;
     if (pk[0]) {
-        if (read_file(pk, &np, &nplen, err, errlen, "auth.jwt.public_key_file") != 0) {
+        if (rt_read_file(pk, &np, &nplen, err, errlen, "auth.jwt.public_key_file") != 0) {
             free(ns);
             return -1;
         }
         if (nplen == 0 || strstr((char *)np, "-----BEGIN") == NULL || strstr((char *)np, "PRIVATE KEY") != NULL) {
-            snprintf(err, errlen, "config: auth.jwt.public_key_file: %s is not a PEM public key", pk);
+            rt_cfg_error("auth.jwt.public_key_file", err, errlen, "%s is not a PEM public key", pk);
             free(ns);
             free(np);
             return -1;
         }
         if (strstr((char *)np, "CERTIFICATE") != NULL) {
-            snprintf(err, errlen,
-                     "config: auth.jwt.public_key_file: %s is a certificate; libjwt needs the public key "
-                     "(openssl x509 -pubkey -noout -in CERT)",
-                     pk);
+            rt_cfg_error("auth.jwt.public_key_file", err, errlen,
+                         "%s is a certificate; libjwt needs the public key (openssl x509 -pubkey -noout -in CERT)", pk);
             free(ns);
             free(np);
             return -1;
@@ -126,18 +92,20 @@ int rt_jwt_init(char *err, size_t errlen)
             if (strcmp(algs->list[i], alg_names[k]) == 0)
                 a = k;
         if (a == 0) {
-            snprintf(err, errlen, "config: auth.jwt.algorithms: \"%s\" is not one of HS256 HS384 HS512 RS256 RS384 RS512 ES256 ES384%s",
-                     algs->list[i], strcmp(algs->list[i], "none") == 0 ? " (alg none is never accepted)" : "");
+            rt_cfg_error("auth.jwt.algorithms", err, errlen,
+                         "\"%s\" is not one of HS256 HS384 HS512 RS256 RS384 RS512 ES256 ES384%s", algs->list[i],
+                         strcmp(algs->list[i], "none") == 0 ? " (alg none is never accepted)" : "");
             return -1;
         }
         if (is_hmac(a) ? !has_secret : !has_pk) {
-            snprintf(err, errlen, "config: auth.jwt.algorithms: %s needs %s", algs->list[i],
-                     is_hmac(a) ? "auth.jwt.secret" : "auth.jwt.public_key_file");
+            rt_cfg_error("auth.jwt.algorithms", err, errlen, "%s needs %s", algs->list[i],
+                         is_hmac(a) ? "auth.jwt.secret" : "auth.jwt.public_key_file");
             return -1;
         }
         allowed[a] = 1;
     }
     leeway_ms = rt_cfg_int("auth.jwt.leeway");
+    require_exp = rt_cfg_int("auth.jwt.require_exp") != 0;
     issuer = rt_cfg_str("auth.jwt.issuer");
     audience = rt_cfg_str("auth.jwt.audience");
     claim = rt_cfg_str("auth.jwt.claim");
@@ -320,6 +288,10 @@ int rt_jwt_verify(rt_str_t token, rt_ident_t **out, const char **why)
     int has_exp = numeric_date(jwt, "exp", &exp_ms), has_nbf = numeric_date(jwt, "nbf", &nbf_ms);
     if (has_exp < 0 || has_nbf < 0) {
         *why = has_exp < 0 ? "exp is not a NumericDate" : "nbf is not a NumericDate";
+        goto done;
+    }
+    if (!has_exp && require_exp) {
+        *why = "the token has no exp claim, and auth.jwt.require_exp is true (give tokens an expiry)";
         goto done;
     }
     if (has_exp && exp_ms + leeway_ms <= now) {

@@ -16,6 +16,9 @@ typedef struct rt_ident {
 /* Reads auth.jwt.*; 0, or -1 with err naming the key. Without auth.jwt.secret and public_key_file, no token
  * is accepted (every token gets 401). */
 int rt_jwt_init(char *err, size_t errlen);
+/* auth.jwt.secret's bytes through rt_cfg_secret (inline, env:NAME or file:/path) into *out (caller frees; NULL
+ * when none is configured), warning when short: 0, or -1 with err naming the key. Also used by `rtbroker token`. */
+int rt_jwt_load_secret(unsigned char **out, size_t *outlen, char *err, size_t errlen);
 /* Re-reads `file:`/`env:` secrets and the public key file (SIGHUP); keeps the old keys when that fails. */
 int rt_jwt_reload(char *err, size_t errlen);
 int rt_jwt_configured(void);

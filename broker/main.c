@@ -5,8 +5,11 @@
  * handler ever runs inside h2o.
  */
 #include <getopt.h>
+#include <libgen.h>
+#include <limits.h>
 #include <signal.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -20,12 +23,15 @@
 #include "presence.h"
 #include "server.h"
 #include "tls.h"
+#include "token.h"
 
 static void usage(FILE *out)
 {
     fprintf(out, "usage: rtbroker [-c FILE] [--listen ADDR] [--workers N] [--check-config] [--list-plugins] [--version] [--help]\n"
+                 "       rtbroker token [-c FILE] [--sub USER] [--rt JSON] [--ttl DURATION]   (a test JWT; token --help)\n"
                  "\n"
-                 "  -c, --config FILE   YAML configuration (default: conf/rtbroker.yaml if present)\n"
+                 "  -c, --config FILE   YAML configuration (default: conf/rtbroker.yaml in the working directory, else the\n"
+                 "                      one make install put in PREFIX/share/rtbroker/conf/)\n"
                  "  --listen ADDR       listen address, e.g. 127.0.0.1:8080 (overrides `listen`)\n"
                  "  --workers N         worker threads (0 = one per core; overrides `workers`)\n"
                  "  --check-config      load and check the configuration and plugins, then exit\n"
@@ -70,6 +76,84 @@ static void reload(const char *config)
            (double)rt_lim.connections_per_ip, (double)rt_lim.publish_per_connection, (double)rt_lim.publish_per_subject);
 }
 
+static int is_dir(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* The folder of the running binary (resolved through symlinks such as PREFIX/bin/rtbroker), or "". */
+static void exe_dir(char *out, size_t len)
+{
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    out[0] = '\0';
+    if (n > 0) {
+        exe[n] = '\0';
+        snprintf(out, len, "%s", dirname(exe));
+    }
+}
+
+/* No -c: conf/rtbroker.yaml in the working directory, else the one make install put beside the binary
+ * (PREFIX/lib/rtbroker/rtbroker -> PREFIX/share/rtbroker/conf/rtbroker.yaml), else none (built-in defaults). */
+static const char *default_config(char *buf, size_t len)
+{
+    if (access("conf/rtbroker.yaml", R_OK) == 0)
+        return "conf/rtbroker.yaml";
+    char dir[PATH_MAX], path[PATH_MAX + 64];
+    exe_dir(dir, sizeof(dir));
+    snprintf(path, sizeof(path), "%s/../../share/rtbroker/conf/rtbroker.yaml", dir);
+    char *real = dir[0] ? realpath(path, NULL) : NULL;
+    if (real == NULL || access(real, R_OK) != 0) {
+        free(real);
+        return NULL;
+    }
+    snprintf(buf, len, "%s", real);
+    free(real);
+    return buf;
+}
+
+/* Says which configuration and web root are in use, so that a broker started from another folder does not
+ * silently serve nothing: a relative web.root missing from the working directory is looked for beside the
+ * configuration's folder (make install puts web/ next to conf/). */
+static int settle_web_root(const char *config, char *err, size_t errlen)
+{
+    const char *root = rt_cfg_str("web.root");
+    char cwd[PATH_MAX], cand[PATH_MAX * 2 + 8];
+    if (getcwd(cwd, sizeof(cwd)) == NULL)
+        snprintf(cwd, sizeof(cwd), ".");
+    if (config == NULL) {
+        char dir[PATH_MAX];
+        exe_dir(dir, sizeof(dir));
+        snprintf(cand, sizeof(cand), "%s/../conf/rtbroker.yaml", dir);
+        char *local = realpath(cand, NULL); /* a checkout's build/rtbroker */
+        rt_log(RT_LOG_WARN,
+               "no configuration file (none given with -c, no conf/rtbroker.yaml in %s): running on the built-in defaults "
+               "and RTB_* variables, where nothing is anonymous%s%s",
+               cwd, local ? "; the checkout's open local default is -c " : "", local ? local : "");
+        free(local);
+    }
+    if (root[0] == '\0' || is_dir(root))
+        return 0;
+    if (root[0] != '/' && config != NULL) {
+        char *c = strdup(config);
+        snprintf(cand, sizeof(cand), "%s/../%s", dirname(c), root);
+        free(c);
+        char *real = realpath(cand, NULL);
+        if (real != NULL && is_dir(real)) {
+            rt_log(RT_LOG_INFO, "web.root \"%s\" is not in %s: serving %s, beside the configuration's folder", root, cwd, real);
+            int r = rt_config_override("web.root", real, err, errlen);
+            free(real);
+            return r;
+        }
+        free(real);
+    }
+    rt_log(RT_LOG_WARN, "web.root \"%s\" is not a folder%s%s: static files (the demo, realtime.js) answer 404; set web.root "
+                        "(or RTB_WEB_ROOT) to an absolute path, or \"\" to serve none",
+           root, root[0] == '/' ? "" : " in the working directory ", root[0] == '/' ? "" : cwd);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {{"config", required_argument, NULL, 'c'}, {"listen", required_argument, NULL, 'l'},
@@ -79,6 +163,9 @@ int main(int argc, char **argv)
                                          {NULL, 0, NULL, 0}};
     const char *config = NULL, *listen = NULL, *workers = NULL;
     int check = 0, list = 0, c;
+    char found[PATH_MAX];
+    if (argc > 1 && strcmp(argv[1], "token") == 0)
+        return rt_token_main(argc - 1, argv + 1, default_config(found, sizeof(found)));
     while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
         switch (c) {
         case 'c': config = optarg; break;
@@ -96,8 +183,8 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    if (config == NULL && access("conf/rtbroker.yaml", R_OK) == 0)
-        config = "conf/rtbroker.yaml";
+    if (config == NULL)
+        config = default_config(found, sizeof(found));
 
     char err[1024];
     if (list) {
@@ -110,12 +197,12 @@ int main(int argc, char **argv)
     if (rt_config_load(config, err, sizeof(err)) != 0 ||
         (listen && rt_config_override("listen", listen, err, sizeof(err)) != 0) ||
         (workers && rt_config_override("workers", workers, err, sizeof(err)) != 0) || set_log_level(err, sizeof(err)) != 0 ||
+        settle_web_root(config, err, sizeof(err)) != 0 ||
         rt_plugins_load(argv[0], err, sizeof(err)) != 0 || rt_config_check_unknown(err, sizeof(err)) != 0 ||
-        rt_auth_init(err, sizeof(err)) != 0 || rt_tls_init(err, sizeof(err)) != 0) {
+        rt_auth_init(err, sizeof(err)) != 0 || rt_tls_init(err, sizeof(err)) != 0 || rt_presence_init(err, sizeof(err)) != 0) {
         fprintf(stderr, "rtbroker: %s\n", err);
         return 2;
     }
-    rt_presence_init();
     const char *busname = rt_cfg_str("bus");
     if (strcmp(busname, "memory") == 0) {
         rt_bus = rt_bus_memory_new();
@@ -164,7 +251,8 @@ int main(int argc, char **argv)
     rt_buf_appendc(&b, " (transports:");
     for (size_t i = 0; i < rt_plugins_count(); i++)
         rt_buf_printf(&b, " %s", rt_plugin_at(i)->name);
-    rt_buf_printf(&b, "; bus %s; %zu workers; config %s)", busname, nworkers, config ? config : "built-in defaults");
+    rt_buf_printf(&b, "; bus %s; %zu workers; config %s; web root %s)", busname, nworkers, config ? config : "built-in defaults",
+                  rt_cfg_str("web.root")[0] ? rt_cfg_str("web.root") : "none");
     rt_log(RT_LOG_INFO, "rtbroker %s listening on %.*s", RT_VERSION, (int)b.len, b.base);
     rt_buf_free(&b);
     if (rt_auth_anonymous_open()) {

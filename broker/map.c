@@ -1,13 +1,50 @@
 /*
- * String-keyed hash map used by the topic index and the memory bus. FNV-1a hashing,
+ * String-keyed hash map used by every table whose keys a client may choose (topics,
+ * presence, de-duplication, rate limits). Keys are hashed with SipHash-1-3 under a
+ * random key drawn once per process, so that nobody can make keys share a bucket;
  * chained buckets doubled at load factor 1. The map never copies keys: the owner's
  * value holds the bytes, which keeps one allocation per topic.
  */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <sys/random.h>
+#include <unistd.h>
 
 #include "map.h"
+#include "siphash.h"
 
-uint64_t rt_hash(rt_str_t key)
+/* Drawn when the first map allocates its buckets, before any key is hashed: every map with buckets has seen it. */
+static uint8_t map_key[16];
+static pthread_once_t map_key_once = PTHREAD_ONCE_INIT;
+
+static int read_urandom(uint8_t *out, size_t n)
+{
+    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    ssize_t got = fd >= 0 ? read(fd, out, n) : -1;
+    if (fd >= 0)
+        close(fd);
+    return got == (ssize_t)n ? 0 : -1;
+}
+
+static void draw_map_key(void)
+{
+    ssize_t got;
+    do
+        got = getrandom(map_key, sizeof(map_key), 0);
+    while (got < 0 && errno == EINTR);
+    if (got != (ssize_t)sizeof(map_key) && read_urandom(map_key, sizeof(map_key)) != 0) {
+        /* a guessable key would let clients flood one bucket: better not to start */
+        fprintf(stderr, "rtbroker: no random bytes from the OS (getrandom, /dev/urandom): cannot key the hash maps\n");
+        abort();
+    }
+}
+
+static uint64_t map_hash(rt_str_t key) { return rt_siphash(map_key, key.base, key.len, 1, 3); }
+
+uint64_t rt_hash_stable(rt_str_t key)
 {
     uint64_t h = 1469598103934665603ULL;
     for (size_t i = 0; i < key.len; i++) {
@@ -17,10 +54,9 @@ uint64_t rt_hash(rt_str_t key)
     return h;
 }
 
+/* The slot holding key, or the empty one at its chain's end; the map has buckets. */
 static rt_map_entry_t **find(const rt_map_t *m, rt_str_t key, uint64_t h)
 {
-    if (m->nbuckets == 0)
-        return NULL;
     rt_map_entry_t **pp = &m->buckets[h & (m->nbuckets - 1)];
     for (; *pp != NULL; pp = &(*pp)->next)
         if ((*pp)->hash == h && rt_str_eq((*pp)->key, key))
@@ -30,13 +66,16 @@ static rt_map_entry_t **find(const rt_map_t *m, rt_str_t key, uint64_t h)
 
 void *rt_map_get(const rt_map_t *m, rt_str_t key)
 {
-    rt_map_entry_t **pp = find(m, key, rt_hash(key));
-    return pp && *pp ? (*pp)->value : NULL;
+    if (m->nbuckets == 0)
+        return NULL;
+    rt_map_entry_t **pp = find(m, key, map_hash(key));
+    return *pp ? (*pp)->value : NULL;
 }
 
 static void grow(rt_map_t *m)
 {
     size_t n = m->nbuckets ? m->nbuckets * 2 : 16;
+    pthread_once(&map_key_once, draw_map_key);
     rt_map_entry_t **b = rt_calloc(n, sizeof(*b));
     for (size_t i = 0; i < m->nbuckets; i++) {
         rt_map_entry_t *e = m->buckets[i], *next;
@@ -53,9 +92,9 @@ static void grow(rt_map_t *m)
 
 void rt_map_put(rt_map_t *m, rt_str_t key, void *value)
 {
-    uint64_t h = rt_hash(key);
     if (m->count >= m->nbuckets)
         grow(m);
+    uint64_t h = map_hash(key);
     rt_map_entry_t **pp = find(m, key, h);
     if (*pp) {
         (*pp)->value = value;
@@ -70,8 +109,10 @@ void rt_map_put(rt_map_t *m, rt_str_t key, void *value)
 
 void *rt_map_del(rt_map_t *m, rt_str_t key)
 {
-    rt_map_entry_t **pp = find(m, key, rt_hash(key));
-    if (pp == NULL || *pp == NULL)
+    if (m->nbuckets == 0)
+        return NULL;
+    rt_map_entry_t **pp = find(m, key, map_hash(key));
+    if (*pp == NULL)
         return NULL;
     rt_map_entry_t *e = *pp;
     void *v = e->value;

@@ -1,4 +1,5 @@
-/* A string-keyed hash map (chained, power-of-two buckets). Not thread-safe: each owner locks or confines it. */
+/* A string-keyed hash map (chained, power-of-two buckets, keyed SipHash-1-3). Not thread-safe: each owner locks or
+ * confines it. */
 #ifndef RT_MAP_H
 #define RT_MAP_H
 
@@ -16,7 +17,9 @@ typedef struct rt_map {
     size_t nbuckets, count;
 } rt_map_t;
 
-uint64_t rt_hash(rt_str_t key);
+/* FNV-1a: the same value on every node and every run, for names derived from shared state. Never for a map's
+ * buckets: colliding keys are cheap to make (the maps use a keyed SipHash). */
+uint64_t rt_hash_stable(rt_str_t key);
 void *rt_map_get(const rt_map_t *m, rt_str_t key);
 /* Insert; the key slice must stay valid while the entry exists. Replaces an existing value. */
 void rt_map_put(rt_map_t *m, rt_str_t key, void *value);

@@ -1,7 +1,9 @@
 /*
  * Messages: one allocation holding the slices, an atomic refcount, and a cache of
  * encodings (one per transport variant) filled lazily by whichever worker needs it
- * first; a lost race frees the loser's copy. Never mutated after the id is set.
+ * first; a lost race frees the loser's copy. Never mutated after the id is set, except
+ * that a retained message's encodings are dropped once nobody but its history holds it
+ * (they were made for subscribers that have been written to; a later reader re-encodes).
  */
 #include <stdlib.h>
 #include <strings.h>
@@ -43,14 +45,73 @@ void rt_msg_set_id(rt_msg_t *m, rt_str_t epoch, uint64_t seq)
     m->id = rt_str(m->idbuf, rt_id_format(m->idbuf, epoch, seq));
 }
 
+static _Atomic(rt_msg_t *) trim_head;
+static atomic_size_t cached_bytes;
+
+static void free_encodings(rt_msg_t *m)
+{
+    size_t bytes = 0;
+    for (int i = 0; i < RT_MSG_CACHE_SLOTS; i++) {
+        rt_enc_t *e = atomic_exchange_explicit(&m->cache[i], NULL, memory_order_acq_rel);
+        if (e != NULL) {
+            bytes += e->len;
+            free(e);
+        }
+    }
+    atomic_fetch_sub_explicit(&cached_bytes, bytes, memory_order_relaxed);
+}
+
+/* Hands our reference to the trim list; 0 when the message is there already. */
+static int queue_for_trim(rt_msg_t *m)
+{
+    if (atomic_fetch_or_explicit(&m->enc_state, RT_ENC_TRIM_QUEUED, memory_order_acq_rel) & RT_ENC_TRIM_QUEUED)
+        return 0;
+    rt_msg_t *head = atomic_load_explicit(&trim_head, memory_order_relaxed);
+    do
+        m->trim_next = head;
+    while (!atomic_compare_exchange_weak_explicit(&trim_head, &head, m, memory_order_release, memory_order_relaxed));
+    return 1;
+}
+
 void rt_msg_unref(rt_msg_t *m)
 {
-    if (atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) != 1)
+    unsigned r = atomic_load_explicit(&m->refs, memory_order_relaxed);
+    for (;;) {
+        /* the last reference besides the keeper's: exact (a compare-and-swap, not a subtraction), so that no two
+         * holders letting go at once both miss it */
+        if (r == 2 && (atomic_load_explicit(&m->enc_state, memory_order_acquire) & RT_ENC_CACHED) &&
+            atomic_load_explicit(&m->keeper, memory_order_relaxed) != NULL && queue_for_trim(m))
+            return;
+        if (atomic_compare_exchange_weak_explicit(&m->refs, &r, r - 1, memory_order_acq_rel, memory_order_relaxed))
+            break;
+    }
+    if (r != 1)
         return;
-    for (int i = 0; i < RT_MSG_CACHE_SLOTS; i++)
-        free(atomic_load_explicit(&m->cache[i], memory_order_relaxed));
+    free_encodings(m);
     free(m);
 }
+
+rt_msg_t *rt_msg_trim_take(void)
+{
+    if (atomic_load_explicit(&trim_head, memory_order_relaxed) == NULL)
+        return NULL;
+    return atomic_exchange_explicit(&trim_head, NULL, memory_order_acquire);
+}
+
+void rt_msg_trim(rt_msg_t *m, const void *keeper)
+{
+    atomic_fetch_and_explicit(&m->enc_state, ~(unsigned)RT_ENC_TRIM_QUEUED, memory_order_acq_rel);
+    /* the keeper's reference and the list's: no reader holds it, and a new one can only come through the keeper,
+     * whose lock the caller holds */
+    if (atomic_load_explicit(&m->keeper, memory_order_relaxed) == keeper &&
+        atomic_load_explicit(&m->refs, memory_order_acquire) == 2) {
+        atomic_fetch_and_explicit(&m->enc_state, ~(unsigned)RT_ENC_CACHED, memory_order_acq_rel);
+        free_encodings(m);
+    }
+    rt_msg_unref(m);
+}
+
+size_t rt_msg_cached_bytes(void) { return atomic_load_explicit(&cached_bytes, memory_order_relaxed); }
 
 rt_enc_t *rt_enc_new(const void *bytes, size_t len)
 {
@@ -69,6 +130,8 @@ rt_str_t rt_msg_cached(rt_msg_t *m, int slot, rt_enc_t *(*encode)(rt_msg_t *m, v
         if (atomic_compare_exchange_strong_explicit(&m->cache[slot], &expected, mine, memory_order_acq_rel,
                                                     memory_order_acquire)) {
             e = mine;
+            atomic_fetch_add_explicit(&cached_bytes, mine->len, memory_order_relaxed);
+            atomic_fetch_or_explicit(&m->enc_state, RT_ENC_CACHED, memory_order_acq_rel);
         } else {
             free(mine);
             e = expected;
@@ -123,3 +186,9 @@ static rt_enc_t *encode_envelope(rt_msg_t *m, void *arg)
 }
 
 rt_str_t rt_msg_envelope(rt_msg_t *m) { return rt_msg_cached(m, 0, encode_envelope, NULL); }
+
+rt_enc_t *rt_msg_envelope_new(rt_msg_t *m)
+{
+    rt_enc_t *e = atomic_load_explicit(&m->cache[0], memory_order_acquire);
+    return e != NULL ? NULL : encode_envelope(m, NULL);
+}

@@ -103,6 +103,17 @@ void rt_metrics_published(int ok)
         BUMP(publish_failed, 1);
 }
 void rt_metrics_slow(void) { BUMP(slow, 1); }
+
+/* The most bytes one subscriber has held (waiting and being written) since the start: limits.max_queue_bytes plus
+ * at most one message when the limit holds. A relaxed load first: past the warm-up a new peak is rare. */
+static atomic_ulong queue_peak;
+void rt_metrics_queue_held(size_t bytes)
+{
+    unsigned long cur = atomic_load_explicit(&queue_peak, memory_order_relaxed);
+    while (bytes > cur && !atomic_compare_exchange_weak_explicit(&queue_peak, &cur, bytes, memory_order_relaxed,
+                                                                 memory_order_relaxed))
+        ;
+}
 void rt_metrics_replay(int gap)
 {
     BUMP(replays, 1);
@@ -168,6 +179,11 @@ static void metrics(h2o_req_t *req)
                   "# HELP rtbroker_ephemeral_messages_total Ephemeral messages sent (never stored).\n"
                   "# TYPE rtbroker_ephemeral_messages_total counter\nrtbroker_ephemeral_messages_total %lu\n",
                   LOAD(rate_limited_pub), LOAD(rate_limited_conn), LOAD(ephemeral));
+    rt_buf_printf(&b,
+                  "# HELP rtbroker_subscriber_queue_peak_bytes The most bytes one subscriber has held queued "
+                  "(waiting and being written) since the start.\n"
+                  "# TYPE rtbroker_subscriber_queue_peak_bytes gauge\nrtbroker_subscriber_queue_peak_bytes %lu\n",
+                  LOAD(queue_peak));
     rt_buf_printf(&b,
                   "# HELP rtbroker_tcp_connections Open TCP connections (what limits.max_connections counts).\n"
                   "# TYPE rtbroker_tcp_connections gauge\nrtbroker_tcp_connections %ld\n"

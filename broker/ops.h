@@ -13,6 +13,7 @@ void rt_metrics_delivered(const rt_transport_t *tp, size_t messages, size_t byte
 void rt_metrics_bytes_out(size_t bytes);
 void rt_metrics_published(int ok);
 void rt_metrics_slow(void);
+void rt_metrics_queue_held(size_t bytes); /* what one subscriber holds queued now: the peak is kept */
 void rt_metrics_replay(int gap);
 void rt_metrics_auth_failure(void);
 void rt_metrics_http_error(int status);

@@ -26,7 +26,16 @@
 static const rt_transport_t *plugins[MAX_PLUGINS];
 static void *handles[MAX_PLUGINS];
 static int slot_base[MAX_PLUGINS];
+static uint32_t flags[MAX_PLUGINS]; /* rt_transport_v1_flags, 0 when not exported */
 static size_t nplugins;
+
+uint32_t rt_plugin_flags(const rt_transport_t *tp)
+{
+    for (size_t i = 0; i < nplugins; i++)
+        if (plugins[i] == tp)
+            return flags[i];
+    return 0;
+}
 
 size_t rt_plugins_count(void) { return nplugins; }
 const rt_transport_t *rt_plugin_at(size_t i) { return plugins[i]; }
@@ -166,7 +175,8 @@ int rt_plugins_load(const char *exe_path, char *err, size_t errlen)
     char dir[PATH_MAX], file[PATH_MAX + 64];
     plugins_dir(exe_path, dir, sizeof(dir));
     int next_slot = 1; /* slot 0 is the core's JSON envelope */
-    for (size_t i = 0; i < load->nlist; i++) {
+    /* registering a plugin's keys may move the config's values: read the list afresh each time */
+    for (size_t i = 0; (load = rt_cfg("plugins.load")) != NULL && i < load->nlist; i++) {
         const char *name = load->list[i];
         resolve_file(dir, name, file, sizeof(file));
         if (nplugins == MAX_PLUGINS) {
@@ -224,6 +234,8 @@ int rt_plugins_load(const char *exe_path, char *err, size_t errlen)
         slot_base[nplugins] = next_slot;
         next_slot += tp->cache_slots;
         handles[nplugins] = h;
+        const uint32_t *f = dlsym(h, "rt_transport_v1_flags");
+        flags[nplugins] = f ? *f : 0;
         plugins[nplugins++] = tp;
         rt_metrics_register_transport(tp);
     }
@@ -337,6 +349,12 @@ static void svc_respond(rt_request_t *r, int status, const char *ctype, const ch
     rt_http_respond(req, status, ctype, copy, len);
 }
 
+static rt_str_t svc_req_body(rt_request_t *r)
+{
+    h2o_req_t *req = (h2o_req_t *)r;
+    return rt_str(req->entity.base, req->entity.base ? req->entity.len : 0);
+}
+
 static void svc_msg_view(rt_msg_t *m, rt_msg_view_t *out)
 {
     out->id = m->id;
@@ -355,10 +373,26 @@ typedef struct {
     int slot;
 } enc_arg_t;
 
+/* While a plugin encodes a variant, the envelope it builds on (SSE envelope=1, rt.v1, ndjson) is made for that
+ * once and not cached: only the variant is kept, not the variant and a six-fold escaped copy of the payload too. */
+static __thread rt_msg_t *encoding_msg;
+static __thread rt_enc_t *scratch_envelope;
+
+static rt_str_t svc_msg_envelope(rt_msg_t *m)
+{
+    if (m != encoding_msg || (scratch_envelope == NULL && (scratch_envelope = rt_msg_envelope_new(m)) == NULL))
+        return rt_msg_envelope(m);
+    return rt_str(scratch_envelope->bytes, scratch_envelope->len);
+}
+
 static rt_enc_t *encode_trampoline(rt_msg_t *m, void *arg)
 {
     enc_arg_t *a = arg;
+    encoding_msg = m;
     rt_str_t s = a->encode(m, a->slot);
+    encoding_msg = NULL;
+    free(scratch_envelope);
+    scratch_envelope = NULL;
     /* plugins hand back malloc'd bytes; the cache keeps its own header + bytes */
     rt_enc_t *e = rt_enc_new(s.base, s.len);
     free((void *)s.base);
@@ -409,7 +443,7 @@ const rt_services_t rt_services = {
     svc_msg_view,
     svc_msg_ref,
     rt_msg_unref,
-    rt_msg_envelope,
+    svc_msg_envelope,
     svc_msg_encoded,
     rt_metrics_delivered,
     rt_utf8_valid,
@@ -419,4 +453,7 @@ const rt_services_t rt_services = {
     rt_sub_presence_request,
     rt_sub_presence_snapshot,
     rt_sub_client,
+    rt_sub_client_key,
+    svc_req_body,
+    rt_sub_hold_answer,
 };

@@ -21,6 +21,8 @@ const rt_transport_t *rt_plugin_at(size_t i);
 const rt_transport_t *rt_plugins_negotiate(h2o_req_t *req);
 /* The plugin serving an explicit path ("/sse"), or NULL. */
 const rt_transport_t *rt_plugins_by_path(rt_str_t path);
+/* The plugin's optional rt_transport_v1_flags (RT_TRANSPORT_*), 0 when it exports none. */
+uint32_t rt_plugin_flags(const rt_transport_t *tp);
 extern const rt_services_t rt_services;
 
 #endif

@@ -60,11 +60,12 @@ static size_t nlinger;
 static void (*on_change)(void);
 static atomic_ulong joins, leaves, members;
 
-void rt_presence_init(void)
+int rt_presence_init(char *err, size_t errlen)
 {
     rt_random_token(node_id, 8);
     poll_grace_ms = (uint64_t)rt_cfg_int("presence.poll_grace");
     next_version = rt_wall_ms() * 1000; /* above any version an earlier process with this id could have used */
+    return rt_presence_client_init(err, errlen);
 }
 
 const char *rt_presence_node(void) { return node_id; }

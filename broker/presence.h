@@ -10,19 +10,25 @@
 #include "rt.h"
 
 #define RT_CLIENT_MAX 48 /* a client id: [A-Za-z0-9_-], at most this long */
+#define RT_CLIENT_KEY_MAX (RT_CLIENT_MAX + 33) /* a client key: ID "." 32 hex digits */
 
 /* A member as another node reports it. */
 typedef struct rt_presence_member {
     rt_str_t client, user, info; /* user empty: anonymous; info: a JSON object or empty */
 } rt_presence_member_t;
 
-/* Reads presence.* (after the config is loaded) and names this node. */
-void rt_presence_init(void);
+/* Reads presence.* (after the config is loaded) and names this node; 0, or -1 with err (presence.client_secret). */
+int rt_presence_init(char *err, size_t errlen);
 const char *rt_presence_node(void);
 /* A new client id, unique in the cluster, into out (RT_CLIENT_MAX + 1 bytes). */
 void rt_presence_new_client(char *out);
-/* 1 when s can be a client id a client hands back (long-poll). */
+/* 1 when s has the shape of a client id. */
 int rt_presence_client_ok(rt_str_t s);
+/* presence_client.c: the key a long-poll client hands back to stay client of user, into out (RT_CLIENT_KEY_MAX + 1
+ * bytes); RT_OK with *client (a slice of key) when key is one this cluster gave to user, else RT_EID. */
+int rt_presence_client_init(char *err, size_t errlen);
+void rt_presence_client_key(rt_str_t client, rt_str_t user, char *out);
+int rt_presence_client_check(rt_str_t key, rt_str_t user, rt_str_t *client);
 
 /* The client (of user, empty for anonymous) joins topic on this node; joins of the same client add up.
  * linger: after its last leave the client stays for presence.poll_grace (long-poll, between polls). */

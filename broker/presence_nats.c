@@ -20,6 +20,7 @@
 #include "presence.h"
 #include "presence_nats.h"
 #include "text.h"
+#include "topic.h"
 
 static struct {
     pthread_t thread;
@@ -78,8 +79,8 @@ static void apply(rt_str_t node, rt_str_t topic, rt_str_t value, uint64_t age_ms
         m[n].user = rt_str(NULL, 0);
         if (parts[1].base[0] == '"') {
             int ul = rt_json_unescape(parts[1], text + used, list.len + 1 - used);
-            if (ul < 0)
-                continue;
+            if (ul < 0 || memchr(text + used, '\0', (size_t)ul))
+                continue; /* "\u0000": member keys are C strings (presence.c) */
             m[n].user = rt_str(text + used, (size_t)ul);
             used += (size_t)ul;
         }
@@ -92,8 +93,7 @@ static void apply(rt_str_t node, rt_str_t topic, rt_str_t value, uint64_t age_ms
     free(items);
 }
 
-/* A key of the bucket: "n.<node>" or "m.<node>.<topic>". */
-static void on_entry(const char *key, rt_str_t value, uint64_t age_ms)
+void rt_presence_nats_entry(const char *key, rt_str_t value, uint64_t age_ms)
 {
     const char *self = rt_presence_node();
     if (strncmp(key, "n.", 2) == 0) {
@@ -102,8 +102,8 @@ static void on_entry(const char *key, rt_str_t value, uint64_t age_ms)
         return;
     }
     const char *dot = strncmp(key, "m.", 2) == 0 ? strchr(key + 2, '.') : NULL;
-    if (dot == NULL || dot[1] == '\0')
-        return;
+    if (dot == NULL || rt_topic_check(rt_cstr(dot + 1), 0, NULL) != RT_OK)
+        return; /* not a topic a client could be present in (any NATS client may write the bucket) */
     rt_str_t node = rt_str(key + 2, (size_t)(dot - key - 2));
     if (rt_str_eqc(node, self) || age_ms > pn.ttl_ms)
         return;
@@ -117,7 +117,7 @@ static void on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void
     size_t plen = strlen(pn.prefix);
     /* deletes and purges (nobody makes them but an operator) carry no member list */
     if (strncmp(subject, pn.prefix, plen) == 0 && natsMsgHeader_Get(msg, "KV-Operation", &op) != NATS_OK)
-        on_entry(subject + plen, rt_str(natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg)), 0);
+        rt_presence_nats_entry(subject + plen, rt_str(natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg)), 0);
     natsMsg_Destroy(msg);
 }
 
@@ -160,7 +160,7 @@ static void load(void)
         if (kvStore_Get(&e, pn.kv, keys.Keys[i]) != NATS_OK)
             continue;
         int64_t age = (now_ns - kvEntry_Created(e)) / 1000000;
-        on_entry(keys.Keys[i], rt_str(kvEntry_Value(e), (size_t)kvEntry_ValueLen(e)), age > 0 ? (uint64_t)age : 0);
+        rt_presence_nats_entry(keys.Keys[i], rt_str(kvEntry_Value(e), (size_t)kvEntry_ValueLen(e)), age > 0 ? (uint64_t)age : 0);
         kvEntry_Destroy(e);
     }
     kvKeysList_Destroy(&keys);

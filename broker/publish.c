@@ -3,6 +3,7 @@
  * size, idempotency key, permission), then publishes and answers 200 with the id only
  * once the bus has the message in its history. A refused publish changes nothing.
  */
+#include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -43,6 +44,38 @@ static rt_str_t peer(h2o_req_t *req, char *buf)
     rt_peer_ip(req, buf + 1, 63);
     buf[0] = '@'; /* never equal to a token subject */
     return rt_cstr(buf);
+}
+
+#define SCOPED_KEY_MAX (24 + 1 + 64)
+
+/*
+ * An Idempotency-Key is its publisher's own: the buses de-duplicate on a digest of who published (the token's
+ * subject, or the client's address without one; the same on every node) and the key, so that another publisher
+ * who guesses the key neither gets the first publish's id nor has its own message discarded, nor discards ours.
+ */
+static rt_str_t scope_key(const rt_ident_t *who, h2o_req_t *req, h2o_socket_t *sock, rt_str_t key, char *out)
+{
+    if (key.len == 0)
+        return rt_str(NULL, 0);
+    char publisher[sizeof(who->user) + 8], ip[64] = "?";
+    unsigned char md[SHA256_DIGEST_LENGTH];
+    int n; /* "sub:" and "ip:" keep a subject from ever reading as an address */
+    if (who != NULL && who->user[0] != '\0') {
+        n = snprintf(publisher, sizeof(publisher), "sub:%s", who->user);
+    } else {
+        if (sock != NULL)
+            rt_sock_peer_ip(sock, ip, sizeof(ip));
+        else if (req != NULL)
+            rt_peer_ip(req, ip, sizeof(ip));
+        n = snprintf(publisher, sizeof(publisher), "ip:%s", ip);
+    }
+    SHA256((const unsigned char *)publisher, (size_t)n < sizeof(publisher) ? (size_t)n : sizeof(publisher) - 1, md);
+    for (int i = 0; i < 12; i++)
+        snprintf(out + 2 * i, 3, "%02x", md[i]);
+    out[24] = '/';
+    size_t len = key.len < SCOPED_KEY_MAX - 25 ? key.len : SCOPED_KEY_MAX - 25; /* checked before: at most 64 */
+    memcpy(out + 25, key.base, len);
+    return rt_str(out, 25 + len);
 }
 
 /* A publish waiting for the bus; the request may go away meanwhile (the anchor in its pool tells). */
@@ -134,7 +167,7 @@ void rt_publish_handle(h2o_req_t *req, rt_str_t path)
     rt_str_t event = rt_req_header(req, "x-event");
     int has_event = event.base != NULL || rt_req_query(req, "event", 0, &event);
     rt_str_t key = rt_req_header(req, "idempotency-key");
-    char ipbuf[64];
+    char ipbuf[64], scoped[SCOPED_KEY_MAX];
     const char *why = NULL;
     rt_ident_t *who = NULL;
     int err = rt_auth_identify(req, &who, &why);
@@ -146,6 +179,8 @@ void rt_publish_handle(h2o_req_t *req, rt_str_t path)
         why = "too many publishes per second (limits.publish_per_subject)";
         rt_metrics_rate_limited("publish");
     }
+    if (err == RT_OK)
+        key = scope_key(who, req, NULL, key, scoped);
     rt_ident_free(who);
     if (err != RT_OK) {
         char msg[160];
@@ -226,9 +261,11 @@ int rt_publish_from_sub(rt_sub_t *sub, const rt_pub_t *pub, const char **why,
         done(sub, RT_OK, rt_str(NULL, 0), arg);
         return RT_OK;
     }
+    char scoped[SCOPED_KEY_MAX];
+    rt_str_t key = scope_key(sub->ident, sub->req, sub->sock, pub->idempotency_key, scoped);
     sub_pub_t *p = rt_malloc(sizeof(*p));
     p->sub = sub, p->done = done, p->arg = arg;
     rt_sub_hold(sub);
-    rt_bus->ops->publish(rt_bus, msg, pub->idempotency_key, on_sub_published, p);
+    rt_bus->ops->publish(rt_bus, msg, key, on_sub_published, p);
     return RT_OK;
 }

@@ -47,7 +47,7 @@ static int path_is(rt_str_t path, const char *prefix)
 
 static void subscribe_request(h2o_req_t *req, const rt_transport_t *tp)
 {
-    if (!is_get(req)) {
+    if (!is_get(req) && !(tp && (rt_plugin_flags(tp) & RT_TRANSPORT_ANY_METHOD))) {
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, H2O_STRLIT("GET"));
         rt_http_error_status(req, 405, "method_not_allowed", "subscribe with GET");
         return;
@@ -150,6 +150,7 @@ int rt_server_init(size_t nworkers, char *err, size_t errlen)
     const char *root = rt_cfg_str("web.root");
     if (root[0])
         h2o_file_register(pc, root, NULL, NULL, 0);
+    rt_http_register_not_found(pc);
 
     const rt_cfg_value_t *listen = rt_cfg("listen");
     listen_fds = rt_calloc(listen->nlist, sizeof(int));

@@ -1102,7 +1102,7 @@ async function diagnose(c, u) {
 function pollSession(c) {
   const o = c.options;
   const s = { name: 'longpoll', opened: false, done: false };
-  let client = null; // our presence client id, handed back on each poll
+  let client = null; // our presence client_key (id + the broker's MAC), handed back on each poll
   let ctl = null;
   let restart = false;
   let wake = null;
@@ -1136,7 +1136,8 @@ function pollSession(c) {
       const q = new URLSearchParams();
       for (const sub of subs) q.append('topic', sub.pattern);
       for (const sub of subs) if (sub.presence) q.append('presence', sub.pattern);
-      if (client && subs.some((sub) => sub.presence)) q.append('client', client); // the same member between polls
+      const sentClient = client && subs.some((sub) => sub.presence);
+      if (sentClient) q.append('client', client); // the same member between polls
       const since = c._resumePoint();
       if (since) q.append('cursor', since);
       const hold = first ? 0 : o.pollTimeout;
@@ -1158,6 +1159,8 @@ function pollSession(c) {
       clearTimeout(t);
       if (s.done) return;
       if (restart && (r.status !== 200 || !j)) { restart = false; continue; } // aborted for a new topic set
+      // a key this node does not take (another user's token now, or another secret): become a new member
+      if (sentClient && r.status === 400 && j && j.error === 'invalid_id' && /client/.test(j.message || '')) { client = null; continue; }
       if (r.status !== 200 || !j || typeof j.cursor !== 'string') {
         return finish(r.status === 200 ? { kind: 'failed', transport: 'longpoll' } : authInfo(r.status, j && j.error, 'longpoll', j && j.message));
       }
@@ -1172,7 +1175,7 @@ function pollSession(c) {
       if (s.done) return;
       c._cursor = j.cursor;
       c._maxSeen = laterId(c._maxSeen, j.cursor);
-      if (typeof j.client === 'string') client = j.client;
+      if (typeof j.client_key === 'string') client = j.client_key;
       first = false;
       restart = false;
     }

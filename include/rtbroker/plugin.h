@@ -160,7 +160,9 @@ typedef struct rt_services {
     void *(*sub_data)(rt_sub_t *sub);                                   /* the plugin's data area */
     rt_request_t *(*sub_request)(rt_sub_t *sub);                        /* the request it was opened on */
     int (*subscribe)(rt_sub_t *sub, const rt_sub_opts_t *opts);         /* authorize and subscribe; RT_E* on refusal */
-    rt_str_t (*sub_cursor)(rt_sub_t *sub);                              /* id of the last message delivered or skipped past; valid until the next call */
+    /* id of the last message delivered or skipped past; valid until the next call. Every message handed to
+     * `deliver` counts as delivered: a plugin that leaves some out must hand back the id of the last it kept. */
+    rt_str_t (*sub_cursor)(rt_sub_t *sub);
     /* Streaming: status and headers, sent with the first bytes written (write something at once, like SSE's
      * ": ok", so that the client learns it is subscribed). headers: NULL-terminated name, value pairs. */
     int (*stream_start)(rt_sub_t *sub, int status, const char *const *headers);
@@ -199,7 +201,9 @@ typedef struct rt_services {
     /* The JSON envelope {"id","topic","event","data"[,"encoding"][,"content_type"]}, built once per message. */
     rt_str_t (*msg_envelope)(rt_msg_t *msg);
     /* The bytes a plugin encoded for this message in its cache slot (0..cache_slots-1), encoding them once with
-     * `encode` (which returns malloc'd bytes the broker frees with the message). Shared by all subscribers. */
+     * `encode` (which returns malloc'd bytes the broker frees). Shared by all subscribers. These bytes, and those of
+     * msg_envelope, stay valid while the caller holds a reference to the message (the callback's, msg_ref, or the
+     * one write_ref keeps): once only the history holds a message its encodings are dropped (made again on need). */
     rt_str_t (*msg_encoded)(rt_msg_t *msg, const rt_transport_t *tp, int slot,
                             rt_str_t (*encode)(rt_msg_t *msg, int slot));
     void (*count_delivered)(const rt_transport_t *tp, size_t messages, size_t bytes); /* for /metrics */
@@ -216,19 +220,38 @@ typedef struct rt_services {
      * Join the presence of an exact topic the subscriber is subscribed to: its identity (the token's `sub` and
      * `rt.info`, or anonymous) becomes a member with the connection's client id, and from now on the subscriber
      * also gets that topic's join and leave messages (RT_MSG_JOIN / RT_MSG_LEAVE) through `deliver`. It leaves
-     * when that subscription ends. client: an id the client hands back (long-poll) or empty for a new one.
-     * RT_OK, RT_ETOPIC (a pattern) or RT_EINVAL (not subscribed to it). */
+     * when that subscription ends. client: the key a long-poll client hands back (sub_client_key) or empty for a
+     * new id. RT_OK, RT_ETOPIC (a pattern), RT_EINVAL (not subscribed to it) or RT_EID (client is not a key this
+     * cluster gave to this user). */
     int (*presence_join)(rt_sub_t *sub, rt_str_t topic, rt_str_t client, int flags);
     /* presence_join for the topics subscribed from the request that its query names: `presence=1` (all of them)
-     * or `presence=TOPIC` (repeatable), with `client=` (the id a long-poll client hands back). Call after subscribe,
-     * while the request exists. 0 when not asked, 1 when joined, RT_ETOPIC when a named topic is a pattern or not
-     * subscribed (nothing joined). */
+     * or `presence=TOPIC` (repeatable), with `client=` (the key a long-poll client hands back; read only with
+     * RT_PRESENCE_LINGER). Call after subscribe, while the request exists. 0 when not asked, 1 when joined,
+     * RT_ETOPIC when a named topic is a pattern or not subscribed, RT_EID when client= is not a key this cluster
+     * gave to this user (nothing joined). */
     int (*presence_request)(rt_sub_t *sub, int flags);
     /* The snapshot JSON {"topic","count","users":[{"user","clients","info"}],"anonymous"} of an exact topic, if
      * the subscriber's credentials allow subscribing to it; valid until the next call on this thread.
      * RT_OK, RT_ETOPIC, RT_EUNAUTHORIZED or RT_EFORBIDDEN. */
     int (*presence_snapshot)(rt_sub_t *sub, rt_str_t topic, rt_str_t *json);
     rt_str_t (*sub_client)(rt_sub_t *sub); /* the connection's client id once it joined a presence; else empty */
+    /* Appended to ABI 1 (after sub_client): the key that continues this member on a later request (`client=`,
+     * long-poll): the client id and a MAC binding it to the user. Empty before a join. */
+    rt_str_t (*sub_client_key)(rt_sub_t *sub);
+
+    /* --- request bodies (worker thread; appended to ABI 1) ---
+     * The request's body, fully received (at most the server's entity limit, limits.max_message_bytes x 2 + 1 MiB);
+     * valid until the request ends. Only plugins exporting RT_TRANSPORT_ANY_METHOD see requests other than GET. */
+    rt_str_t (*req_body)(rt_request_t *req);
+
+    /* --- held answers (worker thread; appended to ABI 1) ---
+     * The subscriber's one answer (sub_respond) will be `status` (200: the only one taken for now) with these
+     * headers (NULL-terminated pairs; the content type among them) and comes within within_ms. On HTTP/1.1 the
+     * broker may send the head now and let the request go, so that a held request costs about what an idle
+     * WebSocket does; sub_respond then sends the body (with another status it closes the connection instead).
+     * RT_OK when it did; RT_EINVAL when the request stays as it was (HTTP/2, a token that expires before
+     * within_ms, another status, ...). Either way answer with sub_respond. */
+    int (*sub_hold)(rt_sub_t *sub, uint64_t within_ms, int status, const char *const *headers);
 } rt_services_t;
 
 /* The table a plugin exports as `rt_transport_v1`. */
@@ -256,5 +279,23 @@ struct rt_transport {
     void (*dropped)(rt_sub_t *sub, rt_str_t pattern);
     void (*fini)(void);                                    /* main thread, at exit; may be NULL */
 };
+
+/* Optional second export (appended to ABI 1): `const uint32_t rt_transport_v1_flags`, a set of these bits. A plugin
+ * that does not export it gets 0. */
+enum {
+    /* Its explicit paths take every method (POST, PUT...), not only GET/HEAD: `start` reads req_method and answers
+     * what it does not take (405). OPTIONS preflights and the Origin check stay the broker's. */
+    RT_TRANSPORT_ANY_METHOD = 1,
+};
+
+/* The first delay of a repeating heartbeat: the interval less 0 to 7 32nds of it, chosen by the subscriber's
+ * address, so that subscribers that connected together (a reconnect storm, a load test) do not all get their
+ * heartbeat in the same loop turn; re-arming at the full interval keeps them apart. Eight delays at most: the
+ * broker keeps one timer list per distinct duration. */
+static inline uint64_t rt_heartbeat_first_ms(uint64_t interval_ms, const rt_sub_t *sub)
+{
+    uint64_t h = (uint64_t)(uintptr_t)sub * 0x9E3779B97F4A7C15ull;
+    return interval_ms - interval_ms * (h >> 61) / 32;
+}
 
 #endif

@@ -14,13 +14,18 @@
 
 typedef struct lp_sub {
     rt_msg_t **msgs;
-    size_t count, cap;
-    int gap;
+    size_t count, cap, bytes;
+    rt_msg_t *last_stored; /* the newest message with an id in the answer */
+    /* full: a stored message was left out; the broker's cursor has moved past it, so the answer's cursor is
+     * last_stored's id, or where this poll started */
+    int gap, full;
+    char start[64];
+    size_t start_len;
 } lp_sub_t;
 
 static const rt_services_t *svc;
 static int64_t default_timeout_ms, max_timeout_ms;
-static size_t max_messages, max_topics;
+static size_t max_messages, max_topics, max_bytes;
 extern const rt_transport_t rt_transport_v1;
 
 static int lp_init(const rt_services_t *services)
@@ -30,6 +35,7 @@ static int lp_init(const rt_services_t *services)
     max_timeout_ms = svc->cfg_int("longpoll", "max_timeout");
     max_messages = (size_t)svc->cfg_int("longpoll", "max_messages");
     max_topics = (size_t)svc->cfg_int("limits", "max_topics");
+    max_bytes = (size_t)svc->cfg_int("limits", "max_queue_bytes"); /* what an answer holds, as a stream's backlog */
     if (default_timeout_ms > max_timeout_ms)
         default_timeout_ms = max_timeout_ms; /* "at most longpoll.max_timeout" */
     return 0;
@@ -44,21 +50,36 @@ static int lp_claims(rt_request_t *req)
 
 #define LIT(s) ((rt_str_t){(s), sizeof(s) - 1})
 
+/* The cursor to hand back: never past a message this answer leaves out. */
+static rt_str_t answer_cursor(rt_sub_t *sub, lp_sub_t *s)
+{
+    if (!s->full)
+        return svc->sub_cursor(sub);
+    if (s->last_stored != NULL) {
+        rt_msg_view_t v;
+        svc->msg_view(s->last_stored, &v);
+        return v.id;
+    }
+    return s->start_len ? (rt_str_t){s->start, s->start_len} : svc->sub_cursor(sub);
+}
+
 static void answer(rt_sub_t *sub)
 {
     lp_sub_t *s = svc->sub_data(sub);
-    rt_str_t cursor = svc->sub_cursor(sub);
-    rt_str_t client = svc->sub_client(sub);
+    rt_str_t cursor = answer_cursor(sub, s);
+    rt_str_t client = svc->sub_client(sub), key = svc->sub_client_key(sub);
     /* one per subscriber per message: built by hand rather than with snprintf */
     size_t nparts = 0;
-    rt_str_t *parts = malloc((s->count * 2 + 6) * sizeof(*parts));
+    rt_str_t *parts = malloc((s->count * 2 + 8) * sizeof(*parts));
     if (parts == NULL)
         abort();
     parts[nparts++] = LIT("{\"cursor\":\"");
     parts[nparts++] = cursor;
-    if (client.len) {
+    if (client.len) { /* the id as join events show it, and the key that continues it (client=) */
         parts[nparts++] = LIT("\",\"client\":\"");
         parts[nparts++] = client;
+        parts[nparts++] = LIT("\",\"client_key\":\"");
+        parts[nparts++] = key;
     }
     parts[nparts++] = s->gap ? LIT("\",\"gap\":true,\"messages\":[") : LIT("\",\"gap\":false,\"messages\":[");
     size_t bytes = 0;
@@ -109,23 +130,46 @@ static void lp_start(rt_request_t *req)
         svc->respond_error(req, err, NULL);
         return;
     }
-    /* a member between polls too (presence.poll_grace), under the client id the answer hands back */
-    if (svc->presence_request(sub, RT_PRESENCE_LINGER) == RT_ETOPIC) {
+    /* a member between polls too (presence.poll_grace), under the client key the answer hands back */
+    int joined = svc->presence_request(sub, RT_PRESENCE_LINGER);
+    if (joined == RT_ETOPIC) {
         svc->respond_error(req, RT_ETOPIC, "presence=1 needs exact topics; presence=TOPIC must name an exact topic of this subscription");
         return;
     }
+    if (joined == RT_EID) {
+        svc->respond_error(req, RT_EID, "client= is not a client_key this broker gave to this user; poll without client= "
+                                        "for a new one (a cluster's nodes need the same presence.client_secret)");
+        return;
+    }
     lp_sub_t *s = svc->sub_data(sub);
-    if (s->count > 0 || s->gap || timeout_ms == 0)
+    rt_str_t start = svc->sub_cursor(sub);
+    if (start.len <= sizeof(s->start)) { /* ids are at most 53 bytes */
+        memcpy(s->start, start.base, start.len);
+        s->start_len = start.len;
+    }
+    if (s->count > 0 || s->gap || timeout_ms == 0) {
         answer(sub);
-    else
-        svc->sub_timer(sub, 0, (uint64_t)timeout_ms, on_timeout);
+        return;
+    }
+    svc->sub_timer(sub, 0, (uint64_t)timeout_ms, on_timeout);
+    /* while it waits, an HTTP/1.1 poll costs the broker little more than its subscription: the head goes now */
+    static const char *const headers[] = {"content-type", "application/json", "cache-control", "no-store", NULL};
+    svc->sub_hold(sub, (uint64_t)timeout_ms, 200, headers);
 }
 
 static void lp_deliver(rt_sub_t *sub, rt_msg_t *msg)
 {
     lp_sub_t *s = svc->sub_data(sub);
-    if (s->count == max_messages)
-        return; /* the answer is due; the cursor brings the rest next time */
+    rt_msg_view_t v;
+    svc->msg_view(msg, &v);
+    /* an answer holds at most longpoll.max_messages, and limits.max_queue_bytes of envelopes past its first stored
+     * message; what is left out comes with the next poll, whose cursor is the last stored message handed over */
+    size_t len = s->full || s->count == max_messages ? 0 : svc->msg_envelope(msg).len;
+    if (s->full || s->count == max_messages ||
+        (s->count > 0 && s->bytes + len > max_bytes && (s->last_stored != NULL || v.seq == 0))) {
+        s->full |= v.seq != 0;
+        return;
+    }
     if (s->count == s->cap) {
         s->cap = s->cap ? s->cap * 2 : 8;
         s->msgs = realloc(s->msgs, s->cap * sizeof(*s->msgs));
@@ -133,6 +177,9 @@ static void lp_deliver(rt_sub_t *sub, rt_msg_t *msg)
             abort();
     }
     s->msgs[s->count++] = svc->msg_ref(msg);
+    s->bytes += len;
+    if (v.seq != 0)
+        s->last_stored = msg;
     svc->sub_timer(sub, 0, 0, on_timeout); /* answer at the end of this loop turn, with whatever else arrived */
 }
 
@@ -147,7 +194,7 @@ static void lp_gap(rt_sub_t *sub, rt_str_t from)
 static void lp_end(rt_sub_t *sub, rt_end_reason_t why)
 {
     if (why == RT_END_EXPIRED) {
-        static const rt_str_t body = {"{\"error\":\"unauthorized\",\"message\":\"the token expired\"}\n", 54};
+        const rt_str_t body = LIT("{\"error\":\"unauthorized\",\"message\":\"the token expired\"}\n");
         svc->sub_respond(sub, 401, "application/json", &body, 1);
         return;
     }

@@ -83,7 +83,7 @@ static void nd_start(rt_request_t *req)
     static const char *const headers[] = {"content-type", "application/x-ndjson", "cache-control", "no-cache",
                                           "x-accel-buffering", "no", NULL};
     svc->stream_start(sub, 200, headers);
-    svc->sub_timer(sub, 0, heartbeat_ms, on_heartbeat);
+    svc->sub_timer(sub, 0, rt_heartbeat_first_ms(heartbeat_ms, sub), on_heartbeat);
 }
 
 static void nd_deliver(rt_sub_t *sub, rt_msg_t *msg)

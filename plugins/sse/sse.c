@@ -90,7 +90,7 @@ static void sse_start(rt_request_t *req)
     static const char *const headers[] = {"content-type", "text/event-stream", "cache-control", "no-cache",
                                           "x-accel-buffering", "no", NULL};
     svc->stream_start(sub, 200, headers);
-    svc->sub_timer(sub, 0, heartbeat_ms, on_heartbeat);
+    svc->sub_timer(sub, 0, rt_heartbeat_first_ms(heartbeat_ms, sub), on_heartbeat);
 }
 
 static void sse_deliver(rt_sub_t *sub, rt_msg_t *msg)

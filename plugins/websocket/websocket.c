@@ -545,7 +545,7 @@ static void ws_start(rt_request_t *req)
         ws_close(sub, 1011, svc->strerror(err));
         return;
     }
-    svc->sub_timer(sub, 0, ping_ms, on_heartbeat);
+    svc->sub_timer(sub, 0, rt_heartbeat_first_ms(ping_ms, sub), on_heartbeat);
     if (state == 1)
         svc->sub_timer(sub, 1, auth_timeout_ms, on_auth_timeout); /* rt.v1 may still send {"op":"auth"} */
 }

@@ -16,7 +16,8 @@
  * gives exact loss, duplicates and reordering; latencies go to a log-linear
  * histogram (receive time = when epoll_wait returned the batch, so the load generator's
  * walk through a batch of ready sockets does not count). The server's memory (VmRSS and PSS, summed over the pids given) is read
- * before connecting, once connected and idle, and at the end.
+ * before connecting, once connected and idle, and at the end; the kernel's TCP memory (/proc/net/sockstat) before
+ * connecting and once idle.
  *
  * Long-poll follows each server's cursor protocol: rtbroker's JSON `cursor`
  * (`?cursor=ID`), nchan's `Last-Modified`/`Etag` (`If-Modified-Since`/`If-None-Match`).
@@ -259,6 +260,21 @@ static double hquantile(double q)
     return (double)lat_max;
 }
 
+/* Counts of latencies below each edge (ms) and past the last one, for the report's histogram. */
+static const double hist_edges_ms[] = {1, 2, 5, 10, 20, 50, 100, 200};
+#define NHIST_EDGES (sizeof(hist_edges_ms) / sizeof(hist_edges_ms[0]))
+
+static void hist_counts(uint64_t *out) /* NHIST_EDGES + 1 counts */
+{
+    memset(out, 0, (NHIST_EDGES + 1) * sizeof(*out));
+    for (int i = 0; i < HBUCKETS; i++) {
+        size_t k = 0;
+        while (k < NHIST_EDGES && hvalue(i) >= hist_edges_ms[k] * 1000)
+            k++;
+        out[k] += hist[i];
+    }
+}
+
 /* ---------------------------------------------------------------- memory of the server */
 
 static int read_kb(const char *path, const char *key, long long *out)
@@ -302,6 +318,24 @@ static int server_mem(long long *rss, long long *pss)
     }
     free(list);
     return ok;
+}
+
+/* Kernel memory of every TCP socket on the machine (kB): /proc/net/sockstat's `mem`, in pages. Both ends of
+ * loopback connections count, and so does anything else running here. */
+static long long tcp_mem_kb(void)
+{
+    FILE *f = fopen("/proc/net/sockstat", "r");
+    if (!f)
+        return -1;
+    char line[256];
+    long long pages = -1;
+    while (fgets(line, sizeof(line), f)) {
+        const char *m = strstr(line, " mem ");
+        if (strncmp(line, "TCP:", 4) == 0 && m)
+            pages = atoll(m + 5);
+    }
+    fclose(f);
+    return pages < 0 ? -1 : pages * (sysconf(_SC_PAGESIZE) / 1024);
 }
 
 /* CPU seconds (user + system; system alone in *sys) used so far by the pids in --pid. */
@@ -1527,6 +1561,7 @@ int main(int argc, char **argv)
 
     long long rss0 = 0, pss0 = 0, rss1 = 0, pss1 = 0, rss2 = 0, pss2 = 0;
     int have_mem = server_mem(&rss0, &pss0) == 0;
+    long long kmem0 = tcp_mem_kb(), kmem1 = -1;
 
     /* 1. connect: subscribers with bounded concurrency, then the publishers */
     double t0 = now_s();
@@ -1568,6 +1603,7 @@ int main(int argc, char **argv)
         loop_once(20);
     if (have_mem)
         server_mem(&rss1, &pss1);
+    kmem1 = tcp_mem_kb();
 
     /* 3. publish */
     publishing = 1;
@@ -1678,6 +1714,20 @@ int main(int argc, char **argv)
     long long nconn = (long long)n_connected;
     double per_conn = nconn > 0 && have_mem ? (double)(pss1 - pss0) * 1024.0 / (double)nconn : NAN;
     double per_conn_rss = nconn > 0 && have_mem ? (double)(rss1 - rss0) * 1024.0 / (double)nconn : NAN;
+    double kper_conn = nconn > 0 && kmem0 >= 0 && kmem1 >= 0 ? (double)(kmem1 - kmem0) * 1024.0 / (double)nconn : NAN;
+    uint64_t hc[NHIST_EDGES + 1];
+    hist_counts(hc);
+    char hist_txt[256] = "", hist_line[512] = "";
+    for (size_t k = 0, off = 0, loff = 0; k <= NHIST_EDGES; k++) {
+        off += (size_t)snprintf(hist_txt + off, sizeof(hist_txt) - off, "%s%" PRIu64, k ? "," : "", hc[k]);
+        char edge[32];
+        if (k < NHIST_EDGES)
+            snprintf(edge, sizeof(edge), "<%g", hist_edges_ms[k]);
+        else
+            snprintf(edge, sizeof(edge), ">=%g", hist_edges_ms[k - 1]);
+        loff += (size_t)snprintf(hist_line + loff, sizeof(hist_line) - loff, "  %s %.2f%%", edge,
+                                 lat_n ? 100.0 * (double)hc[k] / (double)lat_n : 0.0);
+    }
 
     printf("loadgen %s: server %s port %d, %d ws + %d sse + %d lp subscribers over %d topics, %d publishers, "
            "rate %s, %d-byte payloads%s\n",
@@ -1700,6 +1750,8 @@ int main(int argc, char **argv)
     printf("  latency ms:  p50 %.3f  p90 %.3f  p99 %.3f  p99.9 %.3f  max %.3f  (%" PRIu64 " samples)\n",
            hquantile(0.5) / 1000, hquantile(0.9) / 1000, hquantile(0.99) / 1000, hquantile(0.999) / 1000,
            (double)lat_max / 1000, lat_n);
+    if (lat_n)
+        printf("  histogram ms:%s\n", hist_line);
     printf("  cpu:         server %.0f%% (%.0f%% of it in the kernel), load generator %.0f%% of one core while "
            "publishing and draining\n",
            srv_cpu * 100, srv_sys_share * 100, lg_cpu * 100);
@@ -1710,6 +1762,10 @@ int main(int argc, char **argv)
         printf("  server mem:  before %lld kB RSS (%lld PSS), connected+idle %lld kB (%lld), end %lld kB (%lld); "
                "per connection %.0f B PSS (%.0f B RSS)\n",
                rss0, pss0, rss1, pss1, rss2, pss2, per_conn, per_conn_rss);
+    if (kmem0 >= 0 && kmem1 >= 0)
+        printf("  kernel mem:  TCP sockets of the machine (/proc/net/sockstat mem, both ends of loopback) before %lld kB, "
+               "connected+idle %lld kB; per connection %.0f B\n",
+               kmem0, kmem1, kper_conn);
     int shown = 0;
     for (size_t t = 0; t < T && shown < 10; t++)
         if (tl[t] || td[t] || tr[t]) {
@@ -1741,13 +1797,15 @@ int main(int argc, char **argv)
            " deliveries=%" PRIu64 " lost=%" PRIu64 " dups=%" PRIu64 " reordered=%" PRIu64 " rate=%.0f pub_rate=%.0f"
            " p50_ms=%.3f p90_ms=%.3f p99_ms=%.3f p999_ms=%.3f max_ms=%.3f mem_idle_kb=%lld mem_conn_kb=%lld"
            " mem_end_kb=%lld rss_idle_kb=%lld rss_conn_kb=%lld per_conn_b=%.0f per_conn_rss_b=%.0f srv_cpu=%.2f srv_sys_share=%.2f lg_cpu=%.2f pub_rtt_ms=%.3f deliv_ws=%" PRIu64 " deliv_sse=%" PRIu64
-           " deliv_lp=%" PRIu64 " compressed=%" PRIu64 " inflated=%" PRIu64 " writes_per_deliv=%.3f ok=%d\n",
+           " deliv_lp=%" PRIu64 " compressed=%" PRIu64 " inflated=%" PRIu64 " writes_per_deliv=%.3f"
+           " kmem_idle_kb=%lld kmem_conn_kb=%lld kper_conn_b=%.0f hist_ms=%s ok=%d\n",
            opt.label[0] ? opt.label : "-", opt.server, nsubs, n_connected, n_failed, n_dropped, acked_total,
            failed_total, expected, distinct, n_deliveries, lost, dups, reorder, deliv_rate, pub_rate,
            hquantile(0.5) / 1000, hquantile(0.9) / 1000, hquantile(0.99) / 1000, hquantile(0.999) / 1000,
            (double)lat_max / 1000, pss0, pss1, pss2, rss0, rss1, per_conn, per_conn_rss, srv_cpu, srv_sys_share, lg_cpu,
            pub_rtt_n ? pub_rtt_sum / (double)pub_rtt_n * 1000 : 0.0, n_deliv_kind[K_WS], n_deliv_kind[K_SSE],
-           n_deliv_kind[K_LP], n_compressed, n_inflated, n_deliveries ? srv_writes / (double)n_deliveries : NAN, !bad);
+           n_deliv_kind[K_LP], n_compressed, n_inflated, n_deliveries ? srv_writes / (double)n_deliveries : NAN, kmem0,
+           kmem1, kper_conn, hist_txt, !bad);
     fflush(stdout);
 
     for (size_t i = 0; i < nconns; i++) { /* free everything: a sanitized build checks for leaks */

@@ -28,7 +28,8 @@ for line in open(results_path):
     if 'label' in d and 'server' in d:
         runs.append(d)
 
-scenarios = [s for s in ['S1', 'S1p4', 'S1p16', 'S2', 'S3', 'S4', 'S5', 'S6', 'S7', 'S7d']
+IDLE = ['S5', 'S5-SSE', 'S5-longpoll']
+scenarios = [s for s in ['S1', 'S1p4', 'S1p16', 'S2', 'S3', 'S4'] + IDLE + ['S6', 'S7', 'S7d']
              if any(r['label'] == s for r in runs)]
 SCALING = [('S1p4', 4), ('S1p16', 16), ('S1', int(machine.get('fast_pubs', '64')))]  # S1 by publishing connections
 workers = sorted({r['workers'] for r in runs}, key=int)
@@ -97,6 +98,8 @@ ROWS = {
     'S3': [('delivered msg/s', 'rate', 'rate', 'high', 2.0)],
     'S4': [('delivered msg/s', 'rate', 'rate', 'high', 2.0)],
     'S5': [('memory per idle connection (PSS)', 'per_conn_b', 'bytes', 'low', 2.0)],
+    'S5-SSE': [('memory per idle connection (PSS)', 'per_conn_b', 'bytes', 'low', 5.0)],
+    'S5-longpoll': [('memory per held poll (PSS)', 'per_conn_b', 'bytes', 'low', 1.0)],
     'S6': [('latency p50', 'p50_ms', 'ms', 'low', None), ('latency p99', 'p99_ms', 'ms', 'low', None)],
     'S7': [('delivered msg/s', 'rate', 'rate', 'high', 2.0)],
     'S7d': [('delivered msg/s', 'rate', 'rate', 'high', 2.0)],
@@ -246,7 +249,7 @@ p('')
 p('| scenario | workers | rtbroker cpu | of it in the kernel | writes/msg | its load generator | nchan cpu | of it in the kernel | writes/msg | its load generator |')
 p('|---|---|---|---|---|---|---|---|---|---|')
 for sc in scenarios:
-    if sc == 'S5':
+    if sc in IDLE:
         continue
     for w in workers:
         wr = med(sc, w, 'rtbroker', 'writes_per_deliv')
@@ -257,22 +260,55 @@ for sc in scenarios:
           f"| {'n/a' if wn is None else f'{wn:.2f}'} | {fmt(med(sc, w, 'nchan', 'lg_cpu'), 'cpu')} |")
 p('')
 
-if 'S5' in scenarios:
-    p('## Idle memory (S5)')
+HIST_EDGES = [1, 2, 5, 10, 20, 50, 100, 200]  # ms: the loadgen's hist_ms counts, below each edge and past the last
+if 'S2' in scenarios:
+    p('## S2 latency histogram')
+    p('')
+    p('Every delivery of S2 (100 messages/s to 1,000 WebSocket subscribers), summed over the rounds: the share of')
+    p('deliveries whose latency (receive time − the send time in the payload) fell in each range.')
+    p('')
+    heads = [f'< {HIST_EDGES[0]} ms'] + [f'{a}–{b} ms' for a, b in zip(HIST_EDGES, HIST_EDGES[1:])] + \
+        [f'≥ {HIST_EDGES[-1]} ms']
+    p('| workers | server | ' + ' | '.join(heads) + ' | p50 | p99 | p99 / p50 |')
+    p('|---|---|' + '---|' * (len(heads) + 3))
+    for w in workers:
+        for srv in servers + ['floor']:
+            counts = [0] * len(heads)
+            for r in runs:
+                if r['label'] == 'S2' and r['workers'] == w and r['server'] == srv and r.get('hist_ms'):
+                    for i, c in enumerate(r['hist_ms'].split(',')[:len(heads)]):
+                        counts[i] += int(c)
+            n = sum(counts)
+            if not n:
+                continue
+            p50, p99 = med('S2', w, srv, 'p50_ms'), med('S2', w, srv, 'p99_ms')
+            ratio = f'{p99 / p50:.1f}' if p50 and p99 else 'n/a'
+            p(f"| {w} | {srv} | " + ' | '.join(f'{c * 100 / n:.1f}%' for c in counts) +
+              f" | {fmt(p50, 'ms')} | {fmt(p99, 'ms')} | {ratio} |")
+    p('')
+
+if any(sc in scenarios for sc in IDLE):
+    p('## Idle memory (S5: WebSocket, S5-SSE, S5-longpoll)')
     p('')
     p('Memory of the server processes (PSS summed over nginx master and workers; for rtbroker PSS ≈ RSS) before')
     p('the subscribers connect and once they are connected and idle; per connection = the difference / connections.')
+    p('Kernel: the TCP memory of the whole machine (/proc/net/sockstat `mem` × page size) over the same interval,')
+    p('per connection: both ends of each loopback connection, and whatever else ran meanwhile.')
     p('')
-    p('| workers | server | before (kB) | with 19,000 idle (kB) | per connection | 100,000 connections would take |')
-    p('|---|---|---|---|---|---|')
-    for w in workers:
-        for srv in servers:
-            pc = med('S5', w, srv, 'per_conn_b')
-            base = med('S5', w, srv, 'mem_idle_kb')
-            proj = f'{(base * 1024 + pc * 100000) / 2**20:,.0f} MiB' if pc is not None and base is not None else 'n/a'
-            p(f"| {w} | {srv} | {fmt(base, 'rate') if base is None else f'{base:,.0f}'} | "
-              f"{'n/a' if med('S5', w, srv, 'mem_conn_kb') is None else f'''{med('S5', w, srv, 'mem_conn_kb'):,.0f}'''} | "
-              f"{fmt(pc, 'bytes')} | {proj} |")
+    p('| scenario | workers | server | before (kB) | with 19,000 idle (kB) | per connection | kernel per connection | 100,000 connections would take |')
+    p('|---|---|---|---|---|---|---|---|')
+    for sc in IDLE:
+        if sc not in scenarios:
+            continue
+        for w in workers:
+            for srv in servers:
+                pc = med(sc, w, srv, 'per_conn_b')
+                base = med(sc, w, srv, 'mem_idle_kb')
+                conn = med(sc, w, srv, 'mem_conn_kb')
+                proj = f'{(base * 1024 + pc * 100000) / 2**20:,.0f} MiB' if pc is not None and base is not None else 'n/a'
+                p(f"| {sc} | {w} | {srv} | {'n/a' if base is None else f'{base:,.0f}'} | "
+                  f"{'n/a' if conn is None else f'{conn:,.0f}'} | {fmt(pc, 'bytes')} | "
+                  f"{fmt(med(sc, w, srv, 'kper_conn_b'), 'bytes')} | {proj} |")
     p('')
 
 p('## Every run')
@@ -395,7 +431,8 @@ p('  subscribers both servers sit near the cost of writing 1,000 sockets one aft
 p('  server, where it ran); p99 is dominated by whatever else the machine runs at that moment.')
 p('- Memory per connection: PSS (proportional set size, from /proc/PID/smaps_rollup; the sum over nginx\'s')
 p('  master and workers) after connecting and 2 s idle, minus before connecting, divided by the connections.')
-p('  Kernel socket buffers are not in it, for either server.')
+p('  Kernel socket memory is not in it, for either server: the idle-memory table shows the machine\'s TCP memory')
+p('  (/proc/net/sockstat) beside it.')
 p('- Long-poll follows each server\'s cursor: rtbroker `?cursor=ID` from the JSON answer (first poll')
 p('  `timeout=0` to get the current cursor), nchan `If-Modified-Since`/`If-None-Match` from `Last-Modified`/`Etag`.')
 p(f'- Raw outputs of every run: `{logdir}` (not committed).')

@@ -5,6 +5,7 @@
  * the upgrade; slices the plugin passes are readable to their end.
  */
 #include "fake_svc.h"
+#include "fake_req.h"
 #include "auth.h"
 #include "config.h"
 #include "http.h"
@@ -31,14 +32,6 @@ static size_t nsubs;
 rt_sub_t *fuzz_ws_sub(void) { return (rt_sub_t *)&sub_tag; }
 ws_conn_t *fuzz_ws_conn(void) { return &area.c; }
 
-static void touch(rt_str_t s)
-{
-    volatile unsigned char x = 0;
-    for (size_t i = 0; i < s.len; i++)
-        x ^= (unsigned char)s.base[i];
-    (void)x;
-}
-
 static int64_t f_cfg_int(const char *section, const char *name)
 {
     if (strcmp(section, "websocket") == 0) {
@@ -55,28 +48,6 @@ static int64_t f_cfg_int(const char *section, const char *name)
     return rt_cfg_int(path);
 }
 
-static rt_str_t f_cfg_string(const char *section, const char *name)
-{
-    (void)section, (void)name;
-    return (rt_str_t){"", 0};
-}
-
-static void f_log(int level, const char *plugin, const char *fmt, ...) { (void)level, (void)plugin, (void)fmt; }
-
-static rt_str_t f_req_method(rt_request_t *r)
-{
-    h2o_req_t *req = (h2o_req_t *)r;
-    return (rt_str_t){req->method.base, req->method.len};
-}
-static rt_str_t f_req_path(rt_request_t *r) { return rt_req_path((h2o_req_t *)r); }
-static rt_str_t f_req_header(rt_request_t *r, const char *name) { return rt_req_header((h2o_req_t *)r, name); }
-static int f_req_query(rt_request_t *r, const char *name, size_t nth, rt_str_t *out)
-{
-    return rt_req_query((h2o_req_t *)r, name, nth, out);
-}
-static int f_req_topics(rt_request_t *r, rt_str_t *out, size_t max) { return rt_req_topics((h2o_req_t *)r, out, max); }
-static rt_str_t f_req_since(rt_request_t *r) { return rt_req_since((h2o_req_t *)r); }
-
 static void answered(void)
 {
     FUZZ_ASSERT(!fuzz_ws.responded && !fuzz_ws.upgraded);
@@ -91,7 +62,7 @@ static void f_respond_error(rt_request_t *r, int err, const char *message)
 static void f_respond(rt_request_t *r, int status, const char *ctype, const char *body, size_t len)
 {
     (void)r, (void)status, (void)ctype;
-    touch((rt_str_t){body, len});
+    fuzz_touch((rt_str_t){body, len});
     answered();
 }
 
@@ -118,9 +89,9 @@ static int f_subscribe(rt_sub_t *sub, const rt_sub_opts_t *o)
 {
     rt_id_t id;
     FUZZ_ASSERT(o->ntopics >= 1 && o->ntopics <= 1024);
-    touch(o->since);
+    fuzz_touch(o->since);
     for (size_t i = 0; i < o->ntopics; i++) {
-        touch(o->topics[i]);
+        fuzz_touch(o->topics[i]);
         if (rt_topic_check(o->topics[i], 1, NULL) != RT_OK)
             return RT_ETOPIC;
     }
@@ -208,7 +179,7 @@ static void f_sub_respond(rt_sub_t *sub, int status, const char *ctype, const rt
 {
     (void)sub, (void)status, (void)ctype;
     for (size_t i = 0; i < nparts; i++)
-        touch(parts[i]);
+        fuzz_touch(parts[i]);
 }
 static void f_sub_timer(rt_sub_t *sub, int slot, uint64_t ms, void (*cb)(rt_sub_t *sub))
 {
@@ -238,7 +209,7 @@ static int f_upgrade(rt_sub_t *sub, const char *const *headers)
 static int f_unsubscribe(rt_sub_t *sub, rt_str_t pattern)
 {
     (void)sub;
-    touch(pattern);
+    fuzz_touch(pattern);
     for (size_t i = 0; i < nsubs; i++) {
         if (rt_str_eqc(pattern, subs[i])) {
             memmove(subs[i], subs[--nsubs], sizeof(subs[i]));
@@ -251,7 +222,7 @@ static int f_unsubscribe(rt_sub_t *sub, rt_str_t pattern)
 static int f_publish(rt_sub_t *sub, const rt_pub_t *pub, const char **why,
                      void (*done)(rt_sub_t *sub, int err, rt_str_t id, void *arg), void *arg)
 {
-    touch(pub->topic), touch(pub->event), touch(pub->content_type), touch(pub->data), touch(pub->idempotency_key);
+    fuzz_touch(pub->topic), fuzz_touch(pub->event), fuzz_touch(pub->content_type), fuzz_touch(pub->data), fuzz_touch(pub->idempotency_key);
     int err = rt_publish_check(NULL, pub->topic, pub->event, pub->event.len > 0,
                                pub->idempotency_key.len ? pub->idempotency_key : (rt_str_t){NULL, 0}, pub->data.len, why);
     if (err != RT_OK)
@@ -281,10 +252,6 @@ static int f_sub_auth_state(rt_sub_t *sub)
     return fuzz_ws.auth_state;
 }
 
-static void f_msg_view(rt_msg_t *m, rt_msg_view_t *out)
-{
-    *out = (rt_msg_view_t){m->id, m->topic, m->event, m->content_type, m->data, m->seq, m->flags};
-}
 static rt_msg_t *f_msg_ref(rt_msg_t *m) { return rt_msg_ref(m); }
 static rt_str_t f_msg_encoded(rt_msg_t *msg, const rt_transport_t *tp, int slot, rt_str_t (*encode)(rt_msg_t *msg, int slot))
 {
@@ -299,7 +266,7 @@ static void f_count_delivered(const rt_transport_t *tp, size_t messages, size_t 
 static int exact_subscribed(rt_str_t topic)
 {
     int wild = 0;
-    touch(topic);
+    fuzz_touch(topic);
     if (rt_topic_check(topic, 1, &wild) != RT_OK || wild)
         return RT_ETOPIC;
     for (size_t i = 0; i < nsubs; i++)
@@ -311,14 +278,14 @@ static int exact_subscribed(rt_str_t topic)
 static int f_presence_join(rt_sub_t *sub, rt_str_t topic, rt_str_t client, int flags)
 {
     (void)sub, (void)flags;
-    touch(client);
+    fuzz_touch(client);
     return exact_subscribed(topic);
 }
 
 static int f_presence_request(rt_sub_t *sub, int flags)
 {
     rt_str_t v;
-    if (!f_req_query(fuzz_ws.req, "presence", 0, &v))
+    if (!fake_req_query(fuzz_ws.req, "presence", 0, &v))
         return 0;
     for (size_t i = 0; i < nsubs; i++) {
         int err = f_presence_join(sub, rt_cstr(subs[i]), (rt_str_t){NULL, 0}, flags);
@@ -333,7 +300,7 @@ static int f_presence_snapshot(rt_sub_t *sub, rt_str_t topic, rt_str_t *json)
     static rt_buf_t buf;
     (void)sub;
     int wild = 0;
-    touch(topic);
+    fuzz_touch(topic);
     if (rt_topic_check(topic, 1, &wild) != RT_OK || wild)
         return RT_ETOPIC;
     buf.len = 0;
@@ -350,16 +317,8 @@ static rt_str_t f_sub_client(rt_sub_t *sub)
 
 const rt_services_t fuzz_services = {
     .abi_version = RT_PLUGIN_ABI_VERSION,
+    FAKE_REQ_SERVICES,
     .cfg_int = f_cfg_int,
-    .cfg_string = f_cfg_string,
-    .strerror = rt_strerror,
-    .log = f_log,
-    .req_method = f_req_method,
-    .req_path = f_req_path,
-    .req_header = f_req_header,
-    .req_query = f_req_query,
-    .req_topics = f_req_topics,
-    .req_since = f_req_since,
     .respond_error = f_respond_error,
     .respond = f_respond,
     .sub_open = f_sub_open,
@@ -378,15 +337,9 @@ const rt_services_t fuzz_services = {
     .publish = f_publish,
     .authenticate = f_authenticate,
     .sub_auth_state = f_sub_auth_state,
-    .msg_view = f_msg_view,
     .msg_ref = f_msg_ref,
-    .msg_unref = rt_msg_unref,
-    .msg_envelope = rt_msg_envelope,
     .msg_encoded = f_msg_encoded,
     .count_delivered = f_count_delivered,
-    .utf8_valid = rt_utf8_valid,
-    .json_object = rt_json_object,
-    .json_unescape = rt_json_unescape,
     .presence_join = f_presence_join,
     .presence_request = f_presence_request,
     .presence_snapshot = f_presence_snapshot,
@@ -401,14 +354,7 @@ void fuzz_ws_setup(void)
         {"auth.jwt.secret", "fuzz-secret-0123456789abcdef0123"},
         {"limits.max_message_bytes", "2048"},
     };
-    char err[512];
-    rt_log_level = -1;
-    rt_config_reset();
-    FUZZ_ASSERT(rt_config_load(NULL, err, sizeof(err)) == 0);
-    for (size_t i = 0; i < sizeof(overrides) / sizeof(overrides[0]); i++)
-        FUZZ_ASSERT(rt_config_override(overrides[i][0], overrides[i][1], err, sizeof(err)) == 0);
-    FUZZ_ASSERT(rt_auth_init(err, sizeof(err)) == 0);
-    rt_config_freeze();
+    fuzz_configure(overrides, sizeof(overrides) / sizeof(overrides[0]));
 }
 
 void fuzz_ws_begin(void)

@@ -20,6 +20,15 @@
         }                                                                                                              \
     } while (0)
 
+/* Reads every byte of s, so that ASan reports a slice that is not readable to its end. */
+static inline void fuzz_touch(rt_str_t s)
+{
+    volatile unsigned char x = 0;
+    for (size_t i = 0; i < s.len; i++)
+        x ^= (unsigned char)s.base[i];
+    (void)x;
+}
+
 /* The next '\n'-terminated line of the input from *pos (without the '\n'); 0 when the input is used up. */
 static inline int fuzz_line(const uint8_t *data, size_t size, size_t *pos, rt_str_t *line)
 {

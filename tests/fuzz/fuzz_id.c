@@ -1,5 +1,5 @@
 /* Ids and cursors (EPOCH:SEQ, broker/topic.c) as they arrive in requests (broker/http.c: path, query,
- * Last-Event-ID; auth.c: where a token is taken from) and as replay reads them (broker/history.c).
+ * Last-Event-ID; auth.c: where a token is taken from, a cookie's Origin) and as replay reads them (broker/history.c).
  * Input: one id line, then a request: "PATH?QUERY\nName: value\n...". */
 #include "auth.h"
 #include "config.h"
@@ -22,7 +22,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     /* a history in epoch e1: SEQ 1..40 over three topics, 8 retained per topic, so that early ids have gaps */
     static const char *const topics[] = {"chat.a", "chat.b", "news"};
     hist = rt_history_new();
-    rt_history_configure(hist, 8, 3600 * 1000);
+    rt_history_configure(hist, 8, 3600 * 1000, SIZE_MAX, SIZE_MAX);
     for (uint64_t seq = 1; seq <= 40; seq++) {
         rt_msg_t *m = rt_msg_new(rt_cstr(topics[seq % 3]), rt_str(NULL, 0), rt_str(NULL, 0), RT_STRLIT("x"));
         rt_msg_set_id(m, RT_STRLIT("e1"), seq);
@@ -69,9 +69,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     h2o_req_t req;
     fake_req_init(&req, data + pos, size - (pos < size ? pos : size));
-    rt_str_t path = rt_req_path(&req), since = rt_req_since(&req), token = rt_auth_token(&req), topics[4], v;
-    (void)path, (void)token;
+    rt_str_t path = rt_req_path(&req), since = rt_req_since(&req), topics[4], v;
+    (void)path;
     rt_origin_allowed(&req);
+    rt_ident_t *id = NULL;
+    const char *why = NULL;
+    if (rt_auth_verify(&req, &id, &why) != RT_OK) /* no key is configured: any token is refused, with a reason */
+        FUZZ_ASSERT(id == NULL && why != NULL && why[0]);
+    else
+        FUZZ_ASSERT(id == NULL && (why == NULL || why[0])); /* no token, or an ignored cookie with its reason */
+    rt_ident_free(id);
     int n = rt_req_topics(&req, topics, 4);
     FUZZ_ASSERT(n == RT_ETOPIC || n == RT_ETOOMANY || (n >= 1 && n <= 4));
     check_id(since);

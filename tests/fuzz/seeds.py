@@ -61,6 +61,40 @@ def req(path, *headers, key=KEY, proto=None, ext=None):
     return ("\n".join(lines + list(headers)) + "\n").encode()
 
 
+def stream(path, *headers, actions=b""):
+    """A request for fake_stream.c, then actions: (opcode, bytes) pairs."""
+    text = "\n".join([path] + list(headers)) + "\n\n"
+    return text.encode() + b"".join(bytes([ord(op), len(arg)]) + arg for op, arg in actions)
+
+
+def act(op, arg=b""):
+    return (op, arg.encode() if isinstance(arg, str) else arg)
+
+
+LIVE = [act("e", "typing"), act("m", "one\r\ntwo\rthree\nfour"), act("e", "bad event!"), act("m", b"\xff\x00bin"),
+        act("j", '{"a":[1,2]}'), act("j", "{not json"), act("x", "ephemeral"), act("p", "c-7"), act("p", "\x01c-7")]
+END = [act("t"), act("g", "e0:9"), act("g", "not an id"), act("s", "\x00")]
+
+
+def pkey_jwt(claims, alg):
+    """A token signed with the committed test keys (tests/fuzz/keys), which fuzz_jwt.c configures."""
+    import jwt as pyjwt  # python3-jwt
+    name = {"RS256": "rs256", "ES256": "es256"}[alg]
+    with open(os.path.join(HERE, "keys", f"{name}.key.pem")) as f:
+        return pyjwt.encode(claims, f.read(), algorithm=alg)
+
+
+def client_key(client, user=""):
+    """What presence_client.c hands a long-poll client, under the presence.client_secret fake_stream.c configures."""
+    mac = hmac.new(b"fuzz-client-secret-0123456789ab", b"rtbroker client key v1\0" + client.encode() + b"\0" + user.encode(),
+                   hashlib.sha256).hexdigest()[:32]
+    return f"{client}.{mac}"
+
+
+def nats(subject, *headers, payload=b""):
+    return ("\n".join([subject] + list(headers)) + "\n\n").encode() + payload
+
+
 good = jwt({"sub": "alice", "exp": 4102444800, "rt": {"sub": ["chat.>", "news.*"], "pub": ["chat.alice"], "info": {"name": "A"}}})
 hello = deflate(b"hello hello hello hello hello")
 
@@ -160,6 +194,10 @@ SEEDS = {
         b"e1:5x\n/sub/chat.a\nOrigin: https://evil.example",
         b"x" * 33 + b":1\n/sub/chat.a?since=" + b"x" * 33 + b":1",
         b"e1:3\n/sub?topic=chat.a&topic=chat.b&topic=chat.c&topic=chat.d&topic=chat.e&since=e1:3",
+        b"e1:4\n/sub/chat.a\nHost: 127.0.0.1:8080\nOrigin: http://127.0.0.1:8080\nCookie: rt_token=a.b.c",
+        b"e1:4\n/pub/chat.a\nHost: Broker.Example:443\nX-Forwarded-Proto: https, http\nOrigin: https://broker.example\nCookie: rt_token=a.b.c",
+        b"e1:4\n/poll?topic=chat.a\nSec-Fetch-Site: cross-site\nCookie: rt_token=a.b.c",
+        b"e1:4\n/sub/chat.a\nOrigin: https://a.example\nCookie: rt_token=a.b.c\nX-Forwarded-Proto: ",
     ],
     "jwt": [
         b"\x00" + good.encode(),
@@ -176,6 +214,81 @@ SEEDS = {
         b'\x02{"alg":"HS256"}\n{"sub":"eve","exp":4102444800.5,"rt":{"sub":["x.*"],"pub":[">"]}}',
         b'\x02{"alg":"HS384","typ":"JWT"}\n{"sub":"eve"}',
         b'\x06{"alg":"HS256"}\n{"iss":"fuzz-iss","aud":"fuzz-aud","rt":{"pub":["p.q"]}}',
+        # RS256 and ES256 (key sets 1-3 in fuzz_jwt.c's byte 0)
+        b"\x08" + pkey_jwt({"sub": "rs", "exp": 4102444800, "rt": {"sub": ["chat.>"], "pub": ["chat.rs"]}}, "RS256").encode(),
+        b"\x10" + pkey_jwt({"sub": "es", "exp": 4102444800, "rt": {"sub": ["news.*"], "info": {"k": 1}}}, "ES256").encode(),
+        b"\x18" + pkey_jwt({"sub": "rs-only", "rt": {"sub": [">"]}}, "RS256").encode(),
+        b"\x10" + pkey_jwt({"sub": "wrong-key"}, "RS256").encode(),
+        b"\x09" + json.dumps({"sub": "rs1", "nbf": 1, "rt": {"sub": ["a.b", "a..b"]}}).encode(),
+        b"\x11" + json.dumps({"sub": "es1", "exp": 1}).encode(),
+        b'\x0a{"alg":"RS256","kid":"k"}\n{"sub":"rs2","rt":{"pub":["x.>"]}}',
+        b'\x12{"alg":"ES256"}\n{"sub":"es2","aud":["fuzz-aud"]}',
+        b'\x16{"alg":"ES256"}\n{"iss":"fuzz-iss","aud":"fuzz-aud","rt":{"sub":["q.*"]}}',
+        b'\x0b{"alg":"HS256"}\n{"sub":"confused"}',
+        b'\x1b{"alg":"HS256","typ":"JWT"}\n{"sub":"confused","rt":{"sub":[">"]}}',
+        b'\x1a{"alg":"ES256"}\n{"sub":"es-sig-under-rs-key"}',
+        # auth.jwt.require_exp (bit 5): refused without exp, accepted with one; with an RS256 key set too
+        b"\x20" + jwt({"sub": "bob", "rt": {"sub": ["chat.*"]}}).encode(),
+        b"\x21" + json.dumps({"sub": "erin", "exp": 4102444800, "rt": {"sub": ["chat.*"]}}).encode(),
+        b"\x28" + pkey_jwt({"sub": "rs-no-exp", "rt": {"sub": ["chat.>"]}}, "RS256").encode(),
+    ],
+    "sse": [
+        stream("/sse?topic=chat.a", "Accept: text/event-stream", actions=LIVE + END),
+        stream("/sub/chat.a", "Accept: text/event-stream", "Last-Event-ID: e1:1", actions=LIVE),
+        stream("/sse?topic=chat.a&topic=news.x&envelope=1&since=e0:4", "Accept: text/event-stream", actions=LIVE + END),
+        stream("/sse?topic=chat.a&presence=1&client=abc-1&lastEventId=e1:0", "Accept: text/event-stream", actions=LIVE),
+        stream("/sse?topic=chat.*&presence=chat.a", "Accept: text/event-stream"),
+        stream("/sse?topic=private.x", "Accept: text/event-stream"),
+        stream("/sse?topic=chat.a&since=e1:x", "Accept: text/event-stream"),
+        stream("/sse?topic=chat.a", "Accept: text/event-stream", f"Authorization: Bearer {'{'}"),
+        stream("/sse?topic=chat.a&envelope=true&token=" + "x" * 20, "Accept: text/event-stream", actions=[act("s", "\x02")]),
+    ],
+    "ndjson": [
+        stream("/ndjson?topic=chat.a", "Accept: application/x-ndjson", actions=LIVE + END),
+        stream("/sub/chat.a", "Accept: text/plain, application/x-ndjson", "Last-Event-ID: e1:2", actions=LIVE),
+        stream("/ndjson?topic=chat.a&topic=chat.b&since=zz:1&presence=1", "Accept: application/x-ndjson", actions=LIVE + END),
+        stream("/ndjson?topic=a..b", "Accept: application/x-ndjson"),
+        stream("/ndjson?topic=chat.a&topic=chat.b&topic=chat.c&topic=chat.d&topic=chat.e&topic=chat.f&topic=chat.g",
+               "Accept: application/x-ndjson"),
+        stream("/ndjson?topic=chat.a", "Accept: application/x-ndjson", actions=[act("s", "\x01")]),
+    ],
+    "longpoll": [
+        stream("/poll?topic=chat.a", actions=LIVE),
+        stream("/poll?topic=chat.a&cursor=e1:0", actions=LIVE),
+        stream("/poll?topic=chat.a&cursor=e1:1&timeout=0"),
+        stream("/poll?topic=chat.a&cursor=e9:5&timeout=3"),
+        stream("/poll?topic=chat.a&presence=1&client=c-12&timeout=30", actions=[act("m", "x"), act("t")]),
+        stream("/poll?topic=chat.a&presence=1&client=" + "x" * 60, actions=[act("t")]),
+        stream("/poll?topic=chat.a&timeout=abc"),
+        stream("/poll?topic=chat.a&timeout=-1"),
+        stream("/poll?topic=chat.a&timeout=99999999999999999"),
+        stream("/sub/chat.a?since=e1:3", "Last-Event-ID: e1:1", actions=[act("s", "\x02")]),
+        stream("/poll?topic=chat.*&presence=1"),
+        # client= is a client_key: one given to this (anonymous) user continues the member, a bare id is refused
+        stream("/poll?topic=chat.a&presence=1&client=" + client_key("c-12"), actions=[act("p", "c-12"), act("t")]),
+        stream("/poll?topic=chat.a&presence=1&client=" + client_key("c-12", "alice"), actions=[act("t")]),
+    ],
+    "nats_msg": [
+        nats("rt.chat.a", payload=b"hello"),
+        nats("rt.chat.a", "Rt-Event: typing", "Content-Type: application/json", payload=b'{"x":[1,2]}'),
+        nats("rt_eph.chat.b", "Rt-Event: cursor", payload=b"\xff\xfe"),
+        nats("rt.chat.a", "Nats-Msg-Id: chat.a:k-1", "Content-Type: text/plain; charset=utf-8", payload=b"a\r\nb"),
+        nats("rt.chat.*", payload=b"x"),
+        nats("rt", payload=b"x"),
+        nats("other.chat.a", payload=b"x"),
+        nats("rt.chat.a", "Rt-Event: " + "e" * 70, payload=b"x"),
+        nats("rt.chat.a", "Content-Type: application/json", payload=b"{bad"),
+        nats("rt_eph.", payload=b""),
+    ],
+    "presence": [
+        b'm.node1.chat.a {"v":1,"m":[["c-1","alice",{"name":"A"}],["c-2",null,null]]}\n'
+        b'm.node1.chat.a {"v":2,"m":[["c-2",null,null]]}\nn.node1 {"t":1}\n',
+        b'm.node2.chat.b {"v":5,"m":[["c-\\u0041","bob\\n",null]]}\nm.node2.chat.b {"v":4,"m":[]}\n',
+        b'm.node3.chat.c {"v":1,"m":[["bad id!","x",null],["c-9","y",[1]],["c-10"]]}\n',
+        b'm.node4.chat.d {"m":[["c-1",null,null]]}\nm.node4. {"v":1,"m":[]}\nm.node4 {"v":1}\n',
+        b'm.n.chat.e {"v":18446744073709551615,"m":[["a","\xc3\xa9",{"k":"\\ud83d\\ude00"}]]}\n',
+        b'm.n5.chat.f {"v":3,"m":[["c1","u",null],["c1","u",null],["c2","u",null]]}\n',
+        b'm.n6.chat.g {"v":2,"m":[["c-3","\\u00e9l\\u00e8ve",{"a":"\\u0000"}]]}\n',
     ],
     "config": [
         open(os.path.join(HERE, "..", "..", "conf", "rtbroker.yaml"), "rb").read(),

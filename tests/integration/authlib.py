@@ -129,6 +129,15 @@ class Report:
     def _summary(self):
         self._out(f'{self.file}: {self.passed} passed, {self.failed} failed')
 
+    def run(self, main):
+        """asyncio.run(main()), an escaping exception reported as a harness failure, then finish()."""
+        try:
+            asyncio.run(main())
+        except Exception as e:  # noqa: BLE001
+            import traceback
+            self.fail('harness', f'{type(e).__name__}: {e}\n{traceback.format_exc()}')
+        self.finish()
+
     def finish(self):
         self.timer.cancel()
         for b in list(_live):  # graceful, so that LeakSanitizer can report
@@ -165,7 +174,7 @@ def to_yaml(obj, indent=''):
     return out
 
 
-from testutil import free_port, sanitizer_report as _sanitizer_report  # noqa: E402
+from testutil import check_published, free_port, sanitizer_report as _sanitizer_report  # noqa: E402
 
 
 def broker_env(extra=None):
@@ -271,6 +280,25 @@ class Broker:
                 self.proc.wait(timeout=5)
         _live.discard(self)
         return self.proc.returncode
+
+
+async def each_broker(R, runs, timeout):
+    """For each (name, config, cases) in turn: a broker, then `await cases(port)` within timeout seconds. A broker
+    that does not start, cases that raise and a broker that died are reported; the broker is stopped."""
+    for name, cfg, cases in runs:
+        try:
+            b = Broker(cfg, name=name).start()
+        except BrokerError as e:
+            R.fail(f'start broker ({name})', e)
+            continue
+        try:
+            await asyncio.wait_for(cases(b.port), timeout)
+        except Exception as e:  # noqa: BLE001
+            R.fail(f'{name}: cases', f'{type(e).__name__}: {e}')
+        finally:
+            if not b.alive():
+                R.fail(f'broker ({name}) alive', f'exited {b.proc.returncode}\n{b.log()}')
+            b.stop()
 
 
 def check_config(config, env=None):
@@ -463,7 +491,9 @@ async def http_req(port, method, path, headers=None, body=None, timeout=10, src=
 
 
 async def publish(port, topic, body='x', headers=None, query='', timeout=10):
-    return await http_req(port, 'POST', f'/pub/{topic}' + (f'?{query}' if query else ''), headers or {}, body, timeout)
+    r = await http_req(port, 'POST', f'/pub/{topic}' + (f'?{query}' if query else ''), headers or {}, body, timeout)
+    check_published(r.status, r.body, f'POST /pub/{topic}', ephemeral='ephemeral=' in query)
+    return r
 
 
 def bearer(tok):

@@ -10,6 +10,7 @@
 // and again, with SIGKILL, from a process 'exit' handler.
 
 import { spawn, spawnSync } from 'node:child_process';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
@@ -378,6 +379,14 @@ export function expectError(res, status, code, what = '') {
   assert(typeof res.json.message === 'string' && res.json.message.length > 0, `${pre}error JSON lacks a "message" string: ${desc}`);
 }
 
+/** An HS256 JWT with these claims (iat and a 1 h exp added unless given). */
+export function hs256Token(secret, claims) {
+  const enc = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
+  const now = Math.floor(Date.now() / 1000);
+  const body = `${enc({ alg: 'HS256', typ: 'JWT' })}.${enc({ iat: now, exp: now + 3600, ...claims })}`;
+  return `${body}.${crypto.createHmac('sha256', secret).update(body).digest('base64url')}`;
+}
+
 // ---------------------------------------------------------------- ids
 export const ID_RE = /^([A-Za-z0-9_-]+):(\d+)$/;
 export function parseId(id) {
@@ -407,10 +416,27 @@ export function topicPath(topic) {
   return String(topic).split('').map((ch) => (/[A-Za-z0-9._*-]/.test(ch) ? ch : encodeURIComponent(ch))).join('');
 }
 
-/** POST /pub/{topic}. Returns the wrapped response. */
+/**
+ * A publish's 200 must name what was stored: {"id":"EPOCH:SEQ"} with SEQ >= 1, or {"id":null} for an ephemeral
+ * message. Throws an AssertionError otherwise (a bus that answered 200 for what it did not store gives ":0").
+ */
+export function checkPublished(status, json, text, what, ephemeral = false) {
+  if (status !== 200) return;
+  const id = json && json.id;
+  if (ephemeral && id === null) return;
+  const m = /^([A-Za-z0-9_-]+):([1-9][0-9]*)$/.exec(typeof id === 'string' ? id : '');
+  if (!m) throw new AssertionError(`${what}: a 200 without a stored message's id (EPOCH:SEQ, SEQ >= 1): ${trunc(text, 300)}`);
+}
+
+const ephemeralAsked = (headers, query) => /^(1|true)$/.test(Object.entries(headers).find(([k]) => k.toLowerCase() === 'x-ephemeral')?.[1] ?? '')
+  || /(^|&)ephemeral=(1|true)(&|$)/.test(query);
+
+/** POST /pub/{topic}. Returns the wrapped response; a 200 is checked with checkPublished. */
 export async function publish(base, topic, body = '', { headers = {}, query = '', timeout = 15000, rawTopic = false } = {}) {
   const p = `/pub/${rawTopic ? topic : topicPath(topic)}${query ? '?' + query : ''}`;
-  return request(base, 'POST', p, { headers, body, timeout });
+  const r = await request(base, 'POST', p, { headers, body, timeout });
+  checkPublished(r.status, r.json, r.text, `POST ${p}`, ephemeralAsked(headers, query));
+  return r;
 }
 
 /** publish and assert 200 {"id","topic"}; returns the id. */
@@ -456,6 +482,54 @@ export function rawRequest(base, method, p, { headers = {}, body, timeout = 1500
     req.on('error', reject);
     if (body !== undefined) req.write(body);
     req.end();
+  });
+}
+
+/**
+ * HTTP/1.1 pipelining: every POST /pub of `pubs` ([{topic, body, headers}]) in ONE TCP write, so that the
+ * broker handles them in one loop turn. Resolves with the parsed answers ({status, json}) in order.
+ */
+export function pipelinedPublish(port, pubs, { timeout = 5000 } = {}) {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect(port, '127.0.0.1');
+    let buf = Buffer.alloc(0);
+    const answers = [];
+    const t = setTimeout(() => { sock.destroy(); reject(new Error(`pipelined publishes: ${answers.length} of ${pubs.length} answers after ${timeout} ms`)); }, timeout);
+    sock.on('connect', () => sock.write(pubs.map(({ topic, body = '', headers = {} }) => {
+      const hs = Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join('');
+      return `POST /pub/${topicPath(topic)} HTTP/1.1\r\nHost: 127.0.0.1\r\n${hs}Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
+    }).join('')));
+    sock.on('data', (d) => {
+      buf = Buffer.concat([buf, d]);
+      for (;;) { // status line and headers, then a Content-Length or chunked body
+        const end = buf.indexOf('\r\n\r\n');
+        if (end < 0) break;
+        const head = buf.subarray(0, end).toString('latin1');
+        let body = null; let rest = end + 4;
+        const len = /\r\ncontent-length: *(\d+)/i.exec(head);
+        if (len) {
+          if (buf.length >= rest + Number(len[1])) body = buf.subarray(rest, rest + Number(len[1])), rest += Number(len[1]);
+        } else {
+          const parts = [];
+          for (;;) {
+            const eol = buf.indexOf('\r\n', rest);
+            if (eol < 0) break;
+            const size = parseInt(buf.subarray(rest, eol).toString('latin1'), 16);
+            if (buf.length < eol + 2 + size + 2) break;
+            parts.push(buf.subarray(eol + 2, eol + 2 + size));
+            rest = eol + 2 + size + 2;
+            if (size === 0) { body = Buffer.concat(parts); break; }
+          }
+        }
+        if (body === null) break;
+        const text = body.toString('utf8');
+        let json = null; try { json = JSON.parse(text); } catch {}
+        answers.push({ status: Number(head.split(' ')[1]), json, text });
+        buf = buf.subarray(rest);
+      }
+      if (answers.length === pubs.length) { clearTimeout(t); sock.destroy(); resolve(answers); }
+    });
+    sock.on('error', (e) => { clearTimeout(t); reject(e); });
   });
 }
 

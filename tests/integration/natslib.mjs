@@ -14,6 +14,7 @@ import path from 'node:path';
 import { createRequire } from 'node:module';
 import {
   ROOT, SLOW, mkTemp, trackChild, freePort, sleep, waitFor, request, publish, poll, subscribe, trunc, indent, assert,
+  AssertionError,
 } from './lib.mjs';
 
 const require = createRequire(path.join(ROOT, 'tests', 'package.json'));
@@ -341,6 +342,7 @@ export async function tryPublish(base, topic, body, opts = {}) {
     const r = await publish(base, topic, body, opts);
     return { status: r.status, id: r.json && r.json.id, retryAfter: r.headers.get('retry-after'), text: r.text, json: r.json };
   } catch (e) {
+    if (e instanceof AssertionError) throw e; // a malformed 200 is a failure, not a network error
     return { status: 0, id: null, retryAfter: null, text: e.message };
   }
 }

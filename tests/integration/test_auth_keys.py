@@ -133,6 +133,12 @@ async def keys_cases(d):
         rc, out = check_config(dict(base, auth={'jwt': jwtcfg}), env)
         R.check(f'--check-config: {label} → exit 2 naming the key', rc == 2 and 'auth.jwt' in out,
                 f'exit {rc}: {trunc(out)}')
+    # presence.client_secret takes the same forms; too short or unset is refused
+    for label, secret, want in (('file: secret', 'file:' + sp, 0), ('15 bytes', 'x' * 15, 2),
+                                ('env: variable unset', 'env:AUTHTEST_UNSET_VARIABLE', 2)):
+        rc, out = check_config(dict(base, presence={'client_secret': secret}))
+        R.check(f'--check-config: presence.client_secret {label} → exit {want}',
+                rc == want and (want == 0 or 'presence.client_secret' in out), f'exit {rc}: {trunc(out)}')
     return rsa_priv, rsa2_priv
 
 
@@ -227,9 +233,4 @@ async def main():
     await asyncio.wait_for(sighup_cases(d), 30)
 
 
-try:
-    asyncio.run(main())
-except Exception as e:  # noqa: BLE001
-    import traceback
-    R.fail('harness', f'{type(e).__name__}: {e}\n{traceback.format_exc()}')
-R.finish()
+R.run(main)

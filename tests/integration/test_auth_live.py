@@ -271,9 +271,4 @@ async def main():
         b.stop()
 
 
-try:
-    asyncio.run(main())
-except Exception as e:  # noqa: BLE001
-    import traceback
-    R.fail('harness', f'{type(e).__name__}: {e}\n{traceback.format_exc()}')
-R.finish()
+R.run(main)

@@ -330,9 +330,4 @@ async def main():
            f'{npass} passed, {nfail} failed; rt.v1 op cells: {ops_pass} passed, {ops_fail} failed', flush=True)
 
 
-try:
-    asyncio.run(main())
-except Exception as e:  # noqa: BLE001
-    import traceback
-    R.fail('harness', f'{type(e).__name__}: {e}\n{traceback.format_exc()}')
-R.finish()
+R.run(main)

@@ -3,7 +3,8 @@
 token-only topics, tokenless rt.v1 not closed by auth_timeout when something is anonymous),
 auth.cookie and auth.jwt.claim renamed, multi-topic subscriptions with one topic outside the
 claim, leeway not extending a live connection's exp, NumericDate with a fraction (RFC 7519),
-case-insensitive Bearer scheme (RFC 7235).
+case-insensitive Bearer scheme (RFC 7235), tokens without exp refused unless auth.jwt.require_exp
+is false (RTB_AUTH_JWT_REQUIRE_EXP).
 """
 import asyncio
 import os
@@ -135,6 +136,33 @@ async def ws_cases(port):
         await w.close()
 
 
+async def no_exp_cases(port, required):
+    """A token without exp: 401 naming auth.jwt.require_exp on every transport (the default), or accepted."""
+    t = tok(exp_in=None)
+    label = 'require_exp true (default)' if required else 'RTB_AUTH_JWT_REQUIRE_EXP=false'
+    want = '401 unauthorized' if required else '200'
+    for what, method, path in (('pub', 'POST', '/pub/chat.room1'), ('longpoll', 'GET', '/poll?topic=chat.room1&timeout=0'),
+                               ('sse', 'SSE', '/sub/chat.room1')):
+        if method == 'SSE':
+            s = await SSE.open(port, path, bearer(t))
+            s.close()
+            r = s.resp if s.status != 200 else None
+            got = st(r) if r else '200'
+        else:
+            r = await http_req(port, method, path, bearer(t), body='x' if method == 'POST' else None)
+            got = st(r)
+        says = got == '200' or 'require_exp' in (r.json or {}).get('message', '')
+        R.check(f'{label}: {what} with a token without exp → {want}', got == want and says,
+                f'got {got} {r.text if r else ""}')
+    w = await WS.connect(port, '/sub/chat.room1', protocols=['rt.raw', 'bearer.' + t])
+    try:
+        code = await w.wait_close(0.5) if w.status == 101 else None
+        R.check(f'{label}: ws with a token without exp → {"close 4001" if required else "open"}',
+                w.status == 101 and code == (4001 if required else None), f'got {w.status or w.error}, close {code}')
+    finally:
+        await w.close()
+
+
 async def leeway_live(port):
     """leeway 30 s accepts the token at connect, but the live connection still ends at exp."""
     exp = int(time.time()) + 3
@@ -171,15 +199,20 @@ async def main():
         R.fail('start broker (anonymous public.>, cookie sess_tok, claim perms, leeway 30s)', e)
         return
     try:
-        await asyncio.wait_for(asyncio.gather(http_cases(b.port), ws_cases(b.port), leeway_live(b.port)), 40)
+        await asyncio.wait_for(asyncio.gather(http_cases(b.port), ws_cases(b.port), leeway_live(b.port),
+                                              no_exp_cases(b.port, True)), 40)
         R.check('broker alive after the cases', b.alive(), f'exited {b.proc.returncode}\n{b.log()}')
+    finally:
+        b.stop()
+    try:
+        b = Broker(cfg, name='require_exp false', env={'RTB_AUTH_JWT_REQUIRE_EXP': 'false'}).start()
+    except BrokerError as e:
+        R.fail('start broker (RTB_AUTH_JWT_REQUIRE_EXP=false)', e)
+        return
+    try:
+        await asyncio.wait_for(no_exp_cases(b.port, False), 20)
     finally:
         b.stop()
 
 
-try:
-    asyncio.run(main())
-except Exception as e:  # noqa: BLE001
-    import traceback
-    R.fail('harness', f'{type(e).__name__}: {e}\n{traceback.format_exc()}')
-R.finish()
+R.run(main)

@@ -5,13 +5,12 @@ one works and gets Access-Control-Allow-Origin: <origin>, -Credentials: true, Va
 the CORS preflight; with allowed_origins empty, Access-Control-Allow-Origin: * and no
 credentials header. Requests carry valid tokens, so only the Origin decides.
 """
-import asyncio
 import os
 import sys
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from authlib import Report, Broker, BrokerError, claims, sign, SSE, WS, bearer, http_req, trunc  # noqa: E402
+from authlib import Report, each_broker, claims, sign, SSE, WS, bearer, http_req, trunc  # noqa: E402
 
 R = Report(__file__, hard_timeout=100)
 SECRET = 'origin-secret-0123456789abcdef-0123456789abcdef'
@@ -152,26 +151,8 @@ async def main():
             'limits': {'connections_per_ip': 100000, 'publish_per_subject': 100000}}
     listed = dict(base, http={'allowed_origins': [GOOD]}, auth={'jwt': {'secret': SECRET}})
     opened = dict(base, auth={'jwt': {'secret': SECRET}})
-    for name, cfg, fn in (('allowed_origins [https://a.example]', listed, listed_broker_cases),
-                          ('allowed_origins empty', opened, open_broker_cases)):
-        try:
-            b = Broker(cfg, name=name).start()
-        except BrokerError as e:
-            R.fail(f'start broker ({name})', e)
-            continue
-        try:
-            await asyncio.wait_for(fn(b.port, token), 40)
-        except Exception as e:  # noqa: BLE001
-            R.fail(f'{name}: cases', f'{type(e).__name__}: {e}')
-        finally:
-            if not b.alive():
-                R.fail(f'broker ({name}) alive', f'exited {b.proc.returncode}\n{b.log()}')
-            b.stop()
+    await each_broker(R, (('allowed_origins [https://a.example]', listed, lambda port: listed_broker_cases(port, token)),
+                          ('allowed_origins empty', opened, lambda port: open_broker_cases(port, token))), 40)
 
 
-try:
-    asyncio.run(main())
-except Exception as e:  # noqa: BLE001
-    import traceback
-    R.fail('harness', f'{type(e).__name__}: {e}\n{traceback.format_exc()}')
-R.finish()
+R.run(main)

@@ -16,7 +16,7 @@ import time
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from authlib import (Report, Broker, BrokerError, claims, sign, SSE, WS, bearer, http_req, metric_sum,  # noqa: E402
+from authlib import (Report, each_broker, claims, sign, SSE, WS, bearer, http_req, metric_sum,  # noqa: E402
                      trunc)
 
 R = Report(__file__, hard_timeout=100)
@@ -219,26 +219,8 @@ async def main():
                 limits={'connections_per_ip': LIMIT, 'publish_per_subject': LIMIT, 'publish_per_connection': 100000})
     cfg2 = dict(common, auth={'jwt': {'secret': SECRET}},
                 limits={'connections_per_ip': 100000, 'publish_per_subject': 100000, 'publish_per_connection': LIMIT})
-    for name, cfg, fn in (('connections_per_ip 5, publish_per_subject 5', cfg1, http_limits),
-                          ('publish_per_connection 5', cfg2, ws_limits)):
-        try:
-            b = Broker(cfg, name=name).start()
-        except BrokerError as e:
-            R.fail(f'start broker ({name})', e)
-            continue
-        try:
-            await asyncio.wait_for(fn(b.port), 45)
-        except Exception as e:  # noqa: BLE001
-            R.fail(f'{name}: cases', f'{type(e).__name__}: {e}')
-        finally:
-            if not b.alive():
-                R.fail(f'broker ({name}) alive', f'exited {b.proc.returncode}\n{b.log()}')
-            b.stop()
+    await each_broker(R, (('connections_per_ip 5, publish_per_subject 5', cfg1, http_limits),
+                          ('publish_per_connection 5', cfg2, ws_limits)), 45)
 
 
-try:
-    asyncio.run(main())
-except Exception as e:  # noqa: BLE001
-    import traceback
-    R.fail('harness', f'{type(e).__name__}: {e}\n{traceback.format_exc()}')
-R.finish()
+R.run(main)

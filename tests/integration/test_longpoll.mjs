@@ -1,6 +1,6 @@
 // Long-poll transport: held requests, timeouts, cursor following under load, gaps, bad params.
 import {
-  suite, assert, eq, expectError, publishOk, poll, request, sleep, seqOf, epochOf, trunc, curl, subscribe,
+  suite, assert, eq, expectError, publishOk, poll, request, sleep, seqOf, epochOf, trunc, curl, subscribe, pipelinedPublish,
 } from './lib.mjs';
 
 const t = suite(import.meta.url);
@@ -205,6 +205,55 @@ t.test('long-poll over h2c (curl --http2-prior-knowledge): held, then answered b
   eq(status, '200 2', `h2c long-poll status/version (stderr ${r.stderr.trim()})`);
   const j = JSON.parse(lines.join('\n'));
   eq([j.cursor, j.messages.map((m) => m.id)], [id1, [id1]], 'h2c long-poll answer');
+});
+
+/** Polls on from `cursor` until an empty answer; returns every answer (the held one first when given). */
+async function follow(base, topic, cursor, first) {
+  const answers = first ? [first] : [];
+  while (answers.length < 20) {
+    const last = answers[answers.length - 1];
+    if (last && last.messages.length === 0) break;
+    answers.push(checkShape(await poll(base, { topic, cursor: last ? last.cursor : cursor, timeout: 1 }), `poll ${answers.length}`));
+  }
+  return answers;
+}
+
+function lostOf(answers, want, what) {
+  const got = answers.flatMap((j) => j.messages.map((m) => m.id));
+  const lost = want.filter((id) => !got.includes(id));
+  assert(lost.length === 0, `${what}: ${lost.length} of ${want.length} messages never delivered (cursors ${answers.map((j) => `${j.cursor}/${j.messages.length}`).join(' ')})`);
+  eq(got, want, `${what}: every message once, in order`);
+}
+
+t.test('a held poll at longpoll.max_messages never skips: 10 publishes in one TCP write, exact and wildcard polls', async (c) => {
+  // one worker: the publishes and both polls share a loop, so the 10 messages reach the polls in one batch
+  const b = await c.broker({ workers: 1, config: { longpoll: { max_messages: 3 } } });
+  const id0 = await publishOk(b.base, 'pl.a', 'zero');
+  const exact = poll(b.base, { topic: 'pl.a', cursor: id0, timeout: 10 });
+  const wild = poll(b.base, { topic: 'pl.*', cursor: id0, timeout: 10 });
+  await sleep(300);
+  const pubs = Array.from({ length: 10 }, (_, i) => ({ topic: i % 2 ? 'pl.b' : 'pl.a', body: `m${i}` }));
+  const ids = (await pipelinedPublish(b.port, pubs)).map((a, i) => { eq(a.status, 200, `publish ${i}`); return a.json.id; });
+  for (const [what, held, want] of [['pl.*', wild, ids], ['pl.a', exact, ids.filter((_, i) => i % 2 === 0)]]) {
+    const first = checkShape(await held, `held ${what} poll`);
+    lostOf(await follow(b.base, what, null, first), want, `${what} poll following its cursors`);
+    eq(first.messages.length, 3, `held ${what} poll: a full batch`);
+    eq(first.cursor, first.messages[2].id, `held ${what} poll: the cursor is the last message in the answer`);
+  }
+});
+
+t.test('a held batch filled by ephemeral messages hands back the cursor it started from, not one past stored messages', async (c) => {
+  const b = await c.broker({ workers: 1, config: { longpoll: { max_messages: 3 } } });
+  const id0 = await publishOk(b.base, 'pe.t', 'zero');
+  const held = poll(b.base, { topic: 'pe.t', cursor: id0, timeout: 10 });
+  await sleep(300);
+  const pubs = [0, 1, 2].map((i) => ({ topic: 'pe.t', body: `e${i}`, headers: { 'X-Ephemeral': '1' } }))
+    .concat([0, 1, 2, 3].map((i) => ({ topic: 'pe.t', body: `s${i}` })));
+  const ids = (await pipelinedPublish(b.port, pubs)).slice(3).map((a) => a.json.id);
+  const first = checkShape(await held, 'held poll');
+  eq(first.messages.map((m) => m.data), ['e0', 'e1', 'e2'], 'held poll: the ephemeral messages');
+  eq(first.cursor, id0, 'held poll: the cursor it started from');
+  lostOf(await follow(b.base, 'pe.t', first.cursor), ids, 'stored messages after the ephemeral batch');
 });
 
 await t.run();

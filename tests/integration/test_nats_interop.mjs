@@ -58,6 +58,25 @@ t.test('nats_client publishes to rt.chat.room1 (JetStream and core, with Rt-Even
   eq(r.messages.map((x) => x.id), m.map((x) => x.id), 'replay of the NATS-published messages');
 }, { timeout: 30000 });
 
+t.test('an Rt-Event from a NATS client that is not an event name (CR, fields, non-ASCII) reaches SSE without its event, never as fields of its own', async (c) => {
+  requireNatsClient();
+  const nats = await startNats(c);
+  const A = await natsBroker(c, nats.url);
+  const sse = await subscribe(A.base, '/sub/chat.room4');
+  c.defer(() => sse.close());
+  const p1 = await natsClient(['pub', nats.url, 'rt.chat.room4', 'the payload', 'x\rdata: injected\rid: e0:1']);
+  eq(p1.code, 0, `nats_client pub: ${p1.stderr}`);
+  const p2 = await natsClient(['cpub', nats.url, 'rt_eph.chat.room4', 'ephemeral', 'caf\u00e9']);
+  eq(p2.code, 0, `nats_client cpub: ${p2.stderr}`);
+  const p3 = await natsClient(['pub', nats.url, 'rt.chat.room4', 'still named', 'ok.name-1']);
+  eq(p3.code, 0, `nats_client pub: ${p3.stderr}`);
+  await sse.waitMessages(3, 5000, 'the three NATS-published messages on SSE');
+  await sleep(200);
+  eq(sse.messages.map((x) => [x.event, x.data]), [[null, 'the payload'], [null, 'ephemeral'], ['ok.name-1', 'still named']],
+    'events and payloads on SSE');
+  assert(/^[^:]+:\d+$/.test(sse.messages[0].id) && !sse.messages[0].id.startsWith('e0:'), `the stream's id, not one from the header: ${sse.messages[0].id}`);
+}, { timeout: 30000 });
+
 t.test('POST /pub (X-Event, Content-Type) and rt.v1 pub are seen by a plain NATS subscriber of rt.chat.room2', async (c) => {
   requireNatsClient();
   const nats = await startNats(c);

@@ -1,14 +1,18 @@
 // Presence on the memory bus (2 workers): join/leave events and snapshots on SSE (plain and
-// envelope), long-poll (client= continuation, poll_grace expiry), raw WebSocket, rt.v1 (sub with
+// envelope), long-poll (client= continuation with the client_key, poll_grace expiry, a borrowed or
+// forged client= refused), raw WebSocket, rt.v1 (sub with
 // "presence":true, the presence op, unsub → leave) and ndjson; identity from the JWT (sub → user,
 // rt.info → info), anonymous members, one user on two connections, no events for subscribers that
 // did not ask, wildcards refused, snapshot permissions, and the presence metrics.
 import crypto from 'node:crypto';
 import http from 'node:http';
+import path from 'node:path';
 import WebSocket from 'ws';
 import {
-  suite, assert, eq, expectError, publish, publishOk, poll, request, subscribe, openSSE, sleep, waitFor, trunc, SLOW,
+  suite, assert, eq, expectError, publish, publishOk, poll, request, subscribe, openSSE, sleep, waitFor, trunc, SLOW, ROOT,
 } from './lib.mjs';
+
+const RT = await import(path.join(ROOT, 'web', 'realtime.js'));
 
 const t = suite(import.meta.url, { hardTimeoutMs: 150000 });
 const SECRET = 'presence-test-secret-0123456789abcdef';
@@ -202,31 +206,32 @@ t.test('long-poll: own join answers a held poll, client= continues without a new
   const p1 = await poll(b.base, { topic, presence: 1, timeout: 10 }, { headers: hb });
   assert(p1.status === 200 && p1.json, `first poll: ${p1.status} ${trunc(p1.text)}`);
   assert(p1.ms < 3000 * SLOW, `the own join should answer the held poll at once (took ${p1.ms} ms)`);
-  const client = p1.json.client;
+  const client = p1.json.client, key = p1.json.client_key;
   assert(typeof client === 'string' && client.length > 0, `poll answer lacks "client": ${trunc(p1.text)}`);
+  assert(typeof key === 'string' && key.startsWith(`${client}.`), `poll answer lacks "client_key" (${client}.MAC): ${trunc(p1.text)}`);
   eqc(p1.json.messages, [{ type: 'join', topic, user: 'bob', client, info: { via: 'poll' } }], 'own join among the messages');
   await watcher.waitFor((s) => has(sseEvents(s), 'join', (e) => e.client === client), W, "bob's join on the SSE watcher");
 
   // the next poll continues the member: held, no second join; a join of someone else answers it, cursor unchanged
-  const held = poll(b.base, { topic, presence: 1, client, cursor: p1.json.cursor, timeout: 10 }, { headers: hb });
+  const held = poll(b.base, { topic, presence: 1, client: key, cursor: p1.json.cursor, timeout: 10 }, { headers: hb });
   await sleep(400);
   const carol = await sseMember(b.base, topic, tok('carol'));
   c.defer(() => carol.close());
   const p2 = await held;
-  eq([p2.status, p2.json.client, p2.json.cursor], [200, client, p1.json.cursor], 'continued poll: same client, same cursor');
+  eq([p2.status, p2.json.client, p2.json.client_key, p2.json.cursor], [200, client, key, p1.json.cursor], 'continued poll: same client and key, same cursor');
   eq(p2.json.messages.map((m) => [m.type, m.user]), [['join', 'carol']], "continued poll gets carol's join only");
   eq(sseEvents(watcher).filter((e) => e.user === 'bob').length, 1, 'no second join for bob');
   eq(brief(await snapshot(b.base, topic)), [3, [['alice', 1], ['bob', 1], ['carol', 1]], 0], 'bob is a member between polls');
   // a poll without presence=1 is not held up by joins and sees none
   const plain = poll(b.base, { topic, cursor: p2.json.cursor, timeout: 1 });
-  const held2 = poll(b.base, { topic, presence: 1, client, cursor: p2.json.cursor, timeout: 10 }, { headers: hb });
+  const held2 = poll(b.base, { topic, presence: 1, client: key, cursor: p2.json.cursor, timeout: 10 }, { headers: hb });
   await sleep(300);
   const dan = await sseMember(b.base, topic, tok('dan'));
   c.defer(() => dan.close());
   const p3 = await held2;
   eq([p3.json.messages.map((m) => [m.type, m.user]), p3.json.cursor], [[['join', 'dan']], p1.json.cursor], "dan's join, cursor unchanged");
   // a published message still comes with an id and moves the cursor
-  const held3 = poll(b.base, { topic, presence: 1, client, cursor: p3.json.cursor, timeout: 10 }, { headers: hb });
+  const held3 = poll(b.base, { topic, presence: 1, client: key, cursor: p3.json.cursor, timeout: 10 }, { headers: hb });
   const pp = await plain; // ends before the publish below
   eq([pp.status, pp.json.messages, 'client' in pp.json], [200, [], false], 'poll without presence: no entries, no client');
   assert(pp.ms >= 900, `poll without presence returned early (${pp.ms} ms)`);
@@ -243,6 +248,66 @@ t.test('long-poll: own join answers a held poll, client= continues without a new
   const ms = Date.now() - stopped;
   c.info(`long-poll member left ${ms} ms after the last poll (poll_grace 1s)`);
   assert(ms >= 900, `leave came before poll_grace (${ms} ms)`);
+});
+
+t.test('long-poll: a client id cannot be borrowed: client= takes only the key given to that user (400 invalid_id otherwise)', async (c) => {
+  const b = await c.broker({ config: config() });
+  const topic = 'room.borrow';
+  const watcher = await sseMember(b.base, topic, tok('alice'));
+  c.defer(() => watcher.close());
+  const hb = bearer(tok('bob'));
+  const p1 = await poll(b.base, { topic, presence: 1, timeout: 0 }, { headers: hb });
+  assert(p1.status === 200 && p1.json && p1.json.client, `bob's first poll: ${p1.status} ${trunc(p1.text)}`);
+  const { client, client_key: key } = p1.json;
+  const anon = await poll(b.base, { topic, presence: 1, timeout: 0 });
+  assert(anon.status === 200 && anon.json && anon.json.client, `anonymous poll: ${anon.status} ${trunc(anon.text)}`);
+  const tampered = key ? key.slice(0, -1) + (key.endsWith('0') ? '1' : '0') : `${client}.${'0'.repeat(32)}`;
+  const forged = [
+    ["mallory with bob's client id (as join events show it)", { client }, bearer(tok('mallory'))],
+    ["bob's client id without its key, by bob himself", { client }, hb],
+    ["bob's key from mallory's token", { client: key }, bearer(tok('mallory'))],
+    ["bob's key without a token (anonymous)", { client: key }, {}],
+    ["the anonymous member's id, by another anonymous client", { client: anon.json.client }, {}],
+    ['a tampered key', { client: tampered }, hb],
+    ['a made-up id', { client: 'someone-else-1' }, hb],
+  ];
+  for (const [what, q, headers] of forged) {
+    const r = await poll(b.base, { topic, presence: 1, timeout: 0, ...q }, { headers });
+    eq([r.status, r.json && r.json.error], [400, 'invalid_id'], `${what}: refused`);
+    assert(/client/.test(r.json.message), `${what}: the message should name client=: ${trunc(r.text)}`);
+  }
+  const ok = await poll(b.base, { topic, presence: 1, timeout: 0, client: key }, { headers: hb });
+  eq([ok.status, ok.json.client], [200, client], "bob's own key continues bob's member");
+  await sleep(200);
+  eq(sseEvents(watcher).filter((e) => e.type === 'join' && e.client === client).length, 1, 'one join for bob, none from the refused polls');
+  eq(sseEvents(watcher).filter((e) => e.type === 'join' && e.user === 'mallory').length, 0, 'no join for mallory');
+});
+
+t.test('web/realtime.js long-poll (in Node, real fetch): one member across polls through client_key; a key refused after a user change → a new member', async (c) => {
+  const b = await c.broker({ config: config() });
+  const topic = 'room.rtjs';
+  const watcher = await sseMember(b.base, topic, tok('alice'));
+  c.defer(() => watcher.close());
+  const polls = [];
+  const fetchSpy = (u, init) => { if (String(u).includes('/poll?')) polls.push(new URL(String(u)).searchParams); return fetch(u, init); };
+  const rt = RT.connect(b.base, { transports: ['longpoll'], pollTimeout: 1, remember: false, fetch: fetchSpy, token: tok('dora') });
+  c.defer(() => rt.close());
+  const view = rt.presence(topic);
+  await waitFor(() => polls.filter((q) => q.get('client')).length >= 3, 8000 * SLOW, 'three polls handing back the client key');
+  const keys = new Set(polls.map((q) => q.get('client')).filter(Boolean));
+  eq(keys.size, 1, 'the same key on every poll');
+  const [key] = keys;
+  const dora = sseEvents(watcher).filter((e) => e.type === 'join' && e.user === 'dora');
+  eq(dora.length, 1, 'one join for dora over several polls');
+  assert(key.startsWith(`${dora[0].client}.`) && key.length > dora[0].client.length + 30, `client= is the key, not the id: ${key} (id ${dora[0].client})`);
+  eq(brief(await snapshot(b.base, topic)).slice(0, 2), [2, [['alice', 1], ['dora', 1]]], 'dora is one member');
+  // another user's token: the old key is refused (400 invalid_id) and the client becomes a new member
+  const before = polls.length;
+  rt.setToken(tok('erin'));
+  await waitFor(() => sseEvents(watcher).some((e) => e.type === 'join' && e.user === 'erin'), 8000 * SLOW, "erin's join after the token change");
+  await waitFor(() => polls.slice(before).some((q) => q.get('client') && q.get('client') !== key), 8000 * SLOW, "erin's own key handed back");
+  eq(rt.state, 'open', 'still open after the refused key');
+  void view;
 });
 
 t.test('raw WebSocket: join/leave frames for presence=1 only; published payloads verbatim', async (c) => {

@@ -1,10 +1,11 @@
 // Presence across nodes on the NATS bus (one nats-server, presence.ttl 3s): a join on node A reaches
 // presence subscribers on node B (SSE and rt.v1), both nodes give the same snapshot, a close on A is
 // a leave on B, a SIGKILLed node's members leave on the others within presence.ttl, a SIGTERMed
-// node's members leave at once, and a node started later has the whole view from the KV bucket.
+// node's members leave at once, a node started later has the whole view from the KV bucket, and a
+// long-poll client_key is taken by every node that shares presence.client_secret (and only by them).
 import crypto from 'node:crypto';
 import {
-  suite, assert, eq, request, subscribe, sleep, waitFor, trunc, SLOW,
+  suite, assert, eq, request, subscribe, poll, sleep, waitFor, trunc, SLOW,
 } from './lib.mjs';
 import { startNats, natsBroker, killBroker, metrics, metricValue, WebSocket } from './natslib.mjs';
 
@@ -140,6 +141,21 @@ t.test('a join on A reaches presence subscribers on B (SSE, rt.v1); same snapsho
   eq(sseEvents(plainB).length, 0, 'a subscriber on B without presence=1 got no join/leave');
   const m = await metrics(B.base);
   eq(metricValue(m, 'rtbroker_presence_members'), 4, 'members gauge on B (cluster view)');
+});
+
+t.test('long-poll client_key: a node with the same presence.client_secret continues the member; one without refuses the key', async (c) => {
+  const nats = await startNats(c);
+  const shared = { ...CFG, presence: { ...CFG.presence, client_secret: 'cluster-client-secret-0123456789' } };
+  const [A, B, C] = await Promise.all([natsBroker(c, nats.url, shared), natsBroker(c, nats.url, shared), natsBroker(c, nats.url, CFG)]);
+  const topic = 'room.keys';
+  const hd = { Authorization: `Bearer ${tok('dora')}` };
+  const p1 = await poll(A.base, { topic, presence: 1, timeout: 0 }, { headers: hd });
+  assert(p1.status === 200 && p1.json && p1.json.client_key, `first poll on A: ${p1.status} ${trunc(p1.text)}`);
+  const p2 = await poll(B.base, { topic, presence: 1, timeout: 0, client: p1.json.client_key }, { headers: hd });
+  eq([p2.status, p2.json && p2.json.client], [200, p1.json.client], "B continues A's member with its key");
+  const p3 = await poll(C.base, { topic, presence: 1, timeout: 0, client: p1.json.client_key }, { headers: hd });
+  eq([p3.status, p3.json && p3.json.error], [400, 'invalid_id'], 'C (its own random secret) refuses the key');
+  await sameSnapshot([A, B], topic, JSON.stringify([1, [['dora', 1]], 0]));
 });
 
 t.test('SIGKILL of node A: its members leave on B within presence.ttl; B keeps its own', async (c) => {

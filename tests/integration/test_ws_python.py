@@ -22,7 +22,7 @@ import urllib.request
 import websockets
 from websockets.extensions.permessage_deflate import PerMessageDeflate
 
-from testutil import sanitizer_report  # tests/integration/testutil.py (this script's directory)
+from testutil import check_published, sanitizer_report  # tests/integration/testutil.py (this script's directory)
 
 FILE = "test_ws_python.py"
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -150,6 +150,7 @@ async def publish(base, topic, body, headers=None):
         body = body.encode("utf8")
     status, out = await asyncio.to_thread(http, base, "POST", f"/pub/{topic}", body, headers)
     check(status == 200, f"POST /pub/{topic}: {status} {out[:200]!r}")
+    check_published(status, out, f"POST /pub/{topic}")
     return json.loads(out)["id"]
 
 

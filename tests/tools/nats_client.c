@@ -11,8 +11,8 @@
  *       DATA<TAB>EVENT<TAB>CONTENT_TYPE (EVENT / CONTENT_TYPE "-" when the header is absent).
  *       Exits 0 after N messages, 3 when TIMEOUT_MS passes first.
  *   nats_client delstream URL NAME
- *   nats_client addstream URL NAME SUBJECT MAX_MSGS_PER_SUBJECT [REPLICAS [MAX_AGE_S [DUPLICATE_WINDOW_S [REPUBLISH_TO]]]]
- *       REPUBLISH_TO (e.g. rt_live.>): the stream re-publishes SUBJECT there and allows direct gets, as the broker's does
+ *   nats_client addstream URL NAME SUBJECT MAX_MSGS_PER_SUBJECT [REPLICAS [MAX_AGE_S [DUPLICATE_WINDOW_S [REPUBLISH_TO [MAX_MSG_SIZE]]]]]
+ *       REPUBLISH_TO (e.g. rt_live.>, "-" for none): the stream re-publishes SUBJECT there and allows direct gets, as the broker's does
  *   nats_client fill URL PREFIX TOPICS N SIZE
  *       publishes N messages of SIZE bytes to the stream, round-robin on PREFIX.t0 .. PREFIX.t<TOPICS-1>,
  *       asynchronously (benchmarks: a stream with a large retained history); prints "filled N"
@@ -36,7 +36,8 @@ static int usage(void)
             "       nats_client cpub URL SUBJECT DATA [EVENT [CONTENT_TYPE]]\n"
             "       nats_client sub URL SUBJECT N TIMEOUT_MS\n"
             "       nats_client delstream URL NAME\n"
-            "       nats_client addstream URL NAME SUBJECT MAX_MSGS_PER_SUBJECT [REPLICAS [MAX_AGE_S [DUPLICATE_WINDOW_S [REPUBLISH_TO]]]]\n"
+            "       nats_client addstream URL NAME SUBJECT MAX_MSGS_PER_SUBJECT [REPLICAS [MAX_AGE_S [DUPLICATE_WINDOW_S "
+            "[REPUBLISH_TO [MAX_MSG_SIZE]]]]]\n"
             "       nats_client fill URL PREFIX TOPICS N SIZE\n"
             "       nats_client get URL STREAM SEQ\n"
             "       nats_client info URL NAME\n");
@@ -182,12 +183,13 @@ int main(int argc, char **argv)
         if (argc > 8) sc.Duplicates = strtoll(argv[8], NULL, 10) * 1000000000LL;
         jsRePublish rp;
         jsRePublish_Init(&rp);
-        if (argc > 9) {
+        if (argc > 9 && strcmp(argv[9], "-") != 0) {
             rp.Source = argv[4];
             rp.Destination = argv[9];
             sc.RePublish = &rp;
             sc.AllowDirect = true;
         }
+        if (argc > 10) sc.MaxMsgSize = (int32_t)strtol(argv[10], NULL, 10);
         s = js_AddStream(&si, js, &sc, NULL, &jerr);
         if (s != NATS_OK) rc = fail("js_AddStream", s, jerr);
         else printf("created %s\n", argv[3]);

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "jwtauth.h"
 #include "unit.h"
 
 extern char **environ;
@@ -397,8 +398,33 @@ static void test_unknown(void)
     CHECK(err_has("line 2"));
     CHECK(load("limits:\n  max_topics: 5\n  extra:\n    deep: 1\n") == 0);
     CHECK(unknown() != 0);
-    CHECK(err_has("limits.extra.deep"));
-    CHECK(err_has("line 4"));
+    CHECK(err_has("config: limits.extra: unknown key"));
+    CHECK(err_has("line 3)"));
+
+    CASE("errors found after loading (the JWT keys) name the key and its line or variable");
+    unsetenv("RT_TEST_UNSET_SECRET");
+    CHECK(load("listen: 8080\nauth:\n  jwt:\n    secret: env:RT_TEST_UNSET_SECRET\n") == 0);
+    CHECK(rt_jwt_init(err, sizeof(err)) != 0);
+    CHECK(err_has("config: auth.jwt.secret: the environment variable RT_TEST_UNSET_SECRET is not set"));
+    CHECK(err_has("line 4)"));
+    CHECK(load("auth:\n  jwt:\n    public_key_file: /nonexistent/jwt.pem\n") == 0);
+    CHECK(rt_jwt_init(err, sizeof(err)) != 0);
+    CHECK(err_has("config: auth.jwt.public_key_file: cannot read /nonexistent/jwt.pem: No such file") && err_has("line 3)"));
+    setenv("RTB_AUTH_JWT_PUBLIC_KEY_FILE", "/nonexistent/env.pem", 1);
+    CHECK(load("listen: 8080\n") == 0);
+    CHECK(rt_jwt_init(err, sizeof(err)) != 0);
+    CHECK(err_has("config: auth.jwt.public_key_file (RTB_AUTH_JWT_PUBLIC_KEY_FILE): cannot read /nonexistent/env.pem"));
+    unsetenv("RTB_AUTH_JWT_PUBLIC_KEY_FILE");
+
+    CASE("a misspelt section is reported on its own line, not on its first key's");
+    CHECK(load("listen: 8080\nhistroy:\n  max_messages: 5\n") == 0);
+    CHECK(unknown() != 0);
+    CHECK(err_has("config: histroy: unknown key"));
+    CHECK(err_has("line 2)"));
+    CHECK(load("foo:\n  - a\n") == 0);
+    CHECK(unknown() != 0);
+    CHECK(err_has("config: foo: unknown key"));
+    CHECK(err_has("line 1)"));
 
     CASE("a scalar where a section is expected is reported");
     int rc = load("history: 5\n");
@@ -426,7 +452,7 @@ static void test_unknown(void)
     };
     CHECK(load("sse:\n  heartbeat: 5s\n  compress: yes\n  max: 2KiB\n") == 0);
     CHECK(unknown() != 0); /* sse.* are not declared yet */
-    CHECK(err_has("sse."));
+    CHECK(err_has("config: sse: unknown key")); /* the section, on its own line */
     CHECK(rt_config_add_section("sse", keys, err, sizeof(err)) == 0);
     CHECK(I("sse.heartbeat") == 5000);
     CHECK(I("sse.compress") == 1);
@@ -453,6 +479,18 @@ static void test_unknown(void)
     CHECK(I("sse.heartbeat") == 2000);
     CHECK(I("sse.compress") == 0);
     unsetenv("RTB_SSE_HEARTBEAT");
+
+    CASE("plugins.NAME.KEY in the file with its variable set: the variable wins, the line stays valid");
+    static const char *const envs[] = {"RTB_SSE_HEARTBEAT", "RTB_PLUGINS_SSE_HEARTBEAT"};
+    for (size_t i = 0; i < 2; i++) {
+        setenv(envs[i], "3s", 1);
+        CHECK(load("plugins:\n  load: [sse]\n  sse:\n    heartbeat: 5s\n") == 0);
+        CHECK(rt_config_add_section("sse", keys, err, sizeof(err)) == 0);
+        CHECK(I("sse.heartbeat") == 3000);
+        CHECK(strcmp(origin("sse.heartbeat"), envs[i]) == 0);
+        CHECK(unknown() == 0);
+        unsetenv(envs[i]);
+    }
 
     CASE("command-line override");
     CHECK(load("history:\n  max_messages: 5\n") == 0);

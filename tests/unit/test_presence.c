@@ -58,7 +58,7 @@ int main(void)
         return 1;
     }
     rt_config_freeze();
-    rt_presence_init();
+    CHECK(rt_presence_init(err, sizeof(err)) == 0);
 
     CASE("client ids");
     char id[RT_CLIENT_MAX + 1], id2[RT_CLIENT_MAX + 1];
@@ -70,6 +70,22 @@ int main(void)
     CHECK(!rt_presence_client_ok(S("")));
     CHECK(!rt_presence_client_ok(S("a\"b")));
     CHECK(!rt_presence_client_ok(S("0123456789012345678901234567890123456789012345678")));
+
+    CASE("client keys: given to one user, refused for another, forged or bare");
+    char key[RT_CLIENT_KEY_MAX + 1];
+    rt_str_t back = {NULL, 0};
+    rt_presence_client_key(S(id), S("alice"), key);
+    CHECK(strlen(key) == strlen(id) + 33 && key[strlen(id)] == '.');
+    CHECK(rt_presence_client_check(S(key), S("alice"), &back) == RT_OK && rt_str_eqc(back, id));
+    CHECK(rt_presence_client_check(S(key), S("bob"), &back) == RT_EID);
+    CHECK(rt_presence_client_check(S(key), S(""), &back) == RT_EID);
+    CHECK(rt_presence_client_check(S(id), S("alice"), &back) == RT_EID);
+    key[strlen(key) - 1] = key[strlen(key) - 1] == '0' ? '1' : '0';
+    CHECK(rt_presence_client_check(S(key), S("alice"), &back) == RT_EID);
+    key[strlen(key) - 1] = '\0';
+    CHECK(rt_presence_client_check(S(key), S("alice"), &back) == RT_EID);
+    rt_presence_client_key(S(id2), S(""), key);
+    CHECK(rt_presence_client_check(S(key), S(""), &back) == RT_OK && rt_str_eqc(back, id2));
 
     CASE("one user on two connections counts once; anonymous counted apart");
     rt_presence_join(S("room.a"), S("alice"), S("c1"), S("{\"name\":\"Alice\"}"), 0);

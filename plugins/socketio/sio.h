@@ -1,0 +1,116 @@
+/* The Socket.IO transport's shared state: Engine.IO sessions (polling, kept on this node), connections, and the
+ * Socket.IO layer both transports feed. Only rtbroker/plugin.h underneath. */
+#ifndef RT_SIO_H
+#define RT_SIO_H
+
+#include <pthread.h>
+
+#include "../websocket/ws_frame.h"
+#include "rtbroker/plugin.h"
+#include "sio_packet.h"
+
+#define SIO_ID_LEN 20  /* Engine.IO sid, Socket.IO sid and pid: random base64url */
+#define SIO_CURSOR_MAX 64
+
+typedef struct sio_topic {
+    char *pattern;
+    size_t len;
+    int presence;
+} sio_topic_t;
+
+/* One Socket.IO socket on the default namespace. */
+typedef struct sio_state {
+    int connected;
+    char sid[SIO_ID_LEN + 1], pid[SIO_ID_LEN + 1];
+    char *token; /* the CONNECT auth token, replayed on each polling request's subscriber */
+    size_t token_len;
+    sio_topic_t *topics; /* what it subscribed to (polling re-subscribes them on each GET; recovery restores them) */
+    size_t ntopics;
+    char cursor[SIO_CURSOR_MAX]; /* polling: where the next GET resumes */
+    size_t cursor_len;
+    char client[64]; /* polling: the presence client id handed back to the broker */
+    size_t client_len;
+} sio_state_t;
+
+/* An Engine.IO session opened by a polling handshake. Every field is read and written under sio_lock. */
+typedef struct sio_session {
+    struct sio_session *next;
+    char sid[SIO_ID_LEN + 1];
+    int upgraded, probing, get_held, dead;
+    int client_closed; /* a "1" from the client: a held GET ends with a noop */
+    int echo;          /* socketio.echo on /engine.io: messages come back (protocol test suite) */
+    uint64_t next_ping, pong_deadline, last_seen;
+    int pong_pending;
+    sio_state_t st;
+    char *out; /* Engine.IO packets waiting for the next GET, \x1e-separated */
+    size_t out_len, out_cap;
+} sio_session_t;
+
+enum { CONN_WS = 1, CONN_GET = 2, CONN_POST = 3 };
+
+/* A subscriber's data area: a WebSocket connection, a held polling GET, or a POST being processed. */
+typedef struct sio_conn {
+    int kind;
+    char sid[SIO_ID_LEN + 1]; /* the Engine.IO session (polling, or the one a WebSocket upgrades) */
+    int gap;                  /* a gap was reported during the current subscribe */
+    /* GET: event packets gathered for the answer */
+    char *buf;
+    size_t len, cap;
+    int full, answered;
+    char last_id[SIO_CURSOR_MAX];
+    size_t last_id_len;
+    /* POST: publishes waiting for their answer */
+    int pending, parsed;
+    /* WebSocket */
+    sio_state_t st;
+    int probe_sid, close_sent, closed_in, pong_pending, echo;
+    unsigned char *msg;
+    size_t msg_len, msg_cap;
+    int msg_opcode;
+} sio_conn_t;
+
+/* Where the Socket.IO layer acts: the subscriber to subscribe/publish on, the state, and how to send. */
+typedef struct sio_io {
+    rt_sub_t *sub;
+    sio_state_t *st;
+    sio_session_t *sess; /* polling: the session (sio_lock held); NULL on a WebSocket */
+    int polling;
+} sio_io_t;
+
+extern const rt_services_t *sio_svc;
+extern const rt_transport_t rt_transport_v1;
+extern pthread_mutex_t sio_lock;
+extern uint64_t sio_ping_interval, sio_ping_timeout;
+extern size_t sio_max_payload;
+extern int sio_echo;
+
+uint64_t sio_now(void);
+void sio_random_id(char out[SIO_ID_LEN + 1]);
+
+/* socketio.c */
+void sio_session_push(sio_session_t *s, const char *pkt, size_t len); /* queue one Engine.IO packet */
+sio_session_t *sio_session_find(const char *sid, size_t len);        /* sio_lock held */
+int sio_handshake_packet(char *buf, size_t cap, const char *sid, int upgrades); /* "0{sid,upgrades,...}" */
+void sio_session_remove(sio_session_t *s);                           /* sio_lock held; frees it */
+
+/* sio_events.c */
+void sio_send(sio_io_t *io, const char *pkt, size_t len); /* one Engine.IO packet */
+/* Handles one Socket.IO packet; -1 when the connection must close (a malformed packet). */
+int sio_handle(sio_io_t *io, const char *p, size_t n);
+rt_str_t sio_encode_event(rt_msg_t *msg, int slot); /* slot 0: packet text; slot 1: WebSocket frame */
+void sio_gap_packet(sio_io_t *io, rt_str_t from);
+void sio_expiring(sio_io_t *io, int64_t seconds_left);
+void sio_dropped(sio_io_t *io, rt_str_t pattern);
+void sio_state_free(sio_state_t *st, int keep_for_recovery);
+int sio_state_subscribe(rt_sub_t *sub, sio_state_t *st, int presence_flags); /* polling GET / upgrade */
+void sio_recovery_fini(void);
+
+/* sio_ws.c */
+/* refuse: answer the 101, then close (a second upgrade of a session: a browser cannot read a 400). */
+void sio_ws_start(rt_request_t *req, sio_session_t *probing, int echo, int refuse); /* sio_lock held */
+void sio_ws_send(rt_sub_t *sub, const char *text, size_t len);
+void sio_ws_close(rt_sub_t *sub, unsigned code, const char *reason);
+size_t sio_ws_receive(rt_sub_t *sub, const char *bytes, size_t len);
+void sio_ws_release(rt_sub_t *sub, sio_conn_t *c);
+
+#endif
