@@ -30,6 +30,8 @@ typedef struct rt_replay {
     uint64_t head;            /* every matching message with SEQ <= head is in msgs or was before since */
     uint64_t after;           /* msgs are the retained matching messages after this SEQ (0 after a foreign
                                * epoch; head when there is no since) */
+    uint64_t pending_head;    /* no since, answered later (RT_REPLAY_PENDING): the SEQ it starts after, set before
+                               * replay returns (a cursor asked meanwhile) */
 } rt_replay_t;
 
 typedef void (*rt_publish_cb)(void *ctx, int err, rt_str_t id);

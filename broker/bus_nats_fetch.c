@@ -334,7 +334,7 @@ int rt_nats_replay(rt_bus_t *bus, rt_replay_t *r, rt_replay_cb cb, void *ctx)
     pthread_mutex_lock(&nb->lock);
     if (!r->has_since && !r->has_before) { /* "from now" is when it was asked, not when JetStream answers */
         j->from_then = 1;
-        j->then_seq = nb->known_seq;
+        j->then_seq = r->pending_head = nb->known_seq;
         j->then_ns = (int64_t)rt_wall_ms() * 1000000LL;
         memcpy(j->then_epoch, nb->epoch, sizeof(j->then_epoch));
     }

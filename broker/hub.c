@@ -534,6 +534,8 @@ rt_request_t *rt_sub_request(rt_sub_t *sub) { return (rt_request_t *)sub->req; }
 
 rt_str_t rt_sub_cursor(rt_sub_t *sub)
 {
+    if (sub->cursor_held) /* never 0 while the replay is due: a cursor handed out now must not go back */
+        return rt_cstr(sub->cursor);
     size_t n = rt_id_format(sub->cursor, rt_bus->ops->epoch(rt_bus), sub->last_seq);
     return rt_str(sub->cursor, n);
 }

@@ -98,6 +98,7 @@ struct rt_sub {
     uint32_t discarded;      /* upgraded: bytes dropped since the close was queued */
     unsigned streaming : 1, sending : 1, final_queued : 1, final_sent : 1, stopped : 1, ending : 1, closed : 1, responded : 1;
     unsigned upgrading : 1, upgraded : 1, flush_due : 1, expiry_noticed : 1, end_reason : 3, replaying : 1;
+    unsigned cursor_held : 1; /* the first replay is due: cursor[] is where it starts (the since given, or now) */
     unsigned chunked : 1;  /* a handed-over HTTP/1.1 response (SSE, ndjson, held long-poll): writes are chunks of its body */
     unsigned held : 1, keep_alive : 1; /* a held answer (200) handed over: head sent; h2o gets the connection back after it */
     char cursor[RT_ID_MAX + 1];

@@ -73,8 +73,10 @@ static void subscribe_finish(rt_sub_t *sub, pending_sub_t *p, rt_str_t since)
             if (from < s->from_seq && rt_str_eq(s->pattern, p->topics[k]))
                 s->from_seq = from;
     }
-    if (p->first)
+    if (p->first) {
         sub->last_seq = r->truncated ? last : r->head;
+        sub->cursor_held = 0;
+    }
     rt_replay_release(r);
 }
 
@@ -94,6 +96,8 @@ static void on_replayed(void *ctx, rt_replay_t *r, int err)
     sub->replays_due -= p->r.has_since;
     if (err != RT_OK || sub->ending || sub->closed) {
         rt_replay_release(&p->r);
+        if (p->first)
+            sub->cursor_held = 0;
         if (err != RT_OK && !sub->ending && !sub->closed)
             rt_sub_schedule_end(sub, RT_END_SHUTDOWN); /* the bus went away before the replay came: the client resumes */
     } else {
@@ -167,6 +171,13 @@ int rt_sub_subscribe(rt_sub_t *sub, const rt_sub_opts_t *o)
         }
         r->patterns = NULL, r->npatterns = 0; /* the bus copied them */
         p->sub = sub;
+        if (p->first) { /* the cursor stays where the client is until the replay's head is known */
+            if (r->has_since)
+                memcpy(sub->cursor, p->since, p->since_len), sub->cursor[p->since_len] = '\0';
+            else
+                rt_id_format(sub->cursor, rt_bus->ops->epoch(rt_bus), r->pending_head);
+            sub->cursor_held = 1;
+        }
         sub->replays_due += r->has_since; /* from now: nothing to replay, nothing to hold back */
         rt_sub_hold(sub);
         return RT_OK;
