@@ -205,6 +205,13 @@ static const char *cookie_refusal(h2o_req_t *req)
     return why;
 }
 
+rt_str_t rt_auth_token(h2o_req_t *req)
+{
+    int from;
+    rt_str_t token = token_of(req, &from);
+    return token.len && from == FROM_COOKIE && cookie_refusal(req) ? rt_str(NULL, 0) : token;
+}
+
 int rt_auth_verify(h2o_req_t *req, rt_ident_t **id, const char **why)
 {
     int from;

@@ -18,6 +18,8 @@ void rt_auth_reload_apply(void);
  * http.allowed_origins) is ignored: RT_OK, *id NULL and *why saying so. rt_auth_identify also logs. */
 int rt_auth_verify(h2o_req_t *req, rt_ident_t **id, const char **why);
 int rt_auth_identify(h2o_req_t *req, rt_ident_t **id, const char **why);
+/* The token rt_auth_verify would check (an ignored cookie's is not), unchecked; empty when none. */
+rt_str_t rt_auth_token(h2o_req_t *req);
 /* RT_OK, RT_EUNAUTHORIZED (no token, and anonymous access does not cover it) or RT_EFORBIDDEN. */
 int rt_auth_allows(const rt_ident_t *id, rt_str_t pattern, int publish);
 /* Whether anonymous clients may do anything at all / subscribe to anything. */

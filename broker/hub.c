@@ -11,6 +11,7 @@
 #include "auth.h"
 #include "config.h"
 #include "hub.h"
+#include "proxy.h"
 #include <h2o/http1.h>
 #include "http.h"
 #include "ops.h"
@@ -520,7 +521,8 @@ rt_sub_t *rt_sub_open(rt_request_t *rreq, const rt_transport_t *tp, size_t data_
     h2o_linklist_insert(&w->subs, &sub->link);
     w->nsubs++;
     const char *why = NULL;
-    sub->auth_err = rt_auth_identify(req, &sub->ident, &why);
+    if (!rt_proxy_take_verdict(sub)) /* else the connect proxy gave the identity or the refusal */
+        sub->auth_err = rt_auth_identify(req, &sub->ident, &why);
     rt_sub_expiry_add(sub);
     rt_metrics_conn(tp, 1);
     rt_sub_watch(sub);

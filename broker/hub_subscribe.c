@@ -11,6 +11,7 @@
 #include "config.h"
 #include "hub.h"
 #include "ops.h"
+#include "proxy.h"
 
 /* A subscribe whose replay the bus completes later (NATS: fetched from JetStream). */
 typedef struct pending_sub {
@@ -124,6 +125,8 @@ int rt_sub_subscribe(rt_sub_t *sub, const rt_sub_opts_t *o)
         int err = sub->auth_err ? sub->auth_err : rt_auth_allows(sub->ident, o->topics[i], 0);
         if (err != RT_OK)
             return err;
+        if (!rt_proxy_subscribe_approved()) /* proxy.subscribe: only what the backend allowed (subscribe_ask) */
+            return RT_EFORBIDDEN;
     }
     pending_sub_t *p = rt_calloc(1, sizeof(*p));
     rt_replay_t *r = &p->r;

@@ -9,15 +9,19 @@
 #include "auth.h"
 #include "hub.h"
 #include "ops.h"
+#include "proxy.h"
 
 #define SLOTS 1024 /* seconds */
 #define NOTICE_MS 60000
 
 int rt_sub_expires(const rt_sub_t *sub) { return sub->ident != NULL && sub->ident->exp_ms != 0; }
 
+/* A connect-proxy identity that proxy.refresh extends: no notice, the backend is asked at exp instead. */
+static int refreshed(const rt_sub_t *sub) { return sub->ident->proxied && rt_proxy_enabled(RT_PROXY_REFRESH); }
+
 static int64_t due_ms(const rt_sub_t *sub)
 {
-    int notice = !sub->expiry_noticed && sub->tp->expiring != NULL;
+    int notice = !sub->expiry_noticed && sub->tp->expiring != NULL && !refreshed(sub);
     return sub->ident->exp_ms - (notice ? NOTICE_MS : 0);
 }
 
@@ -73,7 +77,10 @@ void rt_hub_expiry_run(rt_worker_t *w, int64_t now)
             continue;
         int64_t left = sub->ident->exp_ms - now;
         if (left <= 0) {
-            rt_sub_schedule_end(sub, RT_END_EXPIRED);
+            if (!refreshed(sub)) /* else back on the wheel with the backend's answer (or at once when refused) */
+                rt_sub_schedule_end(sub, RT_END_EXPIRED);
+            else
+                rt_proxy_refresh(sub);
             continue;
         }
         sub->expiry_noticed = 1;

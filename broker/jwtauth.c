@@ -124,7 +124,7 @@ int rt_jwt_configured(void)
 
 void rt_ident_free(rt_ident_t *id) { free(id); }
 
-static int b64url_decode(const char *in, size_t len, char *out, size_t cap, size_t *outlen)
+int rt_b64url_decode(const char *in, size_t len, char *out, size_t cap, size_t *outlen)
 {
     unsigned v = 0;
     int bits = 0;
@@ -155,7 +155,7 @@ static int header_alg(const char *token)
     char hdr[1024], alg[16];
     size_t n;
     rt_json_field_t f[16];
-    if (dot == NULL || b64url_decode(token, (size_t)(dot - token), hdr, sizeof(hdr), &n) != 0)
+    if (dot == NULL || rt_b64url_decode(token, (size_t)(dot - token), hdr, sizeof(hdr), &n) != 0)
         return JWT_ALG_TERM;
     int nf = rt_json_object(rt_str(hdr, n), f, 16);
     for (int i = 0; i < nf; i++) {
@@ -191,7 +191,7 @@ static size_t patterns(rt_str_t arr, rt_str_t *out, size_t max)
     return k;
 }
 
-static rt_ident_t *ident_new(const char *user, int64_t exp_ms, const char *perms)
+rt_ident_t *rt_ident_new(const char *user, int64_t exp_ms, const char *perms)
 {
     rt_str_t subs[64], pubs[64], info = {NULL, 0};
     size_t nsub = 0, npub = 0;
@@ -328,7 +328,7 @@ int rt_jwt_verify(rt_str_t token, rt_ident_t **out, const char **why)
         }
     }
     char *perms = jwt_get_grants_json(jwt, claim);
-    *out = ident_new(jwt_get_grant(jwt, "sub"), has_exp ? exp_ms : 0, perms);
+    *out = rt_ident_new(jwt_get_grant(jwt, "sub"), has_exp ? exp_ms : 0, perms);
     free(perms);
     result = RT_OK;
 done:

@@ -21,6 +21,7 @@
 #include "jwtauth.h"
 #include "plugin.h"
 #include "presence.h"
+#include "proxy.h"
 #include "server.h"
 #include "tls.h"
 #include "token.h"
@@ -199,7 +200,8 @@ int main(int argc, char **argv)
         (workers && rt_config_override("workers", workers, err, sizeof(err)) != 0) || set_log_level(err, sizeof(err)) != 0 ||
         settle_web_root(config, err, sizeof(err)) != 0 ||
         rt_plugins_load(argv[0], err, sizeof(err)) != 0 || rt_config_check_unknown(err, sizeof(err)) != 0 ||
-        rt_auth_init(err, sizeof(err)) != 0 || rt_tls_init(err, sizeof(err)) != 0 || rt_presence_init(err, sizeof(err)) != 0) {
+        rt_auth_init(err, sizeof(err)) != 0 || rt_tls_init(err, sizeof(err)) != 0 || rt_presence_init(err, sizeof(err)) != 0 ||
+        rt_proxy_init(err, sizeof(err)) != 0) {
         fprintf(stderr, "rtbroker: %s\n", err);
         return 2;
     }

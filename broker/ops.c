@@ -10,6 +10,7 @@
 #include "hub.h"
 #include "http.h"
 #include "presence.h"
+#include "proxy.h"
 #include "ops.h"
 
 #define MAX_TP 16
@@ -191,6 +192,7 @@ static void metrics(h2o_req_t *req)
                   "# TYPE rtbroker_connections_refused_total counter\nrtbroker_connections_refused_total %lu\n",
                   rt_conns_open(), rt_conns_refused_total());
     rt_presence_metrics(&b);
+    rt_proxy_metrics(&b);
     rt_bus->ops->metrics(rt_bus, &b);
     rt_http_respond_buf(req, 200, "text/plain; version=0.0.4", &b);
 }

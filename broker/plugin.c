@@ -17,7 +17,9 @@
 #include "http.h"
 #include "message.h"
 #include "ops.h"
+#include "presence.h"
 #include "plugin.h"
+#include "proxy.h"
 #include "publish.h"
 #include "text.h"
 
@@ -171,7 +173,7 @@ int rt_plugins_list(const char *exe_path, FILE *out)
 
 int rt_plugins_load(const char *exe_path, char *err, size_t errlen)
 {
-    const rt_cfg_value_t *load = rt_cfg("plugins.load");
+    const rt_cfg_value_t *load;
     char dir[PATH_MAX], file[PATH_MAX + 64];
     plugins_dir(exe_path, dir, sizeof(dir));
     int next_slot = 1; /* slot 0 is the core's JSON envelope */
@@ -456,4 +458,6 @@ const rt_services_t rt_services = {
     rt_sub_client_key,
     svc_req_body,
     rt_sub_hold_answer,
+    rt_presence_mac,
+    rt_proxy_subscribe_ask,
 };

@@ -27,6 +27,8 @@ int rt_presence_client_ok(rt_str_t s);
 /* presence_client.c: the key a long-poll client hands back to stay client of user, into out (RT_CLIENT_KEY_MAX + 1
  * bytes); RT_OK with *client (a slice of key) when key is one this cluster gave to user, else RT_EID. */
 int rt_presence_client_init(char *err, size_t errlen);
+/* The plugin service `mac`: HMAC-SHA256(client secret, context NUL data), 16 bytes as hex. */
+void rt_presence_mac(const char *context, rt_str_t data, char out[33]);
 void rt_presence_client_key(rt_str_t client, rt_str_t user, char *out);
 int rt_presence_client_check(rt_str_t key, rt_str_t user, rt_str_t *client);
 

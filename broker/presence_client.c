@@ -70,6 +70,21 @@ static void mac_hex(rt_str_t client, rt_str_t user, char *out)
         snprintf(out + 2 * i, 3, "%02x", md[i]);
 }
 
+void rt_presence_mac(const char *context, rt_str_t data, char out[33])
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned mdlen = 0;
+    size_t cl = strlen(context) + 1;
+    unsigned char *msg = rt_malloc(cl + data.len);
+    memcpy(msg, context, cl);
+    if (data.len)
+        memcpy(msg + cl, data.base, data.len);
+    HMAC(EVP_sha256(), secret, (int)secret_len, msg, cl + data.len, md, &mdlen);
+    free(msg);
+    for (size_t i = 0; i < MAC_BYTES; i++)
+        snprintf(out + 2 * i, 3, "%02x", md[i]);
+}
+
 void rt_presence_client_key(rt_str_t client, rt_str_t user, char *out)
 {
     memcpy(out, client.base, client.len);

@@ -13,6 +13,7 @@
 #include "hub.h"
 #include "http.h"
 #include "ops.h"
+#include "proxy.h"
 #include "publish.h"
 #include "ratelimit.h"
 #include "text.h"
@@ -156,44 +157,11 @@ int rt_publish_check(const rt_ident_t *who, rt_str_t topic, rt_str_t event, int 
     return RT_OK;
 }
 
-void rt_publish_handle(h2o_req_t *req, rt_str_t path)
+/* The publish itself, once every check passed (and the backend allowed it). */
+static void publish_http(h2o_req_t *req, rt_str_t topic, rt_str_t event, rt_str_t ctype, rt_str_t data, rt_str_t key)
 {
-    if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("POST"))) {
-        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, H2O_STRLIT("POST"));
-        rt_http_error_status(req, 405, "method_not_allowed", "publish with POST /pub/{topic}");
-        return;
-    }
-    rt_str_t topic = path.len > 5 ? rt_str(path.base + 5, path.len - 5) : rt_str("", 0);
-    rt_str_t event = rt_req_header(req, "x-event");
-    int has_event = event.base != NULL || rt_req_query(req, "event", 0, &event);
-    rt_str_t key = rt_req_header(req, "idempotency-key");
-    char ipbuf[64], scoped[SCOPED_KEY_MAX];
-    const char *why = NULL;
-    rt_ident_t *who = NULL;
-    int err = rt_auth_identify(req, &who, &why);
-    if (err == RT_OK)
-        err = rt_publish_check(who, topic, event, has_event, key, req->entity.len, &why);
-    if (err == RT_OK && rt_lim.publish_per_subject > 0 &&
-        !rt_rate_allow('s', who ? rt_cstr(who->user) : peer(req, ipbuf), rt_lim.publish_per_subject)) {
-        err = RT_ERATELIMIT;
-        why = "too many publishes per second (limits.publish_per_subject)";
-        rt_metrics_rate_limited("publish");
-    }
-    if (err == RT_OK)
-        key = scope_key(who, req, NULL, key, scoped);
-    rt_ident_free(who);
-    if (err != RT_OK) {
-        char msg[160];
-        if (err == RT_ETOOLARGE) {
-            snprintf(msg, sizeof(msg), "the body is %zu bytes; the limit is %lld (limits.max_message_bytes)", req->entity.len,
-                     (long long)rt_lim.max_message_bytes);
-            why = msg;
-        }
-        rt_http_error(req, err, why);
-        return;
-    }
-    rt_str_t ctype = rt_req_header(req, "content-type");
-    rt_msg_t *msg = rt_msg_new(topic, event, ctype, rt_str(req->entity.base, req->entity.len));
+    int err;
+    rt_msg_t *msg = rt_msg_new(topic, event, ctype, data);
     rt_str_t eph = rt_req_header(req, "x-ephemeral");
     if (eph.len == 0)
         rt_req_query(req, "ephemeral", 0, &eph);
@@ -215,6 +183,81 @@ void rt_publish_handle(h2o_req_t *req, rt_str_t path)
     rt_bus->ops->publish(rt_bus, msg, key, on_published, c);
 }
 
+/* POST /pub waiting for proxy.publish: slices into the request, which lives until it is answered. */
+typedef struct http_pub {
+    rt_str_t topic, event, ctype;
+    char key[SCOPED_KEY_MAX];
+    size_t key_len;
+} http_pub_t;
+
+static void on_http_pub_verdict(rt_sub_t *sub, h2o_req_t *req, int err, const char *why, const rt_str_t *data, void *arg)
+{
+    (void)sub;
+    http_pub_t *hp = arg;
+    rt_str_t payload = data ? *data : rt_str(req->entity.base, req->entity.len);
+    if (err == RT_OK && payload.len > rt_lim.max_message_bytes) {
+        err = RT_ETOOLARGE;
+        why = "the backend's replacement data is larger than limits.max_message_bytes";
+    }
+    if (err != RT_OK)
+        rt_http_error_status(req, rt_err_status(err), rt_strerror(err), why);
+    else
+        publish_http(req, hp->topic, hp->event, hp->ctype, payload, rt_str(hp->key_len ? hp->key : NULL, hp->key_len));
+    free(hp);
+}
+
+void rt_publish_handle(h2o_req_t *req, rt_str_t path)
+{
+    if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("POST"))) {
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, H2O_STRLIT("POST"));
+        rt_http_error_status(req, 405, "method_not_allowed", "publish with POST /pub/{topic}");
+        return;
+    }
+    rt_str_t topic = path.len > 5 ? rt_str(path.base + 5, path.len - 5) : rt_str("", 0);
+    rt_str_t event = rt_req_header(req, "x-event");
+    int has_event = event.base != NULL || rt_req_query(req, "event", 0, &event);
+    rt_str_t key = rt_req_header(req, "idempotency-key");
+    char ipbuf[64], scoped[SCOPED_KEY_MAX];
+    const char *why = NULL;
+    rt_ident_t *who = NULL;
+    int err = rt_auth_identify(req, &who, &why);
+    if (err == RT_OK)
+        err = rt_publish_check(who, topic, event, has_event, key, req->entity.len, &why);
+    if (err == RT_EUNAUTHORIZED && who == NULL && rt_proxy_enabled(RT_PROXY_PUBLISH)) {
+        /* no credentials at all (a session-cookie app): proxy.publish decides; the checks before rights passed */
+        err = req->entity.len > rt_lim.max_message_bytes ? RT_ETOOLARGE : RT_OK;
+    }
+    if (err == RT_OK && rt_lim.publish_per_subject > 0 &&
+        !rt_rate_allow('s', who ? rt_cstr(who->user) : peer(req, ipbuf), rt_lim.publish_per_subject)) {
+        err = RT_ERATELIMIT;
+        why = "too many publishes per second (limits.publish_per_subject)";
+        rt_metrics_rate_limited("publish");
+    }
+    if (err == RT_OK)
+        key = scope_key(who, req, NULL, key, scoped);
+    rt_ident_free(who);
+    if (err != RT_OK) {
+        char msg[160];
+        if (err == RT_ETOOLARGE) {
+            snprintf(msg, sizeof(msg), "the body is %zu bytes; the limit is %lld (limits.max_message_bytes)", req->entity.len,
+                     (long long)rt_lim.max_message_bytes);
+            why = msg;
+        }
+        rt_http_error(req, err, why);
+        return;
+    }
+    rt_str_t ctype = rt_req_header(req, "content-type"), data = rt_str(req->entity.base, req->entity.len);
+    http_pub_t *hp = rt_calloc(1, sizeof(*hp));
+    hp->topic = topic, hp->event = event, hp->ctype = ctype;
+    if (key.len)
+        memcpy(hp->key, key.base, key.len);
+    hp->key_len = key.len;
+    if (rt_proxy_publish(NULL, req, topic, data, ctype, on_http_pub_verdict, hp))
+        return; /* the backend decides first (proxy.publish) */
+    free(hp);
+    publish_http(req, topic, event, ctype, data, key);
+}
+
 typedef struct sub_pub {
     rt_sub_t *sub;
     void (*done)(rt_sub_t *sub, int err, rt_str_t id, void *arg);
@@ -231,6 +274,78 @@ static void on_sub_published(void *arg, int err, rt_str_t id)
         free(p->arg); /* the transport's context for an ack nobody can receive */
     rt_sub_put(p->sub);
     free(p);
+}
+
+/* A connection's publish once every check passed (and the backend allowed it). */
+static int publish_sub_now(rt_sub_t *sub, const rt_pub_t *pub, const char **why,
+                           void (*done)(rt_sub_t *sub, int err, rt_str_t id, void *arg), void *arg)
+{
+    int err;
+    rt_msg_t *msg = rt_msg_new(pub->topic, pub->event, pub->content_type, pub->data);
+    if (pub->ephemeral) {
+        msg->flags |= RT_MSG_EPHEMERAL;
+        rt_metrics_ephemeral();
+        if ((err = rt_bus->ops->publish_ephemeral(rt_bus, msg)) != RT_OK) {
+            *why = "the bus is not available; nothing was sent";
+            return err;
+        }
+        done(sub, RT_OK, rt_str(NULL, 0), arg);
+        return RT_OK;
+    }
+    char scoped[SCOPED_KEY_MAX];
+    rt_str_t key = scope_key(sub->ident, sub->req, sub->sock, pub->idempotency_key, scoped);
+    sub_pub_t *p = rt_malloc(sizeof(*p));
+    p->sub = sub, p->done = done, p->arg = arg;
+    rt_sub_hold(sub);
+    rt_bus->ops->publish(rt_bus, msg, key, on_sub_published, p);
+    return RT_OK;
+}
+
+/* A connection's publish waiting for proxy.publish: copies of its fields, in one allocation. */
+typedef struct conn_pub {
+    rt_pub_t pub;
+    void (*done)(rt_sub_t *sub, int err, rt_str_t id, void *arg);
+    void *arg;
+    char bytes[];
+} conn_pub_t;
+
+static rt_str_t keep(char **p, rt_str_t s)
+{
+    if (s.len)
+        memcpy(*p, s.base, s.len);
+    rt_str_t out = rt_str(*p, s.len);
+    *p += s.len;
+    return out;
+}
+
+static conn_pub_t *conn_pub_copy(const rt_pub_t *pub, void (*done)(rt_sub_t *, int, rt_str_t, void *), void *arg)
+{
+    size_t n = pub->topic.len + pub->event.len + pub->content_type.len + pub->data.len + pub->idempotency_key.len;
+    conn_pub_t *cp = rt_malloc(sizeof(*cp) + n + 1);
+    char *p = cp->bytes;
+    cp->pub.topic = keep(&p, pub->topic);
+    cp->pub.event = keep(&p, pub->event);
+    cp->pub.content_type = keep(&p, pub->content_type);
+    cp->pub.data = keep(&p, pub->data);
+    cp->pub.idempotency_key = keep(&p, pub->idempotency_key);
+    cp->pub.ephemeral = pub->ephemeral;
+    cp->done = done, cp->arg = arg;
+    return cp;
+}
+
+static void on_conn_pub_verdict(rt_sub_t *sub, h2o_req_t *req, int err, const char *why, const rt_str_t *data, void *arg)
+{
+    (void)req;
+    conn_pub_t *cp = arg;
+    if (data)
+        cp->pub.data = *data;
+    if (err == RT_OK && cp->pub.data.len > rt_lim.max_message_bytes)
+        err = RT_ETOOLARGE; /* the backend's replacement */
+    if (err == RT_ECLOSED)
+        free(cp->arg); /* the transport's context for an ack nobody can receive */
+    else if (err != RT_OK || (err = publish_sub_now(sub, &cp->pub, &why, cp->done, cp->arg)) != RT_OK)
+        cp->done(sub, err, rt_str(NULL, 0), cp->arg);
+    free(cp);
 }
 
 int rt_publish_from_sub(rt_sub_t *sub, const rt_pub_t *pub, const char **why,
@@ -250,22 +365,10 @@ int rt_publish_from_sub(rt_sub_t *sub, const rt_pub_t *pub, const char **why,
         *why = "too many publishes per second (limits.publish_per_connection / publish_per_subject)";
         return RT_ERATELIMIT;
     }
-    rt_msg_t *msg = rt_msg_new(pub->topic, pub->event, pub->content_type, pub->data);
-    if (pub->ephemeral) {
-        msg->flags |= RT_MSG_EPHEMERAL;
-        rt_metrics_ephemeral();
-        if ((err = rt_bus->ops->publish_ephemeral(rt_bus, msg)) != RT_OK) {
-            *why = "the bus is not available; nothing was sent";
-            return err;
-        }
-        done(sub, RT_OK, rt_str(NULL, 0), arg);
+    if (rt_proxy_enabled(RT_PROXY_PUBLISH)) { /* the backend decides first: keep the publish until it answers */
+        conn_pub_t *cp = conn_pub_copy(pub, done, arg);
+        rt_proxy_publish(sub, NULL, pub->topic, pub->data, pub->content_type, on_conn_pub_verdict, cp);
         return RT_OK;
     }
-    char scoped[SCOPED_KEY_MAX];
-    rt_str_t key = scope_key(sub->ident, sub->req, sub->sock, pub->idempotency_key, scoped);
-    sub_pub_t *p = rt_malloc(sizeof(*p));
-    p->sub = sub, p->done = done, p->arg = arg;
-    rt_sub_hold(sub);
-    rt_bus->ops->publish(rt_bus, msg, key, on_sub_published, p);
-    return RT_OK;
+    return publish_sub_now(sub, pub, why, done, arg);
 }

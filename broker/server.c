@@ -22,6 +22,7 @@
 #include "hub.h"
 #include "history_api.h"
 #include "http.h"
+#include "proxy.h"
 #include "ops.h"
 #include "plugin.h"
 #include "publish.h"
@@ -66,7 +67,10 @@ static void subscribe_request(h2o_req_t *req, const rt_transport_t *tp)
         rt_http_error(req, RT_ERATELIMIT, "too many new subscriptions from this address (limits.connections_per_ip)");
         return;
     }
-    tp->start((rt_request_t *)req);
+    if (rt_proxy_gates_requests())
+        rt_proxy_request(req, tp); /* the backend decides (connect, subscribe); the request waits for it */
+    else
+        tp->start((rt_request_t *)req);
 }
 
 static int on_req(h2o_handler_t *self, h2o_req_t *req)

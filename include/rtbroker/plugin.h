@@ -252,6 +252,22 @@ typedef struct rt_services {
      * RT_OK when it did; RT_EINVAL when the request stays as it was (HTTP/2, a token that expires before
      * within_ms, another status, ...). Either way answer with sub_respond. */
     int (*sub_hold)(rt_sub_t *sub, uint64_t within_ms, int status, const char *const *headers);
+
+    /* --- cluster MACs (any thread; appended to ABI 1) ---
+     * HMAC-SHA256 over `context`, a NUL and `data`, keyed by presence.client_secret (the same on every node, so
+     * any node checks what another signed; a random key of this process when unset), as 32 hex digits and a NUL
+     * in out. The context keeps one use's MACs from passing for another's. */
+    void (*mac)(const char *context, rt_str_t data, char out[33]);
+
+    /* --- backend hooks (worker thread; appended to ABI 1) ---
+     * Before subscribing a live connection to a topic (e.g. a `sub` op), ask the application backend when
+     * proxy.subscribe is configured. 0: no proxy, subscribe now. 1: `done` follows (maybe before this returns) with
+     * RT_OK — then call subscribe from within `done` — or the refusal (RT_EUNAUTHORIZED, RT_EFORBIDDEN, RT_ERATELIMIT,
+     * RT_EUNAVAILABLE) and the backend's reason. `arg` must be NULL or malloc'd: when the connection ends before the
+     * answer, `done` is not called and the broker frees `arg`. With proxy.subscribe configured, a subscribe made
+     * outside such a `done` (or a request the broker asked about before `start`) is refused with RT_EFORBIDDEN. */
+    int (*subscribe_ask)(rt_sub_t *sub, rt_str_t topic, void (*done)(rt_sub_t *sub, int err, const char *why, void *arg),
+                         void *arg);
 } rt_services_t;
 
 /* The table a plugin exports as `rt_transport_v1`. */

@@ -16,6 +16,7 @@ typedef struct sio_topic {
     char *pattern;
     size_t len;
     int presence;
+    int emitted; /* from emit('subscribe'): carried by the recovery token (auth.topics come back with auth) */
 } sio_topic_t;
 
 /* One Socket.IO socket on the default namespace. */
@@ -26,6 +27,8 @@ typedef struct sio_state {
     size_t token_len;
     sio_topic_t *topics; /* what it subscribed to (polling re-subscribes them on each GET; recovery restores them) */
     size_t ntopics;
+    char *rtok; /* WebSocket: "~MAC~topics\"]", the signed emitted topics ending each offset; NULL when none */
+    size_t rtok_len;
     char cursor[SIO_CURSOR_MAX]; /* polling: where the next GET resumes */
     size_t cursor_len;
     char client[64]; /* polling: the presence client id handed back to the broker */
@@ -104,6 +107,21 @@ void sio_dropped(sio_io_t *io, rt_str_t pattern);
 void sio_state_free(sio_state_t *st, int keep_for_recovery);
 int sio_state_subscribe(rt_sub_t *sub, sio_state_t *st, int presence_flags); /* polling GET / upgrade */
 void sio_recovery_fini(void);
+
+/* sio_recover.c: the recovery token, so that a socket's emitted topics come back on any node of a cluster */
+#define SIO_TOKEN_MAX 4096 /* the longest token: a subscribe that would pass it is refused */
+extern uint64_t sio_recovery_window;
+int sio_topic_find(const sio_state_t *st, const char *t, size_t len); /* its index or -1 */
+void sio_topic_add(sio_state_t *st, const char *t, size_t len, int presence, int emitted);
+void sio_topics_clear(sio_state_t *st);
+size_t sio_token_need(const sio_state_t *st, size_t topic_len); /* the token's length with one more topic */
+void sio_token_update(sio_state_t *st);                         /* after the topics or the pid changed */
+/* Splits offset into the id (*idlen bytes) and its token; adds the token's topics to want. 0: no token, 1: a
+ * valid one, -1: refused (a MAC that does not match pid, a malformed or oversized token). */
+int sio_token_parse(const char *pid, const char *offset, size_t len, size_t *idlen, sio_state_t *want);
+int sio_recover_subscribe(rt_sub_t *sub, const sio_state_t *want, rt_str_t from); /* all of want, from */
+int sio_recover_prune(sio_io_t *io, sio_state_t *want); /* drops (and reports) what the token refuses; how many left */
+void sio_offset_packet(sio_io_t *io, rt_str_t cursor); /* 2["rt.offset","<cursor>~MAC~topics"]: a new offset */
 
 /* sio_ws.c */
 /* refuse: answer the 101, then close (a second upgrade of a session: a browser cannot read a 400). */

@@ -131,38 +131,6 @@ static void merge_cursor(sio_state_t *st, rt_str_t since, rt_str_t now)
         set_cursor(st, since);
 }
 
-static int has_topic(const sio_state_t *st, const char *t, size_t len)
-{
-    for (size_t i = 0; i < st->ntopics; i++)
-        if (st->topics[i].len == len && memcmp(st->topics[i].pattern, t, len) == 0)
-            return (int)i;
-    return -1;
-}
-
-static void add_topic(sio_state_t *st, const char *t, size_t len, int presence)
-{
-    int i = has_topic(st, t, len);
-    if (i >= 0) {
-        st->topics[i].presence |= presence;
-        return;
-    }
-    st->topics = realloc(st->topics, (st->ntopics + 1) * sizeof(*st->topics));
-    if (st->topics == NULL)
-        abort();
-    char *copy = xmalloc(len);
-    memcpy(copy, t, len);
-    st->topics[st->ntopics++] = (sio_topic_t){copy, len, presence};
-}
-
-static void clear_topics(sio_state_t *st)
-{
-    for (size_t i = 0; i < st->ntopics; i++)
-        free(st->topics[i].pattern);
-    free(st->topics);
-    st->topics = NULL;
-    st->ntopics = 0;
-}
-
 /* ---------- recovery: pid -> the topics of a socket that went away, kept recovery_window on this node ---------- */
 
 typedef struct sio_saved {
@@ -176,12 +144,11 @@ typedef struct sio_saved {
 static sio_saved_t *saved;
 static size_t nsaved;
 static pthread_mutex_t saved_lock = PTHREAD_MUTEX_INITIALIZER;
-extern uint64_t sio_recovery_window;
 
 static void saved_free(sio_saved_t *s)
 {
     sio_state_t tmp = {.topics = s->topics, .ntopics = s->ntopics};
-    clear_topics(&tmp);
+    sio_topics_clear(&tmp);
     free(s);
 }
 
@@ -252,7 +219,7 @@ void sio_state_free(sio_state_t *st, int keep_for_recovery)
 {
     if (keep_for_recovery && st->connected)
         saved_put(st);
-    clear_topics(st);
+    sio_topics_clear(st);
     free(st->token);
     st->token = NULL;
     st->connected = 0;
@@ -325,17 +292,27 @@ static void on_connect(sio_io_t *io, const sio_packet_t *pk)
         connect_error(io, "unauthorized", state == 1 ? "send a token: io(url, {auth: {token}})" : "the token is not valid");
         return;
     }
-    /* the topics to (re)subscribe: auth.topics, and those a recovered socket had on this node */
-    char pidbuf[SIO_ID_LEN + 1] = "", since[SIO_CURSOR_MAX] = "";
+    /* the topics to (re)subscribe: auth.topics, and those the socket emitted (its signed offset, or this node's
+     * memory of it) */
+    char pidbuf[SIO_ID_LEN + 1] = "", since[SIO_CURSOR_MAX + SIO_TOKEN_MAX + 1];
     int pl = pid && pid->type == 's' ? svc->json_unescape(pid->value, pidbuf, SIO_ID_LEN) : -1;
     int ol = offset && offset->type == 's' ? svc->json_unescape(offset->value, since, sizeof(since) - 1) : -1;
-    int recovering = pl == SIO_ID_LEN && ol > 0;
+    int recovering = pl == SIO_ID_LEN && ol > 0, refused = offset && offset->type == 's' && ol < 0;
+    sio_state_t want = {0}, signed_topics = {0};
+    size_t idl = ol > 0 ? (size_t)ol : 0;
+    int signed_ok = recovering ? sio_token_parse(pidbuf, since, (size_t)ol, &idl, &signed_topics) : 0;
+    if (signed_ok < 0 || refused || idl >= SIO_CURSOR_MAX) { /* forged, tampered or oversized: a fresh socket */
+        sio_topics_clear(&signed_topics);
+        recovering = 0, signed_ok = 0, refused = 1;
+    }
     sio_saved_t *prev = recovering ? saved_take(pidbuf, (size_t)pl) : NULL;
-    sio_state_t want = {0};
-    if (prev) {
+    if (prev) { /* this node's memory has the presence flags too */
+        sio_topics_clear(&signed_topics);
         want.topics = prev->topics, want.ntopics = prev->ntopics;
         prev->topics = NULL, prev->ntopics = 0;
         saved_free(prev);
+    } else {
+        want = signed_topics;
     }
     int from_auth = 0;
     if (topics && topics->type == 'a') {
@@ -349,30 +326,27 @@ static void on_connect(sio_io_t *io, const sio_packet_t *pk)
                 n = -1;
                 break;
             }
-            add_topic(&want, t, (size_t)tl, 0);
+            sio_topic_add(&want, t, (size_t)tl, 0, 0);
             from_auth = 1;
         }
         if (n < 0) {
-            clear_topics(&want);
+            sio_topics_clear(&want);
             connect_error(io, "invalid_topic", "auth.topics must be an array of at most 64 topic strings");
             return;
         }
     }
-    rt_str_t from = recovering ? (rt_str_t){since, (size_t)ol} : (rt_str_t){NULL, 0};
+    rt_str_t from = recovering ? (rt_str_t){since, idl} : (rt_str_t){NULL, 0};
     c->gap = 0;
     int err = RT_OK;
     st->connected = 1; /* the replay goes out before the CONNECT answer; the client holds it until then */
     if (want.ntopics) {
-        rt_str_t *t = xmalloc(want.ntopics * sizeof(*t));
-        for (size_t i = 0; i < want.ntopics; i++)
-            t[i] = (rt_str_t){want.topics[i].pattern, want.topics[i].len};
-        rt_sub_opts_t o = {t, want.ntopics, from, 0};
-        err = svc->subscribe(io->sub, &o);
-        free(t);
+        err = sio_recover_subscribe(io->sub, &want, from);
+        if (err == RT_EFORBIDDEN && recovering) /* resubscribe what the new token still allows */
+            err = sio_recover_prune(io, &want) > 0 ? sio_recover_subscribe(io->sub, &want, from) : RT_OK;
     }
     if (err != RT_OK) {
         st->connected = 0;
-        clear_topics(&want);
+        sio_topics_clear(&want);
         connect_error(io, svc->strerror(err),
                       err == RT_EFORBIDDEN ? "the token does not allow subscribing to these topics" : "cannot subscribe");
         return;
@@ -380,7 +354,7 @@ static void on_connect(sio_io_t *io, const sio_packet_t *pk)
     st->topics = want.topics, st->ntopics = want.ntopics;
     if (io->polling && want.ntopics) /* without a subscription the subscriber's cursor means nothing */
         merge_cursor(st, from, svc->sub_cursor(io->sub));
-    int recovered = recovering && (prev != NULL || from_auth) && !c->gap;
+    int recovered = recovering && (prev != NULL || signed_ok > 0 || from_auth) && !c->gap;
     sio_random_id(st->sid);
     if (recovered)
         memcpy(st->pid, pidbuf, sizeof(st->pid));
@@ -390,6 +364,12 @@ static void on_connect(sio_io_t *io, const sio_packet_t *pk)
     char buf[96];
     int n = snprintf(buf, sizeof(buf), "0{\"sid\":\"%s\",\"pid\":\"%s\"}", st->sid, st->pid);
     send_sio(io, buf, (size_t)n, NULL, 0, NULL, 0);
+    if (refused)
+        send_sio(io, LIT("2[\"rt.recovery\",{\"error\":\"invalid_offset\",\"message\":\"the offset's token does not "
+                         "match this session; nothing was recovered\"}]"), NULL, 0, NULL, 0);
+    sio_token_update(st); /* the offset the client keeps now: the token with this pid */
+    if (st->rtok)
+        sio_offset_packet(io, io->polling ? (rt_str_t){st->cursor, st->cursor_len} : svc->sub_cursor(io->sub));
 }
 
 /* ---------- events ---------- */
@@ -492,15 +472,19 @@ static void ev_subscribe(sio_io_t *io, const sio_packet_t *pk)
     }
     sio_state_t *st = io->st;
     rt_str_t t = {topic, (size_t)tl}, from = {since, (size_t)sl};
-    if (has_topic(st, topic, (size_t)tl) < 0 && io->polling &&
+    if (sio_topic_find(st, topic, (size_t)tl) < 0 && io->polling &&
         st->ntopics + 1 > (size_t)svc->cfg_int("limits", "max_topics")) {
         ack_error(io, pk->ack_id, "too_many_topics", "over limits.max_topics");
+        return;
+    }
+    if (sio_recovery_window && sio_topic_find(st, topic, (size_t)tl) < 0 && sio_token_need(st, (size_t)tl) > SIO_TOKEN_MAX) {
+        ack_error(io, pk->ack_id, "too_many_topics", "the topics would not fit the recovery offset (4 KiB)");
         return;
     }
     rt_sub_opts_t o = {&t, 1, from, 0};
     sio_conn_t *c = svc->sub_data(io->sub);
     c->gap = 0;
-    int err = has_topic(st, topic, (size_t)tl) >= 0 && !io->polling ? RT_OK : svc->subscribe(io->sub, &o);
+    int err = sio_topic_find(st, topic, (size_t)tl) >= 0 && !io->polling ? RT_OK : svc->subscribe(io->sub, &o);
     if (err == RT_OK && presence) {
         err = svc->presence_join(io->sub, t, (rt_str_t){st->client, st->client_len}, io->polling ? RT_PRESENCE_LINGER : 0);
         rt_str_t client = svc->sub_client(io->sub);
@@ -513,7 +497,7 @@ static void ev_subscribe(sio_io_t *io, const sio_packet_t *pk)
         ack_error(io, pk->ack_id, svc->strerror(err), err == RT_EFORBIDDEN ? "the token does not allow this topic" : "refused");
         return;
     }
-    add_topic(st, topic, (size_t)tl, presence);
+    sio_topic_add(st, topic, (size_t)tl, presence, 1);
     rt_str_t cur = svc->sub_cursor(io->sub);
     if (io->polling)
         merge_cursor(st, from, cur);
@@ -522,13 +506,15 @@ static void ev_subscribe(sio_io_t *io, const sio_packet_t *pk)
     int n = snprintf(buf, sizeof(buf), "{\"ok\":true,\"topic\":%.*s,\"cursor\":\"%.*s\"%s}", (int)el, esc,
                      (int)(cur.len > 64 ? 64 : cur.len), cur.base, c->gap ? ",\"gap\":true" : "");
     ack(io, pk->ack_id, buf, (size_t)n);
+    sio_token_update(st);
+    sio_offset_packet(io, io->polling ? (rt_str_t){st->cursor, st->cursor_len} : cur);
 }
 
 static void ev_unsubscribe(sio_io_t *io, const sio_packet_t *pk)
 {
     char topic[TOPIC_CAP];
     long tl = pk->nargs > 1 ? str_arg(pk->args[1], pk->arg_type[1], topic, sizeof(topic)) : -1;
-    int i = tl > 0 ? has_topic(io->st, topic, (size_t)tl) : -1;
+    int i = tl > 0 ? sio_topic_find(io->st, topic, (size_t)tl) : -1;
     if (i < 0) {
         ack_error(io, pk->ack_id, "invalid", "not subscribed to this topic");
         return;
@@ -539,6 +525,8 @@ static void ev_unsubscribe(sio_io_t *io, const sio_packet_t *pk)
     free(st->topics[i].pattern);
     st->topics[i] = st->topics[--st->ntopics];
     ack(io, pk->ack_id, LIT("{\"ok\":true}"));
+    sio_token_update(st);
+    sio_offset_packet(io, io->polling ? (rt_str_t){st->cursor, st->cursor_len} : svc->sub_cursor(io->sub));
 }
 
 static void ev_presence(sio_io_t *io, const sio_packet_t *pk)
@@ -587,7 +575,7 @@ int sio_handle(sio_io_t *io, const char *p, size_t n)
         sio_state_t *st = io->st;
         for (size_t i = 0; !io->polling && i < st->ntopics; i++)
             svc->unsubscribe(io->sub, (rt_str_t){st->topics[i].pattern, st->topics[i].len});
-        clear_topics(st);
+        sio_topics_clear(st);
         st->connected = 0;
         return 0;
     }
@@ -672,10 +660,11 @@ void sio_expiring(sio_io_t *io, int64_t seconds_left)
 /* A token refresh dropped a subscription: forget it, and tell the client. */
 void sio_dropped(sio_io_t *io, rt_str_t pattern)
 {
-    int i = has_topic(io->st, pattern.base, pattern.len);
+    int i = sio_topic_find(io->st, pattern.base, pattern.len);
     if (i >= 0) {
         free(io->st->topics[i].pattern);
         io->st->topics[i] = io->st->topics[--io->st->ntopics];
+        sio_token_update(io->st);
     }
     char *esc = xmalloc(6 * pattern.len + 2);
     size_t el = sio_json_escape(esc, pattern.base, pattern.len);

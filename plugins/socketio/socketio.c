@@ -451,6 +451,17 @@ static void sio_deliver(rt_sub_t *sub, rt_msg_t *msg)
     if (c->kind == CONN_WS) {
         if (c->close_sent || !c->st.connected)
             return;
+        rt_msg_view_t v;
+        if (c->st.rtok && (svc->msg_view(msg, &v), v.id.len)) { /* its offset ends with its own recovery token */
+            rt_str_t pkt = svc->msg_encoded(msg, &rt_transport_v1, 0, sio_encode_event); /* ...,"<id>"] */
+            unsigned char hdr[10];
+            size_t h = ws_build_header(hdr, WS_TEXT, 1, 0, pkt.len - 2 + c->st.rtok_len);
+            if (svc->write_copy(sub, (const char *)hdr, h) == RT_OK &&
+                svc->write_ref(sub, (rt_str_t){pkt.base, pkt.len - 2}, msg) == RT_OK &&
+                svc->write_copy(sub, c->st.rtok, c->st.rtok_len) == RT_OK)
+                svc->count_delivered(&rt_transport_v1, 1, h + pkt.len - 2 + c->st.rtok_len);
+            return;
+        }
         rt_str_t frame = svc->msg_encoded(msg, &rt_transport_v1, 1, sio_encode_event);
         if (svc->write_ref(sub, frame, msg) == RT_OK)
             svc->count_delivered(&rt_transport_v1, 1, frame.len);

@@ -537,8 +537,12 @@ static void ws_start(rt_request_t *req)
         ws_close(sub, 4001, "unauthorized");
         return;
     }
-    if (err == RT_EFORBIDDEN) {
+    if (err == RT_EFORBIDDEN || state == RT_EFORBIDDEN) {
         ws_close(sub, 4003, "forbidden");
+        return;
+    }
+    if (err == RT_ERATELIMIT || state == RT_ERATELIMIT) { /* e.g. the connect proxy's backend answered 429 */
+        ws_close(sub, 4029, "rate_limited");
         return;
     }
     if (err != RT_OK) {

@@ -67,28 +67,23 @@ static int text(rt_str_t raw, char *buf, size_t cap, rt_str_t *out)
     return 1;
 }
 
-static void do_sub(rt_sub_t *sub, ws_conn_t *c, const op_t *o)
+/* A sub op's values, kept while the backend decides (subscribe_ask). */
+typedef struct sub_req {
+    int presence;
+    size_t topic_len, since_len, ref_len;
+    char topic[300], since[80], ref[MAX_REF + 2];
+} sub_req_t;
+
+static void sub_now(rt_sub_t *sub, const sub_req_t *r)
 {
-    char tbuf[300], sbuf[80];
-    rt_str_t topic, since = {NULL, 0};
-    if (!o->topic.len || !text(o->topic, tbuf, sizeof(tbuf), &topic)) {
-        error(sub, o->ref, "invalid_topic", "sub needs a \\\"topic\\\" string");
-        return;
-    }
-    if (o->since.len && !text(o->since, sbuf, sizeof(sbuf), &since)) {
-        error(sub, o->ref, "invalid_id", "since must be an id string EPOCH:SEQ");
-        return;
-    }
-    if (o->presence && (memchr(topic.base, '*', topic.len) || memchr(topic.base, '>', topic.len))) {
-        error(sub, o->ref, "invalid_topic", "presence needs an exact topic (no wildcards)");
-        return;
-    }
-    rt_sub_opts_t opts = {&topic, 1, since, 0};
+    ws_conn_t *c = svc->sub_data(sub);
+    rt_str_t topic = {r->topic, r->topic_len}, ref = {r->ref, r->ref_len};
+    rt_sub_opts_t opts = {&topic, 1, (rt_str_t){r->since, r->since_len}, 0};
     c->gap_topic = topic;
     int err = svc->subscribe(sub, &opts);
     c->gap_topic = (rt_str_t){NULL, 0};
     if (err != RT_OK) {
-        error(sub, o->ref, svc->strerror(err),
+        error(sub, ref, svc->strerror(err),
               err == RT_ETOPIC      ? "a topic is segments of [A-Za-z0-9_-] joined by '.', with '*' or a last '>'"
               : err == RT_EID       ? "since must be an id EPOCH:SEQ given by this broker"
               : err == RT_ETOOMANY  ? "too many subscriptions on this connection (limits.max_topics)"
@@ -97,9 +92,57 @@ static void do_sub(rt_sub_t *sub, ws_conn_t *c, const op_t *o)
                                         : "the subscription failed");
         return;
     }
-    if (o->presence)
+    if (r->presence)
         svc->presence_join(sub, topic, (rt_str_t){NULL, 0}, 0);
-    reply(sub, "ok", o->ref, NULL);
+    reply(sub, "ok", ref, NULL);
+}
+
+/* The backend's verdict on a sub op (proxy.subscribe). */
+static void on_sub_allowed(rt_sub_t *sub, int err, const char *why, void *arg)
+{
+    sub_req_t *r = arg;
+    if (err == RT_OK) {
+        sub_now(sub, r);
+    } else {
+        char msg[200]; /* a JSON string body: the backend's reason without quotes or control characters */
+        size_t n = 0;
+        for (; why[n] && n < sizeof(msg) - 1; n++)
+            msg[n] = why[n] == '"' || why[n] == '\\' || (unsigned char)why[n] < 0x20 ? '\'' : why[n];
+        msg[n] = '\0';
+        error(sub, (rt_str_t){r->ref, r->ref_len}, svc->strerror(err), msg);
+    }
+    free(r);
+}
+
+static void do_sub(rt_sub_t *sub, const op_t *o)
+{
+    sub_req_t *r = calloc(1, sizeof(*r));
+    if (r == NULL)
+        abort();
+    rt_str_t topic, since = {NULL, 0};
+    memcpy(r->ref, o->ref.base, o->ref.len); /* refs are bounded to MAX_REF before ops run */
+    r->ref_len = o->ref.len;
+    if (!o->topic.len || !text(o->topic, r->topic, sizeof(r->topic), &topic)) {
+        error(sub, o->ref, "invalid_topic", "sub needs a \\\"topic\\\" string");
+        free(r);
+        return;
+    }
+    if (o->since.len && !text(o->since, r->since, sizeof(r->since), &since)) {
+        error(sub, o->ref, "invalid_id", "since must be an id string EPOCH:SEQ");
+        free(r);
+        return;
+    }
+    if (o->presence && (memchr(topic.base, '*', topic.len) || memchr(topic.base, '>', topic.len))) {
+        error(sub, o->ref, "invalid_topic", "presence needs an exact topic (no wildcards)");
+        free(r);
+        return;
+    }
+    r->topic_len = topic.len, r->since_len = since.len, r->presence = o->presence;
+    if (svc->subscribe_ask &&
+        svc->subscribe_ask(sub, topic, on_sub_allowed, r) == 1)
+        return;
+    sub_now(sub, r);
+    free(r);
 }
 
 /* {"op":"presence","topic":T}: {"type":"presence","ref",...the snapshot's fields} */
@@ -159,7 +202,7 @@ static void on_published(rt_sub_t *sub, int err, rt_str_t id, void *arg)
     pub_ref_t *r = arg;
     rt_str_t ref = {r->ref, r->len};
     if (err != RT_OK) {
-        error(sub, ref, svc->strerror(err), "the bus did not accept the message; nothing was published");
+        error(sub, ref, svc->strerror(err), "nothing was published (refused, or the bus did not accept it)");
     } else {
         char extra[96];
         if (id.len)
@@ -254,6 +297,7 @@ void ws_ops_dropped(rt_sub_t *sub, rt_str_t pattern)
 
 void ws_ops_handle(rt_sub_t *sub, ws_conn_t *c, const char *json, size_t len)
 {
+    (void)c; /* sub_now finds it again: a sub op may complete after the backend's answer */
     rt_json_field_t f[MAX_FIELDS];
     int n = svc->json_object((rt_str_t){json, len}, f, MAX_FIELDS);
     rt_str_t noref = {NULL, 0};
@@ -293,7 +337,7 @@ void ws_ops_handle(rt_sub_t *sub, ws_conn_t *c, const char *json, size_t len)
         }
     }
     if (key_is(o.op, "\"sub\""))
-        do_sub(sub, c, &o);
+        do_sub(sub, &o);
     else if (key_is(o.op, "\"unsub\""))
         do_unsub(sub, &o);
     else if (key_is(o.op, "\"pub\""))

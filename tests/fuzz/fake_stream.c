@@ -336,6 +336,13 @@ static rt_str_t f_sub_client_key(rt_sub_t *sub)
     return rt_cstr(st.key);
 }
 
+/* The broker may decline to hold (HTTP/2, an expiring token): the plugin must then answer the usual way. */
+static int f_sub_hold(rt_sub_t *sub, uint64_t within_ms, int status, const char *const *headers)
+{
+    (void)sub, (void)within_ms, (void)status, (void)headers;
+    return RT_EINVAL;
+}
+
 static const rt_services_t services = {
     .abi_version = RT_PLUGIN_ABI_VERSION,
     FAKE_REQ_SERVICES,
@@ -362,6 +369,7 @@ static const rt_services_t services = {
     .presence_snapshot = f_presence_snapshot,
     .sub_client = f_sub_client,
     .sub_client_key = f_sub_client_key,
+    .sub_hold = f_sub_hold,
 };
 
 void fuzz_stream_setup(void)
