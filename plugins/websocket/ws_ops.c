@@ -120,7 +120,8 @@ static void do_sub(rt_sub_t *sub, const op_t *o)
     if (r == NULL)
         abort();
     rt_str_t topic, since = {NULL, 0};
-    memcpy(r->ref, o->ref.base, o->ref.len); /* refs are bounded to MAX_REF before ops run */
+    if (o->ref.len) /* no ref: base may be NULL */
+        memcpy(r->ref, o->ref.base, o->ref.len); /* refs are bounded to MAX_REF before ops run */
     r->ref_len = o->ref.len;
     if (!o->topic.len || !text(o->topic, r->topic, sizeof(r->topic), &topic)) {
         error(sub, o->ref, "invalid_topic", "sub needs a \\\"topic\\\" string");
