@@ -22,7 +22,7 @@ TOOLS_BIN  = $(patsubst tests/tools/%.c,$(BUILD)/tools/%,$(TOOLS_SRC))
 PREFIX  ?= /usr/local
 DESTDIR ?=
 
-.PHONY: all build deps deps-build deps-test run test asan fuzz fuzz-build clean check-config install bench bench-quick soak soak-asan chaos
+.PHONY: all build deps deps-build deps-test run test asan fuzz fuzz-build clean check-config install bench bench-cluster bench-quick soak soak-asan chaos
 
 all: build
 BENCH_BIN  = $(if $(wildcard tests/bench/loadgen.c),$(BUILD)/bench/loadgen $(BUILD)/bench/floor)
@@ -66,6 +66,12 @@ $(BUILD)/bench/floor: tests/bench/floor.c
 # Side by side with nginx + nchan; writes BENCHMARKS.md (bounded: well under 15 minutes).
 bench: deps build
 	RTB_BIN=$(BUILD)/rtbroker tests/bench/run
+
+# Cluster scenarios C4 (a new node on 1,000,000 retained messages: ready time, RSS) and C5 (share of the stream
+# a node receives for 1% of 10,000 topics) on one nats-server; BASELINE_BIN=path/to/older/rtbroker adds its
+# figures beside. Writes BENCHMARKS-cluster.md.
+bench-cluster: deps build
+	RTB_BIN=$(BUILD)/rtbroker /usr/bin/python3 tests/bench/cluster.py
 
 # A look in about 30 s: S1 (WebSocket fanout) and S4 (SSE fanout), one round of 2 s, 1 worker, no profile;
 # the report goes to $(BUILD)/bench-quick.md, not BENCHMARKS.md.

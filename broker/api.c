@@ -235,6 +235,9 @@ typedef struct call {
     char (*topics)[RT_TOPIC_MAX + 1];
     char (*ids)[RT_ID_MAX + 1];
     int *errs;
+    /* GET /api/topics/T: the answer so far, while the bus looks up the retained messages (NATS: JetStream) */
+    rt_buf_t head, tail;
+    rt_replay_t r;
 } call_t;
 
 static void on_req_gone(void *p)
@@ -272,6 +275,8 @@ static void call_put(call_t *c)
     free(c->topics);
     free(c->ids);
     free(c->errs);
+    rt_buf_free(&c->head);
+    rt_buf_free(&c->tail);
     free(c);
 }
 
@@ -492,34 +497,56 @@ static void topics_answer(call_t *c, h2o_req_t *req, rt_api_result_t *res, size_
     free(all); /* the names are the results' */
 }
 
-static void topic_answer(call_t *c, rt_api_result_t *res, size_t n, rt_buf_t *b)
+static void on_topic_replayed(void *ctx, rt_replay_t *r, int err)
 {
-    rt_str_t topic = rt_cstr(c->cmd.topic);
+    call_t *c = ctx;
+    (void)r;
+    h2o_req_t *req = call_take(c);
+    if (req != NULL) {
+        rt_buf_t *b = &c->head;
+        rt_buf_printf(b, ",\"retained\":%zu,\"last_id\":", err == RT_OK ? c->r.count : 0);
+        if (err == RT_OK && c->r.count)
+            rt_json_append_string(b, c->r.msgs[c->r.count - 1]->id);
+        else
+            rt_buf_appendc(b, "null");
+        rt_buf_append(b, c->tail.base, c->tail.len);
+        rt_buf_appendc(b, "}");
+        reply(req, c->method, 200, b);
+    }
+    if (err == RT_OK)
+        rt_replay_release(&c->r);
+    call_put(c);
+}
+
+/* Subscribers and presence now; what is retained once the bus answers. */
+static void topic_answer(call_t *c, rt_api_result_t *res, size_t n, const char *const *missing, size_t nmissing)
+{
     size_t subs = 0;
     for (size_t i = 0; i < n; i++)
         subs += res[i].count;
-    rt_buf_appendc(b, "{\"topic\":");
-    rt_json_append_string(b, topic);
-    rt_buf_printf(b, ",\"subscribers\":%zu,\"presence\":", subs);
-    rt_presence_snapshot(topic, b);
-    rt_replay_t r = {0};
-    r.patterns = &topic;
-    r.npatterns = 1;
-    r.has_since = 1;
-    r.since.epoch = rt_bus->ops->epoch(rt_bus);
-    int err = rt_bus->ops->replay(rt_bus, &r);
-    rt_buf_printf(b, ",\"retained\":%zu,\"last_id\":", err == RT_OK ? r.count : 0);
-    if (err == RT_OK && r.count)
-        rt_json_append_string(b, r.msgs[r.count - 1]->id);
-    else
-        rt_buf_appendc(b, "null");
-    if (err == RT_OK)
-        rt_replay_release(&r);
+    rt_str_t topic = rt_cstr(c->cmd.topic);
+    rt_buf_appendc(&c->head, "{\"topic\":");
+    rt_json_append_string(&c->head, topic);
+    rt_buf_printf(&c->head, ",\"subscribers\":%zu,\"presence\":", subs);
+    rt_presence_snapshot(topic, &c->head);
+    append_missing(&c->tail, n, missing, nmissing);
+    c->r.patterns = &topic;
+    c->r.npatterns = 1;
+    c->r.has_since = 1;
+    c->r.since.epoch = rt_bus->ops->epoch(rt_bus);
+    int err = rt_bus->ops->replay(rt_bus, &c->r, on_topic_replayed, c);
+    c->r.patterns = NULL, c->r.npatterns = 0; /* a bus that answers later copied them */
+    if (err != RT_REPLAY_PENDING)
+        on_topic_replayed(c, &c->r, err);
 }
 
 static void on_cluster_done(void *arg, rt_api_result_t *res, size_t n, const char *const *missing, size_t nmissing)
 {
     call_t *c = arg;
+    if (c->cmd.op == RT_API_TOPIC && c->req != NULL) {
+        topic_answer(c, res, n, missing, nmissing);
+        return;
+    }
     h2o_req_t *req = call_take(c);
     if (req == NULL) {
         call_put(c);
@@ -541,7 +568,7 @@ static void on_cluster_done(void *arg, rt_api_result_t *res, size_t n, const cha
         rt_buf_printf(&b, ",\"dropped\":%zu", res[0].count);
         break;
     case RT_API_TOPICS: topics_answer(c, req, res, n, &b); break;
-    case RT_API_TOPIC: topic_answer(c, res, n, &b); break;
+    case RT_API_TOPIC: break; /* topic_answer */
     case RT_API_INFO:
         rt_buf_appendc(&b, "{\"nodes\":[");
         for (size_t i = 0; i < n; i++) {

@@ -30,9 +30,16 @@ typedef struct rt_replay {
     uint64_t head;            /* every matching message with SEQ <= head is in msgs or was before since */
     uint64_t after;           /* msgs are the retained matching messages after this SEQ (0 after a foreign
                                * epoch; head when there is no since) */
+    uint64_t pending_head;    /* no since, answered later (RT_REPLAY_PENDING): the SEQ it starts after, set before
+                               * replay returns (a cursor asked meanwhile) */
 } rt_replay_t;
 
 typedef void (*rt_publish_cb)(void *ctx, int err, rt_str_t id);
+/* A replay that completes later: on the worker that asked, with r filled (or err). */
+typedef void (*rt_replay_cb)(void *ctx, rt_replay_t *r, int err);
+
+/* replay's answer when cb will be called instead (never a RT_E* code). */
+#define RT_REPLAY_PENDING 1
 
 typedef struct rt_bus_ops {
     const char *name;
@@ -44,8 +51,13 @@ typedef struct rt_bus_ops {
     /* An ephemeral message (RT_MSG_EPHEMERAL, no id): to every node's current subscribers, never stored. Takes
      * the reference. RT_OK or RT_EUNAVAILABLE. */
     int (*publish_ephemeral)(rt_bus_t *bus, rt_msg_t *msg);
-    /* Fills r's results; returns RT_OK or RT_EUNAVAILABLE. */
-    int (*replay)(rt_bus_t *bus, rt_replay_t *r);
+    /* Fills r's results and returns RT_OK or RT_EUNAVAILABLE; or returns RT_REPLAY_PENDING and calls cb(ctx, r, err)
+     * later on the calling worker (r and its patterns must stay valid until then). Messages published after the
+     * answer's head reach the worker's inbox after cb runs (or after replay returns). */
+    int (*replay)(rt_bus_t *bus, rt_replay_t *r, rt_replay_cb cb, void *ctx);
+    /* Worker thread: this node's clients want (+1) or no longer want (-1) a topic or pattern live. Taken before the
+     * replay that starts a subscription, so that its head is exact. */
+    void (*interest)(rt_bus_t *bus, rt_str_t pattern, int delta);
     rt_str_t (*epoch)(rt_bus_t *bus);
     int (*ready)(rt_bus_t *bus);
     void (*tick)(rt_bus_t *bus); /* once a second from one worker: expiry */

@@ -132,9 +132,10 @@ static int mb_publish_ephemeral(rt_bus_t *bus, rt_msg_t *msg)
     return RT_OK;
 }
 
-static int mb_replay(rt_bus_t *bus, rt_replay_t *r)
+static int mb_replay(rt_bus_t *bus, rt_replay_t *r, rt_replay_cb cb, void *ctx)
 {
     membus_t *mb = (membus_t *)bus;
+    (void)cb, (void)ctx;
     rt_history_replay(mb->history, rt_cstr(mb->epoch), 0, r);
     return RT_OK;
 }
@@ -147,6 +148,8 @@ static void mb_tick(rt_bus_t *bus)
     pthread_mutex_unlock(&mb->lock);
     rt_history_tick(mb->history);
 }
+
+static void mb_interest(rt_bus_t *bus, rt_str_t pattern, int delta) { (void)bus, (void)pattern, (void)delta; }
 
 static rt_str_t mb_epoch(rt_bus_t *bus) { return rt_cstr(((membus_t *)bus)->epoch); }
 static int mb_ready(rt_bus_t *bus)
@@ -173,8 +176,9 @@ static void mb_stop(rt_bus_t *bus) { (void)bus; }
 
 static size_t mb_forget(rt_bus_t *bus, rt_str_t topic) { return rt_history_forget(((membus_t *)bus)->history, topic); }
 
-static const rt_bus_ops_t membus_ops = {"memory",   mb_start, mb_stop, mb_publish, mb_publish_ephemeral,
-                                        mb_replay, mb_epoch, mb_ready,   mb_tick,    mb_metrics, mb_forget};
+static const rt_bus_ops_t membus_ops = {"memory",  mb_start,    mb_stop,  mb_publish, mb_publish_ephemeral,
+                                        mb_replay, mb_interest, mb_epoch, mb_ready,   mb_tick,
+                                        mb_metrics, mb_forget};
 
 rt_bus_t *rt_bus_memory_new(void)
 {

@@ -1,30 +1,26 @@
 /*
- * The NATS JetStream bus. Publishes go to the stream `<prefix>.>` (asynchronously; the
- * worker learns the stream sequence from the ack). Every node keeps one consumer on
- * the stream, loaded from the start, and fills the same history the memory
- * bus uses, so replays are served locally and live delivery is a broadcast to the
- * workers. nats.c's threads never touch h2o: completions go to workers as posted tasks.
- * A bus thread does the blocking work: connecting, creating or checking the stream,
- * (re)subscribing after reconnects, and failing publishes whose ack never came.
- * The position (last SEQ stored) only moves over an unbroken run of one consumer's deliveries:
- * a consumer that lost a message (its connection died with it in flight) is dropped and
- * recreated after the last SEQ stored, never trusted to continue.
+ * The NATS JetStream bus: the connection, the stream and publishing. Publishes go to the
+ * stream `<prefix>.>` (asynchronously; the worker learns the stream sequence from the ack).
+ * The stream re-publishes every stored message on core NATS (`<prefix>_live.>`), which
+ * bus_nats_live.c follows only for the topics this node's clients want; history is read
+ * from JetStream on demand (bus_nats_fetch.c). Nothing of the stream is loaded at start.
+ * nats.c's threads never touch h2o: completions go to workers as posted tasks. A bus
+ * thread does the blocking work: connecting, creating or checking the stream, and
+ * failing publishes whose ack never came.
  */
 #include <nats/nats.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "bus.h"
+#include "bus_nats.h"
 #include "config.h"
-#include "history.h"
 #include "hub.h"
-#include "map.h"
 #include "namespace.h"
 #include "nats_decode.h"
 #include "presence_nats.h"
 
-typedef struct pending {
+struct pending {
     rt_worker_t *worker;
     rt_publish_cb cb;
     void *ctx;
@@ -33,49 +29,8 @@ typedef struct pending {
     int err;
     uint64_t seq;
     char epoch[16];
-} pending_t;
-
-typedef struct natsbus natsbus_t;
-
-/* One consumer as its deliveries see it: only the current generation's messages are stored, and only while their
- * consumer sequence has no hole. Freed by nats.c's on-complete callback, once no delivery can reach it. */
-typedef struct consumer {
-    natsbus_t *nb;
-    uint64_t gen, next_dseq;
-} consumer_t;
-
-struct natsbus {
-    rt_bus_t super;
-    pthread_mutex_t lock;
-    pthread_cond_t wake;
-    pthread_t thread;
-    natsOptions *opts;
-    natsConnection *nc;
-    jsCtx *js;
-    natsSubscription *sub, *eph_sub;
-    rt_history_t *history;
-    rt_map_t pending; /* natsMsg pointer bytes -> pending_t */
-    char epoch[16];
-    char prefix[128], stream[128];
-    uint64_t last_seq;   /* last stream SEQ consumed */
-    uint64_t target_seq; /* the stream's last SEQ when we (re)subscribed: ready once consumed */
-    int connected, resubscribe, stream_ok, stopping;
-    unsigned checks;
-    pending_t **held; /* acks whose SEQ went backwards: answered once the epoch is checked */
-    size_t nheld;
-    /* metrics */
-    uint64_t pub_count, pub_latency_us, lag;
-    uint64_t gen;                /* the live consumer's generation; bumped to disown it */
-    pthread_mutex_t deliver;     /* one delivery at a time, so a disowned consumer's message cannot land late */
 };
 
-/* Stops trusting the live consumer (its deliveries are dropped from now on) and asks for a new one. Under nb->lock. */
-static void disown_consumer(natsbus_t *nb)
-{
-    nb->gen++;
-    nb->resubscribe = 1;
-    pthread_cond_signal(&nb->wake);
-}
 
 static rt_str_t key_of(natsMsg **m) { return rt_str((const char *)m, sizeof(*m)); }
 
@@ -85,7 +40,7 @@ static void on_connected(natsConnection *nc, void *closure)
     (void)nc;
     pthread_mutex_lock(&nb->lock);
     nb->connected = 1;
-    nb->resubscribe = 1;
+    nb->stream_ok = 0; /* checked again first: the server may have come back without it */
     pthread_cond_signal(&nb->wake);
     pthread_mutex_unlock(&nb->lock);
     rt_log(RT_LOG_INFO, "nats: connected");
@@ -104,24 +59,9 @@ static void on_disconnected(natsConnection *nc, void *closure)
     /* publishes in flight stay pending: nats.c sends what it had buffered again after reconnecting, and their
      * acks answer them; only nats.publish_timeout turns them into 503 */
     pthread_mutex_unlock(&nb->lock);
+    rt_nats_live_lost(nb); /* re-published messages are at most once: what we miss now is fetched after */
     if (was)
         rt_log(RT_LOG_WARN, "nats: disconnected; publishes get 503 until it is back");
-}
-
-/* nats.c reports missed JetStream heartbeats here: our consumer was lost (e.g. its server in the cluster died
- * while our connection stayed up), so recreate it after the last SEQ we saw. */
-static void on_async_error(natsConnection *nc, natsSubscription *sub, natsStatus err, void *closure)
-{
-    natsbus_t *nb = closure;
-    (void)nc;
-    if (err != NATS_MISSED_HEARTBEAT && err != NATS_SLOW_CONSUMER && err != NATS_MISMATCH)
-        return;
-    pthread_mutex_lock(&nb->lock);
-    if (sub == nb->sub && !nb->resubscribe) {
-        disown_consumer(nb); /* NATS_MISMATCH: a heartbeat says the consumer sent more than we got */
-        rt_log(RT_LOG_WARN, "nats: the stream consumer went quiet (%s); recreating it", natsStatus_GetText(err));
-    }
-    pthread_mutex_unlock(&nb->lock);
 }
 
 static void epoch_of(const char *stream, int64_t created, char out[16])
@@ -145,21 +85,28 @@ static int setup_stream(natsbus_t *nb, uint64_t *last_out, char *err, size_t err
     rt_ns_stream_limits(&max_msgs, &max_age_ms); /* room for the largest namespace (namespace.c, api_cluster.c) */
     int64_t max_age_ns = max_age_ms * 1000000LL,
             dup_ns = rt_cfg_int("publish.dedup_window") * 1000000LL, replicas = rt_cfg_int("nats.replicas");
-    char subject[140];
+    char subject[140], live[150];
     snprintf(subject, sizeof(subject), "%s.>", nb->prefix);
+    snprintf(live, sizeof(live), "%s.>", nb->live);
+    jsRePublish rp; /* every stored message on core NATS too, with its SEQ and its subject's previous SEQ */
+    jsRePublish_Init(&rp);
+    rp.Source = subject;
+    rp.Destination = live;
+    jsStreamConfig cfg;
+    jsStreamConfig_Init(&cfg);
+    const char *subjects[] = {subject};
+    cfg.Name = nb->stream;
+    cfg.Subjects = subjects;
+    cfg.SubjectsLen = 1;
+    cfg.Storage = js_FileStorage;
+    cfg.MaxMsgsPerSubject = max_msgs;
+    cfg.MaxAge = max_age_ns;
+    cfg.Duplicates = dup_ns ? dup_ns : 1000000; /* 0 would mean the server's default (2 min) */
+    cfg.Replicas = replicas;
+    cfg.RePublish = &rp;
+    cfg.AllowDirect = true;
     natsStatus s = js_GetStreamInfo(&si, nb->js, nb->stream, NULL, &jerr);
     if (s == NATS_NOT_FOUND || jerr == JSStreamNotFoundErr) {
-        jsStreamConfig cfg;
-        jsStreamConfig_Init(&cfg);
-        const char *subjects[] = {subject};
-        cfg.Name = nb->stream;
-        cfg.Subjects = subjects;
-        cfg.SubjectsLen = 1;
-        cfg.Storage = js_FileStorage;
-        cfg.MaxMsgsPerSubject = max_msgs;
-        cfg.MaxAge = max_age_ns;
-        cfg.Duplicates = dup_ns ? dup_ns : 1000000; /* 0 would mean the server's default (2 min) */
-        cfg.Replicas = replicas;
         s = js_AddStream(&si, nb->js, &cfg, NULL, &jerr);
         if (s != NATS_OK) {
             snprintf(err, errlen, "nats: cannot create stream %s: %s (JetStream error %d)", nb->stream, natsStatus_GetText(s),
@@ -198,6 +145,16 @@ static int setup_stream(natsbus_t *nb, uint64_t *last_out, char *err, size_t err
             jsStreamInfo_Destroy(si);
             return -1;
         }
+        if (c->RePublish == NULL || c->RePublish->Destination == NULL || strcmp(c->RePublish->Destination, live) != 0 ||
+            c->RePublish->HeadersOnly) { /* nats-server 2.9 cannot add it to an existing stream */
+            snprintf(err, errlen,
+                     "nats: stream %s does not re-publish %s to %s, which live delivery needs, and NATS cannot add that to an "
+                     "existing stream (a stream made by an older broker or by hand?): delete it to let the broker create it, "
+                     "or create it with RePublish %s -> %s and AllowDirect",
+                     nb->stream, subject, live, subject, live);
+            jsStreamInfo_Destroy(si);
+            return -1;
+        }
     }
     char epoch[16];
     epoch_of(nb->stream, si->Created, epoch);
@@ -212,109 +169,64 @@ static int setup_stream(natsbus_t *nb, uint64_t *last_out, char *err, size_t err
             rt_log(RT_LOG_WARN, "nats: stream %s was recreated: new epoch %s (subscribers get a gap notice)",
                    nb->stream, epoch);
         memcpy(nb->epoch, epoch, sizeof(epoch));
-        rt_history_clear(nb->history);
-        nb->last_seq = 0;
-        nb->resubscribe = 1;
+        nb->known_seq = 0;
+        nb->epoch_seq = last;
+        if (had) {
+            rt_nats_live_reset(nb);
+            rt_hub_reset_all(rt_cstr(old)); /* under the lock: the workers reset before the new stream's messages */
+        }
     }
+    if (last > nb->known_seq)
+        nb->known_seq = last; /* what a subscribe "from now" starts after while NATS is away */
     *last_out = last;
     nb->stream_ok = 1;
     pthread_mutex_unlock(&nb->lock);
-    if (changed && had)
-        rt_hub_reset_all(rt_cstr(old)); /* SEQs start again: live subscribers continue after a gap notice */
     return 0;
 }
 
-/* A message from the stream (nats.c's thread): keep it and hand it to every worker. Stored only if its consumer is
- * the live one and none of that consumer's deliveries went missing before it (the position must not pass a hole). */
-static void deliver_msg(natsbus_t *nb, consumer_t *c, natsMsg *m)
+rt_msg_t *rt_nats_msg(natsbus_t *nb, natsMsg *m, uint64_t seq, const char *epoch)
 {
-    jsMsgMetaData *meta = NULL;
-    if (natsMsg_GetMetaData(&meta, m) != NATS_OK) {
-        natsMsg_Destroy(m);
-        return;
-    }
-    uint64_t seq = meta->Sequence.Stream, dseq = meta->Sequence.Consumer;
-    pthread_mutex_lock(&nb->lock);
-    int stale = c->gen != nb->gen;
-    if (!stale && dseq != c->next_dseq) { /* a delivery went missing: what follows must not move the position */
-        rt_log(RT_LOG_WARN, "nats: the stream consumer skipped a delivery (got #%llu, SEQ %llu; expected #%llu); recreating it "
-               "after SEQ %llu", (unsigned long long)dseq, (unsigned long long)seq, (unsigned long long)c->next_dseq,
-               (unsigned long long)nb->last_seq);
-        disown_consumer(nb);
-        stale = 1;
-    }
-    c->next_dseq++;
-    int dup = stale || seq <= nb->last_seq;
-    if (!dup)
-        nb->last_seq = seq;
-    nb->lag = meta->NumPending;
-    char epoch[16];
-    memcpy(epoch, nb->epoch, sizeof(epoch));
-    pthread_mutex_unlock(&nb->lock);
-    jsMsgMetaData_Destroy(meta);
-    rt_msg_t *msg = dup ? NULL : rt_nats_decode(m, nb->prefix, ".");
-    natsMsg_Destroy(m);
+    /* re-published ones come on <prefix>_live.<topic>, fetched ones on the stored <prefix>.<topic> */
+    const char *subject = natsMsg_GetSubject(m);
+    size_t llen = strlen(nb->live);
+    int live = subject && strncmp(subject, nb->live, llen) == 0 && subject[llen] == '.';
+    rt_msg_t *msg = rt_nats_decode(m, nb->prefix, live ? "_live." : ".");
     if (msg == NULL)
-        return;
+        return NULL;
     rt_msg_set_id(msg, rt_cstr(epoch), seq);
-    rt_history_add(nb->history, msg);
-    rt_hub_broadcast(msg);
-    rt_msg_unref(msg);
+    return msg;
 }
 
-static void on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *closure)
+void rt_nats_wait(natsbus_t *nb, pthread_cond_t *cv, long ms)
 {
-    consumer_t *c = closure;
-    (void)nc, (void)sub;
-    pthread_mutex_lock(&c->nb->deliver);
-    deliver_msg(c->nb, c, m);
-    pthread_mutex_unlock(&c->nb->deliver);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += ms / 1000;
+    ts.tv_nsec += (ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L)
+        ts.tv_sec++, ts.tv_nsec -= 1000000000L;
+    pthread_cond_timedwait(cv, &nb->lock, &ts);
 }
 
-static void consumer_free(void *closure) { free(closure); }
-
-static int subscribe_stream(natsbus_t *nb)
+void rt_nats_join(natsbus_t *nb, pthread_cond_t *cv, pthread_t thread)
 {
-    jsSubOptions so;
-    jsSubOptions_Init(&so);
-    so.Stream = nb->stream;
-    /* A plain ephemeral push consumer that we recreate ourselves after reconnects, rather than nats.c's ordered
-     * consumer: the latter resets itself on its own thread, and unsubscribing it while it does races inside nats.c
-     * (a use-after-free found by ASan). Flow control and heartbeats as an ordered consumer has; no acks. */
-    so.Config.AckPolicy = js_AckNone;
-    so.Config.FlowControl = true;
-    so.Config.Heartbeat = 5000000000LL;
-    consumer_t *c = rt_calloc(1, sizeof(*c));
-    c->nb = nb;
-    c->next_dseq = 1;
-    pthread_mutex_lock(&nb->deliver); /* no delivery of the old consumer in progress: the position is final */
     pthread_mutex_lock(&nb->lock);
-    c->gen = ++nb->gen;
-    uint64_t from = nb->last_seq + 1;
+    nb->stopping = 1;
+    pthread_cond_signal(cv);
     pthread_mutex_unlock(&nb->lock);
-    pthread_mutex_unlock(&nb->deliver);
-    so.Config.DeliverPolicy = from > 1 ? js_DeliverByStartSequence : js_DeliverAll;
-    so.Config.OptStartSeq = from > 1 ? from : 0;
-    char subject[140];
-    snprintf(subject, sizeof(subject), "%s.>", nb->prefix);
-    if (nb->sub) {
-        natsSubscription_Unsubscribe(nb->sub);
-        natsSubscription_Destroy(nb->sub);
-        nb->sub = NULL;
-    }
+    pthread_join(thread, NULL);
+}
+
+int rt_nats_stream_state(natsbus_t *nb, uint64_t *first, uint64_t *last)
+{
+    jsStreamInfo *si = NULL;
     jsErrCode jerr = 0;
-    natsStatus s = js_Subscribe(&nb->sub, nb->js, subject, on_msg, c, NULL, &so, &jerr);
-    if (s == NATS_OK)
-        natsSubscription_SetOnCompleteCB(nb->sub, consumer_free, c); /* fails only if already closed: c then stays */
-    if (s != NATS_OK) {
-        free(c); /* no subscription: nothing delivers to it */
-        rt_log(RT_LOG_WARN, "nats: cannot subscribe to %s: %s (JetStream error %d); retrying", subject, natsStatus_GetText(s),
-               (int)jerr);
-        return -1;
-    }
-    natsSubscription_SetPendingLimits(nb->sub, -1, -1); /* never drop: a gap here would be a silent loss */
-    rt_log(RT_LOG_INFO, "nats: consuming %s from SEQ %llu", subject, (unsigned long long)from);
-    return 0;
+    if (js_GetStreamInfo(&si, nb->js, nb->stream, NULL, &jerr) != NATS_OK)
+        return RT_EUNAVAILABLE;
+    *first = si->State.FirstSeq;
+    *last = si->State.LastSeq;
+    jsStreamInfo_Destroy(si);
+    return RT_OK;
 }
 
 static void complete(void *arg)
@@ -352,58 +264,37 @@ static void *bus_thread(void *arg)
     natsbus_t *nb = arg;
     for (;;) {
         pthread_mutex_lock(&nb->lock);
-        if (!nb->stopping && !nb->resubscribe && nb->nheld == 0) {
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            ts.tv_sec += 1;
-            pthread_cond_timedwait(&nb->wake, &nb->lock, &ts);
-        }
-        int stopping = nb->stopping, work = nb->resubscribe && nb->connected;
+        if (!nb->stopping && nb->nheld == 0 && !(nb->connected && !nb->stream_ok))
+            rt_nats_wait(nb, &nb->wake, 1000);
+        int stopping = nb->stopping, check = nb->connected && (!nb->stream_ok || nb->nheld > 0);
         pthread_mutex_unlock(&nb->lock);
         if (stopping)
             return NULL;
         expire_pending(nb);
         pthread_mutex_lock(&nb->lock);
-        int held = nb->nheld > 0;
+        check |= nb->connected && ++nb->checks % 5 == 0;
         pthread_mutex_unlock(&nb->lock);
-        if (held)
-            nb->checks = 4; /* check the stream now */
-        if (!work && stopping == 0 && ++nb->checks % 5 == 0) {
-            pthread_mutex_lock(&nb->lock);
-            int check = nb->connected && !nb->resubscribe;
-            pthread_mutex_unlock(&nb->lock);
-            char err[512];
-            uint64_t last;
-            if (check && setup_stream(nb, &last, err, sizeof(err)) != 0) /* recreates a deleted stream; notices a new epoch */
-                rt_log(RT_LOG_ERROR, "%s", err);
-            pthread_mutex_lock(&nb->lock);
-            work = nb->resubscribe && nb->connected;
-            for (size_t i = 0; i < nb->nheld; i++) { /* their ids take the epoch just checked */
-                memcpy(nb->held[i]->epoch, nb->epoch, sizeof(nb->epoch));
-                rt_hub_post(nb->held[i]->worker, complete, nb->held[i]);
-            }
-            nb->nheld = 0;
-            pthread_mutex_unlock(&nb->lock);
-        }
-        if (!work)
+        if (!check)
             continue;
         char err[512];
         uint64_t last;
-        if (setup_stream(nb, &last, err, sizeof(err)) != 0) {
+        if (setup_stream(nb, &last, err, sizeof(err)) != 0) { /* recreates a deleted stream; notices a new epoch */
             rt_log(RT_LOG_ERROR, "%s", err);
+            struct timespec ts = {0, 200 * 1000000L};
+            nanosleep(&ts, NULL);
             continue;
         }
-        if (subscribe_stream(nb) == 0) {
-            pthread_mutex_lock(&nb->lock);
-            nb->resubscribe = 0;
-            nb->target_seq = last; /* ready once consumed up to here */
-            pthread_mutex_unlock(&nb->lock);
+        pthread_mutex_lock(&nb->lock);
+        for (size_t i = 0; i < nb->nheld; i++) { /* their ids take the epoch just checked */
+            memcpy(nb->held[i]->epoch, nb->epoch, sizeof(nb->epoch));
+            rt_hub_post(nb->held[i]->worker, complete, nb->held[i]);
         }
+        nb->nheld = 0;
+        pthread_mutex_unlock(&nb->lock);
     }
 }
 
 static void on_ack(jsCtx *js, natsMsg *m, jsPubAck *pa, jsPubAckErr *pae, void *closure);
-static void on_ephemeral(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *closure);
 
 static int nb_start(rt_bus_t *bus, char *err, size_t errlen)
 {
@@ -424,8 +315,8 @@ static int nb_start(rt_bus_t *bus, char *err, size_t errlen)
         }
         nb->stream[i] = '\0';
     }
-    rt_history_configure(nb->history, (size_t)rt_cfg_int("history.max_messages"), (uint64_t)rt_cfg_int("history.max_age"),
-                         (size_t)rt_cfg_int("history.max_bytes"), (size_t)rt_cfg_int("history.max_topics"));
+    snprintf(nb->live, sizeof(nb->live), "%s_live", nb->prefix);
+    rt_random_token(nb->node, 8);
 
     natsOptions *o = NULL;
     natsOptions_Create(&o);
@@ -437,7 +328,8 @@ static int nb_start(rt_bus_t *bus, char *err, size_t errlen)
     natsOptions_SetRetryOnFailedConnect(o, true, on_connected, nb);
     natsOptions_SetDisconnectedCB(o, on_disconnected, nb);
     natsOptions_SetReconnectedCB(o, on_connected, nb);
-    natsOptions_SetErrorHandler(o, on_async_error, nb);
+    /* one delivery thread for every subscription: re-published messages of different topics reach us in SEQ order */
+    natsOptions_UseGlobalMessageDelivery(o, true);
     if (rt_cfg_str("nats.token")[0])
         natsOptions_SetToken(o, rt_cfg_str("nats.token"));
     if (rt_cfg_str("nats.user")[0])
@@ -462,9 +354,6 @@ static int nb_start(rt_bus_t *bus, char *err, size_t errlen)
         snprintf(err, errlen, "nats: cannot connect to %s: %s", urls->list[0], natsStatus_GetText(s));
         return -1;
     }
-    char eph[160];
-    snprintf(eph, sizeof(eph), "%s_eph.>", nb->prefix); /* core NATS subscriptions survive reconnects */
-    natsConnection_Subscribe(&nb->eph_sub, nb->nc, eph, on_ephemeral, nb);
     jsOptions jo;
     jsOptions_Init(&jo);
     jo.Wait = 5000;
@@ -478,12 +367,12 @@ static int nb_start(rt_bus_t *bus, char *err, size_t errlen)
         uint64_t last;
         if (setup_stream(nb, &last, err, errlen) != 0)
             return -1;
-        nb->target_seq = last;
-        nb->resubscribe = subscribe_stream(nb) != 0;
     } else {
         rt_log(RT_LOG_WARN, "nats: %s is not reachable yet; /readyz is 503 and publishes get 503 until it is", urls->list[0]);
     }
     pthread_create(&nb->thread, NULL, bus_thread, nb);
+    rt_nats_live_start(nb);
+    rt_nats_fetch_start(nb);
     rt_presence_nats_start(nb->nc, nb->js, nb->stream);
     return 0;
 }
@@ -491,17 +380,12 @@ static int nb_start(rt_bus_t *bus, char *err, size_t errlen)
 static void nb_stop(rt_bus_t *bus)
 {
     natsbus_t *nb = (natsbus_t *)bus;
-    pthread_mutex_lock(&nb->lock);
-    nb->stopping = 1;
-    pthread_cond_signal(&nb->wake);
-    pthread_mutex_unlock(&nb->lock);
-    pthread_join(nb->thread, NULL);
+    rt_nats_join(nb, &nb->wake, nb->thread);
     rt_presence_nats_stop();
-    /* close first: unsubscribing a JetStream consumer is a request that waits out its timeout when NATS is gone;
-     * our consumer is ephemeral and the server drops it by itself */
+    /* close first: a JetStream request in flight (a fetch) would wait out its timeout when NATS is gone */
     natsConnection_Close(nb->nc);
-    natsSubscription_Destroy(nb->sub);
-    natsSubscription_Destroy(nb->eph_sub);
+    rt_nats_fetch_stop(nb);
+    rt_nats_live_stop(nb);
     rt_presence_nats_release();
     jsCtx_Destroy(nb->js);
     natsConnection_Destroy(nb->nc);
@@ -514,7 +398,9 @@ static void on_ack(jsCtx *js, natsMsg *m, jsPubAck *pa, jsPubAckErr *pae, void *
     (void)js;
     pthread_mutex_lock(&nb->lock);
     pending_t *p = rt_map_del(&nb->pending, key_of(&m));
-    int hold = p && pa && pa->Sequence <= nb->last_seq && !pa->Duplicate;
+    int hold = p && pa && pa->Sequence <= nb->known_seq && !pa->Duplicate;
+    if (pa && !hold && pa->Sequence > nb->known_seq)
+        nb->known_seq = pa->Sequence;
     if (p && pa) {
         nb->pub_count++;
         nb->pub_latency_us += rt_ms_since(p->started_ms, rt_now_ms()) * 1000;
@@ -607,6 +493,11 @@ static int nb_publish_ephemeral(rt_bus_t *bus, rt_msg_t *msg)
             snprintf(ct, sizeof(ct), "%.*s", (int)msg->content_type.len, msg->content_type.base);
             natsMsgHeader_Set(m, "Content-Type", ct);
         }
+        char id[48]; /* a node whose patterns overlap gets it once per pattern: the id tells the copies */
+        pthread_mutex_lock(&nb->lock);
+        snprintf(id, sizeof(id), "%s.%llu", nb->node, (unsigned long long)++nb->eph_sent);
+        pthread_mutex_unlock(&nb->lock);
+        natsMsgHeader_Set(m, "Rt-Eph-Id", id);
         err = natsConnection_PublishMsg(nb->nc, m) == NATS_OK ? RT_OK : RT_EUNAVAILABLE;
         natsMsg_Destroy(m);
     }
@@ -614,11 +505,32 @@ static int nb_publish_ephemeral(rt_bus_t *bus, rt_msg_t *msg)
     return err;
 }
 
-/* An ephemeral message from core NATS (any node, this one included). */
-static void on_ephemeral(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *closure)
+/* Whether this ephemeral message was seen already (the same message through another of our patterns). */
+static int eph_seen(natsbus_t *nb, natsMsg *m)
+{
+    const char *id = NULL;
+    if (natsMsgHeader_Get(m, "Rt-Eph-Id", &id) != NATS_OK || id == NULL)
+        return 0;
+    uint64_t h = rt_hash_stable(rt_cstr(id)) | 1;
+    pthread_mutex_lock(&nb->lock);
+    int seen = 0;
+    for (size_t i = 0; i < sizeof(nb->eph_recent) / sizeof(nb->eph_recent[0]) && !seen; i++)
+        seen = nb->eph_recent[i] == h;
+    if (!seen)
+        nb->eph_recent[nb->eph_next++ % (sizeof(nb->eph_recent) / sizeof(nb->eph_recent[0]))] = h;
+    pthread_mutex_unlock(&nb->lock);
+    return seen;
+}
+
+/* An ephemeral message from core NATS (any node, this one included), on a subscription of our interest. */
+void rt_nats_on_ephemeral(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *closure)
 {
     natsbus_t *nb = closure;
     (void)nc, (void)sub;
+    if (eph_seen(nb, m)) {
+        natsMsg_Destroy(m);
+        return;
+    }
     rt_msg_t *msg = rt_nats_decode(m, nb->prefix, "_eph.");
     if (msg) {
         msg->flags |= RT_MSG_EPHEMERAL;
@@ -626,17 +538,6 @@ static void on_ephemeral(natsConnection *nc, natsSubscription *sub, natsMsg *m, 
         rt_msg_unref(msg);
     }
     natsMsg_Destroy(m);
-}
-
-static int nb_replay(rt_bus_t *bus, rt_replay_t *r)
-{
-    natsbus_t *nb = (natsbus_t *)bus;
-    char epoch[16];
-    pthread_mutex_lock(&nb->lock);
-    memcpy(epoch, nb->epoch, sizeof(epoch));
-    pthread_mutex_unlock(&nb->lock);
-    rt_history_replay(nb->history, rt_cstr(epoch), 1, r);
-    return RT_OK;
 }
 
 static __thread char epoch_copy[16];
@@ -653,14 +554,13 @@ static int nb_ready(rt_bus_t *bus)
 {
     natsbus_t *nb = (natsbus_t *)bus;
     pthread_mutex_lock(&nb->lock);
-    int ready = nb->connected && nb->stream_ok && !nb->resubscribe && nb->last_seq >= nb->target_seq;
+    int ready = nb->connected && nb->stream_ok; /* nothing to load: history is read on demand */
     pthread_mutex_unlock(&nb->lock);
     return ready;
 }
 
 static void nb_tick(rt_bus_t *bus)
 {
-    rt_history_tick(((natsbus_t *)bus)->history);
     expire_pending((natsbus_t *)bus); /* here too: the bus thread may be waiting on a JetStream request */
 }
 
@@ -669,36 +569,36 @@ static void nb_metrics(rt_bus_t *bus, rt_buf_t *out)
     natsbus_t *nb = (natsbus_t *)bus;
     pthread_mutex_lock(&nb->lock);
     int up = nb->connected && nb->stream_ok;
-    uint64_t seq = nb->last_seq, lag = nb->lag, count = nb->pub_count, lat = nb->pub_latency_us;
+    uint64_t seq = nb->live_seq, count = nb->pub_count, lat = nb->pub_latency_us;
     size_t inflight = nb->pending.count;
     pthread_mutex_unlock(&nb->lock);
     rt_buf_printf(out,
                   "# HELP rtbroker_bus_up Whether the bus is connected.\n# TYPE rtbroker_bus_up gauge\nrtbroker_bus_up{bus=\"nats\"} %d\n"
-                  "# HELP rtbroker_bus_seq The last stream SEQ consumed.\n# TYPE rtbroker_bus_seq gauge\nrtbroker_bus_seq %llu\n"
-                  "# HELP rtbroker_nats_consumer_lag Messages in the stream not yet consumed by this node.\n"
-                  "# TYPE rtbroker_nats_consumer_lag gauge\nrtbroker_nats_consumer_lag %llu\n"
+                  "# HELP rtbroker_bus_seq The highest stream SEQ handed to this node's subscribers.\n# TYPE rtbroker_bus_seq gauge\n"
+                  "rtbroker_bus_seq %llu\n"
                   "# HELP rtbroker_nats_publish_latency_seconds Time from publish to JetStream ack.\n"
                   "# TYPE rtbroker_nats_publish_latency_seconds summary\n"
                   "rtbroker_nats_publish_latency_seconds_sum %.6f\nrtbroker_nats_publish_latency_seconds_count %llu\n"
                   "# HELP rtbroker_nats_publishes_in_flight Publishes waiting for a JetStream ack.\n"
                   "# TYPE rtbroker_nats_publishes_in_flight gauge\nrtbroker_nats_publishes_in_flight %zu\n",
-                  up, (unsigned long long)seq, (unsigned long long)lag, (double)lat / 1e6, (unsigned long long)count, inflight);
-    rt_history_metrics(nb->history, out);
+                  up, (unsigned long long)seq, (double)lat / 1e6, (unsigned long long)count, inflight);
+    rt_nats_live_metrics(nb, out);
+    rt_nats_fetch_metrics(nb, out);
 }
 
-/* DELETE /api/history: this node's cache (api_cluster.c purges the stream) */
-static size_t nb_forget(rt_bus_t *bus, rt_str_t topic) { return rt_history_forget(((natsbus_t *)bus)->history, topic); }
-
-static const rt_bus_ops_t natsbus_ops = {"nats",    nb_start, nb_stop,  nb_publish, nb_publish_ephemeral,
-                                         nb_replay, nb_epoch, nb_ready, nb_tick,    nb_metrics, nb_forget};
+/* DELETE /api/history: a node keeps no history of its own (api_cluster.c purges the stream) */
+static const rt_bus_ops_t natsbus_ops = {"nats",         nb_start,         nb_stop,  nb_publish, nb_publish_ephemeral,
+                                         rt_nats_replay, rt_nats_interest, nb_epoch, nb_ready,   nb_tick,
+                                         nb_metrics,     NULL};
 
 rt_bus_t *rt_bus_nats_new(void)
 {
     natsbus_t *nb = rt_calloc(1, sizeof(*nb));
     nb->super.ops = &natsbus_ops;
-    nb->history = rt_history_new();
     pthread_mutex_init(&nb->lock, NULL);
-    pthread_mutex_init(&nb->deliver, NULL);
+    pthread_mutex_init(&nb->interest_lock, NULL);
     pthread_cond_init(&nb->wake, NULL);
+    pthread_cond_init(&nb->live_wake, NULL);
+    pthread_cond_init(&nb->fetch_wake, NULL);
     return &nb->super;
 }

@@ -1,6 +1,5 @@
 /* Retained messages per topic (history.max_messages, history.max_age) and replay with gap detection.
- * Thread-safe (one lock). Used by both buses: the memory bus fills it on publish, the NATS bus from its
- * JetStream consumer. */
+ * Thread-safe (one lock). The memory bus fills it on publish (the NATS bus reads JetStream on demand instead). */
 #ifndef RT_HISTORY_H
 #define RT_HISTORY_H
 

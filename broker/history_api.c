@@ -15,6 +15,74 @@
 #include "http.h"
 #include "presence.h"
 
+/* A request whose answer waits for the bus (NATS: fetched from JetStream). */
+typedef struct history_req {
+    h2o_req_t *req;            /* NULL once the client went away */
+    struct history_req **anchor; /* in the request's pool */
+    rt_replay_t r;
+    int foreign;
+    char since[RT_ID_MAX + 1]; /* r.since points here: the request may go before the bus reads it */
+} history_req_t;
+
+static void on_req_dispose(void *p)
+{
+    history_req_t *h = *(history_req_t **)p;
+    if (h)
+        h->req = NULL, h->anchor = NULL;
+}
+
+static void on_replayed(void *ctx, rt_replay_t *rp, int err)
+{
+    history_req_t *h = ctx;
+    rt_replay_t *r = &h->r;
+    h2o_req_t *req = h->req;
+    (void)rp;
+    if (h->anchor)
+        *h->anchor = NULL;
+    if (req == NULL) {
+        rt_replay_release(r);
+        free(h);
+        return;
+    }
+    if (err != RT_OK) {
+        rt_replay_release(r);
+        free(h);
+        rt_http_error(req, err, "the bus is not available");
+        return;
+    }
+    rt_str_t epoch = rt_bus->ops->epoch(rt_bus);
+    /* the answer is msgs[lo, hi): at most limits.max_queue_bytes of envelopes (at least one), the oldest when paging
+     * forward, the newest otherwise; the cursor continues from there */
+    size_t lo = 0, hi = r->count, bytes = 0;
+    for (size_t k = 0; k < r->count; k++) {
+        size_t i = r->has_since ? k : r->count - 1 - k, len = rt_msg_envelope(r->msgs[i]).len;
+        if (k > 0 && bytes + len > rt_lim.max_queue_bytes) {
+            *(r->has_since ? &hi : &lo) = r->has_since ? i : i + 1;
+            break;
+        }
+        bytes += len;
+    }
+    char cursor[RT_ID_MAX + 1];
+    if (r->has_since)
+        rt_id_format(cursor, epoch, hi ? r->msgs[hi - 1]->seq : r->head);
+    else if (hi > lo)
+        rt_id_format(cursor, epoch, r->msgs[lo]->seq);
+    else
+        rt_id_format(cursor, epoch, r->before == UINT64_MAX ? r->head + 1 : r->before);
+    rt_buf_t b = {0};
+    rt_buf_printf(&b, "{\"cursor\":\"%s\",\"gap\":%s,\"messages\":[", cursor,
+                  (r->gap && lo == 0) || h->foreign ? "true" : "false"); /* lo > 0: older ones are still retained */
+    for (size_t i = lo; i < hi; i++) {
+        if (i > lo)
+            rt_buf_appendc(&b, ",");
+        rt_buf_appends(&b, rt_msg_envelope(r->msgs[i]));
+    }
+    rt_buf_appendc(&b, "]}\n");
+    rt_replay_release(r);
+    free(h);
+    rt_http_respond_buf(req, 200, "application/json", &b);
+}
+
 void rt_history_handle(h2o_req_t *req)
 {
     if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET"))) {
@@ -86,39 +154,23 @@ void rt_history_handle(h2o_req_t *req)
                 foreign = 1; /* another history: the newest of this one, flagged */
         }
     }
-    if ((err = rt_bus->ops->replay(rt_bus, &r)) != RT_OK) {
-        rt_http_error(req, err, "the bus is not available");
+    history_req_t *h = rt_calloc(1, sizeof(*h));
+    h->r = r;
+    h->foreign = foreign;
+    h->req = req;
+    if (r.has_since) {
+        size_t n = since.len < sizeof(h->since) ? since.len : sizeof(h->since) - 1;
+        memcpy(h->since, since.base, n);
+        rt_id_parse(rt_str(h->since, n), &h->r.since);
+    }
+    err = rt_bus->ops->replay(rt_bus, &h->r, on_replayed, h);
+    if (err == RT_REPLAY_PENDING) { /* answered from on_replayed, unless the client goes first */
+        h->anchor = h2o_mem_alloc_shared(&req->pool, sizeof(*h->anchor), on_req_dispose);
+        *h->anchor = h;
         return;
     }
-    /* the answer is msgs[lo, hi): at most limits.max_queue_bytes of envelopes (at least one), the oldest when paging
-     * forward, the newest otherwise; the cursor continues from there */
-    size_t lo = 0, hi = r.count, bytes = 0;
-    for (size_t k = 0; k < r.count; k++) {
-        size_t i = r.has_since ? k : r.count - 1 - k, len = rt_msg_envelope(r.msgs[i]).len;
-        if (k > 0 && bytes + len > rt_lim.max_queue_bytes) {
-            *(r.has_since ? &hi : &lo) = r.has_since ? i : i + 1;
-            break;
-        }
-        bytes += len;
-    }
-    char cursor[RT_ID_MAX + 1];
-    if (r.has_since)
-        rt_id_format(cursor, epoch, hi ? r.msgs[hi - 1]->seq : r.head);
-    else if (hi > lo)
-        rt_id_format(cursor, epoch, r.msgs[lo]->seq);
-    else
-        rt_id_format(cursor, epoch, r.before == UINT64_MAX ? r.head + 1 : r.before);
-    rt_buf_t b = {0};
-    rt_buf_printf(&b, "{\"cursor\":\"%s\",\"gap\":%s,\"messages\":[", cursor,
-                  (r.gap && lo == 0) || foreign ? "true" : "false"); /* lo > 0: older ones are still retained */
-    for (size_t i = lo; i < hi; i++) {
-        if (i > lo)
-            rt_buf_appendc(&b, ",");
-        rt_buf_appends(&b, rt_msg_envelope(r.msgs[i]));
-    }
-    rt_buf_appendc(&b, "]}\n");
-    rt_replay_release(&r);
-    rt_http_respond_buf(req, 200, "application/json", &b);
+    h->r.patterns = NULL, h->r.npatterns = 0;
+    on_replayed(h, &h->r, err);
 }
 
 /* GET /presence/{topic}: who is there now (one exact topic), with subscribe permission. */

@@ -112,6 +112,7 @@ static void unsubscribe_all(rt_sub_t *sub)
 {
     for (size_t i = 0; i < sub->nsubs; i++) {
         rt_sub_presence_left(sub, sub->subs[i]);
+        rt_bus->ops->interest(rt_bus, sub->subs[i]->pattern, -1);
         rt_index_remove(&sub->w->index, sub->subs[i]);
     }
     free(sub->subs);
@@ -250,12 +251,36 @@ static void destroy(rt_sub_t *sub)
     rt_api_sub_gone(sub);
     outq_free(&sub->pending);
     outq_free(&sub->inflight);
+    outq_free(&sub->deferred);
     rt_metrics_conn(sub->tp, -1);
     if (sub->holds == 0)
         free(sub);
 }
 
 void rt_sub_hold(rt_sub_t *sub) { sub->holds++; }
+
+static void flush_soon(rt_sub_t *sub);
+
+static void undefer(rt_sub_t *sub)
+{
+    for (size_t i = 0; i < sub->deferred.len; i++)
+        outq_push(&sub->pending, sub->deferred.v[i]);
+    sub->deferred.len = 0, sub->deferred.bytes = 0;
+}
+
+void rt_sub_undefer(rt_sub_t *sub)
+{
+    if (sub->replays_due || sub->closed)
+        return;
+    for (int slot = 0; slot < 2; slot++)
+        if (sub->timer_after_replay & (1u << slot) && sub->timer_cb[slot] != NULL)
+            h2o_timeout_link(sub->w->ctx.loop, &sub->w->ctx.zero_timeout, &sub->timers[slot]);
+    sub->timer_after_replay = 0;
+    if (sub->deferred.len == 0)
+        return;
+    undefer(sub);
+    flush_soon(sub);
+}
 
 void rt_sub_put(rt_sub_t *sub)
 {
@@ -442,6 +467,7 @@ int rt_sub_unsubscribe(rt_sub_t *sub, rt_str_t pattern)
     for (size_t i = 0; i < sub->nsubs; i++) {
         if (rt_str_eq(sub->subs[i]->pattern, pattern)) {
             rt_sub_presence_left(sub, sub->subs[i]);
+            rt_bus->ops->interest(rt_bus, sub->subs[i]->pattern, -1);
             rt_index_remove(&sub->w->index, sub->subs[i]);
             sub->subs[i] = sub->subs[--sub->nsubs];
             return RT_OK;
@@ -519,85 +545,10 @@ rt_sub_t *rt_sub_open(rt_request_t *rreq, const rt_transport_t *tp, size_t data_
 void *rt_sub_data(rt_sub_t *sub) { return sub->data; }
 rt_request_t *rt_sub_request(rt_sub_t *sub) { return (rt_request_t *)sub->req; }
 
-/* Whether one of the subscriber's subscriptions (the first n) delivered this message or will deliver it live: it
- * matches, and it started before the message. One that started after it never sent it, whatever it matches. */
-static int covered_by(rt_sub_t *sub, size_t n, const rt_msg_t *m)
-{
-    for (size_t i = 0; i < n; i++)
-        if (sub->subs[i]->from_seq < m->seq && rt_topic_match(sub->subs[i]->pattern, m->topic))
-            return 1;
-    return 0;
-}
-
-int rt_sub_subscribe(rt_sub_t *sub, const rt_sub_opts_t *o)
-{
-    if (sub->ending || sub->closed || sub->stopped)
-        return RT_ECLOSED;
-    if (o->ntopics == 0)
-        return RT_ETOPIC;
-    if (o->ntopics > rt_lim.max_topics || sub->nsubs + o->ntopics > rt_lim.max_topics)
-        return RT_ETOOMANY;
-    for (size_t i = 0; i < o->ntopics; i++) {
-        if (rt_topic_check(o->topics[i], 1, NULL) != RT_OK)
-            return RT_ETOPIC;
-        int err = sub->granting ? RT_OK /* the server API */ : sub->auth_err ? sub->auth_err : rt_auth_allows(sub->ident, o->topics[i], 0);
-        if (err != RT_OK)
-            return err;
-        if (!rt_proxy_subscribe_approved()) /* proxy.subscribe: only what the backend allowed (subscribe_ask) */
-            return RT_EFORBIDDEN;
-    }
-    rt_replay_t r = {0};
-    r.patterns = o->topics;
-    r.npatterns = o->ntopics;
-    r.max = o->max_replay;
-    if (o->since.len) {
-        if (rt_id_parse(o->since, &r.since) != RT_OK)
-            return RT_EID;
-        r.has_since = 1;
-    }
-    int err = rt_bus->ops->replay(rt_bus, &r);
-    if (err != RT_OK)
-        return err;
-
-    size_t old = sub->nsubs;
-    /* a truncated replay left out messages before head: what it covers is not one range, so claim nothing */
-    uint64_t from = r.truncated ? UINT64_MAX : r.after;
-    sub->subs = rt_realloc(sub->subs, (old + o->ntopics) * sizeof(*sub->subs));
-    for (size_t i = 0; i < o->ntopics; i++) {
-        int dup = 0;
-        for (size_t k = 0; k < sub->nsubs; k++)
-            dup |= rt_str_eq(sub->subs[k]->pattern, o->topics[i]);
-        if (dup)
-            continue;
-        rt_subscription_t *s = rt_index_add(&sub->w->index, o->topics[i], sub);
-        s->last_seq = r.head;
-        s->from_seq = from;
-        sub->subs[sub->nsubs++] = s;
-    }
-    if (r.has_since)
-        rt_metrics_replay(r.gap);
-    if (r.gap)
-        sub->tp->gap(sub, o->since);
-    uint64_t last = 0;
-    for (size_t i = 0; i < r.count && !rt_sub_winding_down(sub); i++) { /* a slow end stops the replay */
-        rt_msg_t *m = r.msgs[i];
-        if (covered_by(sub, old, m))
-            continue; /* an earlier subscription of this connection delivers it */
-        last = m->seq;
-        sub->tp->deliver(sub, m);
-    }
-    for (size_t k = 0; k < old; k++) /* a pattern subscribed again from an earlier point: the replay filled the range */
-        for (size_t i = 0; i < o->ntopics; i++)
-            if (from < sub->subs[k]->from_seq && rt_str_eq(sub->subs[k]->pattern, o->topics[i]))
-                sub->subs[k]->from_seq = from;
-    if (old == 0)
-        sub->last_seq = r.truncated ? last : r.head;
-    rt_replay_release(&r);
-    return RT_OK;
-}
-
 rt_str_t rt_sub_cursor(rt_sub_t *sub)
 {
+    if (sub->cursor_held) /* never 0 while the replay is due: a cursor handed out now must not go back */
+        return rt_cstr(sub->cursor);
     size_t n = rt_id_format(sub->cursor, rt_bus->ops->epoch(rt_bus), sub->last_seq);
     return rt_str(sub->cursor, n);
 }
@@ -680,6 +631,10 @@ int rt_sub_write_ref(rt_sub_t *sub, rt_str_t bytes, rt_msg_t *msg)
     if (err != RT_OK)
         return err;
     rt_outq_entry_t e = {h2o_iovec_init(bytes.base, bytes.len), msg ? rt_msg_ref(msg) : NULL, NULL};
+    if (sub->replays_due && !sub->replaying) {
+        outq_push(&sub->deferred, e);
+        return RT_OK;
+    }
     enqueue(sub, e);
     return RT_OK;
 }
@@ -692,6 +647,10 @@ int rt_sub_write_copy(rt_sub_t *sub, const char *bytes, size_t len)
     char *copy = rt_malloc(len);
     memcpy(copy, bytes, len);
     rt_outq_entry_t e = {h2o_iovec_init(copy, len), NULL, copy};
+    if (sub->replays_due && !sub->replaying) {
+        outq_push(&sub->deferred, e);
+        return RT_OK;
+    }
     enqueue(sub, e);
     return RT_OK;
 }
@@ -700,6 +659,7 @@ void rt_sub_close(rt_sub_t *sub)
 {
     if (sub->closed || sub->final_queued || sub->responded)
         return;
+    undefer(sub);
     unsubscribe_all(sub);
     for (int i = 0; i < 2; i++)
         if (h2o_timeout_is_linked(&sub->timers[i]))
@@ -765,8 +725,13 @@ void rt_sub_timer(rt_sub_t *sub, int slot, uint64_t ms, void (*cb)(rt_sub_t *sub
     if (h2o_timeout_is_linked(&sub->timers[slot]))
         h2o_timeout_unlink(&sub->timers[slot]);
     sub->timer_cb[slot] = cb;
+    sub->timer_after_replay &= ~(1u << slot);
     if (cb == NULL)
         return;
+    if (ms == 0 && sub->replays_due) { /* "now" means once what the subscriber asked to replay is there */
+        sub->timer_after_replay |= 1u << slot;
+        return;
+    }
     h2o_timeout_t *t = ms == 0 ? &sub->w->ctx.zero_timeout : rt_worker_timeout(sub->w, ms);
     h2o_timeout_link(sub->w->ctx.loop, t, &sub->timers[slot]);
 }

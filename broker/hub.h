@@ -84,6 +84,8 @@ struct rt_sub {
     uint64_t last_seq;     /* highest SEQ delivered or known not to match */
     const rt_msg_t *last_ephemeral; /* compared only, never dereferenced */
     rt_outq_t pending, inflight;
+    rt_outq_t deferred;    /* written while a subscribe waits for its replay: goes out after it */
+    unsigned replays_due;  /* subscribes whose replay the bus completes later */
     h2o_timeout_entry_t timers[2], end_timer, close_timer;
     void (*timer_cb[2])(rt_sub_t *sub);
     rt_ident_t *ident;     /* the verified token's grants, or NULL (anonymous) */
@@ -99,7 +101,9 @@ struct rt_sub {
     };
     uint32_t discarded;      /* upgraded: bytes dropped since the close was queued */
     unsigned streaming : 1, sending : 1, final_queued : 1, final_sent : 1, stopped : 1, ending : 1, closed : 1, responded : 1;
-    unsigned upgrading : 1, upgraded : 1, flush_due : 1, expiry_noticed : 1, end_reason : 3;
+    unsigned upgrading : 1, upgraded : 1, flush_due : 1, expiry_noticed : 1, end_reason : 3, replaying : 1;
+    unsigned cursor_held : 1; /* the first replay is due: cursor[] is where it starts (the since given, or now) */
+    unsigned timer_after_replay : 2; /* zero-delay timers (per slot) asked for while a replay was due: run after it */
     unsigned chunked : 1;  /* a handed-over HTTP/1.1 response (SSE, ndjson, held long-poll): writes are chunks of its body */
     unsigned held : 1, keep_alive : 1; /* a held answer (200) handed over: head sent; h2o gets the connection back after it */
     unsigned server_topics : 1, granting : 1, reconnect : 1; /* server API: takes its subscriptions; one is being added */
@@ -176,6 +180,9 @@ int rt_sub_expires(const rt_sub_t *sub);
 void rt_sub_expiry_add(rt_sub_t *sub);
 void rt_sub_expiry_remove(rt_sub_t *sub);
 void rt_hub_expiry_run(rt_worker_t *w, int64_t now);
+/* hub.c: what the transport wrote while replays were due goes out behind them, once none is left (rt.v1's "ok"
+ * after the replayed messages) */
+void rt_sub_undefer(rt_sub_t *sub);
 /* Ends the subscriber from the next loop turn (the transport's `end`), never from inside a delivery. */
 void rt_sub_schedule_end(rt_sub_t *sub, rt_end_reason_t why);
 /* A timeout list of this worker for a duration (created on first use). */

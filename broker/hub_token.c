@@ -120,6 +120,7 @@ int rt_sub_authenticate(rt_sub_t *sub, rt_str_t token, const char **why)
         memcpy(pattern, s->pattern.base, s->pattern.len);
         rt_str_t p = rt_str(pattern, s->pattern.len);
         rt_sub_presence_left(sub, s);
+        rt_bus->ops->interest(rt_bus, s->pattern, -1);
         rt_index_remove(&sub->w->index, s);
         sub->subs[i] = sub->subs[--sub->nsubs];
         if (sub->tp->dropped)

@@ -182,7 +182,8 @@ typedef struct rt_services {
     void (*sub_close)(rt_sub_t *sub);                                   /* end the stream once queued bytes are out */
     /* Answer a held (not streaming) subscriber once with a body (copied), then close it. */
     void (*sub_respond)(rt_sub_t *sub, int status, const char *content_type, const rt_str_t *parts, size_t nparts);
-    /* One-shot timer per slot (0 or 1); re-arm from the callback to repeat; ms 0 = next loop turn; cb NULL cancels. */
+    /* One-shot timer per slot (0 or 1); re-arm from the callback to repeat; ms 0 = next loop turn (or, while a
+     * replay the bus completes later is due, right after it); cb NULL cancels. */
     void (*sub_timer)(rt_sub_t *sub, int slot, uint64_t ms, void (*cb)(rt_sub_t *sub));
     /* Take over the connection (HTTP/1.1 only): answer 101 with these headers (NULL-terminated pairs); from then on
      * the transport's `receive` gets the client's raw bytes and write_ref/write_copy send raw bytes; sub_close closes

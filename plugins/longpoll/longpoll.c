@@ -157,8 +157,12 @@ static void lp_start(rt_request_t *req)
         memcpy(s->start, start.base, start.len);
         s->start_len = start.len;
     }
-    if (s->count > 0 || s->gap || timeout_ms == 0) {
+    if (s->count > 0 || s->gap) {
         answer(sub);
+        return;
+    }
+    if (timeout_ms == 0) { /* at the end of this loop turn, or once a replay the bus completes later is there */
+        svc->sub_timer(sub, 0, 0, on_timeout);
         return;
     }
     svc->sub_timer(sub, 0, (uint64_t)timeout_ms, on_timeout);
@@ -198,6 +202,7 @@ static void lp_gap(rt_sub_t *sub, rt_str_t from)
     (void)from;
     lp_sub_t *s = svc->sub_data(sub);
     s->gap = 1;
+    svc->sub_timer(sub, 0, 0, on_timeout); /* a replay the bus completed later: answer now */
 }
 
 static void lp_end(rt_sub_t *sub, rt_end_reason_t why)

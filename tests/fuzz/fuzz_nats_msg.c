@@ -80,6 +80,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     check(m, ".", payload);
     check(m, "_eph.", payload);
+    check(m, "_live.", payload); /* re-published stream messages, as the live thread reads them */
     natsMsg_Destroy(m);
     return 0;
 }

@@ -17,7 +17,7 @@ function refusedWithReason(r, what) {
 
 t.test('a message over the stream\'s max_msg_size: JetStream\'s negative ack gives 503 with a reason, nothing stored', async (c) => {
   const nats = await startNats(c);
-  const mk = await natsClient(['addstream', nats.url, 'RT', 'rt.>', '100', '1', '3600', '120', '1024']);
+  const mk = await natsClient(['addstream', nats.url, 'RT', 'rt.>', '100', '1', '3600', '120', 'rt_live.>', '1024']);
   eq(mk.code, 0, `nats_client addstream RT with max_msg_size 1024: ${mk.stderr}`);
   const b = await natsBroker(c, nats.url, { ...CFG, nats: { publish_timeout: '5s' } });
   const first = await publishOk(b.base, 'ms.t', 'small');

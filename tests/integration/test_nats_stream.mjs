@@ -186,8 +186,8 @@ t.test('stream deleted and recreated while brokers run: no id of the old stream 
   const d = await natsClient(['delstream', nats.url, 'RT']);
   eq(d.code, 0, `nats_client delstream RT: ${d.stderr}`);
   await sleep(300);
-  // an operator recreates it (the same settings the brokers use)
-  const a = await natsClient(['addstream', nats.url, 'RT', 'rt.>', '100', '1', '3600', '120']);
+  // an operator recreates it (the same settings the brokers use, re-publish and direct get included)
+  const a = await natsClient(['addstream', nats.url, 'RT', 'rt.>', '100', '1', '3600', '120', 'rt_live.>']);
   // (the brokers may have recreated it already themselves: "already in use" is fine)
   assert(a.code === 0 || /in use|exists/i.test(a.stderr), `nats_client addstream RT: ${a.stderr}`);
   const t0 = Date.now();

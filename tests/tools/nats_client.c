@@ -11,7 +11,11 @@
  *       DATA<TAB>EVENT<TAB>CONTENT_TYPE (EVENT / CONTENT_TYPE "-" when the header is absent).
  *       Exits 0 after N messages, 3 when TIMEOUT_MS passes first.
  *   nats_client delstream URL NAME
- *   nats_client addstream URL NAME SUBJECT MAX_MSGS_PER_SUBJECT [REPLICAS [MAX_AGE_S [DUPLICATE_WINDOW_S [MAX_MSG_SIZE]]]]
+ *   nats_client addstream URL NAME SUBJECT MAX_MSGS_PER_SUBJECT [REPLICAS [MAX_AGE_S [DUPLICATE_WINDOW_S [REPUBLISH_TO [MAX_MSG_SIZE]]]]]
+ *       REPUBLISH_TO (e.g. rt_live.>, "-" for none): the stream re-publishes SUBJECT there and allows direct gets, as the broker's does
+ *   nats_client fill URL PREFIX TOPICS N SIZE
+ *       publishes N messages of SIZE bytes to the stream, round-robin on PREFIX.t0 .. PREFIX.t<TOPICS-1>,
+ *       asynchronously (benchmarks: a stream with a large retained history); prints "filled N"
  *   nats_client get URL STREAM SEQ
  *       prints "seq=N time_ns=T subject=S event=E" then the data on the next line
  *   nats_client info URL NAME
@@ -33,7 +37,8 @@ static int usage(void)
             "       nats_client sub URL SUBJECT N TIMEOUT_MS\n"
             "       nats_client delstream URL NAME\n"
             "       nats_client addstream URL NAME SUBJECT MAX_MSGS_PER_SUBJECT [REPLICAS [MAX_AGE_S [DUPLICATE_WINDOW_S "
-            "[MAX_MSG_SIZE]]]]\n"
+            "[REPUBLISH_TO [MAX_MSG_SIZE]]]]]\n"
+            "       nats_client fill URL PREFIX TOPICS N SIZE\n"
             "       nats_client get URL STREAM SEQ\n"
             "       nats_client info URL NAME\n");
     return 2;
@@ -90,8 +95,9 @@ int main(int argc, char **argv)
     int rc = 0;
 
     if (strcmp(cmd, "pub") && strcmp(cmd, "cpub") && strcmp(cmd, "sub") && strcmp(cmd, "delstream") &&
-        strcmp(cmd, "addstream") && strcmp(cmd, "info") && strcmp(cmd, "get"))
+        strcmp(cmd, "addstream") && strcmp(cmd, "info") && strcmp(cmd, "get") && strcmp(cmd, "fill"))
         return usage();
+    if (!strcmp(cmd, "fill") && argc < 7) return usage();
     if ((!strcmp(cmd, "pub") || !strcmp(cmd, "cpub")) && argc < 5) return usage();
     if (!strcmp(cmd, "sub") && argc < 6) return usage();
     if (!strcmp(cmd, "addstream") && argc < 6) return usage();
@@ -175,11 +181,34 @@ int main(int argc, char **argv)
         sc.Replicas = argc > 6 ? strtoll(argv[6], NULL, 10) : 1;
         if (argc > 7) sc.MaxAge = strtoll(argv[7], NULL, 10) * 1000000000LL;
         if (argc > 8) sc.Duplicates = strtoll(argv[8], NULL, 10) * 1000000000LL;
-        if (argc > 9) sc.MaxMsgSize = (int32_t)strtol(argv[9], NULL, 10);
+        jsRePublish rp;
+        jsRePublish_Init(&rp);
+        if (argc > 9 && strcmp(argv[9], "-") != 0) {
+            rp.Source = argv[4];
+            rp.Destination = argv[9];
+            sc.RePublish = &rp;
+            sc.AllowDirect = true;
+        }
+        if (argc > 10) sc.MaxMsgSize = (int32_t)strtol(argv[10], NULL, 10);
         s = js_AddStream(&si, js, &sc, NULL, &jerr);
         if (s != NATS_OK) rc = fail("js_AddStream", s, jerr);
         else printf("created %s\n", argv[3]);
         jsStreamInfo_Destroy(si);
+    } else if (!strcmp(cmd, "fill")) {
+        long topics = strtol(argv[4], NULL, 10), n = strtol(argv[5], NULL, 10), size = strtol(argv[6], NULL, 10);
+        char subject[256], *data = malloc(size > 0 ? (size_t)size : 1);
+        memset(data, 'x', size > 0 ? (size_t)size : 1);
+        jsPubOptions po;
+        jsPubOptions_Init(&po);
+        for (long i = 0; i < n && s == NATS_OK; i++) {
+            snprintf(subject, sizeof(subject), "%s.t%ld", argv[3], topics > 0 ? i % topics : 0);
+            s = js_PublishAsync(js, subject, data, (int)size, &po);
+            if (i % 10000 == 9999 && s == NATS_OK) s = js_PublishAsyncComplete(js, NULL);
+        }
+        if (s == NATS_OK) s = js_PublishAsyncComplete(js, NULL);
+        free(data);
+        if (s != NATS_OK) rc = fail("js_PublishAsync", s, 0);
+        else printf("filled %ld\n", n);
     } else if (!strcmp(cmd, "get")) {
         natsMsg *m = NULL;
         s = js_GetMsg(&m, js, argv[3], strtoull(argv[4], NULL, 10), NULL, &jerr);
