@@ -64,13 +64,14 @@ def fanout_rows(res, names):
 
 
 def node_rows(nodes, names, c4_n):
-    """C3-C5 rows from {name: (ready, rss0, rss1, p50, p99, share, delivered, cpu, via)}"""
+    """C3-C5 rows from {name: (ready, rss0, rss1, p50, p99, share, delivered, cpu, via, replayed)}"""
     def col(i, f):
         return [f(nodes[n][i]) if n in nodes else 'n/a' for n in names] + ['—']
     new = nodes.get(names[0])
     return [
         ('C3', 'resume, time to the last of 100 messages p50', col(3, lambda v: f'{v:.1f} ms'), '—', '—'),
         ('C3', 'p99', col(4, lambda v: f'{v:.1f} ms'), '< 20 ms', verdict(new and new[4] < 20, '')),
+        ('C3', f'fewest messages a resume replayed (of {c4_n // 10000})', col(9, str), str(c4_n // 10000), '—'),
         ('C4', f'new node on {c4_n:,} retained: ready', col(0, lambda v: f'{v:.2f} s'), '< 1 s',
          verdict(new and new[0] < 1, '')),
         ('C4', 'RSS at ready / 2 s later', [f'{nodes[n][1]:.0f} / {nodes[n][2]:.0f} MB' if n in nodes else 'n/a'
@@ -102,7 +103,7 @@ def section(info, res, nodes, names):
              f'  - C1: 1,600 subscribers over 16 topics, 16 publishing connections (one request in flight each) as fast'
              f' as acknowledged for {info["dur"]} s, 64 B (loadgen brakes a topic while more than 64 messages per'
              ' subscriber are on their way).',
-             f'  - C2: 1,000 subscribers on 1 topic, 100 publishes/s for {info["dur"] + 1} s.',
+             f'  - C2: 1,000 subscribers on 1 topic, 100 publishes/s (over 4 publishing connections) for {info["dur"] + 1} s.',
              '- C3-C5: one nats-server (unpinned), the builds in turn: C4 a new node on a stream of '
              f'{info["c4_n"]:,} retained messages (10,000 topics × 200 B): time to `/readyz` 200, RSS; C3 on that node,'
              ' 50 SSE resumes from EPOCH:0 each on a topic it never saw (100 retained messages); C5 a node whose clients'
