@@ -31,7 +31,7 @@ import time
 
 sys.dont_write_bytecode = True  # no __pycache__ in the tree
 sys.path.insert(0, os.path.dirname(__file__))
-from cluster_nodes import ROOT, SRV_CPUS, LG_CPUS, get, start_broker, start_nats, stop, stop_all, run_pair  # noqa: E402
+from cluster_nodes import DRAIN, ROOT, SRV_CPUS, LG_CPUS, get, start_broker, start_nats, stop, stop_all, run_pair  # noqa: E402
 from cluster_report import write_section  # noqa: E402
 
 RTB = os.path.join(ROOT, os.environ.get('RTB_BIN', 'build/rtbroker'))
@@ -216,7 +216,7 @@ def main():
         shutil.rmtree(tmp, ignore_errors=True)
     info = dict(versions(), date=time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()), duration=time.monotonic() - t_start,
                 load0=load0, load1=' '.join(open('/proc/loadavg').read().split()[:3]), nproc=os.cpu_count(),
-                rounds=ROUNDS, dur=DUR, srv_cpus=SRV_CPUS, lg_cpus=LG_CPUS, c4_n=C4_N, c5_n=C5_N,
+                rounds=ROUNDS, dur=DUR, drain=DRAIN, srv_cpus=SRV_CPUS, lg_cpus=LG_CPUS, c4_n=C4_N, c5_n=C5_N,
                 base=BASE and os.path.abspath(BASE), base_version=BASE and first_line([BASE, '--version']))
     write_section(OUT, info, res, nodes, [n for n, _ in designs])
     print(f'wrote {OUT} (logs: {logdir}) in {info["duration"]:.0f} s')

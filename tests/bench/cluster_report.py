@@ -31,7 +31,7 @@ def verdict(ok, ratio_txt):
     return ('yes' if ok else 'no') + (f' ({ratio_txt})' if ratio_txt else '')
 
 
-def fanout_rows(res, names):
+def fanout_rows(res, names, drain):
     rows = []
     new = names[0]
 
@@ -59,7 +59,7 @@ def fanout_rows(res, names):
             dups = sum(int(r.get('dups', 0)) for r in runs)
             bad = sum(1 for r in runs if r.get('ok') != '1')
             cells.append(f'{lost} / {dups}' + (f' ({bad} runs not clean)' if bad else ''))
-        rows.append((sc, 'lost / duplicates (all rounds)', cells, '—', '—'))
+        rows.append((sc, f'lost (not there {drain} s after the last publish) / duplicates, all rounds', cells, '—', '—'))
     return rows
 
 
@@ -115,7 +115,7 @@ def section(info, res, nodes, names):
              '',
              '| scenario | metric | ' + ' | '.join(names + [NCHAN]) + ' | target | met |',
              '|---|---|' + '---|' * (len(names) + 3)]
-    for sc, what, cells, target, met in fanout_rows(res, names) + node_rows(nodes, names, info['c4_n']):
+    for sc, what, cells, target, met in fanout_rows(res, names, info['drain']) + node_rows(nodes, names, info['c4_n']):
         lines.append(f'| {sc} | {what} | ' + ' | '.join(cells) + f' | {target} | {met} |')
     lines += ['', 'Every C1/C2 run (deliveries/s, p50 / p99 ms, CPU of all the cluster\'s servers as a share of one core,'
               ' 1-minute load before the run):', '']
