@@ -111,7 +111,7 @@ typedef struct conn {
 
 static struct {
     const char *host, *server, *pids, *prefix;
-    int port, nws, nsse, nlp, ntopics, npub, size, deflate, srcaddrs, srcbase, strict, quiet, conc;
+    int port, pub_port, nws, nsse, nlp, ntopics, npub, size, deflate, srcaddrs, srcbase, strict, quiet, conc;
     double rate, duration, drain, idle, connect_timeout, settle;
     long long count;
     int max_lag;
@@ -427,7 +427,8 @@ static int open_socket(conn_t *c)
             return -1;
         }
     }
-    struct sockaddr_in dst = {.sin_family = AF_INET, .sin_port = htons((uint16_t)opt.port)};
+    int port = c->kind == K_PUB ? opt.pub_port : opt.port; /* --pub-port: publish on another node */
+    struct sockaddr_in dst = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     if (inet_pton(AF_INET, opt.host, &dst.sin_addr) != 1)
         die("bad --host %s (an IPv4 address)", opt.host);
     if (connect(fd, (struct sockaddr *)&dst, sizeof(dst)) != 0 && errno != EINPROGRESS) {
@@ -795,7 +796,7 @@ static void pub_try_send(conn_t *c, double now)
     uint64_t ts = now_us();
     size_t plen = make_payload(payload, t, c->id, seq, ts);
     int n = snprintf(req, 512, "POST /pub/%s%u HTTP/1.1\r\nHost: %s:%d\r\nContent-Length: %zu\r\n\r\n", opt.prefix, t,
-                     opt.host, opt.port, plen);
+                     opt.host, opt.pub_port, plen);
     memcpy(req + n, payload, plen);
     c->cur_topic = t;
     c->cur_seq = seq;
@@ -1427,6 +1428,7 @@ static void usage(void)
     fprintf(stderr,
             "usage: loadgen --port P [options]\n"
             "  --host A            server address (IPv4, default 127.0.0.1)\n"
+            "  --pub-port P        publishers connect to port P (another node of a cluster; default --port)\n"
             "  --server S          rtbroker | nchan (the long-poll cursor protocol; default rtbroker) | floor\n"
             "                      (tests/bench/floor.c, WebSocket only: taken as rtbroker, named apart in RESULT)\n"
             "  --ws N --sse N --lp N   subscribers per transport (subscriber i is on topic i %% T)\n"
@@ -1460,7 +1462,7 @@ int main(int argc, char **argv)
         {"deflate", 0, 0, 'z'},    {"idle", 1, 0, 'i'},         {"drain", 1, 0, 'D'},        {"pid", 1, 0, 'm'},
         {"src-addrs", 1, 0, 'a'},  {"src-base", 1, 0, 'b'},     {"strict", 0, 0, 'x'},       {"quiet", 0, 0, 'q'},
         {"max-lag", 1, 0, 'L'},    {"connect-timeout", 1, 0, 'T'}, {"concurrency", 1, 0, 'C'}, {"settle", 1, 0, 'E'},
-        {"prefix", 1, 0, 'F'},     {"label", 1, 0, 'N'},        {"help", 0, 0, '?'},         {0, 0, 0, 0}};
+        {"prefix", 1, 0, 'F'},     {"label", 1, 0, 'N'},        {"pub-port", 1, 0, 'O'},     {"help", 0, 0, '?'},         {0, 0, 0, 0}};
     int ch;
     while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
         switch (ch) {
@@ -1490,11 +1492,14 @@ int main(int argc, char **argv)
         case 'E': opt.settle = atof(optarg); break;
         case 'F': opt.prefix = optarg; break;
         case 'N': opt.label = optarg; break;
+        case 'O': opt.pub_port = atoi(optarg); break;
         default: usage();
         }
     }
-    if (optind != argc || opt.port <= 0 || opt.port > 65535 || opt.ntopics < 1 || opt.npub < 1 || opt.size < 1 ||
-        opt.size > 65536 || opt.nws < 0 || opt.nsse < 0 || opt.nlp < 0 || opt.conc < 1 || opt.max_lag < 1 ||
+    if (!opt.pub_port)
+        opt.pub_port = opt.port;
+    if (optind != argc || opt.port <= 0 || opt.port > 65535 || opt.pub_port < 0 || opt.pub_port > 65535 ||
+        opt.ntopics < 1 || opt.npub < 1 || opt.size < 1 || opt.size > 65536 || opt.nws < 0 || opt.nsse < 0 || opt.nlp < 0 || opt.conc < 1 || opt.max_lag < 1 ||
         opt.srcaddrs < 0 || opt.srcbase < 1 || opt.srcbase + opt.srcaddrs > 255 || opt.duration < 0 || opt.count < 0)
         usage();
     if (!opt.prefix) { /* fresh topics on every run: nchan hands a new subscriber what its channel holds */

@@ -229,6 +229,19 @@ else
     fail "with nobody listening: failures printed loudly, --strict exits 1" "exit $rc" "$out"
 fi
 
+# --pub-port (make bench-cluster: publishers on node A, subscribers on node B): the publishers, and
+# only they, connect there
+pub0=$(metric rtbroker_messages_published_total)
+out=$(timeout -k 5 30 "$LG" --port "$port" --pub-port "$closed" --ws 5 --count 10 --duration 2 --drain 1 --strict 2>&1)
+rc=$?
+pub1=$(metric rtbroker_messages_published_total)
+if [ $rc -eq 1 ] && grep -q '^!!! PUBLISHER CONNECTIONS FAILED' <<<"$out" && grep -q ' connected=5 failed=0 ' <<<"$out" &&
+    [ "$pub0" = "$pub1" ]; then
+    pass "--pub-port: the publishers connect to that port, the subscribers to --port"
+else
+    fail "--pub-port: the publishers connect to that port, the subscribers to --port" "exit $rc, published $pub0 -> $pub1" "$out"
+fi
+
 kill -0 "$PID" 2>/dev/null && pass "the broker is still running" || fail "the broker is still running" "it exited" "$(tail -20 "$TMP/broker.log")"
 kill -TERM "$PID" 2>/dev/null
 for _ in $(seq 1 200); do kill -0 "$PID" 2>/dev/null || break; sleep 0.05; done
