@@ -71,8 +71,14 @@ int rt_nats_fetch_range(natsbus_t *nb, const char *filter, uint64_t from, uint64
         fr.Expires = 2000 * 1000000LL; /* answered as soon as the batch is there */
         natsMsgList list = {0};
         natsStatus s = natsSubscription_FetchRequest(&list, sub, &fr);
-        if (s == NATS_NOT_FOUND || s == NATS_TIMEOUT)
+        if (s == NATS_NOT_FOUND)
             break; /* nothing (more) in range */
+        if (s == NATS_TIMEOUT && remaining > 0) { /* the messages are there: a slow or lost link, not the end */
+            err = RT_EUNAVAILABLE;
+            break;
+        }
+        if (s == NATS_TIMEOUT)
+            break;
         if (s != NATS_OK) {
             err = RT_EUNAVAILABLE;
             break;
