@@ -18,6 +18,7 @@
 #include "ops.h"
 #include "presence.h"
 #include "userlimit.h"
+#include "webhook.h"
 
 rt_worker_t *rt_workers;
 size_t rt_nworkers;
@@ -53,6 +54,8 @@ static void on_tick(h2o_timeout_entry_t *entry)
         rt_rate_sweep();
         rt_presence_tick();
     }
+    if (w->id == 0)
+        rt_webhook_tick(); /* retries and the vacated debounce, four times a second */
     rt_hub_expiry_run(w, (int64_t)rt_wall_ms());
     h2o_timeout_link(w->ctx.loop, rt_worker_timeout(w, 250), &w->tick);
 }
@@ -112,6 +115,7 @@ static void unsubscribe_all(rt_sub_t *sub)
 {
     for (size_t i = 0; i < sub->nsubs; i++) {
         rt_sub_presence_left(sub, sub->subs[i]);
+        rt_webhook_sub_removed(sub->subs[i]->pattern);
         rt_index_remove(&sub->w->index, sub->subs[i]);
     }
     free(sub->subs);
@@ -442,6 +446,7 @@ int rt_sub_unsubscribe(rt_sub_t *sub, rt_str_t pattern)
     for (size_t i = 0; i < sub->nsubs; i++) {
         if (rt_str_eq(sub->subs[i]->pattern, pattern)) {
             rt_sub_presence_left(sub, sub->subs[i]);
+            rt_webhook_sub_removed(sub->subs[i]->pattern);
             rt_index_remove(&sub->w->index, sub->subs[i]);
             sub->subs[i] = sub->subs[--sub->nsubs];
             return RT_OK;
@@ -570,6 +575,7 @@ int rt_sub_subscribe(rt_sub_t *sub, const rt_sub_opts_t *o)
         if (dup)
             continue;
         rt_subscription_t *s = rt_index_add(&sub->w->index, o->topics[i], sub);
+        rt_webhook_sub_added(o->topics[i]);
         s->last_seq = r.head;
         s->from_seq = from;
         sub->subs[sub->nsubs++] = s;
