@@ -23,6 +23,7 @@
 #include "namespace.h"
 #include "nats_decode.h"
 #include "presence_nats.h"
+#include "webhook_nats.h"
 
 typedef struct pending {
     rt_worker_t *worker;
@@ -485,6 +486,7 @@ static int nb_start(rt_bus_t *bus, char *err, size_t errlen)
     }
     pthread_create(&nb->thread, NULL, bus_thread, nb);
     rt_presence_nats_start(nb->nc, nb->js, nb->stream);
+    rt_wh_nats_attach(nb->nc); /* webhook_nats.c */
     return 0;
 }
 

@@ -44,7 +44,9 @@ void rt_webhook_stop(void)
 {
     if (nats_carrier)
         rt_wh_nats_stop();
-    rt_wh_send_free();
+    rt_wh_send_free(); /* hands the carrier's messages back (nak) */
+    if (nats_carrier)
+        rt_wh_nats_release();
     rt_wh_occ_free();
     rt_wh_config_free();
     wanted = 0;

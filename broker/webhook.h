@@ -72,6 +72,8 @@ void rt_wh_config_free(void);
 int rt_wh_submit(rt_wh_delivery_t *d);
 void rt_wh_delivery_free(rt_wh_delivery_t *d);
 void rt_wh_send_metrics(rt_buf_t *b);
+/* A carrier's failed attempt: retried later (failed 0) or given up (failed 1). */
+void rt_wh_count(int ep, int failed);
 void rt_wh_send_tick(void);
 void rt_wh_send_shutdown(void);
 void rt_wh_send_free(void);
@@ -86,7 +88,8 @@ void rt_wh_emit(int type, rt_str_t topic, const char *id, rt_str_t members);
 /* webhook_nats.c: the JetStream carrier (bus: nats) */
 int rt_wh_nats_start(char *err, size_t errlen);
 int rt_wh_nats_publish(const rt_wh_endpoint_t *e, int ep, rt_str_t topic, const char *id, rt_str_t body);
-void rt_wh_nats_stop(void);
+void rt_wh_nats_stop(void);    /* its threads */
+void rt_wh_nats_release(void); /* then, once the sender let go of its messages */
 void rt_wh_nats_metrics(rt_buf_t *b);
 
 #endif

@@ -15,6 +15,7 @@
 
 #include "hub.h"
 #include "map.h"
+#include "presence.h"
 #include "webhook.h"
 
 #define MAX_EPS 8
@@ -92,6 +93,8 @@ int rt_wh_submit(rt_wh_delivery_t *d)
         rt_hub_post(&rt_workers[0], drain, NULL);
     return 0;
 }
+
+void rt_wh_count(int ep, int failed) { atomic_fetch_add(failed ? &m_failed[ep] : &m_retries[ep], 1); }
 
 void rt_wh_sign(const rt_wh_endpoint_t *e, long t, rt_str_t body, char *hex)
 {
@@ -188,8 +191,9 @@ static void start(lane_t *l)
     char hex[2 * EVP_MAX_MD_SIZE + 1], headers[512];
     rt_wh_sign(e, t, rt_str(d->body.base, d->body.len), hex);
     d->attempts++;
-    snprintf(headers, sizeof(headers), "X-Rt-Signature: t=%ld,v1=%s\r\nX-Rt-Event-Id: %s\r\nX-Rt-Attempt: %d\r\n", t, hex,
-             d->id, d->attempts);
+    snprintf(headers, sizeof(headers),
+             "X-Rt-Signature: t=%ld,v1=%s\r\nX-Rt-Event-Id: %s\r\nX-Rt-Attempt: %d\r\nX-Rt-Sent-By: %s\r\n", t, hex, d->id,
+             d->attempts, rt_presence_node());
     in_flight++;
     l->call = rt_httpc_post(&rt_workers[0], &e->target, rt_str(d->body.base, d->body.len), headers, rt_wh_set.timeout_ms,
                             on_answer, l);

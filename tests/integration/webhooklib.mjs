@@ -23,7 +23,7 @@ export async function webhookReceiver(c, secrets, { port } = {}) {
       let ev = null;
       try { ev = JSON.parse(body); } catch { /* recorded as null */ }
       const call = {
-        path: req.url, ev, body, at: Date.now(), attempt: Number(req.headers['x-rt-attempt']),
+        path: req.url, ev, body, at: Date.now(), attempt: Number(req.headers['x-rt-attempt']), by: req.headers['x-rt-sent-by'],
         sigOk: secrets[req.url] !== undefined && verify(secrets[req.url], req.headers['x-rt-signature'], body),
       };
       call.status = typeof r.mode === 'function' ? r.mode(call) : r.mode === 'fail' ? 500 : 200;

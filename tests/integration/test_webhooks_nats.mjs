@@ -1,0 +1,72 @@
+// Webhooks across two brokers on one nats-server (bus: nats), with a real receiver that checks every signature:
+// each event is delivered once in the cluster whichever node saw it, per-topic order kept across nodes; the node
+// sending an event SIGKILLed while the receiver fails: the other node delivers it once the receiver recovers.
+import {
+  suite, assert, eq, publishOk, sleep, waitFor, SLOW,
+} from './lib.mjs';
+import { startNats, natsBroker, killBroker, metrics, metricValue } from './natslib.mjs';
+import { webhookReceiver, duplicates } from './webhooklib.mjs';
+
+const t = suite(import.meta.url, { hardTimeoutMs: 150000 });
+const W = 8000 * SLOW;
+
+const cfg = (rx, extra = {}) => ({
+  webhooks: {
+    vacated_delay: '500ms', retry_delay: '200ms', retry_max_delay: '1s', timeout: '1s', ...extra,
+    endpoints: [{ url: rx.url('/c'), events: ['message.published', 'topic.occupied', 'topic.vacated'], secret: 'kc', max_attempts: 50 }],
+  },
+});
+
+t.test('each event once in the cluster, whichever node saw it; per-topic order kept across nodes', async (c) => {
+  const nats = await startNats(c);
+  const rx = await webhookReceiver(c, { '/c': 'kc' });
+  const a = await natsBroker(c, nats.url, cfg(rx));
+  const b = await natsBroker(c, nats.url, cfg(rx));
+  const sent = { 'x.1': [], 'x.2': [] };
+  for (let i = 0; i < 30; i++) {
+    const topic = i % 3 ? 'x.1' : 'x.2';
+    sent[topic].push(await publishOk((i % 2 ? a : b).base, topic, `m${i}`));
+  }
+  const pubs = () => rx.ok('/c').filter((x) => x.ev.type === 'message.published');
+  await waitFor(() => pubs().length >= 30, W, '30 deliveries', () => `${pubs().length}`);
+  await sleep(1500);
+  const ok = pubs();
+  eq(ok.length, 30, 'no more than once');
+  eq(duplicates(ok), [], 'no id twice');
+  for (const topic of Object.keys(sent)) eq(ok.filter((x) => x.ev.topic === topic).map((x) => x.ev.message_id), sent[topic], `${topic} in order`);
+  assert(rx.calls.every((x) => x.sigOk), 'signatures verify');
+  eq(new Set(ok.map((x) => x.ev.node)).size, 2, 'events seen by both nodes');
+  const senders = new Set(ok.map((x) => x.by));
+  c.info(`30 events seen by 2 nodes, delivered by ${senders.size} node(s)`);
+  const m = (await Promise.all([a, b].map((x) => metrics(x.base)))).map((x) => metricValue(x, 'rtbroker_webhook_nats_published_total'));
+  eq(m[0] + m[1], 30, 'one stored delivery per event');
+});
+
+t.test('the node sending an event is SIGKILLed mid-retry: the other node delivers it once the receiver recovers', async (c) => {
+  const nats = await startNats(c);
+  const rx = await webhookReceiver(c, { '/c': 'kc' });
+  rx.mode = 'fail';
+  const a = await natsBroker(c, nats.url, cfg(rx));
+  const b = await natsBroker(c, nats.url, cfg(rx));
+  const id1 = await publishOk(a.base, 'k.1', 'first');
+  await waitFor(() => rx.calls.filter((x) => x.ev?.message_id === id1).length >= 2, W, 'two failed attempts');
+  const aNode = rx.calls[0].ev.node;
+  const last = rx.calls.filter((x) => x.ev?.message_id === id1).pop();
+  const [victim, survivor] = last.by === aNode ? [a, b] : [b, a];
+  c.info(`killing the ${victim === a ? 'publishing' : 'other'} node (${last.by}) after attempt ${last.attempt}`);
+  await killBroker(victim);
+  const killedAt = Date.now();
+  const id2 = await publishOk(survivor.base, 'k.1', 'second');
+  await sleep(500);
+  rx.mode = 'ok';
+  await waitFor(() => rx.ok('/c').filter((x) => x.ev.type === 'message.published').length >= 2, 15000 * SLOW, 'both delivered',
+    () => JSON.stringify(rx.calls.slice(-5).map((x) => [x.ev?.message_id, x.attempt, x.status, x.by])));
+  await sleep(1000);
+  const ok = rx.ok('/c').filter((x) => x.ev.type === 'message.published');
+  eq(ok.map((x) => x.ev.message_id), [id1, id2], 'delivered once each, in order');
+  assert(ok.every((x) => x.by !== last.by), `delivered by the survivor: ${ok.map((x) => x.by)}`);
+  assert(ok[0].attempt > last.attempt, `the attempts went on counting: ${ok[0].attempt} after ${last.attempt}`);
+  c.info(`event ${id1} delivered ${ok[0].at - killedAt} ms after the kill, attempt ${ok[0].attempt}`);
+});
+
+t.run();
