@@ -79,7 +79,9 @@ void rt_wh_send_shutdown(void);
 void rt_wh_send_free(void);
 /* HMAC-SHA256 hex of t "." body into hex (65 bytes). */
 void rt_wh_sign(const rt_wh_endpoint_t *e, long t, rt_str_t body, char *hex);
-/* webhook_occupancy.c */
+/* webhook_occupancy.c (and webhook_occ_nats.c: this node's count of a topic moved by delta, bus: nats) */
+void rt_wh_occ_nats_local(rt_str_t topic, int delta);
+void rt_wh_occ_set_cluster(void);
 void rt_wh_occ_tick(void);
 void rt_wh_occ_free(void);
 /* webhook.c: an event of type on topic with its type-specific members (JSON text after a comma, or empty) to every

@@ -242,6 +242,10 @@ int rt_wh_nats_start(char *err, size_t errlen)
         snprintf(err, errlen, "webhooks: cannot open a JetStream context");
         return -1;
     }
+    if (rt_webhook_wants(RT_WH_OCCUPIED) || rt_webhook_wants(RT_WH_VACATED)) {
+        rt_wh_occ_set_cluster();
+        rt_wh_occ_nats_start(wn.js, wn.prefix);
+    }
     for (size_t i = 0; i < rt_wh_neps; i++) {
         puller_t *p = &wn.pullers[i];
         unsigned char h[SHA256_DIGEST_LENGTH];
@@ -260,6 +264,7 @@ int rt_wh_nats_start(char *err, size_t errlen)
 
 void rt_wh_nats_stop(void)
 {
+    rt_wh_occ_nats_stop(); /* first: it still writes this node's last deletes */
     atomic_store(&wn.stopping, 1);
     for (size_t i = 0; i < rt_wh_neps; i++) {
         puller_t *p = &wn.pullers[i];

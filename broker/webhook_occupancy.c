@@ -21,7 +21,11 @@ typedef struct occ {
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static rt_map_t topics;
 
+static int cluster; /* bus: nats: the counts go to webhook_occ_nats.c */
+
 static int tracked(void) { return rt_webhook_wants(RT_WH_OCCUPIED) || rt_webhook_wants(RT_WH_VACATED); }
+
+void rt_wh_occ_set_cluster(void) { cluster = 1; }
 
 static void drop(occ_t *o)
 {
@@ -34,6 +38,10 @@ void rt_webhook_sub_added(rt_str_t pattern)
 {
     if (!tracked())
         return;
+    if (cluster) {
+        rt_wh_occ_nats_local(pattern, 1);
+        return;
+    }
     pthread_mutex_lock(&lock);
     occ_t *o = rt_map_get(&topics, pattern);
     if (o == NULL) {
@@ -55,6 +63,10 @@ void rt_webhook_sub_removed(rt_str_t pattern)
 {
     if (!tracked())
         return;
+    if (cluster) {
+        rt_wh_occ_nats_local(pattern, -1);
+        return;
+    }
     pthread_mutex_lock(&lock);
     occ_t *o = rt_map_get(&topics, pattern);
     if (o && o->local > 0 && --o->local == 0)
@@ -64,7 +76,7 @@ void rt_webhook_sub_removed(rt_str_t pattern)
 
 void rt_wh_occ_tick(void)
 {
-    if (!tracked())
+    if (!tracked() || cluster)
         return;
     uint64_t now = rt_now_ms();
     pthread_mutex_lock(&lock);

@@ -1,8 +1,10 @@
 // Webhooks across two brokers on one nats-server (bus: nats), with a real receiver that checks every signature:
 // each event is delivered once in the cluster whichever node saw it, per-topic order kept across nodes; the node
-// sending an event SIGKILLed while the receiver fails: the other node delivers it once the receiver recovers.
+// sending an event SIGKILLed while the receiver fails: the other node delivers it once the receiver recovers;
+// topic.occupied/vacated follow the subscribers of both nodes (once each, a reload across nodes fires nothing,
+// a SIGKILLed node's subscribers stop counting after presence.ttl).
 import {
-  suite, assert, eq, publishOk, sleep, waitFor, SLOW,
+  suite, assert, eq, publishOk, subscribe, sleep, waitFor, SLOW,
 } from './lib.mjs';
 import { startNats, natsBroker, killBroker, metrics, metricValue } from './natslib.mjs';
 import { webhookReceiver, duplicates } from './webhooklib.mjs';
@@ -67,6 +69,48 @@ t.test('the node sending an event is SIGKILLed mid-retry: the other node deliver
   assert(ok.every((x) => x.by !== last.by), `delivered by the survivor: ${ok.map((x) => x.by)}`);
   assert(ok[0].attempt > last.attempt, `the attempts went on counting: ${ok[0].attempt} after ${last.attempt}`);
   c.info(`event ${id1} delivered ${ok[0].at - killedAt} ms after the kill, attempt ${ok[0].attempt}`);
+});
+
+t.test('occupied/vacated follow the subscribers spread over both nodes, once each; a dead node stops counting after presence.ttl', async (c) => {
+  const nats = await startNats(c);
+  const rx = await webhookReceiver(c, { '/c': 'kc' });
+  const conf = { ...cfg(rx), presence: { ttl: '3s' } };
+  const a = await natsBroker(c, nats.url, conf);
+  const b = await natsBroker(c, nats.url, conf);
+  const occ = () => rx.ok('/c').filter((x) => x.ev.type.startsWith('topic.')).map((x) => [x.ev.type.slice(6), x.ev.topic]);
+  const sa = await subscribe(a.base, '/sub/room.z');
+  await waitFor(() => occ().length === 1, W, 'occupied');
+  const sb = await subscribe(b.base, '/sub/room.z');
+  await sleep(700);
+  sa.close();
+  await sleep(1200);
+  eq(occ(), [['occupied', 'room.z']], 'a second node subscribing, then the first leaving: nothing');
+  sb.close();
+  await waitFor(() => occ().length === 2, W, 'vacated');
+  // a reload that lands on the other node
+  const r1 = await subscribe(a.base, '/sub/room.y');
+  await waitFor(() => occ().length === 3, W, 'room.y occupied');
+  r1.close();
+  await sleep(150);
+  const r2 = await subscribe(b.base, '/sub/room.y');
+  await sleep(1500);
+  eq(occ(), [['occupied', 'room.z'], ['vacated', 'room.z'], ['occupied', 'room.y']], 'reload across nodes: nothing');
+  // the only node with subscribers dies
+  const d = await subscribe(a.base, '/sub/room.d');
+  await waitFor(() => occ().length === 4, W, 'room.d occupied');
+  await killBroker(a);
+  const killed = Date.now();
+  d.close();
+  await waitFor(() => occ().length === 5, 10000 * SLOW, 'room.d vacated after the node died');
+  const took = rx.ok('/c').pop().at - killed;
+  eq(occ()[4], ['vacated', 'room.d'], 'vacated');
+  assert(took >= 1500 && took < 8000 * SLOW, `within presence.ttl (3 s) and vacated_delay: ${took} ms`);
+  r2.close();
+  await waitFor(() => occ().length === 6, W, 'room.y vacated');
+  await sleep(800);
+  eq(occ().length, 6, 'nothing more');
+  eq(duplicates(rx.ok('/c')), [], 'each event once across the two nodes');
+  c.info(`dead node's topic vacated ${took} ms after SIGKILL`);
 });
 
 t.run();
