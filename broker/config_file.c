@@ -258,6 +258,7 @@ int rt_cfg_file_maps(rt_cfg_value_t *v, char *err, size_t errlen)
             if (!known_field(v->fields, f->path + plen)) {
                 snprintf(err, errlen, "config: %s: unknown key (%s line %d); an entry has %s", f->path, rt_cfgf.name,
                          f->line, v->fields);
+                rt_buf_free(&canon);
                 return -1;
             }
             e->fields = rt_realloc(e->fields, (e->nfields + 1) * sizeof(*e->fields));

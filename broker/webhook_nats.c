@@ -46,7 +46,8 @@ void rt_wh_nats_attach(natsConnection *nc) { wn.nc = nc; }
 
 static void on_pub_ack(jsCtx *js, natsMsg *m, jsPubAck *pa, jsPubAckErr *pae, void *closure)
 {
-    (void)js, (void)m, (void)pa, (void)closure;
+    (void)js, (void)pa, (void)closure;
+    natsMsg_Destroy(m); /* ours once the handler runs */
     if (pae == NULL) {
         atomic_fetch_add(&wn.published, 1);
         return;
