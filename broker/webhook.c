@@ -27,6 +27,9 @@ int rt_webhook_init(char *err, size_t errlen)
     }
     for (size_t i = 0; i < rt_wh_neps; i++)
         wanted |= rt_wh_eps[i].events;
+    nats_carrier = wanted && strcmp(rt_cfg_str("bus"), "nats") == 0; /* set before any worker runs */
+    if (nats_carrier && (rt_webhook_wants(RT_WH_OCCUPIED) || rt_webhook_wants(RT_WH_VACATED)))
+        rt_wh_occ_set_cluster();
     return 0;
 }
 
@@ -36,7 +39,6 @@ int rt_webhook_start(char *err, size_t errlen)
 {
     if (wanted == 0)
         return 0;
-    nats_carrier = strcmp(rt_cfg_str("bus"), "nats") == 0;
     return nats_carrier ? rt_wh_nats_start(err, errlen) : 0;
 }
 

@@ -243,10 +243,8 @@ int rt_wh_nats_start(char *err, size_t errlen)
         snprintf(err, errlen, "webhooks: cannot open a JetStream context");
         return -1;
     }
-    if (rt_webhook_wants(RT_WH_OCCUPIED) || rt_webhook_wants(RT_WH_VACATED)) {
-        rt_wh_occ_set_cluster();
+    if (rt_webhook_wants(RT_WH_OCCUPIED) || rt_webhook_wants(RT_WH_VACATED))
         rt_wh_occ_nats_start(wn.js, wn.prefix);
-    }
     for (size_t i = 0; i < rt_wh_neps; i++) {
         puller_t *p = &wn.pullers[i];
         unsigned char h[SHA256_DIGEST_LENGTH];
