@@ -21,5 +21,6 @@ const rt_cfg_value_t rt_cfg_api_keys[] = {
     K("webhooks.retry_max_delay", RT_CFG_DURATION, "1m", 1, 86400LL * 1000),
     K("webhooks.max_queue", RT_CFG_INT, "10000", 1, 10000000),
     K("webhooks.max_in_flight", RT_CFG_INT, "32", 1, 10000),
+    K("webhooks.tls_ca", RT_CFG_STRING, "", 0, 0),
 };
 const size_t rt_cfg_napi_keys = sizeof(rt_cfg_api_keys) / sizeof(rt_cfg_api_keys[0]);

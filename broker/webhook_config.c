@@ -69,8 +69,12 @@ static int endpoint(size_t i, const rt_cfg_entry_t *en, rt_wh_endpoint_t *e, cha
         rt_cfg_entry_error(PATH, i, "url", err, errlen, "\"%s\" is not an http:// or https:// URL", e->url);
         return -1;
     }
-    if (rt_httpc_target_parse(e->url, &e->target, &why) != 0) {
+    if (rt_httpc_target_parse(e->url, &e->target, 1, &why) != 0) {
         rt_cfg_entry_error(PATH, i, "url", err, errlen, "\"%s\" %s", e->url, why);
+        return -1;
+    }
+    if (e->target.tls && rt_httpc_target_tls(&e->target, rt_cfg_str("webhooks.tls_ca"), &why) != 0) {
+        rt_cfg_error("webhooks.tls_ca", err, errlen, "%s %s", rt_cfg_str("webhooks.tls_ca"), why);
         return -1;
     }
     if (events == NULL || events->n == 0) {
@@ -157,4 +161,5 @@ void rt_wh_config_free(void)
     }
     free(rt_wh_eps);
     rt_wh_eps = NULL, rt_wh_neps = 0;
+    rt_httpc_tls_free();
 }

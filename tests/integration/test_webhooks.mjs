@@ -3,6 +3,7 @@
 // delivered once, max_attempts giving up, a receiver down for seconds getting every event afterwards once per id
 // in per-topic order, a reload inside vacated_delay firing nothing, a wildcard subscription's own events, and bad
 // config lines refused with the key and the line.
+import { spawnSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -141,6 +142,48 @@ t.test('reload inside vacated_delay fires nothing; a wildcard subscription is oc
   eq(v.map((x) => x.ev.topic).sort(), ['room.*', 'room.r'], 'vacated both');
 });
 
+/** A test CA, a certificate for 127.0.0.1 signed by it, one for another name, and a self-signed one for 127.0.0.1. */
+function pki() {
+  const dir = mkTemp('rtb-wh-tls-');
+  const f = (n) => path.join(dir, n);
+  const ssl = (args) => { const r = spawnSync('openssl', args, { encoding: 'utf8' }); assert(r.status === 0, `openssl: ${r.stderr}`); };
+  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes'];
+  ssl(['req', '-x509', ...ec, '-keyout', f('ca.key'), '-out', f('ca.pem'), '-days', '2', '-subj', '/CN=webhook test CA']);
+  fs.writeFileSync(f('ext.cnf'), 'subjectAltName=DNS:127.0.0.1,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n');
+  ssl(['req', ...ec, '-keyout', f('srv.key'), '-out', f('srv.csr'), '-subj', '/CN=127.0.0.1']);
+  ssl(['x509', '-req', '-in', f('srv.csr'), '-CA', f('ca.pem'), '-CAkey', f('ca.key'), '-set_serial', '0x1234', '-out', f('srv.pem'),
+    '-days', '2', '-extfile', f('ext.cnf')]);
+  fs.writeFileSync(f('other.cnf'), 'subjectAltName=DNS:other.example\nextendedKeyUsage=serverAuth\n');
+  ssl(['req', ...ec, '-keyout', f('other.key'), '-out', f('other.csr'), '-subj', '/CN=other.example']);
+  ssl(['x509', '-req', '-in', f('other.csr'), '-CA', f('ca.pem'), '-CAkey', f('ca.key'), '-set_serial', '0x1235', '-out', f('other.pem'),
+    '-days', '2', '-extfile', f('other.cnf')]);
+  ssl(['req', '-x509', ...ec, '-keyout', f('self.key'), '-out', f('self.pem'), '-days', '2', '-subj', '/CN=127.0.0.1',
+    '-addext', 'subjectAltName=DNS:127.0.0.1,IP:127.0.0.1']);
+  return { ca: f('ca.pem'), tls: { key: fs.readFileSync(f('srv.key')), cert: fs.readFileSync(f('srv.pem')) },
+    untrusted: { key: fs.readFileSync(f('self.key')), cert: fs.readFileSync(f('self.pem')) },
+    otherName: { key: fs.readFileSync(f('other.key')), cert: fs.readFileSync(f('other.pem')) } };
+}
+
+t.test('https receivers: verified against webhooks.tls_ca; a certificate nobody vouches for gets nothing', async (c) => {
+  const p = pki();
+  const good = await webhookReceiver(c, { '/s': 'k' }, { tls: p.tls });
+  const bad = await webhookReceiver(c, { '/u': 'k' }, { tls: p.untrusted });
+  const other = await webhookReceiver(c, { '/o': 'k' }, { tls: p.otherName });
+  const b = await c.broker({ config: config([
+    { url: good.url('/s'), events: ['message.published'], secret: 'k' },
+    { url: bad.url('/u'), events: ['message.published'], secret: 'k', max_attempts: 2 },
+    { url: other.url('/o'), events: ['message.published'], secret: 'k', max_attempts: 2 },
+  ], { tls_ca: p.ca }) });
+  const id = await publishOk(b.base, 'secure.1', '{"a":1}', { headers: { 'Content-Type': 'application/json' } });
+  await waitFor(() => good.ok('/s').length === 1, W, 'the https delivery');
+  eq([good.ok('/s')[0].ev.message_id, good.ok('/s')[0].sigOk], [id, true], 'delivered over TLS, signed');
+  await waitFor(async () => {
+    const m = await metrics(b.base);
+    return metricValue(m, 'rtbroker_webhook_failures_total{endpoint="1"}') === 1 && metricValue(m, 'rtbroker_webhook_failures_total{endpoint="2"}') === 1;
+  }, W, 'the untrusted and the misnamed one given up', () => JSON.stringify(other.calls.map((x) => x.status)));
+  eq([bad.calls.length, other.calls.length], [0, 0], 'nothing reached a receiver whose certificate does not verify or names another host');
+});
+
 t.test('bad webhook config lines are refused with the key and the line', async () => {
   const dir = mkTemp('rtb-wh-cfg-');
   const cases = [
@@ -164,6 +207,10 @@ t.test('bad webhook config lines are refused with the key and the line', async (
   const r = runBrokerSync(['--check', '-c', p]);
   assert(r.code === 2 && /config: webhooks\.endpoints\[1\]\.secret: each endpoint needs a secret.*line 6\)/.test(r.stderr),
     `missing secret names the entry's line: ${trunc(r.stderr)}`);
+  const ca = runBrokerSync(['--check', '-c', write('ca.yaml', 'webhooks:\n  tls_ca: /nonexistent/ca.pem\n  endpoints:\n'
+    + '    - url: https://127.0.0.1:9/h\n      events: [message.published]\n      secret: s\n')]);
+  assert(ca.code === 2 && /config: webhooks\.tls_ca: \/nonexistent\/ca\.pem cannot be read as PEM certificates \(.*line 2\)/.test(ca.stderr),
+    `an unreadable tls_ca: ${trunc(ca.stderr)}`);
   const ok = runBrokerSync(['--check', '-c', write('ok.yaml', 'webhooks:\n  vacated_delay: 500ms\n  endpoints:\n    - url: http://127.0.0.1:9/\n'
     + '      events: [topic.occupied]\n      topics: [room.>, "lobby"]\n      secret: env:WH_SECRET\n      max_attempts: 3\n')], { env: { WH_SECRET: 'x' } });
   eq([ok.code, ok.stdout.includes('configuration OK')], [0, true], `a good config passes: ${trunc(ok.stderr)}`);

@@ -1,9 +1,10 @@
 // A webhook receiver for the webhook tests: a real HTTP server on 127.0.0.1 in the test's process that checks
 // X-Rt-Signature (HMAC-SHA256 of "t.body" with the secret of the path it was sent to) and records every call.
 // mode(): 'ok' (200), 'fail' (500), or a function (call) => status; slowMs delays answers; down()/up() close and
-// reopen it on the same port.
+// reopen it on the same port. tls: {key, cert} (PEM) makes it an https server.
 import crypto from 'node:crypto';
 import http from 'node:http';
+import https from 'node:https';
 import { freePort } from './lib.mjs';
 
 export function verify(secret, header, body) {
@@ -13,9 +14,9 @@ export function verify(secret, header, body) {
   return crypto.timingSafeEqual(Buffer.from(want), Buffer.from(m[2])) && Math.abs(Date.now() / 1000 - Number(m[1])) < 300;
 }
 
-export async function webhookReceiver(c, secrets, { port } = {}) {
+export async function webhookReceiver(c, secrets, { port, tls } = {}) {
   port = port ?? await freePort();
-  const r = { port, calls: [], mode: 'ok', slowMs: 0, url: (p) => `http://127.0.0.1:${port}${p}`, server: null };
+  const r = { port, calls: [], mode: 'ok', slowMs: 0, url: (p) => `${tls ? 'https' : 'http'}://127.0.0.1:${port}${p}`, server: null };
   const handle = (req, res) => {
     let body = '';
     req.on('data', (d) => { body += d; });
@@ -33,7 +34,7 @@ export async function webhookReceiver(c, secrets, { port } = {}) {
     });
   };
   r.up = () => new Promise((resolve, reject) => {
-    r.server = http.createServer(handle);
+    r.server = tls ? https.createServer(tls, handle) : http.createServer(handle);
     r.server.once('error', reject);
     r.server.listen(port, '127.0.0.1', resolve);
   });
