@@ -20,6 +20,7 @@ typedef struct occ {
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static rt_map_t topics;
+static size_t pending; /* topics waiting for their vacated: the tick walks the map only then */
 
 static int cluster; /* bus: nats: the counts go to webhook_occ_nats.c */
 
@@ -50,6 +51,7 @@ void rt_webhook_sub_added(rt_str_t pattern)
         rt_map_put(&topics, rt_cstr(o->topic), o);
     }
     if (o->local++ == 0) {
+        pending -= o->vacate_at != 0;
         o->vacate_at = 0; /* back within the delay: nothing happened */
         if (!o->occupied) {
             o->occupied = 1;
@@ -69,8 +71,10 @@ void rt_webhook_sub_removed(rt_str_t pattern)
     }
     pthread_mutex_lock(&lock);
     occ_t *o = rt_map_get(&topics, pattern);
-    if (o && o->local > 0 && --o->local == 0)
+    if (o && o->local > 0 && --o->local == 0) {
         o->vacate_at = rt_now_ms() + rt_wh_set.vacated_delay_ms;
+        pending++;
+    }
     pthread_mutex_unlock(&lock);
 }
 
@@ -80,6 +84,10 @@ void rt_wh_occ_tick(void)
         return;
     uint64_t now = rt_now_ms();
     pthread_mutex_lock(&lock);
+    if (pending == 0) {
+        pthread_mutex_unlock(&lock);
+        return;
+    }
     occ_t **due = NULL;
     size_t n = 0, i = 0;
     for (rt_map_entry_t *e = NULL; (e = rt_map_next(&topics, e, &i)) != NULL;) {
@@ -93,6 +101,7 @@ void rt_wh_occ_tick(void)
         if (due[k]->occupied)
             rt_wh_emit(RT_WH_VACATED, rt_cstr(due[k]->topic), NULL, rt_str(NULL, 0));
         drop(due[k]);
+        pending--;
     }
     free(due);
     pthread_mutex_unlock(&lock);
