@@ -109,7 +109,7 @@ static int endpoint(size_t i, const rt_cfg_entry_t *en, rt_wh_endpoint_t *e, cha
     }
     if (secret_of(i, secret->items[0], e, err, errlen) != 0)
         return -1;
-    e->max_attempts = 5;
+    e->max_attempts = 10; /* with the default delays: about 4 minutes of retries */
     if (attempts) {
         char *end;
         long n = attempts->n == 1 && !attempts->is_seq ? strtol(attempts->items[0], &end, 10) : 0;
