@@ -1,10 +1,11 @@
 /*
  * Webhooks over NATS JetStream (bus: nats): the carrier that makes each event sent once in the cluster and survive
  * the death of the node that saw it. An event for an endpoint is published to the work-queue stream
- * <prefix>_webhooks on <prefix>_wh.<endpoint hash> with Nats-Msg-Id = "<event id>@<endpoint hash>" (a repeat inside
- * the stream's duplicate window is dropped). Every node pulls from one shared durable consumer per endpoint with
- * MaxAckPending 1: one delivery of an endpoint is out at a time in the whole cluster, which keeps every topic's order
- * (at the cost of one round trip per event and endpoint). The node that pulled a message makes one attempt
+ * <prefix>_webhooks on <prefix>_wh.<endpoint hash>.<partition> (the topic's hash picks one of NPART) with
+ * Nats-Msg-Id = "<event id>@<endpoint hash>" (a repeat inside the stream's duplicate window is dropped). Every node
+ * pulls from one shared durable consumer per endpoint and partition with MaxAckPending 1: one delivery of a partition
+ * is out at a time in the whole cluster, which keeps every topic's order (at the cost of one round trip per event of
+ * a partition; NPART of them run side by side). The node that pulled a message makes one attempt
  * (webhook_send.c) and then acks it (2xx), naks it with the backoff delay (any node retries it then), or terminates
  * it after max_attempts deliveries. A node that dies holding a message: the server redelivers it after the ack wait.
  * Blocking NATS calls run on this file's threads (one per endpoint); bus_nats.c only hands over its connection.
@@ -19,13 +20,16 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "map.h"
 #include "webhook.h"
 #include "webhook_nats.h"
+
+#define NPART 4 /* partitions per endpoint: deliveries out at once per endpoint, cluster-wide */
 
 typedef struct puller {
     pthread_t thread;
     int ep, started;
-    char hash[17], subject[200], durable[40];
+    char hash[17], subject[200], durable[40]; /* hash: the endpoint's */
     natsSubscription *sub;
     pthread_mutex_t lock;
     pthread_cond_t settled_cv;
@@ -36,13 +40,15 @@ static struct {
     natsConnection *nc;
     jsCtx *js;  /* our own: the bus's context has its own async ack handler */
     char stream[160], prefix[140];
-    puller_t pullers[8];
+    puller_t pullers[8 * NPART]; /* endpoint i's partition k: [i * NPART + k] */
     atomic_int stopping;
     atomic_ulong published, pub_failed, naks, terms;
     uint64_t last_fail_log;
 } wn;
 
 void rt_wh_nats_attach(natsConnection *nc) { wn.nc = nc; }
+
+static puller_t *puller_of(int ep, rt_str_t topic) { return &wn.pullers[ep * NPART + (int)(rt_hash_stable(topic) % NPART)]; }
 
 static void on_pub_ack(jsCtx *js, natsMsg *m, jsPubAck *pa, jsPubAckErr *pae, void *closure)
 {
@@ -66,7 +72,7 @@ static void on_pub_ack(jsCtx *js, natsMsg *m, jsPubAck *pa, jsPubAckErr *pae, vo
 int rt_wh_nats_publish(const rt_wh_endpoint_t *e, int ep, rt_str_t topic, const char *id, rt_str_t body)
 {
     (void)e;
-    puller_t *p = &wn.pullers[ep];
+    puller_t *p = puller_of(ep, topic);
     natsMsg *m = NULL;
     char topicz[260], msgid[200];
     if (wn.js == NULL || topic.len >= sizeof(topicz) ||
@@ -94,7 +100,7 @@ int rt_wh_nats_publish(const rt_wh_endpoint_t *e, int ep, rt_str_t topic, const 
 static void settle(rt_wh_delivery_t *d, int delivered)
 {
     natsMsg *m = d->carrier;
-    puller_t *p = &wn.pullers[d->ep];
+    puller_t *p = puller_of(d->ep, rt_cstr(d->topic));
     const rt_wh_endpoint_t *e = &rt_wh_eps[d->ep];
     if (delivered > 0) {
         natsMsg_Ack(m, NULL);
@@ -245,14 +251,15 @@ int rt_wh_nats_start(char *err, size_t errlen)
     }
     if (rt_webhook_wants(RT_WH_OCCUPIED) || rt_webhook_wants(RT_WH_VACATED))
         rt_wh_occ_nats_start(wn.js, wn.prefix);
-    for (size_t i = 0; i < rt_wh_neps; i++) {
-        puller_t *p = &wn.pullers[i];
+    for (size_t n = 0; n < rt_wh_neps * NPART; n++) {
+        puller_t *p = &wn.pullers[n];
+        size_t i = n / NPART;
         unsigned char h[SHA256_DIGEST_LENGTH];
         SHA256((const unsigned char *)rt_wh_eps[i].url, strlen(rt_wh_eps[i].url), h);
         for (int k = 0; k < 8; k++)
             snprintf(p->hash + 2 * k, 3, "%02x", h[k]);
-        snprintf(p->subject, sizeof(p->subject), "%s_wh.%s", wn.prefix, p->hash);
-        snprintf(p->durable, sizeof(p->durable), "wh_%s", p->hash);
+        snprintf(p->subject, sizeof(p->subject), "%s_wh.%s.%zu", wn.prefix, p->hash, n % NPART);
+        snprintf(p->durable, sizeof(p->durable), "wh_%s_%zu", p->hash, n % NPART);
         p->ep = (int)i;
         pthread_mutex_init(&p->lock, NULL);
         pthread_cond_init(&p->settled_cv, NULL);
@@ -265,7 +272,7 @@ void rt_wh_nats_stop(void)
 {
     rt_wh_occ_nats_stop(); /* first: it still writes this node's last deletes */
     atomic_store(&wn.stopping, 1);
-    for (size_t i = 0; i < rt_wh_neps; i++) {
+    for (size_t i = 0; i < rt_wh_neps * NPART; i++) {
         puller_t *p = &wn.pullers[i];
         pthread_mutex_lock(&p->lock);
         pthread_cond_signal(&p->settled_cv);
@@ -278,7 +285,7 @@ void rt_wh_nats_stop(void)
 
 void rt_wh_nats_release(void)
 {
-    for (size_t i = 0; i < rt_wh_neps; i++) {
+    for (size_t i = 0; i < rt_wh_neps * NPART; i++) {
         natsSubscription_Destroy(wn.pullers[i].sub); /* not unsubscribed: the durable consumer stays for the cluster */
         wn.pullers[i].sub = NULL;
     }
