@@ -18,6 +18,7 @@
 #include "presence.h"
 #include "publish.h"
 #include "text.h"
+#include "webhook.h"
 
 enum { M_PUBLISH, M_DISCONNECT, M_SUBSCRIBE, M_UNSUBSCRIBE, M_TOPICS, M_TOPIC, M_HISTORY, M_INFO, M_OTHER, NMETHODS };
 static const char *const method_names[NMETHODS] = {"publish", "disconnect", "subscribe", "unsubscribe", "topics",
@@ -426,7 +427,7 @@ static void api_publish(h2o_req_t *req)
         pub_slot_t *s = rt_malloc(sizeof(*s));
         s->c = c, s->i = i;
         c->refs++;
-        rt_bus->ops->publish(rt_bus, msg, idem, on_published, s);
+        rt_webhook_bus_publish(msg, idem, on_published, s);
     }
     free(payload);
     if (!ok)

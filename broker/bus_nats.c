@@ -19,6 +19,7 @@
 #include "namespace.h"
 #include "nats_decode.h"
 #include "presence_nats.h"
+#include "webhook_nats.h"
 
 struct pending {
     rt_worker_t *worker;
@@ -374,6 +375,7 @@ static int nb_start(rt_bus_t *bus, char *err, size_t errlen)
     rt_nats_live_start(nb);
     rt_nats_fetch_start(nb);
     rt_presence_nats_start(nb->nc, nb->js, nb->stream);
+    rt_wh_nats_attach(nb->nc); /* webhook_nats.c */
     return 0;
 }
 

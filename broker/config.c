@@ -17,22 +17,12 @@
 
 #include "config.h"
 #include "namespace.h"
+#include "config_file.h"
 #include "config_listen.h"
 
-typedef struct raw {
-    char *path;
-    char **items; /* scalar: one item; sequence: its items */
-    rt_listen_tls_t **tls; /* listen only: per item, NULL when plain (or NULL: all plain) */
-    size_t n;
-    int is_seq, line, used;
-    int key_lines[12]; /* the line of each key of the path (a.b.c: a's, b's, c's), the first 12 */
-} raw_t;
 
-static raw_t *raws;
-static size_t nraws;
 static rt_cfg_value_t *vals;
 static size_t nvals, capvals;
-static char file_name[512] = "(none)";
 /* The table rt_cfg reads once frozen: workers read it at any time, so it never changes again (a SIGHUP reads the
  * file into a new table, and what may change while running is copied out of that into rt_lim and auth.c). */
 static const rt_cfg_value_t *frozen;
@@ -120,7 +110,7 @@ static void set_err(char *err, size_t errlen, const rt_cfg_value_t *v, const cha
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
     if (v->line > 0 && strcmp(v->origin, "file") == 0)
-        snprintf(err, errlen, "config: %s: %s (%s line %d)", v->path, msg, file_name, v->line);
+        snprintf(err, errlen, "config: %s: %s (%s line %d)", v->path, msg, rt_cfgf.name, v->line);
     else if (strcmp(v->origin, "default") == 0 || strcmp(v->origin, "file") == 0)
         snprintf(err, errlen, "config: %s: %s", v->path, msg);
     else
@@ -129,8 +119,9 @@ static void set_err(char *err, size_t errlen, const rt_cfg_value_t *v, const cha
 
 static void free_value(rt_cfg_value_t *v)
 {
+    rt_cfg_entries_free(v);
     free(v->s);
-    for (size_t i = 0; i < v->nlist; i++) {
+    for (size_t i = 0; v->list && i < v->nlist; i++) {
         free(v->list[i]);
         if (v->tls)
             rt_listen_tls_free(v->tls[i]);
@@ -155,6 +146,10 @@ static int assign(rt_cfg_value_t *v, char **items, size_t n, int is_seq, rt_list
                   size_t errlen)
 {
     free_value(v);
+    if (v->type == RT_CFG_MAPS) {
+        set_err(err, errlen, v, "a list of mappings is read from the file only");
+        return -1;
+    }
     if (v->type == RT_CFG_LIST || v->type == RT_CFG_LISTEN) {
         v->list = rt_calloc(n ? n : 1, sizeof(char *));
         if (v->type == RT_CFG_LISTEN && tls != NULL)
@@ -248,13 +243,6 @@ static void env_name(const char *path, char *out, size_t outlen)
     out[o] = '\0';
 }
 
-static raw_t *find_raw(const char *path)
-{
-    for (size_t i = 0; i < nraws; i++)
-        if (strcmp(raws[i].path, path) == 0)
-            return &raws[i];
-    return NULL;
-}
 
 /* listen from the environment or the command line in YAML flow style: [ADDR, {address: ADDR, tls: {cert: F, key: F}}] */
 static int assign_listen_flow(rt_cfg_value_t *v, const char *text, char *err, size_t errlen)
@@ -274,7 +262,7 @@ static int assign_listen_flow(rt_cfg_value_t *v, const char *text, char *err, si
         size_t n = 0;
         if (root == NULL)
             set_err(err, errlen, v, "at least one address is needed");
-        else if (rt_listen_entries(&doc, root, v->origin, file_name, &items, &tls, &n, err, errlen) == 0)
+        else if (rt_listen_entries(&doc, root, v->origin, rt_cfgf.name, &items, &tls, &n, err, errlen) == 0)
             rc = assign(v, items, n, 1, tls, err, errlen);
         rt_listen_entries_free(items, tls, n);
         yaml_document_delete(&doc);
@@ -296,7 +284,7 @@ void rt_cfg_listen_error(size_t i, const char *field, char *err, size_t errlen, 
     int key = strcmp(field, "key") == 0;
     va_list ap;
     va_start(ap, fmt);
-    rt_listen_verr(err, errlen, i, key ? "tls.key" : "tls.cert", v->origin, file_name, t ? (key ? t->key_line : t->cert_line) : 0,
+    rt_listen_verr(err, errlen, i, key ? "tls.key" : "tls.cert", v->origin, rt_cfgf.name, t ? (key ? t->key_line : t->cert_line) : 0,
                    fmt, ap);
     va_end(ap);
 }
@@ -334,9 +322,9 @@ static int resolve_alias(rt_cfg_value_t *v, const char *alias, char *err, size_t
     char env[160], aenv[160];
     env_name(v->path, env, sizeof(env));
     env_name(alias, aenv, sizeof(aenv));
-    raw_t *r = find_raw(v->path), *a = find_raw(alias);
+    raw_t *r = rt_cfg_raw(v->path), *a = rt_cfg_raw(alias);
     if (r && a) {
-        snprintf(err, errlen, "config: %s: given twice, also as %s (%s lines %d and %d)", v->path, alias, file_name, r->line,
+        snprintf(err, errlen, "config: %s: given twice, also as %s (%s lines %d and %d)", v->path, alias, rt_cfgf.name, r->line,
                  a->line);
         return -1;
     }
@@ -362,13 +350,25 @@ static int resolve(rt_cfg_value_t *v, char *err, size_t errlen)
     char env[160];
     env_name(v->path, env, sizeof(env));
     const char *e = getenv(env);
-    raw_t *r = find_raw(v->path);
+    if (v->type == RT_CFG_MAPS && e != NULL) {
+        snprintf(err, errlen, "config: %s (%s): a list of mappings is read from the file only; unset %s", v->path, env,
+                 env);
+        return -1;
+    }
+    if (v->type == RT_CFG_MAPS)
+        return rt_cfg_file_maps(v, err, errlen);
+    raw_t *r = rt_cfg_raw(v->path);
     if (r)
         r->used = 1;
     if (e != NULL) {
         v->origin = strdup(env);
         v->line = 0;
         return assign_text(v, e, err, errlen);
+    }
+    if (r && r->is_maps) { /* only RT_CFG_MAPS keys take mappings */
+        snprintf(err, errlen, "config: %s: list items must be plain values (%s line %d)", v->path, rt_cfgf.name,
+                 r->item_lines[0]);
+        return -1;
     }
     if (r) {
         v->origin = "file";
@@ -396,135 +396,14 @@ static rt_cfg_value_t *add_value(const rt_cfg_value_t *tmpl)
     }
     rt_cfg_value_t *v = &vals[nvals++];
     *v = *tmpl;
-    v->s = NULL, v->list = NULL, v->nlist = 0;
+    v->s = NULL, v->list = NULL, v->nlist = 0, v->entries = NULL;
     return v;
 }
 
-#define MAX_KEYS 1024 /* far above any real file; aliases can make a small file name millions of keys */
-static size_t walked;
-
-/* Flattens the YAML tree into raws; lines holds the lines of the keys of prefix (depth of them). */
-static int walk(yaml_document_t *doc, yaml_node_t *node, const char *prefix, int *lines, int depth, char *err,
-                size_t errlen)
-{
-    if (node->type == YAML_MAPPING_NODE) {
-        for (yaml_node_pair_t *p = node->data.mapping.pairs.start; p < node->data.mapping.pairs.top; p++) {
-            yaml_node_t *k = yaml_document_get_node(doc, p->key), *val = yaml_document_get_node(doc, p->value);
-            if (k->type != YAML_SCALAR_NODE) {
-                snprintf(err, errlen, "config: %s: keys must be plain names (%s line %lu)", prefix[0] ? prefix : "(top)",
-                         file_name, (unsigned long)k->start_mark.line + 1);
-                return -1;
-            }
-            char path[256];
-            int plen = snprintf(path, sizeof(path), "%s%s%s", prefix, prefix[0] ? "." : "", (char *)k->data.scalar.value);
-            if (plen < 0 || (size_t)plen >= sizeof(path)) { /* this also bounds the nesting, and so the recursion */
-                snprintf(err, errlen, "config: %.60s...: the key is longer than 255 bytes (%s line %lu)", path, file_name,
-                         (unsigned long)k->start_mark.line + 1);
-                return -1;
-            }
-            if (++walked > MAX_KEYS) {
-                snprintf(err, errlen, "config: more than %d keys (%s line %lu); an alias (*name) repeats all it points to",
-                         MAX_KEYS, file_name, (unsigned long)k->start_mark.line + 1);
-                return -1;
-            }
-            if (find_raw(path)) {
-                snprintf(err, errlen, "config: %s: key given twice (%s line %lu)", path, file_name,
-                         (unsigned long)k->start_mark.line + 1);
-                return -1;
-            }
-            if (depth < 12)
-                lines[depth] = (int)k->start_mark.line + 1;
-            if (strcmp(path, "topics") == 0 && val->type == YAML_SEQUENCE_NODE) { /* namespaces: namespace.c */
-                if (rt_ns_parse(doc, val, file_name, err, errlen) != 0)
-                    return -1;
-                continue;
-            }
-            int listen = strcmp(path, "listen") == 0 && val->type != YAML_SCALAR_NODE;
-            if (val->type == YAML_MAPPING_NODE && !listen) {
-                if (walk(doc, val, path, lines, depth + 1, err, errlen) != 0)
-                    return -1;
-                continue;
-            }
-            raws = rt_realloc(raws, (nraws + 1) * sizeof(*raws));
-            raw_t *r = &raws[nraws++];
-            memset(r, 0, sizeof(*r));
-            memcpy(r->key_lines, lines, sizeof(r->key_lines));
-            r->path = strdup(path);
-            r->line = (int)val->start_mark.line + 1;
-            if (listen) { /* entries may be mappings with tls */
-                r->is_seq = val->type == YAML_SEQUENCE_NODE;
-                if (rt_listen_entries(doc, val, "file", file_name, &r->items, &r->tls, &r->n, err, errlen) != 0)
-                    return -1;
-            } else if (val->type == YAML_SCALAR_NODE) {
-                r->items = rt_malloc(sizeof(char *));
-                r->items[0] = rt_strndup(rt_str((char *)val->data.scalar.value, val->data.scalar.length));
-                r->n = 1;
-            } else {
-                r->is_seq = 1;
-                size_t cnt = (size_t)(val->data.sequence.items.top - val->data.sequence.items.start);
-                r->items = rt_calloc(cnt ? cnt : 1, sizeof(char *));
-                for (yaml_node_item_t *it = val->data.sequence.items.start; it < val->data.sequence.items.top; it++) {
-                    yaml_node_t *item = yaml_document_get_node(doc, *it);
-                    if (item->type != YAML_SCALAR_NODE) {
-                        snprintf(err, errlen, "config: %s: list items must be plain values (%s line %lu)", path, file_name,
-                                 (unsigned long)item->start_mark.line + 1);
-                        return -1;
-                    }
-                    r->items[r->n++] = rt_strndup(rt_str((char *)item->data.scalar.value, item->data.scalar.length));
-                }
-            }
-        }
-        return 0;
-    }
-    snprintf(err, errlen, "config: the file must be a mapping of keys (%s line %lu)", file_name,
-             (unsigned long)node->start_mark.line + 1);
-    return -1;
-}
-
-static int parse_file(const char *path, char *err, size_t errlen)
-{
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) {
-        snprintf(err, errlen, "config: cannot open %s: %s", path, strerror(errno));
-        return -1;
-    }
-    snprintf(file_name, sizeof(file_name), "%s", path);
-    yaml_parser_t parser;
-    yaml_document_t doc;
-    yaml_parser_initialize(&parser);
-    yaml_parser_set_input_file(&parser, f);
-    int rc = 0;
-    if (!yaml_parser_load(&parser, &doc)) {
-        snprintf(err, errlen, "config: %s line %lu: %s %s", path, (unsigned long)parser.problem_mark.line + 1,
-                 parser.problem ? parser.problem : "invalid YAML", parser.context ? parser.context : "");
-        rc = -1;
-    } else {
-        yaml_node_t *root = yaml_document_get_root_node(&doc);
-        walked = 0;
-        int lines[12] = {0};
-        if (root != NULL && !(root->type == YAML_SCALAR_NODE && root->data.scalar.length == 0))
-            rc = walk(&doc, root, "", lines, 0, err, errlen);
-        yaml_document_delete(&doc);
-    }
-    yaml_parser_delete(&parser);
-    fclose(f);
-    return rc;
-}
 
 static void free_tables(void)
 {
-    for (size_t i = 0; i < nraws; i++) {
-        for (size_t k = 0; k < raws[i].n; k++) {
-            free(raws[i].items[k]);
-            if (raws[i].tls)
-                rt_listen_tls_free(raws[i].tls[k]);
-        }
-        free(raws[i].items);
-        free(raws[i].tls);
-        free(raws[i].path);
-    }
-    free(raws);
-    raws = NULL, nraws = 0;
+    rt_cfg_file_free();
     for (size_t i = 0; i < nvals; i++) {
         free_value(&vals[i]);
         if (vals[i].origin && strncmp(vals[i].origin, "RTB_", 4) == 0)
@@ -534,7 +413,6 @@ static void free_tables(void)
     }
     free(vals);
     vals = NULL, nvals = capvals = 0;
-    strcpy(file_name, "(none)");
 }
 
 void rt_config_reset(void)
@@ -550,7 +428,7 @@ void rt_config_reset(void)
 
 int rt_config_load(const char *path, char *err, size_t errlen)
 {
-    if (path && parse_file(path, err, errlen) != 0)
+    if (path && rt_cfg_file_parse(path, err, errlen) != 0)
         return -1;
     for (size_t i = 0; i < NCORE; i++)
         if (resolve(add_value(i < NOWN ? &core_keys[i] : &rt_cfg_api_keys[i - NOWN]), err, errlen) != 0)
@@ -586,9 +464,9 @@ int rt_config_add_section(const char *section, const rt_cfg_key_t *keys, char *e
 static void mark_ignored(const char *section)
 {
     size_t n = strlen(section);
-    for (size_t i = 0; i < nraws; i++)
-        if (strncmp(raws[i].path, section, n) == 0 && raws[i].path[n] == '.')
-            raws[i].used = 1;
+    for (size_t i = 0; i < rt_cfgf.nraws; i++)
+        if (strncmp(rt_cfgf.raws[i].path, section, n) == 0 && rt_cfgf.raws[i].path[n] == '.')
+            rt_cfgf.raws[i].used = 1;
 }
 
 void rt_config_ignore_section(const char *section)
@@ -629,37 +507,37 @@ int rt_config_check_unknown(char *err, size_t errlen)
 {
     if (!reloading)
         check_env();
-    for (size_t i = 0; i < nraws; i++) {
-        if (raws[i].used)
+    for (size_t i = 0; i < rt_cfgf.nraws; i++) {
+        if (rt_cfgf.raws[i].used)
             continue;
-        size_t plen = strlen(raws[i].path);
-        int empty = !raws[i].is_seq && raws[i].n == 1 && raws[i].items[0][0] == '\0';
+        size_t plen = strlen(rt_cfgf.raws[i].path);
+        int empty = !rt_cfgf.raws[i].is_seq && rt_cfgf.raws[i].n == 1 && rt_cfgf.raws[i].items[0][0] == '\0';
         for (size_t k = 0; k < nvals; k++) {
-            if (strncmp(vals[k].path, raws[i].path, plen) == 0 && vals[k].path[plen] == '.') {
+            if (strncmp(vals[k].path, rt_cfgf.raws[i].path, plen) == 0 && vals[k].path[plen] == '.') {
                 if (empty)
                     goto next; /* a section whose keys are all commented out */
-                snprintf(err, errlen, "config: %s: expected a mapping of keys, got a value (%s line %d)", raws[i].path,
-                         file_name, raws[i].line);
+                snprintf(err, errlen, "config: %s: expected a mapping of keys, got a value (%s line %d)", rt_cfgf.raws[i].path,
+                         rt_cfgf.name, rt_cfgf.raws[i].line);
                 return -1;
             }
         }
         /* name the first key of the path that nothing declares (a misspelt section, not the key under it) */
         size_t at = 0;
-        int depth = 0, line = raws[i].line;
-        for (const char *dot = raws[i].path; (dot = strchr(dot, '.')) != NULL; dot++, depth++) {
-            size_t len = (size_t)(dot - raws[i].path);
+        int depth = 0, line = rt_cfgf.raws[i].line;
+        for (const char *dot = rt_cfgf.raws[i].path; (dot = strchr(dot, '.')) != NULL; dot++, depth++) {
+            size_t len = (size_t)(dot - rt_cfgf.raws[i].path);
             int section = 0;
             for (size_t k = 0; k < nvals && !section; k++)
-                section = strncmp(vals[k].path, raws[i].path, len) == 0 && vals[k].path[len] == '.';
+                section = strncmp(vals[k].path, rt_cfgf.raws[i].path, len) == 0 && vals[k].path[len] == '.';
             if (!section)
                 break;
             at = len + 1;
         }
-        if (depth < 12 && raws[i].key_lines[depth])
-            line = raws[i].key_lines[depth];
-        size_t end = at + strcspn(raws[i].path + at, ".");
+        if (depth < 12 && rt_cfgf.raws[i].key_lines[depth])
+            line = rt_cfgf.raws[i].key_lines[depth];
+        size_t end = at + strcspn(rt_cfgf.raws[i].path + at, ".");
         snprintf(err, errlen, "config: %.*s: unknown key (%s line %d); see the configuration reference in README.md",
-                 (int)end, raws[i].path, file_name, line);
+                 (int)end, rt_cfgf.raws[i].path, rt_cfgf.name, line);
         return -1;
     next:;
     }
@@ -708,11 +586,9 @@ static const char *const reloadable[] = {"limits.max_connections", "limits.max_q
                                          "http.allowed_origins", NULL};
 
 static struct {
-    raw_t *raws;
-    size_t nraws;
+    rt_cfg_file_t file;
     rt_cfg_value_t *vals;
     size_t nvals, capvals;
-    char file_name[sizeof(file_name)];
 } live;
 
 int rt_config_reload_begin(const char *path, char *err, size_t errlen)
@@ -722,10 +598,9 @@ int rt_config_reload_begin(const char *path, char *err, size_t errlen)
         return -1;
     }
     /* the tables in use stay as they are (workers read them); the file is read into fresh ones */
-    live.raws = raws, live.nraws = nraws, live.vals = vals, live.nvals = nvals, live.capvals = capvals;
-    memcpy(live.file_name, file_name, sizeof(file_name));
+    live.file = rt_cfgf, live.vals = vals, live.nvals = nvals, live.capvals = capvals;
     reloading = &live;
-    raws = NULL, nraws = 0, vals = NULL, nvals = capvals = 0;
+    rt_cfgf.raws = NULL, rt_cfgf.nraws = 0, vals = NULL, nvals = capvals = 0;
     if (rt_config_load(path, err, errlen) != 0)
         return -1;
     for (size_t i = NCORE; i < live.nvals; i++) {
@@ -745,7 +620,7 @@ const rt_cfg_value_t *rt_cfg_next(const char *path) { return reloading ? find_va
 
 static int same_value(const rt_cfg_value_t *a, const rt_cfg_value_t *b)
 {
-    if (a->type == RT_CFG_STRING)
+    if (a->type == RT_CFG_STRING || a->type == RT_CFG_MAPS)
         return strcmp(a->s ? a->s : "", b->s ? b->s : "") == 0;
     if (a->type == RT_CFG_LIST || a->type == RT_CFG_LISTEN) {
         if (a->nlist != b->nlist)
@@ -776,13 +651,12 @@ void rt_config_reload_end(int apply)
                 can |= strcmp(reloadable[k], n->path) == 0;
             if (!can && o && !same_value(o, n))
                 rt_log(RT_LOG_WARN, "SIGHUP: %s changed (%s line %d) but takes effect only after a restart", n->path,
-                       file_name, n->line);
+                       rt_cfgf.name, n->line);
         }
         rt_config_set_limits(rt_cfg_next);
     }
     free_tables();
-    raws = live.raws, nraws = live.nraws, vals = live.vals, nvals = live.nvals, capvals = live.capvals;
-    memcpy(file_name, live.file_name, sizeof(file_name));
+    rt_cfgf = live.file, vals = live.vals, nvals = live.nvals, capvals = live.capvals;
     reloading = NULL;
 }
 

@@ -6,7 +6,20 @@
 
 #include "rt.h"
 
-enum { RT_CFG_LIST = 100, RT_CFG_LISTEN = 101 }; /* core-only types beside rt_cfg_type_t */
+enum { RT_CFG_LIST = 100, RT_CFG_LISTEN = 101, RT_CFG_MAPS = 102 }; /* core-only types beside rt_cfg_type_t */
+
+/* A list of mappings (RT_CFG_MAPS, e.g. webhooks.endpoints): each entry's keys as written, with their lines. */
+typedef struct rt_cfg_field {
+    char *name;
+    char **items; /* one for a scalar, each item of a list */
+    size_t n;
+    int is_seq, line;
+} rt_cfg_field_t;
+typedef struct rt_cfg_entry {
+    rt_cfg_field_t *fields;
+    size_t nfields;
+    int line; /* where the entry starts */
+} rt_cfg_entry_t;
 
 /* The TLS part of a `listen` entry {address, tls: {cert, key}}. */
 typedef struct rt_listen_tls {
@@ -25,6 +38,8 @@ typedef struct rt_cfg_value {
     char **list;
     size_t nlist;
     rt_listen_tls_t **tls; /* RT_CFG_LISTEN: per entry of list, NULL for a plain listener (or all plain) */
+    const char *fields;       /* RT_CFG_MAPS: the keys an entry may have, comma-separated */
+    rt_cfg_entry_t *entries;  /* RT_CFG_MAPS: nlist of them (s holds them as text, to compare on SIGHUP) */
     const char *origin; /* "default", "file", or the env var name */
     int line;           /* line in the file, when from the file */
 } rt_cfg_value_t;
@@ -79,6 +94,11 @@ void rt_config_reload_end(int apply);
 /* An error about key path's value, naming where it came from: "config: PATH: MESSAGE (FILE line N)", or the variable. */
 void rt_cfg_error(const char *path, char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 int64_t rt_cfg_int(const char *path);
+/* A list of mappings' entry's key, or NULL when the entry does not have it. */
+const rt_cfg_field_t *rt_cfg_entry_field(const rt_cfg_entry_t *e, const char *name);
+/* "config: PATH[i].FIELD: MESSAGE (FILE line N)": the field's line, or the entry's when it lacks the field. */
+void rt_cfg_entry_error(const char *path, size_t i, const char *field, char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
 const char *rt_cfg_str(const char *path);
 
 int rt_parse_addr(const char *text, rt_listen_addr_t *out);

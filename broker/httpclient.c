@@ -1,5 +1,6 @@
 /*
- * The backend hooks' HTTP client: POSTs over HTTP/1.1 with h2o's http1client on the worker's own event loop, so a
+ * The backend hooks' HTTP client: POSTs over HTTP/1.1 (https for webhooks, the peer verified) with h2o's http1client
+ * on the worker's own event loop, so a
  * slow backend never blocks a worker. Each worker keeps its own keep-alive socket pool per target; callers bound
  * how many calls run at once. Owns nothing else: what a call means is the caller's business (proxy.c).
  */
@@ -23,25 +24,57 @@ struct rt_httpc_call {
 typedef struct worker_pools {
     h2o_socketpool_t pools[RT_HTTPC_MAX_TARGETS];
     int ready[RT_HTTPC_MAX_TARGETS];
-    h2o_http1client_ctx_t ctx;
+    h2o_http1client_ctx_t ctx[RT_HTTPC_MAX_TARGETS]; /* per target: its TLS context and its callers' timeout */
 } worker_pools_t;
 
 /* Indexed by worker id; reachable from here for the life of the process. */
 static worker_pools_t *per_worker[257];
 static int ntargets;
 
-int rt_httpc_target_parse(const char *url, rt_httpc_target_t *t, const char **why)
+static SSL_CTX *tls_ctx[RT_HTTPC_MAX_TARGETS];
+
+int rt_httpc_target_tls(const rt_httpc_target_t *t, const char *ca_file, const char **why)
+{
+    SSL_CTX *c = SSL_CTX_new(TLS_client_method());
+    SSL_CTX_set_min_proto_version(c, TLS1_2_VERSION);
+    SSL_CTX_set_verify(c, SSL_VERIFY_PEER, NULL);
+    SSL_CTX_set_default_verify_paths(c);
+    /* h2o 2.2.5 does not check the certificate's name: OpenSSL does, for this target's host (or address) */
+    X509_VERIFY_PARAM *p = SSL_CTX_get0_param(c);
+    int ip = X509_VERIFY_PARAM_set1_ip_asc(p, t->host) == 1;
+    if (!ip)
+        X509_VERIFY_PARAM_set1_host(p, t->host, 0);
+    if (ca_file && ca_file[0] && SSL_CTX_load_verify_locations(c, ca_file, NULL) != 1) {
+        *why = "cannot be read as PEM certificates";
+        SSL_CTX_free(c);
+        return -1;
+    }
+    tls_ctx[t->slot] = c;
+    return 0;
+}
+
+void rt_httpc_tls_free(void)
+{
+    for (int i = 0; i < RT_HTTPC_MAX_TARGETS; i++) {
+        if (tls_ctx[i])
+            SSL_CTX_free(tls_ctx[i]);
+        tls_ctx[i] = NULL;
+    }
+}
+
+int rt_httpc_target_parse(const char *url, rt_httpc_target_t *t, int allow_tls, const char **why)
 {
     memset(t, 0, sizeof(*t));
-    if (strncmp(url, "http://", 7) != 0) {
+    t->tls = allow_tls && strncmp(url, "https://", 8) == 0;
+    if (strncmp(url, "http://", 7) != 0 && !t->tls) {
         *why = strncmp(url, "https://", 8) == 0 ? "https is not supported; use http:// to a backend on a trusted network"
                                                 : "must start with http://";
         return -1;
     }
-    const char *h = url + 7, *slash = strchr(h, '/');
+    const char *h = url + (t->tls ? 8 : 7), *slash = strchr(h, '/');
     size_t hl = slash ? (size_t)(slash - h) : strlen(h);
     const char *colon = memchr(h, ':', hl);
-    long port = 80;
+    long port = t->tls ? 443 : 80;
     if (colon) {
         char *end;
         port = strtol(colon + 1, &end, 10);
@@ -74,15 +107,16 @@ void rt_httpc_target_free(rt_httpc_target_t *t)
 static worker_pools_t *pools_of(rt_worker_t *w, const rt_httpc_target_t *t, uint64_t timeout_ms)
 {
     worker_pools_t *wp = per_worker[w->id];
-    if (wp == NULL) {
+    if (wp == NULL)
         wp = per_worker[w->id] = rt_calloc(1, sizeof(*wp));
-        wp->ctx.loop = w->ctx.loop;
-        wp->ctx.getaddr_receiver = &w->ctx.receivers.hostinfo_getaddr;
-        wp->ctx.io_timeout = rt_worker_timeout(w, timeout_ms);
-    }
     if (!wp->ready[t->slot]) {
+        h2o_http1client_ctx_t *ctx = &wp->ctx[t->slot];
+        ctx->loop = w->ctx.loop;
+        ctx->getaddr_receiver = &w->ctx.receivers.hostinfo_getaddr;
+        ctx->io_timeout = rt_worker_timeout(w, timeout_ms);
+        ctx->ssl_ctx = tls_ctx[t->slot];
         /* h2o 2.2.5 does not enforce the capacity: the callers' in-flight bound is what limits connections */
-        h2o_socketpool_init_by_hostport(&wp->pools[t->slot], h2o_iovec_init(t->host, strlen(t->host)), t->port, 0, 1024);
+        h2o_socketpool_init_by_hostport(&wp->pools[t->slot], h2o_iovec_init(t->host, strlen(t->host)), t->port, t->tls, 1024);
         h2o_socketpool_set_timeout(&wp->pools[t->slot], w->ctx.loop, 30000); /* idle keep-alive connections */
         wp->ready[t->slot] = 1;
     }
@@ -188,7 +222,7 @@ rt_httpc_call_t *rt_httpc_post(rt_worker_t *w, const rt_httpc_target_t *t, rt_st
     rt_buf_appends(&c->out, body);
     c->deadline.cb = on_deadline;
     h2o_timeout_link(w->ctx.loop, rt_worker_timeout(w, timeout_ms), &c->deadline);
-    h2o_http1client_connect_with_pool(&c->client, c, &wp->ctx, &wp->pools[t->slot], on_connect);
+    h2o_http1client_connect_with_pool(&c->client, c, &wp->ctx[t->slot], &wp->pools[t->slot], on_connect);
     c->starting = 0;
     return c;
 }

@@ -18,6 +18,7 @@
 #include "ops.h"
 #include "presence.h"
 #include "userlimit.h"
+#include "webhook.h"
 
 rt_worker_t *rt_workers;
 size_t rt_nworkers;
@@ -53,6 +54,8 @@ static void on_tick(h2o_timeout_entry_t *entry)
         rt_rate_sweep();
         rt_presence_tick();
     }
+    if (w->id == 0)
+        rt_webhook_tick(); /* retries and the vacated debounce, four times a second */
     rt_hub_expiry_run(w, (int64_t)rt_wall_ms());
     h2o_timeout_link(w->ctx.loop, rt_worker_timeout(w, 250), &w->tick);
 }
@@ -113,6 +116,7 @@ static void unsubscribe_all(rt_sub_t *sub)
     for (size_t i = 0; i < sub->nsubs; i++) {
         rt_sub_presence_left(sub, sub->subs[i]);
         rt_bus->ops->interest(rt_bus, sub->subs[i]->pattern, -1);
+        rt_webhook_sub_removed(sub->subs[i]->pattern);
         rt_index_remove(&sub->w->index, sub->subs[i]);
     }
     free(sub->subs);
@@ -468,6 +472,7 @@ int rt_sub_unsubscribe(rt_sub_t *sub, rt_str_t pattern)
         if (rt_str_eq(sub->subs[i]->pattern, pattern)) {
             rt_sub_presence_left(sub, sub->subs[i]);
             rt_bus->ops->interest(rt_bus, sub->subs[i]->pattern, -1);
+            rt_webhook_sub_removed(sub->subs[i]->pattern);
             rt_index_remove(&sub->w->index, sub->subs[i]);
             sub->subs[i] = sub->subs[--sub->nsubs];
             return RT_OK;

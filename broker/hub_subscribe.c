@@ -12,6 +12,7 @@
 #include "hub.h"
 #include "ops.h"
 #include "proxy.h"
+#include "webhook.h"
 
 /* A subscribe whose replay the bus completes later (NATS: fetched from JetStream). */
 typedef struct pending_sub {
@@ -156,6 +157,7 @@ int rt_sub_subscribe(rt_sub_t *sub, const rt_sub_opts_t *o)
             continue;
         p->topics[p->nfresh++] = o->topics[i];
         rt_bus->ops->interest(rt_bus, o->topics[i], 1);
+        rt_webhook_sub_added(o->topics[i]);
         rt_subscription_t *s = rt_index_add(&sub->w->index, o->topics[i], sub);
         s->last_seq = UINT64_MAX;
         s->from_seq = UINT64_MAX; /* covers nothing before its replay is known */

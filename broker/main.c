@@ -27,6 +27,7 @@
 #include "server.h"
 #include "tls.h"
 #include "token.h"
+#include "webhook.h"
 
 static void usage(FILE *out)
 {
@@ -203,7 +204,8 @@ int main(int argc, char **argv)
         settle_web_root(config, err, sizeof(err)) != 0 ||
         rt_plugins_load(argv[0], err, sizeof(err)) != 0 || rt_config_check_unknown(err, sizeof(err)) != 0 ||
         rt_auth_init(err, sizeof(err)) != 0 || rt_tls_init(err, sizeof(err)) != 0 || rt_presence_init(err, sizeof(err)) != 0 ||
-        rt_proxy_init(err, sizeof(err)) != 0 || rt_api_init(err, sizeof(err)) != 0) {
+        rt_proxy_init(err, sizeof(err)) != 0 || rt_api_init(err, sizeof(err)) != 0 ||
+        rt_webhook_init(err, sizeof(err)) != 0) {
         fprintf(stderr, "rtbroker: %s\n", err);
         return 2;
     }
@@ -248,6 +250,10 @@ int main(int argc, char **argv)
         return 1;
     }
     rt_server_start();
+    if (rt_webhook_start(err, sizeof(err)) != 0) {
+        fprintf(stderr, "rtbroker: %s\n", err);
+        return 1;
+    }
 
     const rt_cfg_value_t *l = rt_cfg("listen");
     rt_buf_t b = {0};
@@ -284,6 +290,7 @@ int main(int argc, char **argv)
     }
     rt_api_cluster_stop(); /* while the workers still run: calls in progress end by their timers */
     rt_server_shutdown();
+    rt_webhook_stop();
     rt_plugins_fini();
     rt_bus->ops->stop(rt_bus);
     rt_log(RT_LOG_INFO, "stopped");

@@ -170,21 +170,7 @@ static rt_enc_t *encode_envelope(rt_msg_t *m, void *arg)
         rt_buf_appendc(&b, "null");
     rt_buf_appendc(&b, ",\"topic\":");
     rt_json_append_string(&b, m->topic);
-    rt_buf_appendc(&b, ",\"event\":");
-    if (m->event.len)
-        rt_json_append_string(&b, m->event);
-    else
-        rt_buf_appendc(&b, "null");
-    rt_buf_appendc(&b, ",\"data\":");
-    if (m->flags & RT_MSG_JSON) {
-        rt_json_append_compact(&b, m->data);
-    } else if (m->flags & RT_MSG_UTF8) {
-        rt_json_append_string(&b, m->data);
-    } else {
-        rt_buf_appendc(&b, "\"");
-        rt_base64_append(&b, m->data);
-        rt_buf_appendc(&b, "\",\"encoding\":\"base64\"");
-    }
+    rt_msg_append_event_data(&b, m);
     if (m->content_type.len && rt_utf8_valid(m->content_type.base, m->content_type.len)) {
         rt_buf_appendc(&b, ",\"content_type\":");
         rt_json_append_string(&b, m->content_type);
@@ -195,6 +181,25 @@ static rt_enc_t *encode_envelope(rt_msg_t *m, void *arg)
     rt_enc_t *e = (rt_enc_t *)b.base;
     e->len = b.len - sizeof(rt_enc_t);
     return e;
+}
+
+void rt_msg_append_event_data(rt_buf_t *b, const rt_msg_t *m)
+{
+    rt_buf_appendc(b, ",\"event\":");
+    if (m->event.len)
+        rt_json_append_string(b, m->event);
+    else
+        rt_buf_appendc(b, "null");
+    rt_buf_appendc(b, ",\"data\":");
+    if (m->flags & RT_MSG_JSON) {
+        rt_json_append_compact(b, m->data);
+    } else if (m->flags & RT_MSG_UTF8) {
+        rt_json_append_string(b, m->data);
+    } else {
+        rt_buf_appendc(b, "\"");
+        rt_base64_append(b, m->data);
+        rt_buf_appendc(b, "\",\"encoding\":\"base64\"");
+    }
 }
 
 rt_str_t rt_msg_envelope(rt_msg_t *m) { return rt_msg_cached(m, 0, encode_envelope, NULL); }

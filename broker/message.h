@@ -53,6 +53,8 @@ size_t rt_msg_cached_bytes(void);
 /* Cached encoding for slot, computed once by encode (which returns malloc'd rt_enc_t). */
 rt_str_t rt_msg_cached(rt_msg_t *m, int slot, rt_enc_t *(*encode)(rt_msg_t *m, void *arg), void *arg);
 rt_enc_t *rt_enc_new(const void *bytes, size_t len);
+/* `,"event":…,"data":…` as in the envelope (JSON payloads: a value, a string, or base64 with "encoding"). */
+void rt_msg_append_event_data(rt_buf_t *b, const rt_msg_t *m);
 /* The JSON envelope of API.md, cached in slot 0. */
 rt_str_t rt_msg_envelope(rt_msg_t *m);
 /* An uncached copy of the envelope for the caller to free, or NULL when it is cached already (use that). */

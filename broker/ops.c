@@ -12,6 +12,7 @@
 #include "http.h"
 #include "presence.h"
 #include "proxy.h"
+#include "webhook.h"
 #include "ops.h"
 
 #define MAX_TP 16
@@ -194,6 +195,7 @@ static void metrics(h2o_req_t *req)
                   rt_conns_open(), rt_conns_refused_total());
     rt_presence_metrics(&b);
     rt_proxy_metrics(&b);
+    rt_webhook_metrics(&b);
     rt_api_metrics(&b);
     rt_bus->ops->metrics(rt_bus, &b);
     rt_http_respond_buf(req, 200, "text/plain; version=0.0.4", &b);

@@ -17,6 +17,7 @@
 #include "map.h"
 #include "presence.h"
 #include "text.h"
+#include "webhook.h"
 
 typedef struct member { /* one client in the cluster view of a topic */
     char *key;           /* user US client */
@@ -209,6 +210,7 @@ void rt_presence_join(rt_str_t topic, rt_str_t user, rt_str_t client, rt_str_t i
         l->conns = 1;
         l->linger = linger;
         rt_map_put(&t->local, rt_cstr(key), l);
+        rt_webhook_presence(1, rt_cstr(t->name), user, client, info); /* once, by the member's own node */
         view_add(t, key, user, client, info);
         local_changed(t);
     }
@@ -218,6 +220,9 @@ void rt_presence_join(rt_str_t topic, rt_str_t user, rt_str_t client, rt_str_t i
 static void local_remove(ptopic_t *t, local_t *l)
 {
     rt_map_del(&t->local, rt_cstr(l->key));
+    const member_t *m = rt_map_get(&t->view, rt_cstr(l->key));
+    if (m)
+        rt_webhook_presence(0, rt_cstr(t->name), m->user, m->client, m->info ? rt_cstr(m->info) : rt_str(NULL, 0));
     view_del(t, l->key);
     local_changed(t);
     free(l->key);

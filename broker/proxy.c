@@ -85,7 +85,7 @@ int rt_proxy_init(char *err, size_t errlen)
         const char *url = rt_cfg_str(key), *why;
         if (url == NULL || url[0] == '\0')
             continue;
-        if (rt_httpc_target_parse(url, &hooks[e].target, &why) != 0) {
+        if (rt_httpc_target_parse(url, &hooks[e].target, 0, &why) != 0) {
             rt_cfg_error(key, err, errlen, "\"%s\" %s", url, why);
             return -1;
         }

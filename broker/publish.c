@@ -19,6 +19,7 @@
 #include "publish.h"
 #include "ratelimit.h"
 #include "text.h"
+#include "webhook.h"
 
 int rt_event_valid(rt_str_t ev)
 {
@@ -187,7 +188,7 @@ static void publish_http(h2o_req_t *req, rt_str_t topic, rt_str_t event, rt_str_
     c->topic = rt_str(c->topicbuf, topic.len);
     c->anchor = h2o_mem_alloc_shared(&req->pool, sizeof(*c->anchor), on_req_gone);
     *c->anchor = c;
-    rt_bus->ops->publish(rt_bus, msg, key, on_published, c);
+    rt_webhook_bus_publish(msg, key, on_published, c);
 }
 
 /* POST /pub waiting for proxy.publish: slices into the request, which lives until it is answered. */
@@ -305,7 +306,7 @@ static int publish_sub_now(rt_sub_t *sub, const rt_pub_t *pub, const char **why,
     sub_pub_t *p = rt_malloc(sizeof(*p));
     p->sub = sub, p->done = done, p->arg = arg;
     rt_sub_hold(sub);
-    rt_bus->ops->publish(rt_bus, msg, key, on_sub_published, p);
+    rt_webhook_bus_publish(msg, key, on_sub_published, p);
     return RT_OK;
 }
 

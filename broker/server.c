@@ -29,6 +29,7 @@
 #include "publish.h"
 #include "server.h"
 #include "tls.h"
+#include "webhook.h"
 
 static h2o_globalconf_t globalconf;
 static int *listen_fds;
@@ -312,6 +313,8 @@ static void *worker_main(void *arg)
     uint64_t until = rt_now_ms() + 200;
     while (rt_now_ms() < until)
         h2o_evloop_run(w->ctx.loop, 20);
+    if (w->id == 0)
+        rt_webhook_worker_shutdown(); /* calls in flight are dropped with the loop */
     rt_buf_free(&w->scratch);
     return NULL;
 }

@@ -667,6 +667,38 @@ static void test_reload(void)
     rt_config_reset();
 }
 
+/* A list of mappings (webhooks.endpoints): each entry's keys keep their lines; refusals name entry, key and line. */
+static void test_maps(void)
+{
+    const char *two = "webhooks:\n  vacated_delay: 1s\n  endpoints:\n    - url: http://127.0.0.1:9/a\n"
+                      "      events: [topic.occupied, presence.join]\n      secret: s1\n    - url: http://127.0.0.1:9/b\n"
+                      "      secret: s2\n      max_attempts: 3\n";
+    CHECK(load(two) == 0);
+    CHECK(unknown() == 0);
+    const rt_cfg_value_t *v = rt_cfg("webhooks.endpoints");
+    CHECK(v && v->nlist == 2 && v->entries[0].line == 4 && v->entries[1].line == 7);
+    const rt_cfg_field_t *f = v ? rt_cfg_entry_field(&v->entries[0], "events") : NULL;
+    CHECK(f && f->is_seq && f->n == 2 && strcmp(f->items[1], "presence.join") == 0 && f->line == 5);
+    f = v ? rt_cfg_entry_field(&v->entries[1], "max_attempts") : NULL;
+    CHECK(f && !f->is_seq && strcmp(f->items[0], "3") == 0 && f->line == 9);
+    CHECK(v && rt_cfg_entry_field(&v->entries[1], "events") == NULL);
+    rt_cfg_entry_error("webhooks.endpoints", 1, "max_attempts", err, sizeof(err), "is bad");
+    CHECK(err_has("config: webhooks.endpoints[1].max_attempts: is bad (") && err_has("line 9)"));
+    rt_cfg_entry_error("webhooks.endpoints", 1, "topics", err, sizeof(err), "missing");
+    CHECK(err_has("webhooks.endpoints[1].topics: missing (") && err_has("line 7)")); /* the entry's line */
+    CHECK(load("webhooks:\n  endpoints:\n    - url: http://x/\n      colour: red\n") != 0);
+    CHECK(err_has("config: webhooks.endpoints[0].colour: unknown key") && err_has("line 4"));
+    CHECK(load("webhooks:\n  endpoints:\n    - url: http://x/\n    - http://y/\n") != 0);
+    CHECK(err_has("config: webhooks.endpoints[1]: each entry of this list is a mapping") && err_has("line 4"));
+    CHECK(load("webhooks:\n  endpoints: http://x/\n") != 0);
+    CHECK(err_has("config: webhooks.endpoints: expected a list of mappings") && err_has("line 2"));
+    CHECK(load("webhooks:\n  endpoints:\n") == 0 && rt_cfg("webhooks.endpoints")->nlist == 0);
+    setenv("RTB_WEBHOOKS_ENDPOINTS", "[{url: http://x/}]", 1);
+    CHECK(load_defaults() != 0 && err_has("RTB_WEBHOOKS_ENDPOINTS") && err_has("from the file only"));
+    unsetenv("RTB_WEBHOOKS_ENDPOINTS");
+    rt_config_reset();
+}
+
 int main(void)
 {
     setvbuf(stdout, NULL, _IOLBF, 0); /* results survive a sanitizer abort */
@@ -678,6 +710,7 @@ int main(void)
     test_unknown();
     test_parsers();
     test_reload();
+    test_maps();
     clear_rtb_env();
     rt_config_reset();
     return UNIT_DONE();
