@@ -25,7 +25,7 @@ DESTDIR ?=
 .PHONY: all build deps deps-build deps-test run test asan fuzz fuzz-build clean check-config install bench bench-cluster bench-quick soak soak-asan chaos
 
 all: build
-BENCH_BIN  = $(if $(wildcard tests/bench/loadgen.c),$(BUILD)/bench/loadgen $(BUILD)/bench/floor)
+BENCH_BIN  = $(if $(wildcard tests/bench/loadgen.c),$(BUILD)/bench/loadgen $(BUILD)/bench/floor $(BUILD)/bench/h2floor)
 
 build: $(BUILD)/rtbroker $(PLUGIN_SO) $(UNIT_BIN) $(TOOLS_BIN) $(BENCH_BIN)
 
@@ -62,6 +62,11 @@ $(BUILD)/bench/loadgen: tests/bench/loadgen.c $(wildcard tests/bench/*.h)
 $(BUILD)/bench/floor: tests/bench/floor.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_COMMON) -o $@ tests/bench/floor.c -lcrypto
+
+# The floor of S5-SSE-h2: what h2o itself keeps per idle HTTP/2 stream (a handler that holds the stream, nothing else).
+$(BUILD)/bench/h2floor: tests/bench/h2floor.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_COMMON) -o $@ tests/bench/h2floor.c -lh2o-evloop -lssl -lcrypto -lz -lpthread
 
 # Side by side with nginx + nchan; writes BENCHMARKS.md (bounded: well under 15 minutes).
 bench: deps build

@@ -62,7 +62,7 @@ void rt_index_dispose(rt_index_t *ix)
 
 rt_subscription_t *rt_index_add(rt_index_t *ix, rt_str_t pattern, void *owner)
 {
-    rt_subscription_t *s = rt_calloc(1, sizeof(*s));
+    rt_subscription_t *s = rt_calloc(1, sizeof(*s) + pattern.len + 1);
     memcpy(s->pattern_buf, pattern.base, pattern.len);
     s->pattern = rt_str(s->pattern_buf, pattern.len);
     s->owner = owner;

@@ -21,7 +21,7 @@ typedef struct rt_subscription {
                             * message after this SEQ; UINT64_MAX: no such promise */
     int presence;          /* a member of this (exact) topic's presence: gets its join and leave messages */
     rt_str_t pattern;      /* points into pattern_buf */
-    char pattern_buf[256];
+    char pattern_buf[];    /* sized to the pattern: one per subscriber and topic, most of them short */
 } rt_subscription_t;
 
 typedef struct rt_index {

@@ -87,6 +87,9 @@ static SSL_CTX *build(size_t i, char *err, size_t errlen)
     SSL_CTX_set_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
     SSL_CTX_set_cipher_list(ctx, tls12_ciphers);
     SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"rtbroker", 8);
+    /* OpenSSL keeps a read and a write buffer of about 17 KB each per connection; an idle SSE stream or WebSocket
+     * needs neither between records (nginx sets the same) */
+    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
     h2o_ssl_register_alpn_protocols(ctx, h2o_alpn_protocols);
     if (SSL_CTX_use_certificate_chain_file(ctx, t->cert) != 1) {
         rt_cfg_listen_error(i, "cert", err, errlen, "%s: not a PEM certificate (%s); give the server certificate first, then its chain",

@@ -28,7 +28,7 @@ for line in open(results_path):
     if 'label' in d and 'server' in d:
         runs.append(d)
 
-IDLE = ['S5', 'S5-SSE', 'S5-longpoll']
+IDLE = ['S5', 'S5-SSE', 'S5-SSE-h2', 'S5-SSE-h2-1', 'S5-longpoll']
 scenarios = [s for s in ['S1', 'S1p4', 'S1p16', 'S2', 'S3', 'S4'] + IDLE + ['S6', 'S7', 'S7d']
              if any(r['label'] == s for r in runs)]
 SCALING = [('S1p4', 4), ('S1p16', 16), ('S1', int(machine.get('fast_pubs', '64')))]  # S1 by publishing connections
@@ -99,6 +99,8 @@ ROWS = {
     'S4': [('delivered msg/s', 'rate', 'rate', 'high', 2.0)],
     'S5': [('memory per idle connection (PSS)', 'per_conn_b', 'bytes', 'low', 2.0)],
     'S5-SSE': [('memory per idle connection (PSS)', 'per_conn_b', 'bytes', 'low', 5.0)],
+    'S5-SSE-h2': [('memory per idle HTTP/2 stream (PSS)', 'per_conn_b', 'bytes', 'low', None)],
+    'S5-SSE-h2-1': [('memory per HTTP/2 connection with one idle stream (PSS)', 'per_conn_b', 'bytes', 'low', None)],
     'S5-longpoll': [('memory per held poll (PSS)', 'per_conn_b', 'bytes', 'low', 1.0)],
     'S6': [('latency p50', 'p50_ms', 'ms', 'low', None), ('latency p99', 'p99_ms', 'ms', 'low', None)],
     'S7': [('delivered msg/s', 'rate', 'rate', 'high', 2.0)],
@@ -288,20 +290,26 @@ if 'S2' in scenarios:
     p('')
 
 if any(sc in scenarios for sc in IDLE):
-    p('## Idle memory (S5: WebSocket, S5-SSE, S5-longpoll)')
+    p('## Idle memory (S5: WebSocket, S5-SSE, S5-SSE-h2, S5-longpoll)')
     p('')
     p('Memory of the server processes (PSS summed over nginx master and workers; for rtbroker PSS ≈ RSS) before')
     p('the subscribers connect and once they are connected and idle; per connection = the difference / connections.')
     p('Kernel: the TCP memory of the whole machine (/proc/net/sockstat `mem` × page size) over the same interval,')
     p('per connection: both ends of each loopback connection, and whatever else ran meanwhile.')
+    p('S5-SSE-h2 counts per stream (100 streams share a connection); its "floor" is `tests/bench/h2floor.c`, h2o 2.2.5')
+    p('alone with a handler that holds each stream open and does nothing else: its figure is what h2o keeps per')
+    p('stream (its stream object with the request, and the request\'s 4 KB memory pool chunk), below which rtbroker')
+    p('cannot go without changing h2o. It ran in the same rounds with 1 worker\'s pinning.')
     p('')
-    p('| scenario | workers | server | before (kB) | with 19,000 idle (kB) | per connection | kernel per connection | 100,000 connections would take |')
+    p('| scenario | workers | server | before (kB) | connected and idle (kB) | per connection (stream) | kernel per connection (stream) | 100,000 would take |')
     p('|---|---|---|---|---|---|---|---|')
     for sc in IDLE:
         if sc not in scenarios:
             continue
         for w in workers:
-            for srv in servers:
+            for srv in servers + ['floor']:
+                if not nruns(sc, w, srv):
+                    continue
                 pc = med(sc, w, srv, 'per_conn_b')
                 base = med(sc, w, srv, 'mem_idle_kb')
                 conn = med(sc, w, srv, 'mem_conn_kb')
@@ -399,14 +407,17 @@ p('')
 p('```sh')
 p('# rtbroker: a temp config (anonymous pub/sub on ">", limits.connections_per_ip 0, limits.publish_per_subject 0,')
 p('# limits.max_queue_bytes 8MiB, history.max_messages 100, plugins sse/longpoll/websocket, websocket.deflate true)')
-p('taskset -c CPUS build/rtbroker -c rtbroker.yaml --listen 127.0.0.1:PORT --workers W')
+p("taskset -c CPUS build/rtbroker -c rtbroker.yaml --listen '[127.0.0.1:PORT, {address: 127.0.0.1:TLS_PORT, tls: {cert: CERT, key: KEY}}]' --workers W")
 p('# nginx + nchan: tests/bench/nchan.conf.in with worker_processes W (nchan_message_buffer_length 100,')
 p('# nchan_subscriber_first_message oldest on fresh channels, nchan_longpoll_multipart_response on,')
-p('# nchan_deflate_message_for_websocket on only for S7d)')
+p('# nchan_deflate_message_for_websocket on only for S7d; a second listener with ssl http2 on TLS_PORT)')
 p('taskset -c CPUS nginx -p DIR -c DIR/nginx.conf')
 if any(nruns(sc, '1', 'floor') for sc in ('S2', 'S3')):
     p('# the floor (S2 and S3, 1 worker\'s pinning): tests/bench/floor.c, built as build/bench/floor')
     p('taskset -c CPUS build/bench/floor --port PORT')
+if any(nruns(sc, '1', 'floor') for sc in ('S5-SSE-h2', 'S5-SSE-h2-1')):
+    p('# the HTTP/2 floor (S5-SSE-h2, 1 worker\'s pinning): tests/bench/h2floor.c, built as build/bench/h2floor')
+    p('taskset -c CPUS build/bench/h2floor --port TLS_PORT --cert CERT --key KEY')
 p('```')
 p('')
 p('Load generator (`tests/bench/loadgen.c`, built as `build/bench/loadgen`), per scenario:')
@@ -414,6 +425,10 @@ p('')
 p('```sh')
 for sc in scenarios:
     srvs = 'rtbroker|nchan|floor' if nruns(sc, '1', 'floor') else 'rtbroker|nchan'
+    if sc.startswith('S5-SSE-h2'):  # HTTP/2 over TLS: node's http2 client
+        p(f"taskset -c CPU node tests/bench/h2idle.mjs --server {srvs} --port TLS_PORT {machine.get('args_' + sc, '')} "
+          f"--pid PIDS --label {sc}")
+        continue
     p(f"taskset -c CPU build/bench/loadgen --server {srvs} --port PORT {machine.get('args_' + sc, '')} "
       f"--src-addrs 16 --src-base B --pid PIDS --label {sc}")
 p('```')

@@ -1,4 +1,5 @@
 /* Unit tests for the per-worker subscription index (broker/index.h). */
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -392,11 +393,50 @@ static void test_many(void)
     rt_index_dispose(&ix);
 }
 
+/* Each subscription holds its own copy of its pattern, sized to it (one per subscriber and topic: a fixed 256-byte
+ * buffer was most of an idle subscriber's cost); ASan sees any byte past the copy. */
+static void test_pattern_storage(void)
+{
+    rt_index_t ix;
+    rt_index_init(&ix);
+    char exact[RT_TOPIC_MAX + 1], wild[RT_TOPIC_MAX + 1];
+    memset(exact, 'a', RT_TOPIC_MAX);
+    exact[RT_TOPIC_MAX] = 0;
+    exact[RT_TOPIC_MAX - 2] = '.'; /* aaa…a.a, and aaa…a.> matches it */
+    memcpy(wild, exact, RT_TOPIC_MAX + 1);
+    wild[RT_TOPIC_MAX - 1] = '>';
+
+    CASE("a pattern of the longest length is kept whole, exact and wildcard");
+    rt_subscription_t *e = rt_index_add(&ix, rt_str(exact, RT_TOPIC_MAX), O(0));
+    rt_subscription_t *w = rt_index_add(&ix, rt_str(wild, RT_TOPIC_MAX), O(1));
+    rt_subscription_t *one = rt_index_add(&ix, rt_cstr("x"), O(2));
+    CHECK(e->pattern.len == RT_TOPIC_MAX && memcmp(e->pattern.base, exact, RT_TOPIC_MAX) == 0);
+    CHECK(w->pattern.len == RT_TOPIC_MAX && memcmp(w->pattern.base, wild, RT_TOPIC_MAX) == 0);
+    CHECK(one->pattern.len == 1 && one->pattern.base[0] == 'x');
+
+    CASE("the pattern is a copy: the caller's buffer may change");
+    exact[0] = exact[RT_TOPIC_MAX - 1] = 'b';
+    CHECK(e->pattern.base[0] == 'a' && e->pattern.base[RT_TOPIC_MAX - 1] == 'a');
+    exact[0] = exact[RT_TOPIC_MAX - 1] = 'a';
+    hits_t h = run(&ix, exact);
+    CHECK(h.total == 2 && h.per_owner[0] == 1 && h.per_owner[1] == 1 && h.mismatched == 0);
+
+    CASE("a short pattern takes a small allocation");
+    CHECK(malloc_usable_size(one) < sizeof(*one) + 64);
+
+    rt_index_remove(&ix, e);
+    rt_index_remove(&ix, w);
+    rt_index_remove(&ix, one);
+    CHECK(ix.count == 0);
+    rt_index_dispose(&ix);
+}
+
 int main(void)
 {
     setvbuf(stdout, NULL, _IOLBF, 0); /* results survive a sanitizer abort */
     test_basic();
     test_duplicates_and_shapes();
     test_many();
+    test_pattern_storage();
     return UNIT_DONE();
 }
