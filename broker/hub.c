@@ -577,37 +577,7 @@ int rt_sub_stream_start(rt_sub_t *sub, int status, const char *const *headers)
     return RT_OK;
 }
 
-/* During a batch, one write per subscriber for all its messages of the batch (end_batch); else now. */
-static void flush_soon(rt_sub_t *sub)
-{
-    rt_worker_t *w = sub->w;
-    if (!w->batching) {
-        flush(sub);
-        return;
-    }
-    if (sub->flush_due)
-        return;
-    sub->flush_due = 1;
-    rt_sub_hold(sub);
-    if (w->nto_flush == w->to_flush_cap) {
-        w->to_flush_cap = w->to_flush_cap ? w->to_flush_cap * 2 : 256;
-        w->to_flush = rt_realloc(w->to_flush, w->to_flush_cap * sizeof(*w->to_flush));
-    }
-    w->to_flush[w->nto_flush++] = sub;
-}
-
-void rt_hub_end_batch(rt_worker_t *w)
-{
-    w->batching = 0;
-    for (size_t i = 0; i < w->nto_flush; i++) {
-        rt_sub_t *sub = w->to_flush[i];
-        sub->flush_due = 0;
-        if (!sub->closed)
-            flush(sub);
-        rt_sub_put(sub);
-    }
-    w->nto_flush = 0;
-}
+void rt_sub_flush(rt_sub_t *sub) { flush(sub); }
 
 static int queue_check(rt_sub_t *sub, size_t len)
 {
@@ -627,7 +597,7 @@ static void enqueue(rt_sub_t *sub, rt_outq_entry_t e)
 {
     outq_push(&sub->pending, e);
     rt_metrics_queue_held(sub->pending.bytes + sub->inflight.bytes);
-    flush_soon(sub);
+    rt_sub_flush_soon(sub);
 }
 
 int rt_sub_write_ref(rt_sub_t *sub, rt_str_t bytes, rt_msg_t *msg)

@@ -52,6 +52,9 @@ typedef struct rt_worker {
     int batching;
     struct rt_sub **to_flush;
     size_t nto_flush, to_flush_cap;
+    size_t flush_next;           /* to_flush[flush_next..] are still due: a slice is flushed per loop turn */
+    h2o_socket_t *flush_wake;    /* an eventfd: readable while slices are left, so the loop comes back at once */
+    int flush_woken;
     rt_buf_t scratch;       /* answers handed to plugins "until the next call on this thread" */
     uint64_t shutdown_deadline;
 } rt_worker_t;
@@ -161,8 +164,12 @@ int rt_sub_authenticate(rt_sub_t *sub, rt_str_t token, const char **why);
 int rt_sub_auth_state(rt_sub_t *sub);
 /* hub_inbox.c */
 void rt_hub_inbox_init(rt_worker_t *w);
-/* The end of a dispatched batch: flush every subscriber written to during it (hub.c). */
+/* The end of a dispatched batch: flush the subscribers written to during it, a slice per loop turn. */
 void rt_hub_end_batch(rt_worker_t *w);
+/* During a batch, listed for rt_hub_end_batch (one write for all its messages of the batch); else flushed now. */
+void rt_sub_flush_soon(rt_sub_t *sub);
+/* hub.c: write what the subscriber has waiting, unless a write is in flight. */
+void rt_sub_flush(rt_sub_t *sub);
 
 /* presence (hub_presence.c) */
 int rt_sub_presence_join(rt_sub_t *sub, rt_str_t topic, rt_str_t client, int flags);

@@ -10,7 +10,10 @@
  * level-triggered epoll loop, non-blocking sockets; listens on 127.0.0.1 only.
  *
  * Build: cc -std=gnu11 -O2 -Wall -Wextra -Werror -o build/bench/floor tests/bench/floor.c -lcrypto
- * Run:   floor --port P [--host 127.0.0.1]        (stops on SIGTERM or SIGINT)
+ * Run:   floor --port P [--host 127.0.0.1] [--ack-first]   (stops on SIGTERM or SIGINT)
+ *        --ack-first answers a publish before its writes (rtbroker answers first; nchan, like the
+ *        default here, after): with one publishing connection a server that answers after its
+ *        fan-out holds the next publish back, one that answers first has it arrive mid-fan-out.
  * Load:  build/bench/loadgen --server floor --port P --ws N ...   (WebSocket subscribers only)
  */
 #define _GNU_SOURCE
@@ -62,6 +65,7 @@ static topic_t **tab; /* open addressing; topics are never removed (a run makes 
 static size_t tab_cap = 1024, tab_n;
 static volatile sig_atomic_t stop;
 static char scratch[1 << 16], frame[BODY_MAX + 16];
+static int ack_first; /* --ack-first: answer a publish before its writes, as rtbroker does */
 static const char ok200[] = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
 
 static int reserve(char **p, size_t *cap, size_t need)
@@ -287,8 +291,9 @@ static long http_input(conn_t *c, const char *p, size_t n)
         int get = sp1 - s == 3 && memcmp(s, "GET", 3) == 0;
         if (sp1 - s == 4 && memcmp(s, "POST", 4) == 0) {
             if (!(tn = topic_of(path, pl, "/pub/", &tl))) return -1;
+            if (ack_first && send_out(c, ok200, sizeof(ok200) - 1)) return -1;
             publish(tn, tl, s + hl, clen);
-            if (send_out(c, ok200, sizeof(ok200) - 1)) return -1;
+            if (!ack_first && send_out(c, ok200, sizeof(ok200) - 1)) return -1;
         } else if (get && (v = header(s, e, "Upgrade", &vl))) {
             key = header(s, e, "Sec-WebSocket-Key", &kl);
             if (vl != 9 || strncasecmp(v, "websocket", 9) != 0 || !key || kl < 1 || kl > 64 ||
@@ -382,11 +387,12 @@ int main(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         if (i + 1 < argc && strcmp(argv[i], "--port") == 0) port = atoi(argv[++i]);
         else if (i + 1 < argc && strcmp(argv[i], "--host") == 0) host = argv[++i];
+        else if (strcmp(argv[i], "--ack-first") == 0) ack_first = 1;
         else port = -1;
     }
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     if (port <= 0 || port > 65535 || inet_pton(AF_INET, host, &sa.sin_addr) != 1 || ntohl(sa.sin_addr.s_addr) >> 24 != 127) {
-        fprintf(stderr, "usage: floor --port P [--host 127.x.y.z]\n");
+        fprintf(stderr, "usage: floor --port P [--host 127.x.y.z] [--ack-first]\n");
         return 2;
     }
     struct rlimit rl = {1024, 1024}; /* descriptors: as many as the hard limit allows */

@@ -29,7 +29,7 @@ for line in open(results_path):
         runs.append(d)
 
 IDLE = ['S5', 'S5-SSE', 'S5-SSE-h2', 'S5-SSE-h2-1', 'S5-longpoll']
-scenarios = [s for s in ['S1', 'S1p4', 'S1p16', 'S2', 'S3', 'S4'] + IDLE + ['S6', 'S7', 'S7d']
+scenarios = [s for s in ['S1', 'S1p4', 'S1p16', 'S2', 'S2p4', 'S3', 'S4'] + IDLE + ['S6', 'S7', 'S7d']
              if any(r['label'] == s for r in runs)]
 SCALING = [('S1p4', 4), ('S1p16', 16), ('S1', int(machine.get('fast_pubs', '64')))]  # S1 by publishing connections
 workers = sorted({r['workers'] for r in runs}, key=int)
@@ -95,6 +95,8 @@ def spread(sc, w, srv, key, kind):
 ROWS = {
     'S1': [('delivered msg/s', 'rate', 'rate', 'high', 2.0)],
     'S2': [('latency p50', 'p50_ms', 'ms', 'low', 2.0), ('latency p99', 'p99_ms', 'ms', 'low', 2.0)],
+    'S2p4': [('latency p50', 'p50_ms', 'ms', 'low', None), ('latency p99', 'p99_ms', 'ms', 'low', None),
+             ('publishes/s taken', 'pub_rate', 'rate', 'high', None)],
     'S3': [('delivered msg/s', 'rate', 'rate', 'high', 2.0)],
     'S4': [('delivered msg/s', 'rate', 'rate', 'high', 2.0)],
     'S5': [('memory per idle connection (PSS)', 'per_conn_b', 'bytes', 'low', 2.0)],
@@ -121,6 +123,8 @@ p(f"- Machine: {machine.get('nproc')} CPUs ({machine.get('cpu')}), {machine.get(
   f"(other work shares this machine; each run's 1-minute load is in the last table).")
 p(f"- Servers: {machine.get('rtbroker')} at commit {machine.get('commit')}; nginx {machine.get('nginx')} "
   f"with nchan {machine.get('nchan')} (Debian 12 packages).")
+if machine.get('before'):
+    p(f"- rtbroker-before: {machine['before']}, run in the same rounds (BENCH_BEFORE), for a before/after comparison.")
 rounds_done = machine.get('rounds')
 if machine.get('skipped_rounds', '0') != '0':
     rounds_done = f"{int(machine['rounds']) - int(machine['skipped_rounds'])} of {machine['rounds']} " \
@@ -192,8 +196,8 @@ if any(nruns(sc, '1', 'floor') for sc in ('S2', 'S3')):
     p('## S2 and S3 against the floor: what the kernel leaves to any server')
     p('')
     p('In S2 (100 messages/s to 1,000 subscribers of one topic) and S3 (each message to the 10 subscribers of')
-    p('its topic) a subscriber has at most one message waiting at a time, so every delivery is one socket write')
-    p('for any server: there is nothing to batch. `tests/bench/floor.c` is a minimal server that does only')
+    p('its topic) a subscriber has at most one message waiting at a time while the server keeps up, so every')
+    p('delivery is one socket write for any server. `tests/bench/floor.c` is a minimal server that does only')
     p('that: one thread, one `write` per delivery, no history, auth, JSON or HTTP beyond what the load generator')
     p('sends (it answers a publish after its writes). It ran in the same rounds, after the two servers, with 1')
     p('worker\'s pinning. Its ratio to nchan is what a server that does nothing else reaches here; on loopback')
@@ -228,7 +232,7 @@ p('| scenario | workers | server | runs | connected | failed conn. | dropped con
 p('|---|---|---|---|---|---|---|---|---|---|---|---|---|')
 for sc in scenarios:
     for w in workers:
-        for srv in servers + ['floor']:
+        for srv in servers + ['rtbroker-before', 'floor']:
             k = nruns(sc, w, srv)
             if not k:
                 continue
@@ -263,30 +267,43 @@ for sc in scenarios:
 p('')
 
 HIST_EDGES = [1, 2, 5, 10, 20, 50, 100, 200]  # ms: the loadgen's hist_ms counts, below each edge and past the last
-if 'S2' in scenarios:
-    p('## S2 latency histogram')
+for h_sc in [sc for sc in ('S2', 'S2p4') if sc in scenarios]:
+    p(f'## {h_sc} latency histogram')
     p('')
-    p('Every delivery of S2 (100 messages/s to 1,000 WebSocket subscribers), summed over the rounds: the share of')
-    p('deliveries whose latency (receive time − the send time in the payload) fell in each range.')
+    p(f'Every delivery of {h_sc} (100 messages/s to 1,000 WebSocket subscribers, from '
+      f'{"one publishing connection" if h_sc == "S2" else "4 publishing connections"}), summed over the rounds: the')
+    p('share of deliveries whose latency (receive time − the send time in the payload) fell in each range.')
+    p('"published/s": the publishes each server took (medians). A publishing connection has one request in')
+    p('flight, so with one connection a server that cannot fan a message out in 10 ms gets fewer than 100/s,')
+    p('and how many depends on when it answers: nchan and the floor answer after their writes (the next publish')
+    p('waits outside, unmeasured), rtbroker answers first (the next publish is read between slices of 128')
+    p('subscribers and joins the writes of those not yet served: "writes/msg" below 1). S2p4 offers the 100/s')
+    p('through 4 connections, so that every server gets them while it answers within 40 ms. The CPU time per')
+    p('delivery (server cpu / deliveries per second) holds up best when the machine is busy.')
     p('')
     heads = [f'< {HIST_EDGES[0]} ms'] + [f'{a}–{b} ms' for a, b in zip(HIST_EDGES, HIST_EDGES[1:])] + \
         [f'≥ {HIST_EDGES[-1]} ms']
-    p('| workers | server | ' + ' | '.join(heads) + ' | p50 | p99 | p99 / p50 |')
-    p('|---|---|' + '---|' * (len(heads) + 3))
+    p('| workers | server | ' + ' | '.join(heads) + ' | p50 | p99 | p99 / p50 | published/s | server cpu | µs cpu/delivery | writes/msg |')
+    p('|---|---|' + '---|' * (len(heads) + 7))
     for w in workers:
-        for srv in servers + ['floor']:
+        for srv in servers + ['rtbroker-before', 'floor']:
             counts = [0] * len(heads)
-            for r in runs:
-                if r['label'] == 'S2' and r['workers'] == w and r['server'] == srv and r.get('hist_ms'):
+            mine = [r for r in runs if r['label'] == h_sc and r['workers'] == w and r['server'] == srv]
+            for r in mine:
+                if r.get('hist_ms'):
                     for i, c in enumerate(r['hist_ms'].split(',')[:len(heads)]):
                         counts[i] += int(c)
             n = sum(counts)
             if not n:
                 continue
-            p50, p99 = med('S2', w, srv, 'p50_ms'), med('S2', w, srv, 'p99_ms')
+            p50, p99 = med(h_sc, w, srv, 'p50_ms'), med(h_sc, w, srv, 'p99_ms')
             ratio = f'{p99 / p50:.1f}' if p50 and p99 else 'n/a'
+            wpm = med(h_sc, w, srv, 'writes_per_deliv')
+            per = [float(r['srv_cpu']) / float(r['rate']) * 1e6 for r in mine if num(r.get('srv_cpu')) and num(r.get('rate'))]
+            us = f'{statistics.median(per):.1f}' if per else 'n/a'
             p(f"| {w} | {srv} | " + ' | '.join(f'{c * 100 / n:.1f}%' for c in counts) +
-              f" | {fmt(p50, 'ms')} | {fmt(p99, 'ms')} | {ratio} |")
+              f" | {fmt(p50, 'ms')} | {fmt(p99, 'ms')} | {ratio} | {fmt(med(h_sc, w, srv, 'pub_rate'), 'rate')} "
+              f"| {fmt(med(h_sc, w, srv, 'srv_cpu'), 'cpu')} | {us} | {'n/a' if wpm is None else f'{wpm:.2f}'} |")
     p('')
 
 if any(sc in scenarios for sc in IDLE):
