@@ -263,7 +263,6 @@ static void destroy(rt_sub_t *sub)
 
 void rt_sub_hold(rt_sub_t *sub) { sub->holds++; }
 
-static void flush_soon(rt_sub_t *sub);
 
 static void undefer(rt_sub_t *sub)
 {
@@ -283,7 +282,7 @@ void rt_sub_undefer(rt_sub_t *sub)
     if (sub->deferred.len == 0)
         return;
     undefer(sub);
-    flush_soon(sub);
+    rt_sub_flush_soon(sub);
 }
 
 void rt_sub_put(rt_sub_t *sub)
