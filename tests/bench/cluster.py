@@ -5,7 +5,9 @@ test and, when BASELINE_BIN names one, an older build side by side, on one nats-
 C4  a new node with 1,000,000 retained messages in the stream (10,000 topics x 100 x 200 B):
     time from start to /readyz 200, and its RSS then and 2 s later.
 C3  resume from an id on a node that has never seen the topic: 50 SSE resumes, each on another topic
-    with 100 retained messages, one after the other; p50/p99 time to the last replayed message.
+    with 100 retained messages, one after the other; p50/p99 time to the last replayed message. Also
+    the same resumes again (the node's history cache), resumes of topics published after the big
+    history, and the floor: the same reads by nats.c alone (tests/tools/nats_fetchbench.c).
 C5  a node whose clients subscribe to 1% of 10,000 active topics (100 topics over 4 SSE
     connections) while 100,000 messages are stored round-robin on all of them: the share of
     the stream's messages the node received (rtbroker_bus_messages_in_total; a build without
@@ -135,27 +137,53 @@ def c4(binary, url, tmp, name):
     return ready, rss0, rss1
 
 
-def c3(binary, url, tmp, name):
+def resume_ms(port, epoch, topic, per_topic):
+    t0 = time.monotonic()
+    c = http.client.HTTPConnection('127.0.0.1', port, timeout=30)
+    c.request('GET', f'/sub/{topic}', headers={'Accept': 'text/event-stream', 'Last-Event-ID': f'{epoch}:0'})
+    r = c.getresponse()
+    n = 0
+    for line in r:
+        if line.startswith(b'id:'):
+            n += 1
+            if n == per_topic:
+                break
+    c.close()
+    return (time.monotonic() - t0) * 1000
+
+
+def p50_p99(times):
+    times = sorted(times)
+    return times[len(times) // 2], times[min(len(times) - 1, int(len(times) * 0.99))]
+
+
+def c3(binary, url, tmp, name, first):
+    """C3 on one new node: 50 resumes of hist topics it never saw, the same 50 again (its cache), and 50 of
+    recent topics it never saw. {round: (p50, p99)}."""
     p, port, _ = start_broker(binary, url, tmp, name)
     cursor = get(port, '/history/hist.t0?limit=1')[1].split('"cursor":"')[1].split('"')[0]
     epoch = cursor.split(':')[0]
-    times, per_topic = [], max(1, min(100, C4_N // TOPICS))
-    for i in range(1, 51):
-        t0 = time.monotonic()
-        c = http.client.HTTPConnection('127.0.0.1', port, timeout=30)
-        c.request('GET', f'/sub/hist.t{i}', headers={'Accept': 'text/event-stream', 'Last-Event-ID': f'{epoch}:0'})
-        r = c.getresponse()
-        n = 0
-        for line in r:
-            if line.startswith(b'id:'):
-                n += 1
-                if n == per_topic:
-                    break
-        times.append((time.monotonic() - t0) * 1000)
-        c.close()
+    per_topic = max(1, min(100, C4_N // TOPICS))
+    out = {}
+    for label, prefix, start, n in (('cold', 'hist', first, per_topic), ('again', 'hist', first, per_topic),
+                                    ('recent', 'recent', first - 1, 100)):
+        out[label] = p50_p99([resume_ms(port, epoch, f'{prefix}.t{i}', n) for i in range(start, start + 50)])
     stop(p)
-    times.sort()
-    return times[len(times) // 2], times[min(len(times) - 1, int(len(times) * 0.99))]
+    return out
+
+
+def c3_floor(url, prefix, first, expect):
+    """The floor of C3 without a broker (tests/tools/nats_fetchbench.c): each way nats.c reads a topic, on 50
+    topics each; the fastest p50. (method, p50, p99)."""
+    tool = os.path.join(os.path.dirname(RTB), 'tools', 'nats_fetchbench')
+    best = None
+    for k, method in enumerate(('ordered', 'pull', 'raw', 'direct')):
+        r = subprocess.run([tool, url, 'RT', f'rt.{prefix}', str(first + 50 * k), '50', str(expect), method],
+                           capture_output=True, text=True)
+        f = dict(x.split('=') for x in r.stdout.split()[1:] if '=' in x)
+        if r.returncode == 0 and (best is None or float(f['p50_ms']) < best[1]):
+            best = (method, float(f['p50_ms']), float(f['p99_ms']))
+    return best or ('none', 0, 0)
 
 
 def c5(binary, url, tmp, name):
@@ -191,14 +219,21 @@ def main():
         p, _, _ = start_broker(RTB, url, tmp, 'create')
         stop(p)
         fill_s = fill(url, 'rt.hist', C4_N)
+        # topics published after that history: this build's C3 reads recent.t0-49, the baseline's 50-99, the floor's the rest
+        subprocess.run([NC, 'fill', url, 'rt.recent', '300', '30000', '200'], check=True, stdout=subprocess.DEVNULL)
         print(f'filled {C4_N} messages in {fill_s:.1f} s', flush=True)
-        for name, binary in designs:
+        for k, (name, binary) in enumerate(designs):
             ready, rss0, rss1 = c4(binary, url, tmp, name.replace(' ', '_'))
-            p50, p99 = c3(binary, url, tmp, name.replace(' ', '_') + '_c3')
+            r3 = c3(binary, url, tmp, name.replace(' ', '_') + '_c3', 1 + 50 * k)
             share, delivered, cpu, via = c5(binary, url, tmp, name.replace(' ', '_') + '_c5')
-            rows.append((name, ready, rss0, rss1, p50, p99, share, delivered, cpu, via))
-            print(f'{name}: C4 ready {ready:.2f} s, RSS {rss0:.0f} MB (+2 s: {rss1:.0f} MB); C3 p50 {p50:.1f} ms p99 {p99:.1f} ms; '
+            rows.append((name, ready, rss0, rss1, r3, share, delivered, cpu, via))
+            print(f'{name}: C4 ready {ready:.2f} s, RSS {rss0:.0f} MB (+2 s: {rss1:.0f} MB); C3 p50/p99 {r3["cold"][0]:.1f}/{r3["cold"][1]:.1f} ms, '
+                  f'again {r3["again"][0]:.1f}/{r3["again"][1]:.1f} ms, recent topics {r3["recent"][0]:.1f}/{r3["recent"][1]:.1f} ms; '
                   f'C5 share {share * 100:.1f}% ({via}), delivered {delivered}, CPU {cpu:.2f} s', flush=True)
+        floor_hist = c3_floor(url, 'hist', 1001, max(1, min(100, C4_N // TOPICS)))
+        floor_recent = c3_floor(url, 'recent', 100, 100)
+        print(f'C3 floor (nats.c alone): {floor_hist[0]} {floor_hist[1]:.1f}/{floor_hist[2]:.1f} ms; recent topics: '
+              f'{floor_recent[0]} {floor_recent[1]:.1f}/{floor_recent[2]:.1f} ms', flush=True)
     finally:
         for p in procs:
             stop(p)
@@ -207,14 +242,22 @@ def main():
         f.write('# Cluster benchmarks (make bench-cluster)\n\n'
                 f'One nats-server 2.9 with JetStream, nodes with 1 worker, on this machine ({time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}).\n\n'
                 f'- C4: a new node with {C4_N:,} retained messages (10,000 topics, 200 B): time to /readyz 200, RSS then and 2 s later.\n'
-                '- C3: on that node, 50 SSE resumes from EPOCH:0, each on a topic it never saw (100 retained messages each):\n'
-                '  time to the 100th replayed message, p50 and p99.\n'
+                '- C3: on that node, 50 SSE resumes from EPOCH:0, each on a topic it never saw (100 retained messages each, 10,000\n'
+                '  SEQs apart in the stream): time to the 100th replayed message, p50/p99 (ms); "again": the same 50 resumes once\n'
+                '  more (the node\'s history cache); "recent": 50 topics it never saw whose 100 messages were published after the\n'
+                '  1,000,000 (300 topics interleaved, 30,000 messages).\n'
+                '- C3 floor: the same reads by a plain nats.c client (tests/tools/nats_fetchbench.c; the fastest of an ordered\n'
+                '  consumer, a pull consumer, a raw consumer request and direct gets by subject), without a broker.\n'
                 f'- C5: a node whose clients subscribe to 1% of 10,000 topics while {C5_N:,} messages are stored on all of them:\n'
                 '  the share of those messages it received from NATS, and its CPU time.\n\n'
-                '| build | C4 ready (s) | C4 RSS (MB) | RSS +2 s (MB) | C3 p50 (ms) | C3 p99 (ms) | C5 share received | C5 delivered | C5 CPU (s) | measured by |\n'
-                '|---|---|---|---|---|---|---|---|---|---|\n')
-        for name, ready, rss0, rss1, p50, p99, share, delivered, cpu, via in rows:
-            f.write(f'| {name} | {ready:.2f} | {rss0:.0f} | {rss1:.0f} | {p50:.1f} | {p99:.1f} | {share * 100:.1f}% | {delivered} | {cpu:.2f} | `{via}` |\n')
+                '| build | C4 ready (s) | C4 RSS (MB) | RSS +2 s (MB) | C3 p50/p99 | C3 again | C3 recent | C5 share received | C5 delivered | C5 CPU (s) | measured by |\n'
+                '|---|---|---|---|---|---|---|---|---|---|---|\n')
+        for name, ready, rss0, rss1, r3, share, delivered, cpu, via in rows:
+            f.write(f'| {name} | {ready:.2f} | {rss0:.0f} | {rss1:.0f} | {r3["cold"][0]:.1f} / {r3["cold"][1]:.1f} | '
+                    f'{r3["again"][0]:.1f} / {r3["again"][1]:.1f} | {r3["recent"][0]:.1f} / {r3["recent"][1]:.1f} | '
+                    f'{share * 100:.1f}% | {delivered} | {cpu:.2f} | `{via}` |\n')
+        f.write(f'| C3 floor (nats.c alone) | | | | {floor_hist[1]:.1f} / {floor_hist[2]:.1f} ({floor_hist[0]}) | | '
+                f'{floor_recent[1]:.1f} / {floor_recent[2]:.1f} ({floor_recent[0]}) | | | | |\n')
     print(f'wrote {OUT}')
 
 
