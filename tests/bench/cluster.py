@@ -13,7 +13,8 @@ C5  a node whose clients subscribe to 1% of 10,000 active topics (100 topics ove
     the stream's messages the node received (rtbroker_bus_messages_in_total; a build without
     it consumes the whole stream: rtbroker_bus_seq) and the CPU seconds it used.
 
-Knobs (environment): RTB_BIN (build/rtbroker), BASELINE_BIN (unset: none), C4_MESSAGES (1000000),
+Knobs (environment): RTB_BIN (build/rtbroker), BASELINE_BIN (unset: none), BEFORE_BIN (another build, e.g. the
+branch before a change; unset: none), C4_MESSAGES (1000000),
 C5_MESSAGES (100000), BENCH_CLUSTER_OUT (BENCHMARKS-cluster.md). Every process it starts is
 stopped by its pid.
 """
@@ -33,6 +34,7 @@ from testutil import free_port  # noqa: E402
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
 RTB = os.path.join(ROOT, os.environ.get('RTB_BIN', 'build/rtbroker'))
 BASE = os.environ.get('BASELINE_BIN')
+BEFORE = os.environ.get('BEFORE_BIN')
 NC = os.path.join(os.path.dirname(RTB), 'tools', 'nats_client')
 C4_N = int(os.environ.get('C4_MESSAGES', '1000000'))
 C5_N = int(os.environ.get('C5_MESSAGES', '100000'))
@@ -210,7 +212,8 @@ def c5(binary, url, tmp, name):
 
 
 def main():
-    designs = [('this build', RTB)] + ([('baseline', os.path.abspath(BASE))] if BASE else [])
+    designs = [('this build', RTB)] + ([('before', os.path.abspath(BEFORE))] if BEFORE else []) + \
+        ([('baseline', os.path.abspath(BASE))] if BASE else [])
     tmp = tempfile.mkdtemp(prefix='rtb-bench-cluster-')
     rows = []
     try:
@@ -219,8 +222,8 @@ def main():
         p, _, _ = start_broker(RTB, url, tmp, 'create')
         stop(p)
         fill_s = fill(url, 'rt.hist', C4_N)
-        # topics published after that history: this build's C3 reads recent.t0-49, the baseline's 50-99, the floor's the rest
-        subprocess.run([NC, 'fill', url, 'rt.recent', '300', '30000', '200'], check=True, stdout=subprocess.DEVNULL)
+        # topics published after that history: each build's C3 reads 50 of recent.t0-199, the floor recent.t200-399
+        subprocess.run([NC, 'fill', url, 'rt.recent', '400', '40000', '200'], check=True, stdout=subprocess.DEVNULL)
         print(f'filled {C4_N} messages in {fill_s:.1f} s', flush=True)
         for k, (name, binary) in enumerate(designs):
             ready, rss0, rss1 = c4(binary, url, tmp, name.replace(' ', '_'))
@@ -231,7 +234,7 @@ def main():
                   f'again {r3["again"][0]:.1f}/{r3["again"][1]:.1f} ms, recent topics {r3["recent"][0]:.1f}/{r3["recent"][1]:.1f} ms; '
                   f'C5 share {share * 100:.1f}% ({via}), delivered {delivered}, CPU {cpu:.2f} s', flush=True)
         floor_hist = c3_floor(url, 'hist', 1001, max(1, min(100, C4_N // TOPICS)))
-        floor_recent = c3_floor(url, 'recent', 100, 100)
+        floor_recent = c3_floor(url, 'recent', 200, 100)
         print(f'C3 floor (nats.c alone): {floor_hist[0]} {floor_hist[1]:.1f}/{floor_hist[2]:.1f} ms; recent topics: '
               f'{floor_recent[0]} {floor_recent[1]:.1f}/{floor_recent[2]:.1f} ms', flush=True)
     finally:
@@ -245,7 +248,7 @@ def main():
                 '- C3: on that node, 50 SSE resumes from EPOCH:0, each on a topic it never saw (100 retained messages each, 10,000\n'
                 '  SEQs apart in the stream): time to the 100th replayed message, p50/p99 (ms); "again": the same 50 resumes once\n'
                 '  more (the node\'s history cache); "recent": 50 topics it never saw whose 100 messages were published after the\n'
-                '  1,000,000 (300 topics interleaved, 30,000 messages).\n'
+                '  1,000,000 (400 topics interleaved, 40,000 messages).\n'
                 '- C3 floor: the same reads by a plain nats.c client (tests/tools/nats_fetchbench.c; the fastest of an ordered\n'
                 '  consumer, a pull consumer, a raw consumer request and direct gets by subject), without a broker.\n'
                 f'- C5: a node whose clients subscribe to 1% of 10,000 topics while {C5_N:,} messages are stored on all of them:\n'
