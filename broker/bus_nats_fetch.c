@@ -182,9 +182,18 @@ static int read_cached(natsbus_t *nb, const char *epoch, const char *topic, cons
     if (max && k >= max) /* enough for the caller, who asks for one more than it shows to learn of the rest */
         return RT_OK;
     int err = read_js(nb, epoch, subject, upto + 1, to, 0, max ? max - k : 0, msgs, n, cap, more, &through);
-    if (err == RT_OK)
-        rt_nats_cache_put(nb, epoch, t, from, through, *msgs + n0, *n - n0);
-    return err;
+    if (err != RT_OK)
+        return err;
+    rt_nats_cache_put(nb, epoch, t, from, through, *msgs + n0, *n - n0);
+    size_t keep = (size_t)rt_cfg_int("history.max_messages");
+    if (!*more && *n - n0 > keep) { /* the stream dropped the oldest of what the cache still held: as it does */
+        size_t drop = *n - n0 - keep;
+        for (size_t i = 0; i < drop; i++)
+            rt_msg_unref((*msgs)[n0 + i]);
+        memmove(*msgs + n0, *msgs + n0 + drop, keep * sizeof(**msgs));
+        *n -= drop;
+    }
+    return RT_OK;
 }
 
 int rt_nats_fetch_range(natsbus_t *nb, const char *filter, uint64_t from, uint64_t to, int64_t not_before_ns, size_t max,

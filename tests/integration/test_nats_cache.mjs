@@ -1,7 +1,9 @@
 // NATS bus, the per-node history cache (history.cache_bytes, issue 18):
 // - repeated resumes of a topic are answered from the cache (rtbroker_history_cache_hits_total), a resume
 //   after new messages gets exactly them, and /history, long-poll cursors and live-fed topics use it too;
-// - past the byte bound the least recently used topics go (evictions) and resumes stay exact after it.
+// - past the byte bound the least recently used topics go (evictions) and resumes stay exact after it;
+// - what the stream no longer retains is not served from the cache: the resume gets what the stream has and the
+//   gap notice.
 import { suite, assert, eq, sleep, subscribe, request, poll, trunc, epochOf } from './lib.mjs';
 import { startNats, natsBroker, sameIds, tryPublish, metrics, metricValue } from './natslib.mjs';
 
@@ -107,6 +109,23 @@ t.test('eviction at the byte bound: least recently used topics go, resumes stay 
   const s3 = await cacheStats(B.base);
   eq(s3.hits - s2.hits, 1, `the most recently read topic is a hit (${JSON.stringify(s2)} -> ${JSON.stringify(s3)})`);
   c.info(`cache bounded at ${bound} B: ${JSON.stringify(s3)}`);
+});
+
+t.test('the stream dropped what the cache still holds: the resume gets what the stream retains, with the gap notice', async (c) => {
+  const nats = await startNats(c);
+  const cfg = { history: { max_messages: 5 } };
+  const A = await natsBroker(c, nats.url, cfg);
+  const B = await natsBroker(c, nats.url, cfg);
+  const old = await publishN(A.base, 'drop.a', 5);
+  await resume(B.base, 'drop.a', old[0], old.slice(1), `first resume on B from ${old[0]}`);
+  const fresh = await publishN(A.base, 'drop.a', 5, (i) => `n${i}`); // the stream keeps these 5 only
+  const sse = await subscribe(B.base, '/sub/drop.a', { headers: { 'Last-Event-ID': old[1] } });
+  try {
+    await sse.waitFor((x) => x.messages.length >= fresh.length, 5000, `resume on B from ${old[1]}`).catch(() => {});
+    await sleep(100);
+    sameIds(sse.messages.map((m) => m.id), fresh, `resume on B from ${old[1]} after the stream dropped what B's cache holds`);
+    assert(sse.events.some((e) => e.event === 'rt.gap'), `no gap notice resuming from ${old[1]}: ${JSON.stringify(sse.events.map((e) => e.event))}`);
+  } finally { sse.close(); }
 });
 
 await t.run();
