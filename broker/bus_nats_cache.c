@@ -230,6 +230,18 @@ static void merge(nb_cache_t *c, centry_t *e, rt_msg_t *const *msgs, size_t n)
 {
     if (n == 0)
         return;
+    if (e->n == 0 || msgs[0]->seq > e->msgs[e->n - 1]->seq) { /* all newer (live delivery): appended in place */
+        if (e->n + n > e->cap) {
+            e->cap = (e->n + n) * 2;
+            e->msgs = rt_realloc(e->msgs, e->cap * sizeof(*e->msgs));
+        }
+        for (size_t j = 0; j < n; j++) {
+            e->msgs[e->n++] = rt_msg_ref(msgs[j]);
+            e->bytes += msg_bytes(msgs[j]);
+            c->bytes += msg_bytes(msgs[j]);
+        }
+        return;
+    }
     rt_msg_t **out = rt_malloc((e->n + n) * sizeof(*out));
     size_t i = 0, j = 0, k = 0;
     while (i < e->n || j < n) {
@@ -245,7 +257,7 @@ static void merge(nb_cache_t *c, centry_t *e, rt_msg_t *const *msgs, size_t n)
         }
     }
     free(e->msgs);
-    e->msgs = out, e->n = k, e->cap = e->n + n;
+    e->msgs = out, e->cap = e->n + n, e->n = k;
 }
 
 void rt_nats_cache_put(natsbus_t *nb, const char *epoch, rt_str_t topic, uint64_t from, uint64_t to, rt_msg_t *const *msgs,
