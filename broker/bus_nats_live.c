@@ -10,6 +10,7 @@
  */
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "bus_nats.h"
 #include "hub.h"
@@ -189,7 +190,18 @@ static void handle(natsbus_t *nb, natsMsg *m)
         int more = 0;
         char topic[RT_TOPIC_MAX + 1];
         snprintf(topic, sizeof(topic), "%.*s", (int)msg->topic.len, msg->topic.base);
-        rt_nats_fetch_range(nb, topic, floor + 1, seq - 1, 0, 0, &msgs, &n, &cap, &more);
+        while (rt_nats_fetch_range(nb, topic, floor + 1, seq - 1, 0, 0, &msgs, &n, &cap, &more) != RT_OK) {
+            for (size_t i = 0; i < n; i++) /* never deliver past what could not be read: again until NATS answers */
+                rt_msg_unref(msgs[i]);
+            n = 0;
+            pthread_mutex_lock(&nb->lock);
+            int stopping = nb->stopping;
+            pthread_mutex_unlock(&nb->lock);
+            if (stopping)
+                break;
+            struct timespec pause = {0, 100 * 1000000L};
+            nanosleep(&pause, NULL);
+        }
         pthread_mutex_lock(&nb->lock);
         nb->missed += n;
         pthread_mutex_unlock(&nb->lock);
