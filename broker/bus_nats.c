@@ -146,15 +146,33 @@ static int setup_stream(natsbus_t *nb, uint64_t *last_out, char *err, size_t err
             jsStreamInfo_Destroy(si);
             return -1;
         }
-        if (c->RePublish == NULL || c->RePublish->Destination == NULL || strcmp(c->RePublish->Destination, live) != 0 ||
-            c->RePublish->HeadersOnly) { /* nats-server 2.9 cannot add it to an existing stream */
-            snprintf(err, errlen,
-                     "nats: stream %s does not re-publish %s to %s, which live delivery needs, and NATS cannot add that to an "
-                     "existing stream (a stream made by an older broker or by hand?): delete it to let the broker create it, "
-                     "or create it with RePublish %s -> %s and AllowDirect",
-                     nb->stream, subject, live, subject, live);
+        int republishes = c->RePublish && c->RePublish->Destination && strcmp(c->RePublish->Destination, live) == 0 &&
+                          !c->RePublish->HeadersOnly;
+        if (!republishes || !c->AllowDirect) { /* a stream made by an older broker or by hand: add what we need */
+            jsRePublish *had = c->RePublish;
+            int direct = c->AllowDirect;
+            jsStreamInfo *updated = NULL;
+            c->RePublish = &rp;
+            c->AllowDirect = true;
+            s = js_UpdateStream(&updated, nb->js, c, NULL, &jerr);
+            const char *why = s == NATS_OK ? NULL : nats_GetLastError(NULL);
+            c->RePublish = had, c->AllowDirect = direct; /* si owns what it had */
+            if (s != NATS_OK) {
+                snprintf(err, errlen,
+                         "nats: stream %s %s, which this broker needs (live delivery, reads of history), and nats-server "
+                         "refused to add it (%s; JetStream error %d; nats-server 2.9 cannot add RePublish to a stream): "
+                         "delete the stream to let the broker create it, which drops its retained messages "
+                         "(nats stream rm %s, or tests/tools/nats_client delstream URL %s), or create it yourself with "
+                         "RePublish %s -> %s and AllowDirect",
+                         nb->stream, !republishes ? "does not re-publish its messages to core NATS" : "does not allow direct gets",
+                         why && *why ? why : natsStatus_GetText(s), (int)jerr, nb->stream, nb->stream, subject, live);
+                jsStreamInfo_Destroy(si);
+                return -1;
+            }
+            rt_log(RT_LOG_WARN, "nats: stream %s updated: it now %s", nb->stream,
+                   !republishes ? "re-publishes its messages to core NATS and allows direct gets" : "allows direct gets");
             jsStreamInfo_Destroy(si);
-            return -1;
+            si = updated;
         }
     }
     char epoch[16];

@@ -14,6 +14,7 @@
 
 typedef struct pending pending_t;
 typedef struct nb_job nb_job_t;
+typedef struct nb_cache nb_cache_t;
 
 /* One topic or pattern this node's clients want live: a core subscription on `<live>.<pattern>`. */
 typedef struct nb_interest {
@@ -64,6 +65,8 @@ typedef struct natsbus {
     pthread_cond_t fetch_wake;
     nb_job_t *jobs, *jobs_tail;
     uint64_t fetches, fetch_us, fetched_msgs, replays_local;
+    uint64_t fetch_hist[8]; /* reads from JetStream by duration (bus_nats_fetch.c's buckets) */
+    nb_cache_t *cache;    /* bus_nats_cache.c */
 } natsbus_t;
 
 /* bus_nats.c: under nb->lock, wait on cv for at most ms. */
@@ -86,8 +89,10 @@ void rt_nats_live_lost(natsbus_t *nb);  /* the connection was lost: catch up bef
 void rt_nats_live_metrics(natsbus_t *nb, rt_buf_t *out);
 /* 1 if every pattern has an active interest (a replay from now can be answered at once). */
 int rt_nats_interest_active(natsbus_t *nb, const rt_str_t *patterns, size_t n);
-/* Flushes the SUBs of inactive interests (fetch thread); 0 when every one the server has is marked active. */
-int rt_nats_interest_activate(natsbus_t *nb);
+/* Subscribes again what nats.c refused; the generation of the SUBs made so far if some interest is not known
+ * active yet, else 0. rt_nats_interest_confirm(gen) after the server answered a request sent after them. */
+uint64_t rt_nats_interest_unconfirmed(natsbus_t *nb);
+void rt_nats_interest_confirm(natsbus_t *nb, uint64_t gen);
 void rt_nats_interest_head(natsbus_t *nb, const rt_str_t *patterns, size_t n, uint64_t head);
 
 /* bus_nats_fetch.c */
@@ -99,5 +104,23 @@ int rt_nats_replay(rt_bus_t *bus, rt_replay_t *r, rt_replay_cb cb, void *ctx);
 int rt_nats_fetch_range(natsbus_t *nb, const char *filter, uint64_t from, uint64_t to, int64_t not_before_ns, size_t max,
                         rt_msg_t ***msgs, size_t *n, size_t *cap, int *more);
 void rt_nats_fetch_metrics(natsbus_t *nb, rt_buf_t *out);
+
+/* bus_nats_cache.c (history.cache_bytes) */
+void rt_nats_cache_init(natsbus_t *nb);
+void rt_nats_cache_free(natsbus_t *nb);
+int rt_nats_cache_enabled(natsbus_t *nb);
+void rt_nats_cache_clear(natsbus_t *nb);
+/* Appends the cached messages of topic with from <= SEQ <= to (at most max; *more if there were more).
+ * 1: that is all of them (a hit); 0: all of them up to *upto (>= from - 1), what follows is not known here;
+ * -1: nothing is known here (a miss). */
+int rt_nats_cache_get(natsbus_t *nb, const char *epoch, rt_str_t topic, uint64_t from, uint64_t to, size_t max,
+                      rt_msg_t ***msgs, size_t *n, size_t *cap, int *more, uint64_t *upto);
+void rt_nats_cache_count(natsbus_t *nb, int hit);
+/* Every message of topic in the stream with from <= SEQ <= to is in msgs (ascending). */
+void rt_nats_cache_put(natsbus_t *nb, const char *epoch, rt_str_t topic, uint64_t from, uint64_t to, rt_msg_t *const *msgs,
+                       size_t n);
+/* A live message; prev: its topic's previous SEQ in the stream (Nats-Last-Sequence). */
+void rt_nats_cache_live(natsbus_t *nb, const char *epoch, rt_msg_t *msg, uint64_t prev);
+void rt_nats_cache_metrics(natsbus_t *nb, rt_buf_t *out);
 
 #endif

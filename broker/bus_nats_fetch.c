@@ -30,6 +30,187 @@ struct nb_job {
     char then_epoch[16];
 };
 
+static uint64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+/* Fetch latency buckets (seconds) of rtbroker_history_fetch_seconds. */
+static const double buckets[8] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25};
+
+/* The stream SEQ, stored time and pending count of a message a consumer delivered, from its reply subject:
+ * $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ns>.<pending> (or the form with a domain and an
+ * account hash after $JS.ACK). 0 if it is not one. */
+static int ack_meta(const char *reply, uint64_t *seq, int64_t *ns, uint64_t *pending)
+{
+    const char *tok[16];
+    int n = 0;
+    if (reply == NULL || strncmp(reply, "$JS.ACK.", 8) != 0)
+        return 0;
+    for (const char *p = reply; p && n < 16; p = strchr(p, '.'), p = p ? p + 1 : NULL)
+        tok[n++] = p;
+    int base = n == 9 ? 5 : n >= 11 ? 7 : -1;
+    if (base < 0)
+        return 0;
+    *seq = strtoull(tok[base], NULL, 10);
+    *ns = strtoll(tok[base + 2], NULL, 10);
+    *pending = strtoull(tok[base + 3], NULL, 10);
+    return *seq > 0;
+}
+
+/* Every message of subject with from <= SEQ <= to (stored at or after not_before_ns) from JetStream, through an
+ * ephemeral pull consumer driven by plain requests: its create answer tells how many match (no consumer info
+ * round trip), each pull asks for no more than that without waiting, and its delete is not waited for (its
+ * inactive threshold drops it anyway). *through: the read is complete up to this SEQ (to, or the last one taken
+ * when max cut it). */
+static int read_js(natsbus_t *nb, const char *epoch, const char *subject, uint64_t from, uint64_t to, int64_t not_before_ns,
+                   size_t max, rt_msg_t ***msgs, size_t *n, size_t *cap, int *more, uint64_t *through)
+{
+    char api[300], req[RT_TOPIC_MAX + 600], name[64], inbox[80];
+    snprintf(api, sizeof(api), "$JS.API.CONSUMER.CREATE.%s", nb->stream);
+    snprintf(req, sizeof(req),
+             "{\"stream_name\":\"%s\",\"config\":{\"deliver_policy\":\"by_start_sequence\",\"opt_start_seq\":%llu,"
+             "\"ack_policy\":\"none\",\"filter_subject\":\"%s\",\"mem_storage\":true,\"inactive_threshold\":10000000000}}",
+             nb->stream, (unsigned long long)from, subject);
+    *through = to;
+    natsMsg *reply = NULL;
+    natsStatus s = natsConnection_RequestString(&reply, nb->nc, api, req, 5000);
+    const char *d = s == NATS_OK ? natsMsg_GetData(reply) : NULL, *p = d ? strstr(d, "\"name\":\"") : NULL,
+               *q = d ? strstr(d, "\"num_pending\":") : NULL;
+    if (p == NULL || q == NULL || strstr(d, "\"error\"")) {
+        rt_log(RT_LOG_WARN, "nats: cannot read %s from SEQ %llu: %s", subject, (unsigned long long)from,
+               d ? d : natsStatus_GetText(s));
+        natsMsg_Destroy(reply);
+        return RT_EUNAVAILABLE;
+    }
+    snprintf(name, sizeof(name), "%.*s", (int)strcspn(p + 8, "\""), p + 8);
+    uint64_t remaining = strtoull(q + 14, NULL, 10);
+    natsMsg_Destroy(reply);
+    natsInbox *ib = NULL;
+    natsInbox_Create(&ib);
+    snprintf(inbox, sizeof(inbox), "%s", (const char *)ib);
+    natsInbox_Destroy(ib);
+    natsSubscription *sub = NULL;
+    int err = RT_OK, done = remaining == 0;
+    size_t got = 0;
+    if (!done && natsConnection_SubscribeSync(&sub, nb->nc, inbox) != NATS_OK)
+        err = RT_EUNAVAILABLE, done = 1;
+    if (sub)
+        natsSubscription_SetPendingLimits(sub, -1, -1);
+    snprintf(api, sizeof(api), "$JS.API.CONSUMER.MSG.NEXT.%s.%s", nb->stream, name);
+    int outstanding = 0; /* of the last pull: messages (or its closing status) still on their way */
+    while (!done) {
+        int batch = remaining < 256 ? (int)remaining : 256;
+        snprintf(req, sizeof(req), "{\"batch\":%d,\"no_wait\":true}", batch);
+        if (natsConnection_PublishRequestString(nb->nc, api, inbox, req) != NATS_OK) {
+            err = RT_EUNAVAILABLE;
+            break;
+        }
+        outstanding = batch;
+        for (int i = 0; i < batch && !done; i++) {
+            natsMsg *m = NULL;
+            if (natsSubscription_NextMsg(&m, sub, 5000) != NATS_OK) {
+                err = RT_EUNAVAILABLE, done = 1;
+                break;
+            }
+            uint64_t seq = 0, pending = 0;
+            int64_t stored_ns = 0;
+            outstanding--;
+            if (!ack_meta(natsMsg_GetReply(m), &seq, &stored_ns, &pending)) {
+                done = 1, outstanding = 0; /* a status (404, 408): nothing more matches now (removed since the count) */
+            } else if (seq > to) {
+                done = 1;
+            } else if (stored_ns >= not_before_ns) {
+                if (max && got == max) {
+                    *more = 1, done = 1;
+                    *through = (*msgs)[*n - 1]->seq;
+                } else {
+                    rt_msg_t *msg = rt_nats_msg(nb, m, seq, epoch);
+                    if (msg) {
+                        msg->time_ms = (uint64_t)(stored_ns / 1000000); /* the cache ages it from there */
+                        if (*n == *cap) {
+                            *cap = *cap ? *cap * 2 : 64;
+                            *msgs = rt_realloc(*msgs, *cap * sizeof(**msgs));
+                        }
+                        (*msgs)[(*n)++] = msg;
+                        got++;
+                    }
+                }
+            }
+            if (!done && pending == 0)
+                done = 1;
+            remaining = pending;
+            natsMsg_Destroy(m);
+        }
+    }
+    /* what the server still sends for the last pull is read before the subscription goes: nats.c's reader thread
+     * has crashed (ASan, chaos) dispatching to a subscription destroyed under a stream of messages */
+    while (err == RT_OK && outstanding > 0) {
+        natsMsg *m = NULL;
+        if (natsSubscription_NextMsg(&m, sub, 1000) != NATS_OK)
+            break;
+        uint64_t seq, pending;
+        int64_t ns;
+        outstanding = ack_meta(natsMsg_GetReply(m), &seq, &ns, &pending) ? outstanding - 1 : 0;
+        natsMsg_Destroy(m);
+    }
+    natsSubscription_Destroy(sub);
+    snprintf(api, sizeof(api), "$JS.API.CONSUMER.DELETE.%s.%s", nb->stream, name);
+    snprintf(inbox + strlen(inbox), sizeof(inbox) - strlen(inbox), ".d"); /* nobody listens: not waited for */
+    natsConnection_PublishRequestString(nb->nc, api, inbox, "");
+    return err;
+}
+
+/* The SEQ of subject's last message in the stream (0: none), by one direct get. RT_OK or RT_EUNAVAILABLE. */
+static int last_of(natsbus_t *nb, const char *subject, uint64_t *seq)
+{
+    jsDirectGetMsgOptions o;
+    jsDirectGetMsgOptions_Init(&o);
+    o.LastBySubject = subject;
+    natsMsg *m = NULL;
+    natsStatus s = js_DirectGetMsg(&m, nb->js, nb->stream, NULL, &o);
+    *seq = s == NATS_OK ? natsMsg_GetSequence(m) : 0;
+    natsMsg_Destroy(m);
+    return s == NATS_OK || s == NATS_NOT_FOUND ? RT_OK : RT_EUNAVAILABLE;
+}
+
+/* An exact topic through the cache: what it holds of [from, to], and from JetStream only what follows that. */
+static int read_cached(natsbus_t *nb, const char *epoch, const char *topic, const char *subject, uint64_t from, uint64_t to,
+                       size_t max, rt_msg_t ***msgs, size_t *n, size_t *cap, int *more)
+{
+    size_t n0 = *n;
+    uint64_t upto, last, through;
+    rt_str_t t = rt_cstr(topic);
+    int known = rt_nats_cache_get(nb, epoch, t, from, to, max, msgs, n, cap, more, &upto);
+    if (known == 1)
+        return RT_OK;
+    if (known == 0 && last_of(nb, subject, &last) == RT_OK && last <= upto) { /* nothing of it after upto */
+        rt_nats_cache_put(nb, epoch, t, upto + 1, to, NULL, 0);
+        rt_nats_cache_count(nb, 1);
+        return RT_OK;
+    }
+    if (known == 0)
+        rt_nats_cache_count(nb, 0);
+    size_t k = *n - n0;
+    if (max && k >= max) /* enough for the caller, who asks for one more than it shows to learn of the rest */
+        return RT_OK;
+    int err = read_js(nb, epoch, subject, upto + 1, to, 0, max ? max - k : 0, msgs, n, cap, more, &through);
+    if (err != RT_OK)
+        return err;
+    rt_nats_cache_put(nb, epoch, t, from, through, *msgs + n0, *n - n0);
+    size_t keep = (size_t)rt_cfg_int("history.max_messages");
+    if (!*more && *n - n0 > keep) { /* the stream dropped the oldest of what the cache still held: as it does */
+        size_t drop = *n - n0 - keep;
+        for (size_t i = 0; i < drop; i++)
+            rt_msg_unref((*msgs)[n0 + i]);
+        memmove(*msgs + n0, *msgs + n0 + drop, keep * sizeof(**msgs));
+        *n -= drop;
+    }
+    return RT_OK;
+}
+
 int rt_nats_fetch_range(natsbus_t *nb, const char *filter, uint64_t from, uint64_t to, int64_t not_before_ns, size_t max,
                         rt_msg_t ***msgs, size_t *n, size_t *cap, int *more)
 {
@@ -40,93 +221,21 @@ int rt_nats_fetch_range(natsbus_t *nb, const char *filter, uint64_t from, uint64
     memcpy(epoch, nb->epoch, sizeof(epoch));
     pthread_mutex_unlock(&nb->lock);
     snprintf(subject, sizeof(subject), "%s.%s", nb->prefix, filter);
-    jsSubOptions so;
-    jsSubOptions_Init(&so);
-    so.Stream = nb->stream;
-    so.Config.DeliverPolicy = js_DeliverByStartSequence;
-    so.Config.OptStartSeq = from;
-    so.Config.AckPolicy = js_AckNone;
-    so.Config.MemoryStorage = true;
-    so.Config.InactiveThreshold = 10 * 1000000000LL; /* the server drops it by itself if we could not */
-    natsSubscription *sub = NULL;
-    jsErrCode jerr = 0;
-    uint64_t started = rt_now_ms();
-    if (js_PullSubscribe(&sub, nb->js, subject, NULL, NULL, &so, &jerr) != NATS_OK) {
-        rt_log(RT_LOG_WARN, "nats: cannot read %s from SEQ %llu (JetStream error %d)", subject, (unsigned long long)from, (int)jerr);
-        return RT_EUNAVAILABLE;
-    }
-    int err = RT_OK, done = 0;
-    size_t got = 0;
-    jsConsumerInfo *ci = NULL; /* how many match from `from` on: no fetch waits for messages that do not exist */
-    uint64_t remaining = 0;
-    if (natsSubscription_GetConsumerInfo(&ci, sub, NULL, &jerr) != NATS_OK)
-        err = RT_EUNAVAILABLE, done = 1;
+    size_t n0 = *n;
+    uint64_t started = now_us(), through;
+    int pattern = 0, err;
+    rt_topic_check(rt_cstr(filter), 1, &pattern);
+    if (!pattern && not_before_ns == 0 && rt_nats_cache_enabled(nb))
+        err = read_cached(nb, epoch, filter, subject, from, to, max, msgs, n, cap, more);
     else
-        remaining = ci->NumPending, done = remaining == 0;
-    jsConsumerInfo_Destroy(ci);
-    while (!done) {
-        jsFetchRequest fr;
-        jsFetchRequest_Init(&fr);
-        fr.Batch = remaining < 256 ? (int)remaining : 256;
-        fr.Expires = 2000 * 1000000LL; /* answered as soon as the batch is there */
-        natsMsgList list = {0};
-        natsStatus s = natsSubscription_FetchRequest(&list, sub, &fr);
-        if (s == NATS_NOT_FOUND)
-            break; /* nothing (more) in range */
-        if (s == NATS_TIMEOUT && remaining > 0) { /* the messages are there: a slow or lost link, not the end */
-            err = RT_EUNAVAILABLE;
-            break;
-        }
-        if (s == NATS_TIMEOUT)
-            break;
-        if (s != NATS_OK) {
-            err = RT_EUNAVAILABLE;
-            break;
-        }
-        int count = list.Count;
-        for (int i = 0; i < count && !done; i++) {
-            jsMsgMetaData *meta = NULL;
-            if (natsMsg_GetMetaData(&meta, list.Msgs[i]) != NATS_OK)
-                continue;
-            uint64_t seq = meta->Sequence.Stream, pending = meta->NumPending;
-            int64_t stored_ns = meta->Timestamp;
-            jsMsgMetaData_Destroy(meta);
-            remaining = pending;
-            if (stored_ns < not_before_ns) {
-                done = pending == 0;
-                continue;
-            }
-            if (seq > to) {
-                done = 1;
-                break;
-            }
-            if (max && got == max) {
-                *more = 1;
-                done = 1;
-                break;
-            }
-            rt_msg_t *msg = rt_nats_msg(nb, list.Msgs[i], seq, epoch);
-            if (msg) {
-                if (*n == *cap) {
-                    *cap = *cap ? *cap * 2 : 64;
-                    *msgs = rt_realloc(*msgs, *cap * sizeof(**msgs));
-                }
-                (*msgs)[(*n)++] = msg;
-                got++;
-            }
-            if (pending == 0)
-                done = 1;
-        }
-        natsMsgList_Destroy(&list);
-        if (count == 0)
-            break;
-    }
-    natsSubscription_Unsubscribe(sub); /* deletes the consumer */
-    natsSubscription_Destroy(sub);
+        err = read_js(nb, epoch, subject, from, to, not_before_ns, max, msgs, n, cap, more, &through);
+    double secs = (double)(now_us() - started) / 1e6;
     pthread_mutex_lock(&nb->lock);
     nb->fetches++;
-    nb->fetched_msgs += got;
-    nb->fetch_us += rt_ms_since(started, rt_now_ms()) * 1000;
+    nb->fetched_msgs += *n - n0;
+    nb->fetch_us += (uint64_t)(secs * 1e6);
+    for (size_t i = 0; i < sizeof(buckets) / sizeof(buckets[0]); i++)
+        nb->fetch_hist[i] += secs <= buckets[i];
     pthread_mutex_unlock(&nb->lock);
     return err;
 }
@@ -232,10 +341,14 @@ static int run_job(natsbus_t *nb, nb_job_t *j)
     size_t cap = 0;
     int more = 0;
     r->msgs = NULL, r->count = 0, r->gap = 0, r->truncated = 0, r->after = 0;
-    if (rt_nats_interest_activate(nb) != 0 || rt_nats_stream_state(nb, &first, &last) != RT_OK) {
+    /* the stream's state is asked after the SUBs of new interests: its answer says the server has them */
+    uint64_t gen = rt_nats_interest_unconfirmed(nb);
+    if (rt_nats_stream_state(nb, &first, &last) != RT_OK) {
         j->err = RT_EUNAVAILABLE;
         goto post;
     }
+    if (gen)
+        rt_nats_interest_confirm(nb, gen);
     char epoch[16];
     pthread_mutex_lock(&nb->lock);
     memcpy(epoch, nb->epoch, sizeof(epoch));
@@ -416,20 +529,26 @@ void rt_nats_fetch_stop(natsbus_t *nb)
 void rt_nats_fetch_metrics(natsbus_t *nb, rt_buf_t *out)
 {
     pthread_mutex_lock(&nb->lock);
-    uint64_t n = nb->fetches, us = nb->fetch_us, msgs = nb->fetched_msgs, local = nb->replays_local;
+    uint64_t n = nb->fetches, us = nb->fetch_us, msgs = nb->fetched_msgs, local = nb->replays_local, hist[8];
+    memcpy(hist, nb->fetch_hist, sizeof(hist));
     size_t queued = 0;
     for (nb_job_t *j = nb->jobs; j; j = j->next)
         queued++;
     pthread_mutex_unlock(&nb->lock);
+    rt_buf_printf(out, "# HELP rtbroker_history_fetch_seconds Reads of history (replays, catch-ups), from the cache or JetStream.\n"
+                       "# TYPE rtbroker_history_fetch_seconds histogram\n");
+    for (size_t i = 0; i < sizeof(buckets) / sizeof(buckets[0]); i++)
+        rt_buf_printf(out, "rtbroker_history_fetch_seconds_bucket{le=\"%g\"} %llu\n", buckets[i], (unsigned long long)hist[i]);
     rt_buf_printf(out,
-                  "# HELP rtbroker_history_fetch_seconds Reads of history from JetStream (replays, catch-ups).\n"
-                  "# TYPE rtbroker_history_fetch_seconds summary\n"
+                  "rtbroker_history_fetch_seconds_bucket{le=\"+Inf\"} %llu\n"
                   "rtbroker_history_fetch_seconds_sum %.6f\nrtbroker_history_fetch_seconds_count %llu\n"
-                  "# HELP rtbroker_history_fetched_messages_total Messages read from JetStream on demand.\n"
+                  "# HELP rtbroker_history_fetched_messages_total Messages read on demand (from the cache or JetStream).\n"
                   "# TYPE rtbroker_history_fetched_messages_total counter\nrtbroker_history_fetched_messages_total %llu\n"
                   "# HELP rtbroker_history_local_total Subscriptions from now answered without asking JetStream.\n"
                   "# TYPE rtbroker_history_local_total counter\nrtbroker_history_local_total %llu\n"
                   "# HELP rtbroker_history_fetch_queued Replays waiting for JetStream.\n"
                   "# TYPE rtbroker_history_fetch_queued gauge\nrtbroker_history_fetch_queued %zu\n",
-                  (double)us / 1e6, (unsigned long long)n, (unsigned long long)msgs, (unsigned long long)local, queued);
+                  (unsigned long long)n, (double)us / 1e6, (unsigned long long)n, (unsigned long long)msgs, (unsigned long long)local,
+                  queued);
+    rt_nats_cache_metrics(nb, out);
 }

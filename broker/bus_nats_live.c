@@ -10,6 +10,7 @@
  */
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "bus_nats.h"
 #include "hub.h"
@@ -63,6 +64,7 @@ void rt_nats_live_reset(natsbus_t *nb)
         free(rt_map_del(&nb->subjects, e->key));
     }
     nb->live_seq = 0;
+    rt_nats_cache_clear(nb); /* the old stream's */
     queue_push_locked(nb, NULL); /* catch up from SEQ 0 of the new stream */
 }
 
@@ -188,7 +190,18 @@ static void handle(natsbus_t *nb, natsMsg *m)
         int more = 0;
         char topic[RT_TOPIC_MAX + 1];
         snprintf(topic, sizeof(topic), "%.*s", (int)msg->topic.len, msg->topic.base);
-        rt_nats_fetch_range(nb, topic, floor + 1, seq - 1, 0, 0, &msgs, &n, &cap, &more);
+        while (rt_nats_fetch_range(nb, topic, floor + 1, seq - 1, 0, 0, &msgs, &n, &cap, &more) != RT_OK) {
+            for (size_t i = 0; i < n; i++) /* never deliver past what could not be read: again until NATS answers */
+                rt_msg_unref(msgs[i]);
+            n = 0;
+            pthread_mutex_lock(&nb->lock);
+            int stopping = nb->stopping;
+            pthread_mutex_unlock(&nb->lock);
+            if (stopping)
+                break;
+            struct timespec pause = {0, 100 * 1000000L};
+            nanosleep(&pause, NULL);
+        }
         pthread_mutex_lock(&nb->lock);
         nb->missed += n;
         pthread_mutex_unlock(&nb->lock);
@@ -196,6 +209,7 @@ static void handle(natsbus_t *nb, natsMsg *m)
                (unsigned long long)seq);
         deliver_all(nb, msgs, n, 0);
     }
+    rt_nats_cache_live(nb, epoch, msg, prev); /* kept for resumes: nothing of its topic came between prev and it */
     pthread_mutex_lock(&nb->lock);
     deliver_locked(nb, msg);
     pthread_mutex_unlock(&nb->lock);
@@ -252,7 +266,11 @@ static void *live_thread(void *arg)
     return NULL;
 }
 
-void rt_nats_live_start(natsbus_t *nb) { pthread_create(&nb->live_thread, NULL, live_thread, nb); }
+void rt_nats_live_start(natsbus_t *nb)
+{
+    rt_nats_cache_init(nb); /* before anything is received; freed last, in rt_nats_live_stop */
+    pthread_create(&nb->live_thread, NULL, live_thread, nb);
+}
 
 void rt_nats_live_stop(natsbus_t *nb)
 {
@@ -276,10 +294,11 @@ void rt_nats_live_stop(natsbus_t *nb)
         free(in);
     }
     rt_map_free(&nb->interest);
+    rt_nats_cache_free(nb);
 }
 
 /* Under interest_lock. Buffered while NATS is away and sent again after every reconnect; retried by
- * rt_nats_interest_activate if nats.c refused it. */
+ * rt_nats_interest_unconfirmed if nats.c refused it. */
 static void live_subscribe(natsbus_t *nb, nb_interest_t *in)
 {
     char subject[RT_TOPIC_MAX + 160];
@@ -352,7 +371,7 @@ int rt_nats_interest_active(natsbus_t *nb, const rt_str_t *patterns, size_t n)
     return active;
 }
 
-int rt_nats_interest_activate(natsbus_t *nb)
+uint64_t rt_nats_interest_unconfirmed(natsbus_t *nb)
 {
     size_t n = 0, b = 0;
     pthread_mutex_lock(&nb->interest_lock);
@@ -364,19 +383,19 @@ int rt_nats_interest_activate(natsbus_t *nb)
     }
     uint64_t gen = nb->interest_gen;
     pthread_mutex_unlock(&nb->interest_lock);
-    if (n == 0)
-        return 0;
-    if (natsConnection_FlushTimeout(nb->nc, 2000) != NATS_OK) /* the server has every SUB sent before */
-        return -1;
-    b = 0;
+    return n ? gen : 0;
+}
+
+void rt_nats_interest_confirm(natsbus_t *nb, uint64_t gen)
+{
+    size_t b = 0;
     pthread_mutex_lock(&nb->interest_lock);
     for (rt_map_entry_t *e = NULL; (e = rt_map_next(&nb->interest, e, &b)) != NULL;) {
         nb_interest_t *in = e->value;
-        if (in->sub && in->gen <= gen) /* SUBs made during the flush may have gone out after its PING */
+        if (in->sub && in->gen <= gen) /* SUBs made meanwhile may have gone out after the request */
             in->active = 1;
     }
     pthread_mutex_unlock(&nb->interest_lock);
-    return 0;
 }
 
 void rt_nats_interest_head(natsbus_t *nb, const rt_str_t *patterns, size_t n, uint64_t head)

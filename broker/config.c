@@ -47,6 +47,7 @@ static const rt_cfg_value_t core_keys[] = {
     K("history.max_messages", RT_CFG_INT, "100", 1, 10000000),
     K("history.max_age", RT_CFG_DURATION, "1h", 1000, 366LL * 86400 * 1000),
     K("history.max_bytes", RT_CFG_SIZE, "256MiB", 1LL << 20, 1LL << 40),
+    K("history.cache_bytes", RT_CFG_SIZE, "32MiB", 0, 1LL << 40),
     K("history.max_topics", RT_CFG_INT, "100000", 1, 100000000),
     K("presence.ttl", RT_CFG_DURATION, "30s", 1000, 3600LL * 1000),
     K("presence.poll_grace", RT_CFG_DURATION, "10s", 0, 3600LL * 1000),

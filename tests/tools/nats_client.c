@@ -11,8 +11,9 @@
  *       DATA<TAB>EVENT<TAB>CONTENT_TYPE (EVENT / CONTENT_TYPE "-" when the header is absent).
  *       Exits 0 after N messages, 3 when TIMEOUT_MS passes first.
  *   nats_client delstream URL NAME
- *   nats_client addstream URL NAME SUBJECT MAX_MSGS_PER_SUBJECT [REPLICAS [MAX_AGE_S [DUPLICATE_WINDOW_S [REPUBLISH_TO [MAX_MSG_SIZE]]]]]
+ *   nats_client addstream URL NAME SUBJECT MAX_MSGS_PER_SUBJECT [REPLICAS [MAX_AGE_S [DUPLICATE_WINDOW_S [REPUBLISH_TO [MAX_MSG_SIZE [ALLOW_DIRECT]]]]]]
  *       REPUBLISH_TO (e.g. rt_live.>, "-" for none): the stream re-publishes SUBJECT there and allows direct gets, as the broker's does
+ *       (ALLOW_DIRECT 0: it does not; MAX_MSG_SIZE "-": the server's default)
  *   nats_client fill URL PREFIX TOPICS N SIZE
  *       publishes N messages of SIZE bytes to the stream, round-robin on PREFIX.t0 .. PREFIX.t<TOPICS-1>,
  *       asynchronously (benchmarks: a stream with a large retained history); prints "filled N"
@@ -20,7 +21,8 @@
  *       prints "seq=N time_ns=T subject=S event=E" then the data on the next line
  *   nats_client info URL NAME
  *       prints key=value lines: subjects, max_msgs_per_subject, max_age_ns, duplicates_ns,
- *       replicas, storage, msgs, first_seq, last_seq, created, leader (cluster)
+ *       replicas, storage, msgs, first_seq, last_seq, created, leader (cluster), republish (its destination, "-"),
+ *       allow_direct
  *
  * URL may be a comma-separated list. Exit status: 0 ok, 1 error (on stderr), 2 usage, 3 timeout.
  */
@@ -37,7 +39,7 @@ static int usage(void)
             "       nats_client sub URL SUBJECT N TIMEOUT_MS\n"
             "       nats_client delstream URL NAME\n"
             "       nats_client addstream URL NAME SUBJECT MAX_MSGS_PER_SUBJECT [REPLICAS [MAX_AGE_S [DUPLICATE_WINDOW_S "
-            "[REPUBLISH_TO [MAX_MSG_SIZE]]]]]\n"
+            "[REPUBLISH_TO [MAX_MSG_SIZE [ALLOW_DIRECT]]]]]]\n"
             "       nats_client fill URL PREFIX TOPICS N SIZE\n"
             "       nats_client get URL STREAM SEQ\n"
             "       nats_client info URL NAME\n");
@@ -187,9 +189,9 @@ int main(int argc, char **argv)
             rp.Source = argv[4];
             rp.Destination = argv[9];
             sc.RePublish = &rp;
-            sc.AllowDirect = true;
+            sc.AllowDirect = !(argc > 11 && strcmp(argv[11], "0") == 0);
         }
-        if (argc > 10) sc.MaxMsgSize = (int32_t)strtol(argv[10], NULL, 10);
+        if (argc > 10 && strcmp(argv[10], "-") != 0) sc.MaxMsgSize = (int32_t)strtol(argv[10], NULL, 10);
         s = js_AddStream(&si, js, &sc, NULL, &jerr);
         if (s != NATS_OK) rc = fail("js_AddStream", s, jerr);
         else printf("created %s\n", argv[3]);
@@ -240,6 +242,8 @@ int main(int argc, char **argv)
         printf("last_seq=%llu\n", (unsigned long long)si->State.LastSeq);
         printf("created=%lld\n", (long long)si->Created);
         printf("leader=%s\n", si->Cluster && si->Cluster->Leader ? si->Cluster->Leader : "");
+        printf("republish=%s\n", c->RePublish && c->RePublish->Destination ? c->RePublish->Destination : "-");
+        printf("allow_direct=%d\n", c->AllowDirect ? 1 : 0);
         jsStreamInfo_Destroy(si);
     }
 out:
