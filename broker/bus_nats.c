@@ -606,10 +606,12 @@ static void nb_metrics(rt_bus_t *bus, rt_buf_t *out)
     rt_nats_fetch_metrics(nb, out);
 }
 
-/* DELETE /api/history: a node keeps no history of its own (api_cluster.c purges the stream) */
+/* DELETE /api/history: this node's cache (api_cluster.c purges the stream) */
+static size_t nb_forget(rt_bus_t *bus, rt_str_t topic) { return rt_nats_cache_forget((natsbus_t *)bus, topic); }
+
 static const rt_bus_ops_t natsbus_ops = {"nats",         nb_start,         nb_stop,  nb_publish, nb_publish_ephemeral,
                                          rt_nats_replay, rt_nats_interest, nb_epoch, nb_ready,   nb_tick,
-                                         nb_metrics,     NULL};
+                                         nb_metrics,     nb_forget};
 
 rt_bus_t *rt_bus_nats_new(void)
 {

@@ -110,6 +110,8 @@ void rt_nats_cache_init(natsbus_t *nb);
 void rt_nats_cache_free(natsbus_t *nb);
 int rt_nats_cache_enabled(natsbus_t *nb);
 void rt_nats_cache_clear(natsbus_t *nb);
+/* DELETE /api/history: drops the topic's entry; how many messages it held. */
+size_t rt_nats_cache_forget(natsbus_t *nb, rt_str_t topic);
 /* Appends the cached messages of topic with from <= SEQ <= to (at most max; *more if there were more).
  * 1: that is all of them (a hit); 0: all of them up to *upto (>= from - 1), what follows is not known here;
  * -1: nothing is known here (a miss). */

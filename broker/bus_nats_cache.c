@@ -14,6 +14,7 @@
 
 #include "bus_nats.h"
 #include "config.h"
+#include "namespace.h"
 
 typedef struct centry {
     struct centry *newer, *older; /* LRU list */
@@ -122,6 +123,22 @@ void rt_nats_cache_clear(natsbus_t *nb)
     pthread_mutex_unlock(&c->lock);
 }
 
+size_t rt_nats_cache_forget(natsbus_t *nb, rt_str_t topic)
+{
+    nb_cache_t *c = nb->cache;
+    size_t n = 0;
+    if (c == NULL)
+        return 0;
+    pthread_mutex_lock(&c->lock);
+    centry_t *e = rt_map_get(&c->topics, topic);
+    if (e) {
+        n = e->n;
+        drop_entry(c, e);
+    }
+    pthread_mutex_unlock(&c->lock);
+    return n;
+}
+
 /* The entry of topic in this epoch, or NULL (one of another epoch is dropped). Under c->lock. */
 static centry_t *find(nb_cache_t *c, const char *epoch, rt_str_t topic)
 {
@@ -133,9 +150,20 @@ static centry_t *find(nb_cache_t *c, const char *epoch, rt_str_t topic)
     return e;
 }
 
+/* The topic's retention: the global history.* or its namespace's. */
+static void limits_of(const nb_cache_t *c, rt_str_t topic, size_t *max_msgs, uint64_t *max_age_ms)
+{
+    *max_msgs = c->max_msgs;
+    *max_age_ms = (uint64_t)c->max_age_ms;
+    rt_ns_history(topic, max_msgs, max_age_ms);
+}
+
 static int expired(const nb_cache_t *c, const rt_msg_t *m, uint64_t now)
 {
-    return m->time_ms + (uint64_t)c->max_age_ms <= now;
+    size_t keep;
+    uint64_t age;
+    limits_of(c, m->topic, &keep, &age);
+    return m->time_ms + age <= now;
 }
 
 int rt_nats_cache_get(natsbus_t *nb, const char *epoch, rt_str_t topic, uint64_t from, uint64_t to, size_t max,
@@ -197,12 +225,16 @@ void rt_nats_cache_count(natsbus_t *nb, int hit)
     pthread_mutex_unlock(&c->lock);
 }
 
-/* Keeps the newest history.max_messages, as the stream does; what goes before them is then known gone. */
+/* Keeps the newest history.max_messages (its namespace's), as the stream does; what goes before them is then known
+ * gone. */
 static void cap_entry(nb_cache_t *c, centry_t *e)
 {
-    if (e->n <= c->max_msgs)
+    size_t keep;
+    uint64_t age;
+    limits_of(c, rt_cstr(e->topic), &keep, &age);
+    if (e->n <= keep)
         return;
-    size_t drop = e->n - c->max_msgs;
+    size_t drop = e->n - keep;
     for (size_t i = 0; i < drop; i++) {
         e->bytes -= msg_bytes(e->msgs[i]);
         c->bytes -= msg_bytes(e->msgs[i]);

@@ -201,6 +201,8 @@ static int read_cached(natsbus_t *nb, const char *epoch, const char *topic, cons
         return err;
     rt_nats_cache_put(nb, epoch, t, from, through, *msgs + n0, *n - n0);
     size_t keep = (size_t)rt_cfg_int("history.max_messages");
+    uint64_t age = 0;
+    rt_ns_history(t, &keep, &age);
     if (!*more && *n - n0 > keep) { /* the stream dropped the oldest of what the cache still held: as it does */
         size_t drop = *n - n0 - keep;
         for (size_t i = 0; i < drop; i++)
