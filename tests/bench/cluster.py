@@ -7,17 +7,22 @@ C1  fanout across nodes, C2 latency across nodes (tests/bench/cluster_nodes.py):
     WebSocket subscribers on node B; two rtbroker nodes on one nats-server, two nginx + nchan on one redis-server.
 C4  a new node with 1,000,000 retained messages in the stream (10,000 topics x 100 x 200 B):
     time from start to /readyz 200, and its RSS then and 2 s later.
-C3  resume from an id on a node that has never seen the topic: 50 SSE resumes, each on another topic
-    with 100 retained messages, one after the other; p50/p99 time to the last replayed message.
+C3  resume from an id on a node that has never seen the topic, three rounds of 50 SSE resumes one after
+    the other, p50/p99 time to the topic's last message: 'cold' topics with 100 retained messages each
+    10,000 SEQs apart in that stream, 'again' the same 50 (the node's history.cache_bytes), 'recent' 50 of
+    400 topics published after it (40,000 messages at the stream's tail). Beside them the floor: nats.c
+    alone reading the same way (build/tools/nats_fetchbench, the faster of a raw consumer request and an
+    ordered consumer, 50 other topics; 'again' rereads the floor's own 50).
 C5  a node whose clients subscribe to 1% of 10,000 active topics (100 topics over 4 SSE
     connections) while 100,000 messages are stored round-robin on all of them: the share of
     the stream's messages the node received (rtbroker_bus_messages_in_total; a build without
     it consumes the whole stream: rtbroker_bus_seq) and the CPU seconds it used.
 
 Knobs (environment): RTB_BIN (build/rtbroker), BENCH_CLUSTER_BASELINE (unset: none; its rows are named
-BENCH_CLUSTER_BASELINE_LABEL, "baseline"), BENCH_CLUSTER_ROUNDS (5), BENCH_CLUSTER_DURATION (publishing
-seconds of C1; C2 one more, 3), C4_MESSAGES (1000000), C5_MESSAGES (100000), BENCH_CLUSTER_OUT
-(BENCHMARKS.md), BENCH_NO_INSTALL=1 (never call apt-get). Every process it starts is stopped by its pid.
+BENCH_CLUSTER_BASELINE_LABEL, "baseline"), BEFORE_BIN (another build, e.g. the branch before a change, in
+C3-C5 only; unset: none), BENCH_CLUSTER_ROUNDS (5), BENCH_CLUSTER_DURATION (publishing seconds of C1; C2
+one more, 3), C4_MESSAGES (1000000), C5_MESSAGES (100000), BENCH_CLUSTER_OUT (BENCHMARKS.md),
+BENCH_NO_INSTALL=1 (never call apt-get). Every process it starts is stopped by its pid.
 """
 import http.client
 import os
@@ -36,8 +41,10 @@ from cluster_report import write_section  # noqa: E402
 
 RTB = os.path.join(ROOT, os.environ.get('RTB_BIN', 'build/rtbroker'))
 BASE = os.environ.get('BENCH_CLUSTER_BASELINE') or os.environ.get('BASELINE_BIN')
+BEFORE = os.environ.get('BEFORE_BIN')
 NC = os.path.join(os.path.dirname(RTB), 'tools', 'nats_client')
 LG = os.path.join(os.path.dirname(RTB), 'bench', 'loadgen')
+FETCHBENCH = os.path.join(os.path.dirname(RTB), 'tools', 'nats_fetchbench')
 C4_N = int(os.environ.get('C4_MESSAGES', '1000000'))
 C5_N = int(os.environ.get('C5_MESSAGES', '100000'))
 ROUNDS = int(os.environ.get('BENCH_CLUSTER_ROUNDS', '5'))
@@ -67,9 +74,9 @@ def cpu_s(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
 
 
-def fill(url, prefix, n):
+def fill(url, prefix, n, topics=TOPICS):
     t0 = time.monotonic()
-    subprocess.run([NC, 'fill', url, prefix, str(TOPICS), str(n), '200'], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run([NC, 'fill', url, prefix, str(topics), str(n), '200'], check=True, stdout=subprocess.DEVNULL)
     return time.monotonic() - t0
 
 
@@ -93,31 +100,61 @@ def c4(binary, url, tmp, name):
     return ready, rss0, rss1
 
 
-def c3(binary, url, tmp, name):
-    """-> (p50 ms, p99 ms, fewest messages a resume replayed): a node that keeps history in memory
-    within a cap may have dropped the older ones (it sends a gap notice, then what it holds)"""
+def resume(port, epoch, topic, last):
+    """one SSE resume from EPOCH:0 -> (ms to the message whose SEQ is last, messages replayed): a node that
+    keeps history in memory within a cap may have dropped the older ones (it sends a gap notice, then what it holds)"""
+    t0 = time.monotonic()
+    c = http.client.HTTPConnection('127.0.0.1', port, timeout=30)
+    c.request('GET', f'/sub/{topic}', headers={'Accept': 'text/event-stream', 'Last-Event-ID': f'{epoch}:0'})
+    n = 0
+    for line in c.getresponse():
+        if line.startswith(b'id:'):
+            n += 1
+            if int(line.split(b':')[-1]) >= last:
+                break
+    c.close()
+    return (time.monotonic() - t0) * 1000, n
+
+
+def p50_p99(times):
+    times = sorted(times)
+    return times[len(times) // 2], times[min(len(times) - 1, int(len(times) * 0.99))]
+
+
+def last_seq(port, topic):
+    cursor = get(port, f'/history/{topic}?limit=1')[1].split('"cursor":"')[1].split('"')[0]
+    return cursor.split(':')[0], int(cursor.split(':')[1])
+
+
+def c3(binary, url, tmp, name, first):
+    """C3 on a new node, 50 resumes a round, one after the other: 'cold' hist.t<first>.. (topics it never saw on
+    the interleaved stream), 'again' the same 50 (its history.cache_bytes), 'recent' 50 topics of the 400
+    published after it. The fill stores topics round-robin in order, so a topic's last SEQ follows from
+    another's (asked of topics no round resumes). -> ({round: (p50, p99)}, fewest messages a resume replayed)"""
     p, port, _ = start_broker(binary, url, tmp, name)
-    cursor = get(port, '/history/hist.t0?limit=1')[1].split('"cursor":"')[1].split('"')[0]
-    epoch, last0 = cursor.split(':')[0], int(cursor.split(':')[1])
-    times, fewest = [], None
-    for i in range(1, 51):
-        last = last0 + i  # the fill stores topics t0..t9999 round-robin, in order
-        t0 = time.monotonic()
-        c = http.client.HTTPConnection('127.0.0.1', port, timeout=30)
-        c.request('GET', f'/sub/hist.t{i}', headers={'Accept': 'text/event-stream', 'Last-Event-ID': f'{epoch}:0'})
-        r = c.getresponse()
-        n = 0
-        for line in r:
-            if line.startswith(b'id:'):
-                n += 1
-                if int(line.split(b':')[-1]) >= last:
-                    break
-        times.append((time.monotonic() - t0) * 1000)
-        fewest = n if fewest is None else min(fewest, n)
-        c.close()
+    epoch, hist0 = last_seq(port, 'hist.t0')
+    recent399 = last_seq(port, 'recent.t399')[1]
+    out, fewest = {}, None
+    for label, prefix, start, last in (('cold', 'hist', first, hist0), ('again', 'hist', first, hist0),
+                                       ('recent', 'recent', first - 1, recent399 - 399)):
+        runs = [resume(port, epoch, f'{prefix}.t{i}', last + i) for i in range(start, start + 50)]
+        out[label] = p50_p99([ms for ms, _ in runs])
+        fewest = min([fewest or 1 << 30] + [n for _, n in runs])
     stop(p)
-    times.sort()
-    return times[len(times) // 2], times[min(len(times) - 1, int(len(times) * 0.99))], fewest
+    return out, fewest
+
+
+def c3_floor(url, prefix, first, expect):
+    """C3's floor without a broker (tests/tools/nats_fetchbench.c): nats.c reading 50 topics by a raw consumer
+    request (the broker's way) and by an ordered consumer, 50 other topics each -> (fastest p50's way, p50, p99)"""
+    best = None
+    for k, method in enumerate(('raw', 'ordered')):
+        r = subprocess.run([FETCHBENCH, url, 'RT', f'rt.{prefix}', str(first + 50 * k), '50', str(expect), method],
+                           capture_output=True, text=True)
+        f = dict(x.split('=') for x in r.stdout.split()[1:] if '=' in x)
+        if r.returncode == 0 and 'p50_ms' in f and (best is None or float(f['p50_ms']) < best[1]):
+            best = (method, float(f['p50_ms']), float(f['p99_ms']))
+    return best
 
 
 def c5(binary, url, tmp, name):
@@ -185,40 +222,52 @@ def main():
     if subprocess.run([os.path.join(ROOT, 'tests', 'bench', 'ensure_packages.sh'), 'nginx', 'libnginx-mod-nchan',
                        'redis-server']).returncode != 0:
         raise SystemExit('bench-cluster: nginx, nchan and redis-server are needed')
-    if not os.path.exists(LG):
-        subprocess.run(['make', '-s', '-C', ROOT, os.path.relpath(LG, ROOT)], check=True)
+    for tool in (LG, FETCHBENCH):
+        if not os.path.exists(tool):
+            subprocess.run(['make', '-s', '-C', ROOT, os.path.relpath(tool, ROOT)], check=True)
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]  # 1,600 subscribers: the servers inherit it
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     base_label = os.environ.get('BENCH_CLUSTER_BASELINE_LABEL', 'baseline')
-    designs = [('this build', RTB)] + ([(base_label, os.path.abspath(BASE))] if BASE else [])
+    designs = [('this build', RTB)] + ([('before', os.path.abspath(BEFORE))] if BEFORE else []) + \
+        ([(base_label, os.path.abspath(BASE))] if BASE else [])
     tmp = tempfile.mkdtemp(prefix='rtb-bench-cluster-')
     logdir = os.path.join(os.path.dirname(RTB), 'bench', 'logs', 'cluster-' + time.strftime('%Y%m%d-%H%M%S'))
     os.makedirs(logdir, exist_ok=True)
-    nodes = {}
+    nodes, floor = {}, {}
     try:
-        res = fanout_rounds(designs, tmp, logdir)
+        res = fanout_rounds([d for d in designs if d[0] != 'before'], tmp, logdir)
         nats, url = start_nats(tmp)
         # the stream as this build makes it (re-publish included), then the retained history
         p, _, _ = start_broker(RTB, url, tmp, 'create')
         stop(p)
         fill_s = fill(url, 'rt.hist', C4_N)
-        print(f'filled {C4_N} messages in {fill_s:.1f} s', flush=True)
-        for name, binary in designs:
+        # 400 topics published after that history: the builds' 'recent' rounds read 50 of recent.t0-149 each,
+        # the floor recent.t200-299
+        fill_r = fill(url, 'rt.recent', 40000, topics=400)
+        print(f'filled {C4_N} messages in {fill_s:.1f} s, then 40000 on 400 topics in {fill_r:.1f} s', flush=True)
+        for k, (name, binary) in enumerate(designs):
             ready, rss0, rss1 = c4(binary, url, tmp, name.replace(' ', '_'))
-            p50, p99, replayed = c3(binary, url, tmp, name.replace(' ', '_') + '_c3')
+            r3, replayed = c3(binary, url, tmp, name.replace(' ', '_') + '_c3', 1 + 50 * k)
             share, delivered, cpu, via = c5(binary, url, tmp, name.replace(' ', '_') + '_c5')
-            nodes[name] = (ready, rss0, rss1, p50, p99, share, delivered, cpu, via, replayed)
-            print(f'{name}: C4 ready {ready:.2f} s, RSS {rss0:.0f} MB (+2 s: {rss1:.0f} MB); '
-                  f'C3 p50 {p50:.1f} ms p99 {p99:.1f} ms (at least {replayed} messages replayed); '
+            nodes[name] = (ready, rss0, rss1, r3, share, delivered, cpu, via, replayed)
+            print(f'{name}: C4 ready {ready:.2f} s, RSS {rss0:.0f} MB (+2 s: {rss1:.0f} MB); C3 p50/p99 ms: '
+                  + ', '.join(f'{r} {a:.1f}/{b:.1f}' for r, (a, b) in r3.items())
+                  + f' (at least {replayed} messages replayed); '
                   f'C5 share {share * 100:.1f}% ({via}), delivered {delivered}, CPU {cpu:.2f} s', flush=True)
+        per_topic = max(1, min(100, C4_N // TOPICS))
+        floor = {'cold': c3_floor(url, 'hist', 1001, per_topic), 'again': c3_floor(url, 'hist', 1001, per_topic),
+                 'recent': c3_floor(url, 'recent', 200, 100)}
+        print('C3 floor (nats.c alone) p50/p99 ms: ' + ', '.join(
+            f'{r} {f[1]:.1f}/{f[2]:.1f} ({f[0]})' if f else f'{r} failed' for r, f in floor.items()), flush=True)
     finally:
         stop_all()
         shutil.rmtree(tmp, ignore_errors=True)
     info = dict(versions(), date=time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()), duration=time.monotonic() - t_start,
                 load0=load0, load1=' '.join(open('/proc/loadavg').read().split()[:3]), nproc=os.cpu_count(),
                 rounds=ROUNDS, dur=DUR, drain=DRAIN, srv_cpus=SRV_CPUS, lg_cpus=LG_CPUS, c4_n=C4_N, c5_n=C5_N,
-                base=BASE and os.path.abspath(BASE), base_version=BASE and first_line([BASE, '--version']))
-    write_section(OUT, info, res, nodes, [n for n, _ in designs])
+                base=BASE and os.path.abspath(BASE), base_version=BASE and first_line([BASE, '--version']),
+                before=BEFORE and os.path.abspath(BEFORE))
+    write_section(OUT, info, res, nodes, floor, [n for n, _ in designs])
     print(f'wrote {OUT} (logs: {logdir}) in {info["duration"]:.0f} s')
 
 

@@ -8,6 +8,7 @@ import statistics
 
 BEGIN, END = '<!-- cluster:begin -->', '<!-- cluster:end -->'
 NCHAN = 'nchan+Redis'
+FLOOR = 'nats.c alone'
 
 
 def med(runs, key):
@@ -50,7 +51,7 @@ def fanout_rows(res, names, drain):
         if better and a and b and a[0] > 0 and b[0] > 0:
             ratio = a[0] / b[0] if unit == 'rate' else b[0] / a[0]
             met = verdict(better(a[0], b[0]), f'{ratio:.2f}×')
-        rows.append((sc, what, cells, target or '—', met))
+        rows.append((sc, what, cells + ['—'], target or '—', met))
     for sc in ('C1', 'C2'):
         cells = []
         for n in names + [NCHAN]:
@@ -59,31 +60,61 @@ def fanout_rows(res, names, drain):
             dups = sum(int(r.get('dups', 0)) for r in runs)
             bad = sum(1 for r in runs if r.get('ok') != '1')
             cells.append(f'{lost} / {dups}' + (f' ({bad} runs not clean)' if bad else ''))
-        rows.append((sc, f'lost (not there {drain} s after the last publish) / duplicates, all rounds', cells, '—', '—'))
+        rows.append((sc, f'lost (not there {drain} s after the last publish) / duplicates, all rounds', cells + ['—'], '—', '—'))
     return rows
 
 
-def node_rows(nodes, names, c4_n):
-    """C3-C5 rows from {name: (ready, rss0, rss1, p50, p99, share, delivered, cpu, via, replayed)}"""
+def node_rows(nodes, floor, names, c4_n):
+    """C3-C5 rows from {name: (ready, rss0, rss1, {round: (p50, p99)}, share, delivered, cpu, via, replayed)}
+    and C3's floor {round: (way, p50, p99) or None}"""
     def col(i, f):
-        return [f(nodes[n][i]) if n in nodes else 'n/a' for n in names] + ['—']
+        return [f(nodes[n][i]) if n in nodes else 'n/a' for n in names] + ['—', '—']
     new = nodes.get(names[0])
+    per = max(1, min(100, c4_n // 10000))
+
+    def c3(rnd, what, target):
+        f = floor.get(rnd)
+        cells = col(3, lambda r: f'{r[rnd][0]:.1f} / {r[rnd][1]:.1f} ms')[:-1] + \
+            [f'{f[1]:.1f} / {f[2]:.1f} ms ({f[0]})' if f else 'n/a']
+        return ('C3', what, cells, target, verdict(new and new[3][rnd][1] < 20, '') if target != '—' else '—')
     return [
-        ('C3', 'resume, time to the last of 100 messages p50', col(3, lambda v: f'{v:.1f} ms'), '—', '—'),
-        ('C3', 'p99', col(4, lambda v: f'{v:.1f} ms'), '< 20 ms', verdict(new and new[4] < 20, '')),
-        ('C3', f'fewest messages a resume replayed (of {c4_n // 10000})', col(9, str), str(c4_n // 10000), '—'),
+        c3('cold', f'cold: 50 topics the node never saw, {per} messages each 10,000 SEQs apart; p50 / p99', '< 20 ms (p99)'),
+        c3('again', 'again: the same 50 resumes once more (the node\'s `history.cache_bytes`)', '—'),
+        c3('recent', 'recent: 50 topics it never saw, published after that history (400 topics at the tail)',
+           '< 20 ms (p99)'),
+        ('C3', 'fewest messages a resume replayed (of ' + (f'{per} or ' if per != 100 else '') + '100)', col(8, str), '—', '—'),
         ('C4', f'new node on {c4_n:,} retained: ready', col(0, lambda v: f'{v:.2f} s'), '< 1 s',
          verdict(new and new[0] < 1, '')),
         ('C4', 'RSS at ready / 2 s later', [f'{nodes[n][1]:.0f} / {nodes[n][2]:.0f} MB' if n in nodes else 'n/a'
-                                             for n in names] + ['—'], '< 64 MB',
+                                             for n in names] + ['—', '—'], '< 64 MB',
          verdict(new and max(new[1], new[2]) < 64, '')),
-        ('C5', 'share of the stream received', col(5, lambda v: f'{v * 100:.1f}%'), '≤ 2%',
-         verdict(new and new[5] <= 0.02, '')),
-        ('C5', 'node CPU', col(7, lambda v: f'{v:.2f} s'), '—', '—'),
+        ('C5', 'share of the stream received', col(4, lambda v: f'{v * 100:.1f}%'), '≤ 2%',
+         verdict(new and new[4] <= 0.02, '')),
+        ('C5', 'node CPU', col(6, lambda v: f'{v:.2f} s'), '—', '—'),
     ]
 
 
-def section(info, res, nodes, names):
+# why C3 'cold' stays far from 20 ms: fixed text, kept inside the generated section so that a run keeps it
+C3_NOTE = (
+    '**Why C3 "cold" cannot reach 20 ms here.** In that stream the 100 messages of one topic lie 10,000 SEQs apart'
+    ' across the whole file store (about 244 MB for 1,000,000 messages of 200 B). nats-server 2.9.10 has no index'
+    ' from subject to SEQs: every read of one subject that 2.9 offers (a filtered consumer from SEQ 1, ordered or'
+    ' pull, or a direct get of the next message by subject) walks the store block by block. The "nats.c alone"'
+    ' column is that cost with no broker in the way, and the broker\'s "cold" figure sits next to it: a node can'
+    ' read no faster than the server can find the messages. What a node can do is not read a topic twice: the'
+    ' "again" round is answered from its `history.cache_bytes` cache, without JetStream. On the realistic layout,'
+    ' topics whose messages sit near the stream\'s tail ("recent"), the read is a short scan and the broker adds'
+    ' only its hand-offs between threads (HTTP worker, fetch thread, nats.c\'s reader and back), which on a'
+    ' loaded 2-core machine cost a wait for a time slice each. The read itself (`broker/bus_nats_fetch.c`)'
+    ' is one `$JS.API.CONSUMER.CREATE` request for an ephemeral pull consumer (its answer carries the number of'
+    ' pending messages), no-wait pulls of at most that many, and a delete sent without waiting. A topic the'
+    ' cache covers is answered from it; one that goes past what it holds costs a direct get of the topic\'s'
+    ' last SEQ and a read of only what follows. Old designs that'
+    ' keep every topic in each node\'s memory answer C3 from memory, at the price of C4 and C5 (and, within'
+    ' their cap, of the older messages: see "fewest messages").')
+
+
+def section(info, res, nodes, floor, names):
     lines = [BEGIN, '',
              '## Cluster (issue 18): two nodes side by side with nginx + nchan with Redis',
              '',
@@ -92,7 +123,8 @@ def section(info, res, nodes, names):
              f'- Run: {info["date"]}, {info["duration"]:.0f} s in all; machine load average at the start {info["load0"]}, '
              f'at the end {info["load1"]} (a shared machine: {info["nproc"]} CPUs; each run\'s 1-minute load is below).',
              f'- Builds: this build = `{info["rtb"]}` at {info["commit"]}'
-             + (f'; {names[1]} = `{info["base"]}` (`{info["base_version"]}`)' if len(names) > 1 else '') + '.',
+             + ''.join(f'; {n} = `{info["before"] if n == "before" else info["base"]}`' for n in names[1:])
+             + (f' (`{info["base_version"]}`)' if info['base'] else '') + '.',
              f'- Versions: {info["nats"]}; {info["nginx"]} with nchan {info["nchan"]}; {info["redis"]} (Debian packages).',
              f'- C1, C2: for rtbroker, nodes A and B (1 worker each) on one nats-server with JetStream; for nchan,'
              f' two nginx (1 worker each, `tests/bench/nchan.conf.in` + `nchan_redis_pass` to one redis-server).'
@@ -105,18 +137,24 @@ def section(info, res, nodes, names):
              ' subscriber are on their way).',
              f'  - C2: 1,000 subscribers on 1 topic, 100 publishes/s (over 4 publishing connections) for {info["dur"] + 1} s.',
              '- C3-C5: one nats-server (unpinned), the builds in turn: C4 a new node on a stream of '
-             f'{info["c4_n"]:,} retained messages (10,000 topics × 200 B): time to `/readyz` 200, RSS; C3 on that node,'
-             ' 50 SSE resumes from EPOCH:0 each on a topic it never saw (100 retained messages); C5 a node whose clients'
+             f'{info["c4_n"]:,} retained messages (10,000 topics × 200 B, stored round-robin): time to `/readyz` 200,'
+             ' RSS. C3 on that node, three rounds of 50 SSE resumes from EPOCH:0, one after the other, each timed to'
+             ' the topic\'s last message: "cold" on topics it never saw in that stream, "again" the same 50 once'
+             ' more, "recent" on 50 of 400 topics (100 messages each) published after it. "nats.c alone" is the'
+             ' floor: `build/tools/nats_fetchbench` (`tests/tools/nats_fetchbench.c`) reading 50 other topics of'
+             ' the same layout with no broker, the faster p50 of a raw consumer request (the broker\'s way) and an'
+             ' ordered consumer; its "again" rereads the same topics. C5 a node whose clients'
              f' subscribe to 1% of 10,000 topics while {info["c5_n"]:,} messages are stored on all of them: the share it'
              ' received from NATS (`rtbroker_bus_messages_in_total`, or `rtbroker_bus_seq` for a build that consumes'
              ' the whole stream) and its CPU time.',
              '',
              '"met" is for this build against the targets of issue 18.',
              '',
-             '| scenario | metric | ' + ' | '.join(names + [NCHAN]) + ' | target | met |',
-             '|---|---|' + '---|' * (len(names) + 3)]
-    for sc, what, cells, target, met in fanout_rows(res, names, info['drain']) + node_rows(nodes, names, info['c4_n']):
+             '| scenario | metric | ' + ' | '.join(names + [NCHAN, FLOOR]) + ' | target | met |',
+             '|---|---|' + '---|' * (len(names) + 4)]
+    for sc, what, cells, target, met in fanout_rows(res, names, info['drain']) + node_rows(nodes, floor, names, info['c4_n']):
         lines.append(f'| {sc} | {what} | ' + ' | '.join(cells) + f' | {target} | {met} |')
+    lines += ['', C3_NOTE]
     lines += ['', 'Every C1/C2 run (deliveries/s, p50 / p99 ms, CPU of all the cluster\'s servers as a share of one core,'
               ' 1-minute load before the run):', '']
     for (sc, name), runs in sorted(res.items()):
@@ -128,8 +166,8 @@ def section(info, res, nodes, names):
     return '\n'.join(lines) + '\n'
 
 
-def write_section(path, info, res, nodes, names):
-    text = section(info, res, nodes, names)
+def write_section(path, info, res, nodes, floor, names):
+    text = section(info, res, nodes, floor, names)
     old = open(path).read() if os.path.exists(path) else ''
     if BEGIN in old and END in old:
         a, b = old.index(BEGIN), old.index(END) + len(END)
