@@ -72,7 +72,7 @@ $(BUILD)/bench/h2floor: tests/bench/h2floor.c
 bench: deps build
 	RTB_BIN=$(BUILD)/rtbroker tests/bench/run
 
-# Cluster scenarios of issue 18 (about 8 minutes): C1 fanout and C2 latency across two nodes against two nginx +
+# Cluster scenarios of issue 18 (5 to 8 minutes): C1 fanout and C2 latency across two nodes against two nginx +
 # nchan nodes on one redis-server, C3 resume on a node that never saw the topic, C4 a new node on 1,000,000 retained
 # messages, C5 the share of the stream a node receives for 1% of 10,000 topics; BENCH_CLUSTER_BASELINE=path/to/older/rtbroker
 # adds its figures beside. Writes its section of BENCHMARKS.md (make bench keeps it).
