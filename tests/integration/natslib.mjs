@@ -347,6 +347,17 @@ export async function tryPublish(base, topic, body, opts = {}) {
   }
 }
 
+/** n publishes to topic that must each get a 200; their ids in order. */
+export async function publishN(base, topic, n, body = (i) => `m${i}`) {
+  const ids = [];
+  for (let i = 0; i < n; i++) {
+    const r = await tryPublish(base, topic, body(i));
+    assert(r.status === 200, `publish ${topic}: ${r.status} ${trunc(r.text, 200)}`);
+    ids.push(r.id);
+  }
+  return ids;
+}
+
 // ---------------------------------------------------------------- checks and figures
 /** Check that `got` (ids) is exactly `want` (ids), reporting the first difference readably. */
 export function sameIds(got, want, what) {
@@ -362,6 +373,17 @@ export function sameIds(got, want, what) {
   throw new Error(`${what}: got ${got.length} ids, want ${want.length}; ${missing.length} missing ${trunc(JSON.stringify(missing.slice(0, 10)), 300)}, ` +
     `${dups.length} duplicated ${trunc(JSON.stringify(dups.slice(0, 10)), 300)}, ${extra.length} unexpected ${trunc(JSON.stringify(extra.slice(0, 10)), 300)}; ` +
     `first difference at index ${firstDiff}: got ${got[firstDiff]}, want ${want[firstDiff]}`);
+}
+
+/** An SSE resume from `from` on base: exactly the ids `want` replayed (nothing after them), with no gap notice. */
+export async function sseResume(base, topic, from, want, what) {
+  const sse = await subscribe(base, `/sub/${topic}`, { headers: { 'Last-Event-ID': from } });
+  try {
+    await sse.waitFor((x) => x.messages.length >= want.length, 5000, what).catch(() => {});
+    await sleep(50); // nothing more (no double)
+    assert(!sse.events.some((e) => e.event === 'rt.gap'), `${what}: a gap notice`);
+    sameIds(sse.messages.map((m) => m.id), want, what);
+  } finally { sse.close(); }
 }
 
 /** lib's subscribe() plus arrival times: s.arrivals[i] = performance.now() when s.messages[i] came. */

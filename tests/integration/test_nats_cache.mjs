@@ -5,19 +5,10 @@
 // - what the stream no longer retains is not served from the cache: the resume gets what the stream has and the
 //   gap notice.
 import { suite, assert, eq, sleep, subscribe, request, poll, trunc, epochOf } from './lib.mjs';
-import { startNats, natsBroker, sameIds, tryPublish, metrics, metricValue } from './natslib.mjs';
+import { publishN, sseResume, startNats, natsBroker, sameIds, metrics, metricValue } from './natslib.mjs';
 
 const t = suite(import.meta.url, { hardTimeoutMs: 90000 });
 
-async function publishN(base, topic, n, body = (i) => `m${i}`) {
-  const ids = [];
-  for (let i = 0; i < n; i++) {
-    const r = await tryPublish(base, topic, body(i));
-    assert(r.status === 200, `publish ${topic}: ${r.status} ${trunc(r.text, 200)}`);
-    ids.push(r.id);
-  }
-  return ids;
-}
 
 async function cacheStats(base) {
   const m = await metrics(base);
@@ -25,16 +16,6 @@ async function cacheStats(base) {
   return { hits: v('hits_total'), misses: v('misses_total'), evictions: v('evictions_total'), bytes: v('bytes'), topics: v('topics') };
 }
 
-// An SSE resume from `from` on base: the ids replayed (the want.length first), with no gap notice.
-async function resume(base, topic, from, want, what) {
-  const sse = await subscribe(base, `/sub/${topic}`, { headers: { 'Last-Event-ID': from } });
-  try {
-    await sse.waitFor((x) => x.messages.length >= want.length, 5000, what).catch(() => {});
-    await sleep(50); // nothing more (no double)
-    assert(!sse.events.some((e) => e.event === 'rt.gap'), `${what}: a gap notice`);
-    sameIds(sse.messages.map((m) => m.id), want, what);
-  } finally { sse.close(); }
-}
 
 t.test('repeated resumes hit the cache; a resume after a new message gets exactly it; /history and long-poll use it', async (c) => {
   const nats = await startNats(c);
@@ -44,20 +25,20 @@ t.test('repeated resumes hit the cache; a resume after a new message gets exactl
   const zero = `${epochOf(ids[0])}:0`;
   const s0 = await cacheStats(B.base);
   assert(Number.isFinite(s0.hits) && Number.isFinite(s0.misses), 'rtbroker_history_cache_* metrics missing');
-  await resume(B.base, 'cache.a', zero, ids, 'first resume on B (from JetStream)');
+  await sseResume(B.base, 'cache.a', zero, ids, 'first resume on B (from JetStream)');
   const s1 = await cacheStats(B.base);
   assert(s1.misses > s0.misses, `the first resume is a miss (${JSON.stringify(s0)} -> ${JSON.stringify(s1)})`);
-  await resume(B.base, 'cache.a', zero, ids, 'second resume on B from 0');
-  await resume(B.base, 'cache.a', ids[9], ids.slice(10), `resume on B from ${ids[9]}`);
+  await sseResume(B.base, 'cache.a', zero, ids, 'second resume on B from 0');
+  await sseResume(B.base, 'cache.a', ids[9], ids.slice(10), `resume on B from ${ids[9]}`);
   const s2 = await cacheStats(B.base);
   eq(s2.hits - s1.hits, 2, `cache hits of 2 repeated resumes (${JSON.stringify(s1)} -> ${JSON.stringify(s2)})`);
-  await resume(B.base, 'cache.a', ids[29], [], `resume on B from the last id ${ids[29]}`); // nothing to read
+  await sseResume(B.base, 'cache.a', ids[29], [], `resume on B from the last id ${ids[29]}`); // nothing to read
   eq(s2.misses, s1.misses, 'no miss on repeated resumes');
   assert(s2.bytes > 0 && s2.topics >= 1, `cache bytes / topics after resumes: ${JSON.stringify(s2)}`);
   // one new message right after what the cache holds: not covered, read from JetStream, exact
   const [next] = await publishN(A.base, 'cache.a', 1, () => 'next');
-  await resume(B.base, 'cache.a', ids[29], [next], `resume on B from ${ids[29]} after one more message`);
-  await resume(B.base, 'cache.a', zero, [...ids, next], 'resume on B from 0 after one more message');
+  await sseResume(B.base, 'cache.a', ids[29], [next], `resume on B from ${ids[29]} after one more message`);
+  await sseResume(B.base, 'cache.a', zero, [...ids, next], 'resume on B from 0 after one more message');
   // /history and long-poll cursors on the same topic
   const h = await request(B.base, 'GET', '/history/cache.a?limit=5');
   eq(h.status, 200, `/history on B: ${trunc(h.text, 200)}`);
@@ -80,7 +61,7 @@ t.test('live delivery keeps the cache: a resume beside a live subscriber is a hi
   const ids = await publishN(A.base, 'cache.live', 10);
   await live.waitMessages(10, 5000, 'B\'s live subscriber');
   const s0 = await cacheStats(B.base);
-  await resume(B.base, 'cache.live', ids[3], ids.slice(4), `resume on B from ${ids[3]} beside a live subscriber`);
+  await sseResume(B.base, 'cache.live', ids[3], ids.slice(4), `resume on B from ${ids[3]} beside a live subscriber`);
   const s1 = await cacheStats(B.base);
   eq(s1.hits - s0.hits, 1, `a hit (${JSON.stringify(s0)} -> ${JSON.stringify(s1)})`);
   eq(s1.misses, s0.misses, 'no miss');
@@ -95,17 +76,17 @@ t.test('eviction at the byte bound: least recently used topics go, resumes stay 
   const topics = {};
   for (let k = 0; k < 8; k++) topics[`ev.t${k}`] = await publishN(A.base, `ev.t${k}`, 8, body);
   const zero = `${epochOf(topics['ev.t0'][0])}:0`;
-  for (const [topic, ids] of Object.entries(topics)) await resume(B.base, topic, zero, ids, `first resume of ${topic} on B`);
+  for (const [topic, ids] of Object.entries(topics)) await sseResume(B.base, topic, zero, ids, `first resume of ${topic} on B`);
   const s1 = await cacheStats(B.base);
   assert(s1.evictions > 0, `evictions past ${bound} bytes: ${JSON.stringify(s1)}`);
   assert(s1.bytes <= bound && s1.bytes > 0, `cache bytes within ${bound}: ${JSON.stringify(s1)}`);
   // after the evictions: every topic again, exact (the evicted ones from JetStream, the last one from the cache)
-  for (const [topic, ids] of Object.entries(topics)) await resume(B.base, topic, ids[2], ids.slice(3), `resume of ${topic} on B after evictions`);
+  for (const [topic, ids] of Object.entries(topics)) await sseResume(B.base, topic, ids[2], ids.slice(3), `resume of ${topic} on B after evictions`);
   const s2 = await cacheStats(B.base);
   assert(s2.misses > s1.misses, `evicted topics are misses again (${JSON.stringify(s1)} -> ${JSON.stringify(s2)})`);
   assert(s2.bytes <= bound, `cache bytes within ${bound}: ${JSON.stringify(s2)}`);
   const last = topics['ev.t7'];
-  await resume(B.base, 'ev.t7', last[4], last.slice(5), 'resume of the most recently read topic, within what it read');
+  await sseResume(B.base, 'ev.t7', last[4], last.slice(5), 'resume of the most recently read topic, within what it read');
   const s3 = await cacheStats(B.base);
   eq(s3.hits - s2.hits, 1, `the most recently read topic is a hit (${JSON.stringify(s2)} -> ${JSON.stringify(s3)})`);
   c.info(`cache bounded at ${bound} B: ${JSON.stringify(s3)}`);
@@ -117,7 +98,7 @@ t.test('the stream dropped what the cache still holds: the resume gets what the 
   const A = await natsBroker(c, nats.url, cfg);
   const B = await natsBroker(c, nats.url, cfg);
   const old = await publishN(A.base, 'drop.a', 5);
-  await resume(B.base, 'drop.a', old[0], old.slice(1), `first resume on B from ${old[0]}`);
+  await sseResume(B.base, 'drop.a', old[0], old.slice(1), `first resume on B from ${old[0]}`);
   const fresh = await publishN(A.base, 'drop.a', 5, (i) => `n${i}`); // the stream keeps these 5 only
   const sse = await subscribe(B.base, '/sub/drop.a', { headers: { 'Last-Event-ID': old[1] } });
   try {

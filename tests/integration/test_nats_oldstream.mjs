@@ -1,31 +1,12 @@
 // NATS bus, a stream made by an older broker or by hand (issue 18): one without AllowDirect is updated at
 // start; one without RePublish (nats-server 2.9 refuses to add it: JetStream error 10052) stops the broker
 // with the command to run, and doing it lets the broker start.
-import { suite, assert, eq, sleep, subscribe, trunc, epochOf } from './lib.mjs';
-import { startNats, natsBroker, natsConfig, natsClient, sameIds, tryPublish } from './natslib.mjs';
+import { suite, assert, eq, sleep, trunc, epochOf } from './lib.mjs';
+import { publishN, sseResume, startNats, natsBroker, natsConfig, natsClient } from './natslib.mjs';
 
 const t = suite(import.meta.url, { hardTimeoutMs: 40000 });
 
-async function publishN(base, topic, n, body = (i) => `m${i}`) {
-  const ids = [];
-  for (let i = 0; i < n; i++) {
-    const r = await tryPublish(base, topic, body(i));
-    assert(r.status === 200, `publish ${topic}: ${r.status} ${trunc(r.text, 200)}`);
-    ids.push(r.id);
-  }
-  return ids;
-}
 
-// An SSE resume from `from` on base: the ids replayed (the want.length first), with no gap notice.
-async function resume(base, topic, from, want, what) {
-  const sse = await subscribe(base, `/sub/${topic}`, { headers: { 'Last-Event-ID': from } });
-  try {
-    await sse.waitFor((x) => x.messages.length >= want.length, 5000, what).catch(() => {});
-    await sleep(50); // nothing more (no double)
-    assert(!sse.events.some((e) => e.event === 'rt.gap'), `${what}: a gap notice`);
-    sameIds(sse.messages.map((m) => m.id), want, what);
-  } finally { sse.close(); }
-}
 
 t.test('a stream without AllowDirect is updated; one without RePublish stops the broker with what to run', async (c) => {
   const nats = await startNats(c);
@@ -35,7 +16,7 @@ t.test('a stream without AllowDirect is updated; one without RePublish stops the
   const info = await natsClient(['info', nats.url, 'RT']);
   assert(/^allow_direct=1$/m.test(info.stdout) && /^republish=rt_live\.>$/m.test(info.stdout), `stream after start: ${info.stdout}`);
   const ids = await publishN(A.base, 'old.a', 3);
-  await resume(A.base, 'old.a', `${epochOf(ids[0])}:0`, ids, 'resume on the updated stream');
+  await sseResume(A.base, 'old.a', `${epochOf(ids[0])}:0`, ids, 'resume on the updated stream');
 
   r = await natsClient(['addstream', nats.url, 'OLD', 'old.>', '100', '1', '3600', '120', '-']);
   eq(r.code, 0, `addstream without RePublish: ${r.stderr}`);
