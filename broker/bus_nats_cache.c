@@ -158,14 +158,6 @@ static void limits_of(const nb_cache_t *c, rt_str_t topic, size_t *max_msgs, uin
     rt_ns_history(topic, max_msgs, max_age_ms);
 }
 
-static int expired(const nb_cache_t *c, const rt_msg_t *m, uint64_t now)
-{
-    size_t keep;
-    uint64_t age;
-    limits_of(c, m->topic, &keep, &age);
-    return m->time_ms + age <= now;
-}
-
 int rt_nats_cache_get(natsbus_t *nb, const char *epoch, rt_str_t topic, uint64_t from, uint64_t to, size_t max,
                       rt_msg_t ***msgs, size_t *n, size_t *cap, int *more, uint64_t *upto)
 {
@@ -187,11 +179,13 @@ int rt_nats_cache_get(natsbus_t *nb, const char *epoch, rt_str_t topic, uint64_t
         else
             hi = mid;
     }
-    uint64_t now = rt_wall_ms();
+    size_t keep;
+    uint64_t age, now = rt_wall_ms();
+    limits_of(c, topic, &keep, &age); /* once per read: the namespace lookup walks the table */
     size_t got = 0;
     for (i = lo; i < e->n && e->msgs[i]->seq <= to; i++) {
-        if (expired(c, e->msgs[i], now))
-            continue;
+        if (e->msgs[i]->time_ms + age <= now)
+            continue; /* past its max_age: the stream dropped it too */
         if (max && got == max) { /* the first max after from are all here */
             *more = 1;
             c->hits++;
