@@ -58,6 +58,10 @@ typedef struct natsbus {
     pthread_cond_t live_wake;
     natsMsg **queue;      /* re-published messages, in arrival order */
     size_t qlen, qcap;
+    struct nb_held *hold; /* received, waiting for what re-publish may still bring before them (SEQ order) */
+    size_t nhold, holdcap;
+    uint64_t reorder_ms;  /* nats.reorder_window */
+    uint64_t reordered, late, late_max_ms;
     int live_closed;      /* stopped: the queue is gone */
     uint64_t msgs_in, missed, caught_up;
     /* fetch (bus_nats_fetch.c) */
