@@ -5,11 +5,12 @@
 // reason in the ack; publish is asked too; a backend that is down gets the deny policy.
 import { io } from 'socket.io-client';
 import { hookBackend } from './hookslib.mjs';
-import { suite, assert, eq, sleep, waitFor, withTimeout, SLOW } from './lib.mjs';
+import { suite, assert, eq, publishOk, sleep, waitFor, withTimeout, SLOW } from './lib.mjs';
 
 const t = suite(import.meta.url, { hardTimeoutMs: 60000 });
 const W = 5000 * SLOW;
 
+const revoked = new Set(); // topics the backend refuses from now on
 const backend = (c) => hookBackend(c, (ev, reply) => {
   if (ev.event === 'connect') {
     const session = /(?:^|;\s*)session=([^;]*)/.exec(ev.headers.cookie || '')?.[1];
@@ -17,7 +18,7 @@ const backend = (c) => hookBackend(c, (ev, reply) => {
     if (session === 'banned') return reply({ allow: false, code: 403, reason: 'banned' });
     return reply({ allow: true, user: session, info: { name: session.toUpperCase() }, subscribe: ['room.>'], publish: ['room.>'] });
   }
-  if (ev.topic.startsWith('room.secret')) return reply({ allow: false, code: 403, reason: `not for ${ev.user}` });
+  if (ev.topic.startsWith('room.secret') || revoked.has(ev.topic)) return reply({ allow: false, code: 403, reason: `not for ${ev.user}` });
   return reply({ allow: true });
 });
 
@@ -117,6 +118,35 @@ t.test('the upgrade from polling keeps the identity (no new connect call) and as
   eq((await got)[0], 'after the upgrade', 'the subscription went on after the upgrade');
   eq(calls(be, 'connect').length, 1, 'one connect call for the session, its upgrade included');
   eq(calls(be, 'subscribe').map((x) => [x.topic, x.user]), [['room.up', 'bob'], ['room.up', 'bob']], 'subscribe calls');
+});
+
+t.test('recovery after a reconnect asks again: the missed messages of allowed topics come, a revoked topic is dropped', async (c) => {
+  const be = await backend(c);
+  const b = await sioBroker(c, be);
+  for (const transports of [['websocket'], ['polling']]) {
+    revoked.clear();
+    const s = connect(c, b, { cookie: 'session=carol', transports, reconnection: true, reconnectionDelay: 100, reconnectionDelayMax: 200 });
+    await once(s, 'connect');
+    for (const topic of ['room.keep', 'room.revoked']) eq((await emitAck(s, 'subscribe', topic)).ok, true, `subscribe ${topic}`);
+    const first = once(s, 'message');
+    await emitAck(s, 'publish', 'room.keep', 'before');
+    await first;
+    const seen = [], drops = [];
+    s.on('message', (d) => seen.push(d));
+    s.on('rt.dropped', (d) => drops.push(d));
+    const asked = calls(be, 'subscribe').length;
+    revoked.add('room.revoked');
+    const back = once(s, 'connect');
+    s.io.engine.close();
+    await publishOk(b.base, 'room.keep', 'missed'); // POST /pub without credentials: proxy.publish decides
+    await back;
+    await waitFor(() => seen.includes('missed') && drops.length === 1, W, `${transports}: the missed message and the drop`,
+      () => JSON.stringify({ seen, drops }));
+    eq(s.recovered, true, `${transports}: socket.recovered`);
+    eq(drops, [{ topic: 'room.revoked', error: 'forbidden' }], `${transports}: the revoked topic is dropped`);
+    eq(calls(be, 'subscribe').slice(asked).map((x) => x.topic).sort(), ['room.keep', 'room.revoked'], `${transports}: both asked again`);
+    s.close();
+  }
 });
 
 await t.run();
