@@ -65,5 +65,21 @@ int rt_proxy_publish(rt_sub_t *sub, h2o_req_t *req, rt_str_t topic, rt_str_t dat
 /* For rt_sub_open: the connect proxy's verdict on the request being started (tp->start), when it asked: 1 when it
  * set sub's identity (the one granted) or its credentials error (a WebSocket's refusal after its upgrade), else 0. */
 int rt_proxy_take_verdict(rt_sub_t *sub);
+/* tp->start with a verdict handed to the subscriber it opens: err (a refusal the transport tells its client) or the
+ * identity granted (taken; NULL: the request's own credentials); approve: its subscribes count as the backend's yes. */
+void rt_proxy_start(h2o_req_t *req, const rt_transport_t *tp, int err, rt_ident_t *grant, int approve);
+
+/* --- Socket.IO sessions (proxy_sio.c): a polling session spans many requests; connect is asked once for it --- */
+#define RT_PROXY_SID_MAX 64
+/* A request of an Engine.IO session (sid= on the socketio transport): 1 when handled (its session's verdict is
+ * known: started with it; or another request of the session is asking: this one waits for that answer), 0 when
+ * this request must ask (a pending entry now waits for rt_proxy_sio_keep or _forget), -1 when it must ask and the
+ * answer is not kept (the table is full). */
+int rt_proxy_sio_lookup(h2o_req_t *req, const rt_transport_t *tp, rt_str_t sid);
+void rt_proxy_sio_keep(const char *sid, const rt_proxy_verdict_t *v, const rt_ident_t *grant);
+void rt_proxy_sio_forget(const char *sid);
+/* Whether req is a polling GET of a session: it re-subscribes that session's topics, each approved when it was
+ * first subscribed. */
+int rt_proxy_sio_poll(h2o_req_t *req);
 
 #endif

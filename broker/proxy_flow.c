@@ -57,6 +57,8 @@ struct gate {
     rt_ident_t *grant;
     rt_proxy_verdict_t refusal; /* the first refusal; err RT_OK while none */
     int approved;               /* the backend allowed each topic the request names */
+    int sio;                    /* Socket.IO: every refusal goes to the plugin, which tells it as CONNECT_ERROR */
+    char sid[RT_PROXY_SID_MAX + 1]; /* the Engine.IO session whose verdict this connect call gives, or "" */
     char client[RT_CLIENT_MAX + 1];
 };
 
@@ -65,6 +67,8 @@ static void gate_free(gate_t *g)
     for (size_t i = 0; i < g->nslots; i++)
         if (g->slots[i].call)
             rt_proxy_cancel(g->slots[i].call);
+    if (g->sid[0]) /* gone before its session's verdict: the session's next request asks */
+        rt_proxy_sio_forget(g->sid);
     rt_ident_free(g->grant);
     free(g);
 }
@@ -76,26 +80,33 @@ static void on_gate_req_gone(void *p)
         gate_free(g);
 }
 
+void rt_proxy_start(h2o_req_t *req, const rt_transport_t *tp, int err, rt_ident_t *granted, int approve)
+{
+    if (err != RT_OK)
+        rt_ident_free(granted);
+    grant = err == RT_OK ? granted : NULL;
+    refusal = err;
+    approving = err == RT_OK && approve;
+    tp->start((rt_request_t *)req);
+    approving = 0;
+    refusal = 0;
+    if (grant) /* the transport answered without opening a subscriber */
+        rt_ident_free(grant);
+    grant = NULL;
+}
+
 static void gate_finish(gate_t *g)
 {
     h2o_req_t *req = g->req;
     const rt_transport_t *tp = g->tp;
     *g->anchor = NULL;
     rt_proxy_verdict_t *v = &g->refusal;
-    if (v->err == RT_OK || (req->upgrade.base != NULL && v->err != RT_EUNAVAILABLE)) {
-        /* allowed, or a WebSocket refused after its upgrade (with its close code, which a browser can read) */
-        if (v->err == RT_OK) {
-            grant = g->grant;
-            g->grant = NULL;
-        }
-        refusal = v->err;
-        approving = v->err == RT_OK && (g->approved || !rt_proxy_enabled(RT_PROXY_SUBSCRIBE));
-        tp->start((rt_request_t *)req);
-        approving = 0;
-        refusal = 0;
-        if (grant) /* the transport answered without opening a subscriber */
-            rt_ident_free(grant);
-        grant = NULL;
+    if (v->err == RT_OK || g->sio || (req->upgrade.base != NULL && v->err != RT_EUNAVAILABLE)) {
+        /* allowed, or a WebSocket refused after its upgrade (with its close code, which a browser can read), or
+         * Socket.IO (a CONNECT_ERROR on either Engine.IO transport) */
+        int approve = g->sio ? rt_proxy_sio_poll(req) : g->approved || !rt_proxy_enabled(RT_PROXY_SUBSCRIBE);
+        rt_proxy_start(req, tp, v->err, g->grant, approve);
+        g->grant = NULL;
     } else {
         rt_http_error_status(req, rt_err_status(v->err), rt_strerror(v->err), v->reason);
     }
@@ -145,7 +156,8 @@ static void gate_ask(gate_t *g, int event, rt_str_t topic, rt_proxy_done_t done)
 static void gate_subscribes(gate_t *g)
 {
     rt_str_t topics[GATE_MAX_TOPICS - 1];
-    int n = rt_proxy_enabled(RT_PROXY_SUBSCRIBE) ? rt_req_topics(g->req, topics, GATE_MAX_TOPICS - 1) : 0;
+    /* Socket.IO names its topics in events, each asked about then (subscribe_ask) */
+    int n = rt_proxy_enabled(RT_PROXY_SUBSCRIBE) && !g->sio ? rt_req_topics(g->req, topics, GATE_MAX_TOPICS - 1) : 0;
     /* no topic (rt.v1 subscribes with ops: each is asked then) or a bad list: nothing is approved, and the
      * transport answers as without a proxy */
     g->approved = n > 0;
@@ -158,6 +170,10 @@ static void on_gate_connect(void *arg, rt_proxy_verdict_t *v)
     gate_slot_t *s = arg;
     gate_t *g = s->g;
     s->call = NULL;
+    if (g->sid[0]) { /* the session's other requests get this verdict */
+        rt_proxy_sio_keep(g->sid, v, v->grant);
+        g->sid[0] = '\0';
+    }
     if (v->err == RT_OK) {
         g->grant = v->grant; /* the subscribe calls describe this identity */
         v->grant = NULL;
@@ -168,9 +184,27 @@ static void on_gate_connect(void *arg, rt_proxy_verdict_t *v)
 
 void rt_proxy_request(h2o_req_t *req, const rt_transport_t *tp)
 {
+    /* Socket.IO: connect is asked once per Engine.IO session (a polling session spans many requests): at its first
+     * request after the handshake, or at a WebSocket's own handshake */
+    int sio = strcmp(tp->name, "socketio") == 0, keep = 0;
+    rt_str_t sid = {0}, transport;
+    if (sio && !rt_proxy_enabled(RT_PROXY_CONNECT)) {
+        rt_proxy_start(req, tp, RT_OK, NULL, rt_proxy_sio_poll(req));
+        return;
+    }
+    if (sio && rt_req_query(req, "sid", 0, &sid)) {
+        if ((keep = rt_proxy_sio_lookup(req, tp, sid)) == 1)
+            return;
+    } else if (sio && !(rt_req_query(req, "transport", 0, &transport) && rt_str_eqc(transport, "websocket"))) {
+        rt_proxy_start(req, tp, RT_OK, NULL, 0); /* a polling handshake: asked at the session's first request */
+        return;
+    }
     gate_t *g = rt_calloc(1, sizeof(*g));
     g->req = req;
     g->tp = tp;
+    g->sio = sio;
+    if (keep == 0 && sid.len)
+        snprintf(g->sid, sizeof(g->sid), "%.*s", (int)sid.len, sid.base);
     rt_str_t given;
     if (rt_req_query(req, "client", 0, &given) && rt_presence_client_ok(given))
         snprintf(g->client, sizeof(g->client), "%.*s", (int)given.len, given.base);

@@ -22,6 +22,7 @@ typedef struct sio_topic {
 /* One Socket.IO socket on the default namespace. */
 typedef struct sio_state {
     int connected;
+    int connecting; /* a CONNECT waits for the backend's verdicts on its topics (proxy.subscribe) */
     char sid[SIO_ID_LEN + 1], pid[SIO_ID_LEN + 1];
     char *token; /* the CONNECT auth token, replayed on each polling request's subscriber */
     size_t token_len;
@@ -62,8 +63,9 @@ typedef struct sio_conn {
     int full, answered;
     char last_id[SIO_CURSOR_MAX];
     size_t last_id_len;
-    /* POST: publishes waiting for their answer */
+    /* POST: publishes (and, with proxy.subscribe, subscribes and a CONNECT) waiting for their answer */
     int pending, parsed;
+    struct sio_connect *connecting; /* the CONNECT waiting for the backend on this subscriber (sio_proxy.c) */
     /* WebSocket */
     sio_state_t st;
     int probe_sid, close_sent, closed_in, pong_pending, echo;
@@ -90,6 +92,22 @@ extern int sio_echo;
 uint64_t sio_now(void);
 void sio_random_id(char out[SIO_ID_LEN + 1]);
 
+/* A CONNECT's facts: the topics to subscribe (auth.topics, recovered ones) and the recovery asked for. */
+typedef struct sio_connect {
+    sio_state_t want;
+    char from[SIO_CURSOR_MAX]; /* the recovery point: the id part of the offset; empty when not recovering */
+    size_t from_len;
+    char pid[SIO_ID_LEN + 1];  /* the pid to keep when recovered */
+    int recovering, recoverable, refused;
+    /* proxy.subscribe: the verdicts awaited (sio_proxy.c) */
+    unsigned char *from_auth, *ok; /* per topic of want: named by auth.topics; subscribed */
+    size_t waiting;
+    int err;                   /* the first refusal of an auth.topics topic: the CONNECT is refused with it */
+    char why[256];
+} sio_connect_t;
+
+extern int sio_proxy_connect, sio_proxy_sub; /* proxy.connect.url, proxy.subscribe.url are set */
+
 /* socketio.c */
 void sio_session_push(sio_session_t *s, const char *pkt, size_t len); /* queue one Engine.IO packet */
 sio_session_t *sio_session_find(const char *sid, size_t len);        /* sio_lock held */
@@ -98,6 +116,14 @@ void sio_session_remove(sio_session_t *s);                           /* sio_lock
 
 /* sio_events.c */
 void sio_send(sio_io_t *io, const char *pkt, size_t len); /* one Engine.IO packet */
+/* "4" + a Socket.IO packet built from pieces */
+void sio_send_sio(sio_io_t *io, const char *a, size_t alen, const char *b, size_t blen, const char *c, size_t clen);
+void sio_ack(sio_io_t *io, int64_t id, const char *json, size_t len);
+void sio_ack_error(sio_io_t *io, int64_t id, const char *code, const char *message); /* {"error","message"} */
+void sio_connect_error(sio_io_t *io, const char *code, const char *message);         /* CONNECT_ERROR */
+void sio_connect_done(sio_io_t *io, sio_connect_t *k); /* the CONNECT answer once k->want is subscribed */
+/* subscribe(topic, {since, presence}) once allowed: subscribes, joins, acks ok or the refusal */
+void sio_subscribe_now(sio_io_t *io, int64_t ack_id, rt_str_t topic, rt_str_t since, int presence);
 /* Handles one Socket.IO packet; -1 when the connection must close (a malformed packet). */
 int sio_handle(sio_io_t *io, const char *p, size_t n);
 rt_str_t sio_encode_event(rt_msg_t *msg, int slot); /* slot 0: packet text; slot 1: WebSocket frame */
@@ -122,6 +148,16 @@ int sio_token_parse(const char *pid, const char *offset, size_t len, size_t *idl
 int sio_recover_subscribe(rt_sub_t *sub, const sio_state_t *want, rt_str_t from); /* all of want, from */
 int sio_recover_prune(sio_io_t *io, sio_state_t *want); /* drops (and reports) what the token refuses; how many left */
 void sio_offset_packet(sio_io_t *io, rt_str_t cursor); /* 2["rt.offset","<cursor>~MAC~topics"]: a new offset */
+
+/* sio_proxy.c: Socket.IO under proxy.subscribe, where each topic waits for the backend's yes (subscribe_ask) */
+/* The CONNECT's topics (k, taken) asked about in parallel; recovered ones (index < nrecovered) that are refused are
+ * dropped with rt.dropped, an auth.topics one (auth_at) refuses the CONNECT with the backend's code and reason. */
+void sio_connect_ask(sio_io_t *io, sio_connect_t *k, size_t nrecovered, const size_t *auth_at, size_t nauth);
+void sio_subscribe_ask(sio_io_t *io, int64_t ack_id, rt_str_t topic, rt_str_t since, int presence);
+/* A WebSocket taking over a polling session: its topics asked about again (the request is another connection). */
+void sio_adopt_ask(rt_sub_t *sub, sio_conn_t *c);
+void sio_connect_release(rt_sub_t *sub, sio_conn_t *c); /* the subscriber goes with a CONNECT waiting */
+void sio_post_settle(rt_sub_t *sub, sio_conn_t *c);     /* one answer of a POST in: 200 "ok" once all are */
 
 /* sio_ws.c */
 /* refuse: answer the 101, then close (a second upgrade of a session: a browser cannot read a 400). */

@@ -32,7 +32,7 @@ void sio_send(sio_io_t *io, const char *pkt, size_t len)
 }
 
 /* "4" + a Socket.IO packet built from pieces */
-static void send_sio(sio_io_t *io, const char *a, size_t alen, const char *b, size_t blen, const char *c, size_t clen)
+void sio_send_sio(sio_io_t *io, const char *a, size_t alen, const char *b, size_t blen, const char *c, size_t clen)
 {
     char *p = xmalloc(1 + alen + blen + clen);
     p[0] = '4';
@@ -45,17 +45,17 @@ static void send_sio(sio_io_t *io, const char *a, size_t alen, const char *b, si
     free(p);
 }
 
-static void ack(sio_io_t *io, int64_t id, const char *json, size_t len)
+void sio_ack(sio_io_t *io, int64_t id, const char *json, size_t len)
 {
     if (id < 0)
         return;
     char head[32];
     int n = snprintf(head, sizeof(head), "3%lld[", (long long)id);
-    send_sio(io, head, (size_t)n, json, len, "]", 1);
+    sio_send_sio(io, head, (size_t)n, json, len, "]", 1);
 }
 
 /* {"error":"<code>","message":"<text>"} as an ack */
-static void ack_error(sio_io_t *io, int64_t id, const char *code, const char *message)
+void sio_ack_error(sio_io_t *io, int64_t id, const char *code, const char *message)
 {
     if (id < 0)
         return;
@@ -63,18 +63,18 @@ static void ack_error(sio_io_t *io, int64_t id, const char *code, const char *me
     char *esc = xmalloc(6 * ml + 2), *buf = xmalloc(6 * ml + 128);
     size_t el = sio_json_escape(esc, message, ml);
     int n = snprintf(buf, 6 * ml + 128, "{\"error\":\"%s\",\"message\":%.*s}", code, (int)el, esc);
-    ack(io, id, buf, (size_t)n);
+    sio_ack(io, id, buf, (size_t)n);
     free(esc);
     free(buf);
 }
 
-static void connect_error(sio_io_t *io, const char *code, const char *message)
+void sio_connect_error(sio_io_t *io, const char *code, const char *message)
 {
     size_t ml = strlen(message);
     char *esc = xmalloc(6 * ml + 2), *buf = xmalloc(6 * ml + 128);
     size_t el = sio_json_escape(esc, message, ml);
     int n = snprintf(buf, 6 * ml + 128, "4{\"message\":%.*s,\"data\":{\"error\":\"%s\"}}", (int)el, esc, code);
-    send_sio(io, buf, (size_t)n, NULL, 0, NULL, 0);
+    sio_send_sio(io, buf, (size_t)n, NULL, 0, NULL, 0);
     free(esc);
     free(buf);
 }
@@ -248,6 +248,43 @@ int sio_state_subscribe(rt_sub_t *sub, sio_state_t *st, int presence_flags)
 
 /* ---------- CONNECT ---------- */
 
+/* The CONNECT's answer once its topics are subscribed (k->want, taken): the socket's ids, then its offset. */
+void sio_connect_done(sio_io_t *io, sio_connect_t *k)
+{
+    sio_state_t *st = io->st;
+    sio_conn_t *c = svc->sub_data(io->sub);
+    rt_str_t from = {k->from, k->from_len};
+    st->topics = k->want.topics, st->ntopics = k->want.ntopics;
+    k->want.topics = NULL, k->want.ntopics = 0;
+    if (io->polling && st->ntopics) /* without a subscription the subscriber's cursor means nothing */
+        merge_cursor(st, from, svc->sub_cursor(io->sub));
+    int recovered = k->recovering && k->recoverable && !c->gap;
+    sio_random_id(st->sid);
+    if (recovered)
+        memcpy(st->pid, k->pid, sizeof(st->pid));
+    else
+        sio_random_id(st->pid);
+    st->connected = 1;
+    char buf[96];
+    int n = snprintf(buf, sizeof(buf), "0{\"sid\":\"%s\",\"pid\":\"%s\"}", st->sid, st->pid);
+    sio_send_sio(io, buf, (size_t)n, NULL, 0, NULL, 0);
+    if (k->refused)
+        sio_send_sio(io, LIT("2[\"rt.recovery\",{\"error\":\"invalid_offset\",\"message\":\"the offset's token does not "
+                             "match this session; nothing was recovered\"}]"), NULL, 0, NULL, 0);
+    sio_token_update(st); /* the offset the client keeps now: the token with this pid */
+    if (st->rtok)
+        sio_offset_packet(io, io->polling ? (rt_str_t){st->cursor, st->cursor_len} : svc->sub_cursor(io->sub));
+}
+
+/* Why a connection the connect proxy refused (or that limits.connections_per_user holds back) cannot connect. */
+static const char *refusal_message(int err)
+{
+    return err == RT_EUNAVAILABLE  ? "the application backend could not decide; retry later"
+           : err == RT_ERATELIMIT  ? "too many connections; retry later"
+           : err == RT_EFORBIDDEN  ? "the application backend refused this connection"
+                                   : "the application backend refused this connection: log in first";
+}
+
 static void on_connect(sio_io_t *io, const sio_packet_t *pk)
 {
     sio_state_t *st = io->st;
@@ -255,19 +292,27 @@ static void on_connect(sio_io_t *io, const sio_packet_t *pk)
     if (pk->nsp.len != 1) {
         char buf[300];
         int n = snprintf(buf, sizeof(buf), "4%.*s,{\"message\":\"Invalid namespace\"}", (int)pk->nsp.len, pk->nsp.base);
-        send_sio(io, buf, (size_t)n, NULL, 0, NULL, 0);
+        sio_send_sio(io, buf, (size_t)n, NULL, 0, NULL, 0);
         return;
     }
+    if (st->connecting) /* a second CONNECT while the first waits for the backend */
+        return;
     if (st->connected) { /* a second CONNECT: the same socket */
         char buf[96];
         int n = snprintf(buf, sizeof(buf), "0{\"sid\":\"%s\",\"pid\":\"%s\"}", st->sid, st->pid);
-        send_sio(io, buf, (size_t)n, NULL, 0, NULL, 0);
+        sio_send_sio(io, buf, (size_t)n, NULL, 0, NULL, 0);
+        return;
+    }
+    /* the connect proxy refused this session: no token in the CONNECT gets around the backend's no */
+    int pre = svc->sub_auth_state(io->sub);
+    if (sio_proxy_connect && pre < 0) {
+        sio_connect_error(io, svc->strerror(pre), refusal_message(pre));
         return;
     }
     rt_json_field_t f[16];
     int nf = pk->data.len ? svc->json_object((rt_str_t){pk->data.base, pk->data.len}, f, 16) : 0;
     if (nf < 0) {
-        connect_error(io, "invalid", "the auth payload must be a JSON object of at most 16 members");
+        sio_connect_error(io, "invalid", "the auth payload must be a JSON object of at most 16 members");
         return;
     }
     const rt_json_field_t *tok = field(f, nf, "token"), *topics = field(f, nf, "topics"), *pid = field(f, nf, "pid"),
@@ -278,43 +323,47 @@ static void on_connect(sio_io_t *io, const sio_packet_t *pk)
         int tl = svc->json_unescape(tok->value, t, tok->value.len);
         if (tl <= 0 || svc->authenticate(io->sub, (rt_str_t){t, (size_t)tl}, &why) != RT_OK) {
             free(t);
-            connect_error(io, "unauthorized", why);
+            sio_connect_error(io, "unauthorized", why);
             return;
         }
         free(st->token);
         st->token = t, st->token_len = (size_t)tl;
     } else if (tok && tok->type != 'z') {
-        connect_error(io, "unauthorized", "auth.token must be a string");
+        sio_connect_error(io, "unauthorized", "auth.token must be a string");
         return;
     }
     int state = svc->sub_auth_state(io->sub);
     if (state != RT_OK) {
-        connect_error(io, "unauthorized", state == 1 ? "send a token: io(url, {auth: {token}})" : "the token is not valid");
+        sio_connect_error(io, state == 1 || state == RT_EUNAUTHORIZED ? "unauthorized" : svc->strerror(state),
+                          state == 1 ? "send a token: io(url, {auth: {token}})"
+                          : state == RT_EUNAUTHORIZED ? "the token is not valid" : refusal_message(state));
         return;
     }
     /* the topics to (re)subscribe: auth.topics, and those the socket emitted (its signed offset, or this node's
      * memory of it) */
-    char pidbuf[SIO_ID_LEN + 1] = "", since[SIO_CURSOR_MAX + SIO_TOKEN_MAX + 1];
-    int pl = pid && pid->type == 's' ? svc->json_unescape(pid->value, pidbuf, SIO_ID_LEN) : -1;
+    sio_connect_t k = {0};
+    char since[SIO_CURSOR_MAX + SIO_TOKEN_MAX + 1];
+    int pl = pid && pid->type == 's' ? svc->json_unescape(pid->value, k.pid, SIO_ID_LEN) : -1;
     int ol = offset && offset->type == 's' ? svc->json_unescape(offset->value, since, sizeof(since) - 1) : -1;
     int recovering = pl == SIO_ID_LEN && ol > 0, refused = offset && offset->type == 's' && ol < 0;
-    sio_state_t want = {0}, signed_topics = {0};
+    sio_state_t signed_topics = {0};
     size_t idl = ol > 0 ? (size_t)ol : 0;
-    int signed_ok = recovering ? sio_token_parse(pidbuf, since, (size_t)ol, &idl, &signed_topics) : 0;
+    int signed_ok = recovering ? sio_token_parse(k.pid, since, (size_t)ol, &idl, &signed_topics) : 0;
     if (signed_ok < 0 || refused || idl >= SIO_CURSOR_MAX) { /* forged, tampered or oversized: a fresh socket */
         sio_topics_clear(&signed_topics);
         recovering = 0, signed_ok = 0, refused = 1;
     }
-    sio_saved_t *prev = recovering ? saved_take(pidbuf, (size_t)pl) : NULL;
+    sio_saved_t *prev = recovering ? saved_take(k.pid, (size_t)pl) : NULL;
     if (prev) { /* this node's memory has the presence flags too */
         sio_topics_clear(&signed_topics);
-        want.topics = prev->topics, want.ntopics = prev->ntopics;
+        k.want.topics = prev->topics, k.want.ntopics = prev->ntopics;
         prev->topics = NULL, prev->ntopics = 0;
         saved_free(prev);
     } else {
-        want = signed_topics;
+        k.want = signed_topics;
     }
     int from_auth = 0;
+    size_t recovered_n = k.want.ntopics, auth_at[64], nauth = 0;
     if (topics && topics->type == 'a') {
         sio_slice_t a[64];
         char ty[64];
@@ -326,50 +375,46 @@ static void on_connect(sio_io_t *io, const sio_packet_t *pk)
                 n = -1;
                 break;
             }
-            sio_topic_add(&want, t, (size_t)tl, 0, 0);
+            sio_topic_add(&k.want, t, (size_t)tl, 0, 0);
+            auth_at[nauth++] = (size_t)sio_topic_find(&k.want, t, (size_t)tl);
             from_auth = 1;
         }
         if (n < 0) {
-            sio_topics_clear(&want);
-            connect_error(io, "invalid_topic", "auth.topics must be an array of at most 64 topic strings");
+            sio_topics_clear(&k.want);
+            sio_connect_error(io, "invalid_topic", "auth.topics must be an array of at most 64 topic strings");
             return;
         }
     }
-    rt_str_t from = recovering ? (rt_str_t){since, idl} : (rt_str_t){NULL, 0};
+    if (recovering)
+        memcpy(k.from, since, idl), k.from_len = idl;
+    k.recovering = recovering, k.refused = refused;
+    k.recoverable = prev != NULL || signed_ok > 0 || from_auth;
     c->gap = 0;
+    if (k.want.ntopics > 63 && sio_proxy_sub) { /* as a subscribe request's: the calls one CONNECT makes are bounded */
+        sio_topics_clear(&k.want);
+        sio_connect_error(io, "too_many_topics", "at most 63 topics are asked about per CONNECT (proxy.subscribe)");
+        return;
+    }
+    if (k.want.ntopics && sio_proxy_sub) { /* proxy.subscribe: each topic waits for the backend's yes */
+        sio_connect_ask(io, &k, recovered_n, auth_at, nauth);
+        return;
+    }
+    rt_str_t from = {k.from, k.from_len};
     int err = RT_OK;
     st->connected = 1; /* the replay goes out before the CONNECT answer; the client holds it until then */
-    if (want.ntopics) {
-        err = sio_recover_subscribe(io->sub, &want, from);
+    if (k.want.ntopics) {
+        err = sio_recover_subscribe(io->sub, &k.want, from);
         if (err == RT_EFORBIDDEN && recovering) /* resubscribe what the new token still allows */
-            err = sio_recover_prune(io, &want) > 0 ? sio_recover_subscribe(io->sub, &want, from) : RT_OK;
+            err = sio_recover_prune(io, &k.want) > 0 ? sio_recover_subscribe(io->sub, &k.want, from) : RT_OK;
     }
     if (err != RT_OK) {
         st->connected = 0;
-        sio_topics_clear(&want);
-        connect_error(io, svc->strerror(err),
-                      err == RT_EFORBIDDEN ? "the token does not allow subscribing to these topics" : "cannot subscribe");
+        sio_topics_clear(&k.want);
+        sio_connect_error(io, svc->strerror(err),
+                          err == RT_EFORBIDDEN ? "the token does not allow subscribing to these topics" : "cannot subscribe");
         return;
     }
-    st->topics = want.topics, st->ntopics = want.ntopics;
-    if (io->polling && want.ntopics) /* without a subscription the subscriber's cursor means nothing */
-        merge_cursor(st, from, svc->sub_cursor(io->sub));
-    int recovered = recovering && (prev != NULL || signed_ok > 0 || from_auth) && !c->gap;
-    sio_random_id(st->sid);
-    if (recovered)
-        memcpy(st->pid, pidbuf, sizeof(st->pid));
-    else
-        sio_random_id(st->pid);
-    st->connected = 1;
-    char buf[96];
-    int n = snprintf(buf, sizeof(buf), "0{\"sid\":\"%s\",\"pid\":\"%s\"}", st->sid, st->pid);
-    send_sio(io, buf, (size_t)n, NULL, 0, NULL, 0);
-    if (refused)
-        send_sio(io, LIT("2[\"rt.recovery\",{\"error\":\"invalid_offset\",\"message\":\"the offset's token does not "
-                         "match this session; nothing was recovered\"}]"), NULL, 0, NULL, 0);
-    sio_token_update(st); /* the offset the client keeps now: the token with this pid */
-    if (st->rtok)
-        sio_offset_packet(io, io->polling ? (rt_str_t){st->cursor, st->cursor_len} : svc->sub_cursor(io->sub));
+    sio_connect_done(io, &k);
 }
 
 /* ---------- events ---------- */
@@ -390,14 +435,13 @@ static void publish_done(rt_sub_t *sub, int err, rt_str_t id, void *arg)
         sio_session_t *s = sio_session_find(c->sid, strlen(c->sid));
         if (s) {
             sio_io_t io = {sub, &s->st, s, 1};
-            ack(&io, a->ack_id, buf, (size_t)n);
+            sio_ack(&io, a->ack_id, buf, (size_t)n);
         }
         pthread_mutex_unlock(&sio_lock);
-        if (--c->pending == 0 && c->parsed)
-            svc->sub_respond(sub, 200, "text/html", &(rt_str_t){"ok", 2}, 1);
+        sio_post_settle(sub, c);
     } else {
         sio_io_t io = {sub, &c->st, NULL, 0};
-        ack(&io, a->ack_id, buf, (size_t)n);
+        sio_ack(&io, a->ack_id, buf, (size_t)n);
     }
     free(a);
 }
@@ -407,7 +451,7 @@ static void ev_publish(sio_io_t *io, const sio_packet_t *pk)
     char topic[TOPIC_CAP], event[128], key[128];
     long tl = pk->nargs > 1 ? str_arg(pk->args[1], pk->arg_type[1], topic, sizeof(topic)) : -1;
     if (tl <= 0 || pk->nargs < 3) {
-        ack_error(io, pk->ack_id, "invalid", "publish takes (topic, data[, {event, ephemeral, idempotencyKey}])");
+        sio_ack_error(io, pk->ack_id, "invalid", "publish takes (topic, data[, {event, ephemeral, idempotencyKey}])");
         return;
     }
     rt_pub_t pub = {.topic = {topic, (size_t)tl}};
@@ -441,7 +485,7 @@ static void ev_publish(sio_io_t *io, const sio_packet_t *pk)
     if (err != RT_OK) {
         c->pending--;
         free(a);
-        ack_error(io, pk->ack_id, svc->strerror(err), why);
+        sio_ack_error(io, pk->ack_id, svc->strerror(err), why);
     }
     free(text);
 }
@@ -461,30 +505,41 @@ static void ev_subscribe(sio_io_t *io, const sio_packet_t *pk)
         if (t)
             tl = str_arg((sio_slice_t){t->value.base, t->value.len}, t->type, topic, sizeof(topic));
         if (s && s->type != 'z' && (sl = str_arg((sio_slice_t){s->value.base, s->value.len}, s->type, since, sizeof(since))) < 0) {
-            ack_error(io, pk->ack_id, "invalid_id", "since must be an id string");
+            sio_ack_error(io, pk->ack_id, "invalid_id", "since must be an id string");
             return;
         }
         presence = p && p->type == 't';
     }
     if (tl <= 0) {
-        ack_error(io, pk->ack_id, "invalid_topic", "subscribe takes a topic or {topic, since, presence}");
+        sio_ack_error(io, pk->ack_id, "invalid_topic", "subscribe takes a topic or {topic, since, presence}");
         return;
     }
     sio_state_t *st = io->st;
     rt_str_t t = {topic, (size_t)tl}, from = {since, (size_t)sl};
     if (sio_topic_find(st, topic, (size_t)tl) < 0 && io->polling &&
         st->ntopics + 1 > (size_t)svc->cfg_int("limits", "max_topics")) {
-        ack_error(io, pk->ack_id, "too_many_topics", "over limits.max_topics");
+        sio_ack_error(io, pk->ack_id, "too_many_topics", "over limits.max_topics");
         return;
     }
     if (sio_recovery_window && sio_topic_find(st, topic, (size_t)tl) < 0 && sio_token_need(st, (size_t)tl) > SIO_TOKEN_MAX) {
-        ack_error(io, pk->ack_id, "too_many_topics", "the topics would not fit the recovery offset (4 KiB)");
+        sio_ack_error(io, pk->ack_id, "too_many_topics", "the topics would not fit the recovery offset (4 KiB)");
         return;
     }
+    if (sio_proxy_sub && (io->polling || sio_topic_find(st, topic, (size_t)tl) < 0)) /* the backend decides first */
+        sio_subscribe_ask(io, pk->ack_id, t, from, presence);
+    else
+        sio_subscribe_now(io, pk->ack_id, t, from, presence);
+}
+
+void sio_subscribe_now(sio_io_t *io, int64_t ack_id, rt_str_t t, rt_str_t from, int presence)
+{
+    sio_state_t *st = io->st;
+    const char *topic = t.base;
+    size_t tl = t.len;
     rt_sub_opts_t o = {&t, 1, from, 0};
     sio_conn_t *c = svc->sub_data(io->sub);
     c->gap = 0;
-    int err = sio_topic_find(st, topic, (size_t)tl) >= 0 && !io->polling ? RT_OK : svc->subscribe(io->sub, &o);
+    int err = sio_topic_find(st, topic, tl) >= 0 && !io->polling ? RT_OK : svc->subscribe(io->sub, &o);
     if (err == RT_OK && presence) {
         err = svc->presence_join(io->sub, t, (rt_str_t){st->client, st->client_len}, io->polling ? RT_PRESENCE_LINGER : 0);
         rt_str_t client = svc->sub_client(io->sub);
@@ -494,18 +549,18 @@ static void ev_subscribe(sio_io_t *io, const sio_packet_t *pk)
         }
     }
     if (err != RT_OK) {
-        ack_error(io, pk->ack_id, svc->strerror(err), err == RT_EFORBIDDEN ? "the token does not allow this topic" : "refused");
+        sio_ack_error(io, ack_id, svc->strerror(err), err == RT_EFORBIDDEN ? "the token does not allow this topic" : "refused");
         return;
     }
-    sio_topic_add(st, topic, (size_t)tl, presence, 1);
+    sio_topic_add(st, topic, tl, presence, 1);
     rt_str_t cur = svc->sub_cursor(io->sub);
     if (io->polling)
         merge_cursor(st, from, cur);
     char buf[TOPIC_CAP * 6 + 160], esc[TOPIC_CAP * 6 + 2];
-    size_t el = sio_json_escape(esc, topic, (size_t)tl);
+    size_t el = sio_json_escape(esc, topic, tl);
     int n = snprintf(buf, sizeof(buf), "{\"ok\":true,\"topic\":%.*s,\"cursor\":\"%.*s\"%s}", (int)el, esc,
                      (int)(cur.len > 64 ? 64 : cur.len), cur.base, c->gap ? ",\"gap\":true" : "");
-    ack(io, pk->ack_id, buf, (size_t)n);
+    sio_ack(io, ack_id, buf, (size_t)n);
     sio_token_update(st);
     sio_offset_packet(io, io->polling ? (rt_str_t){st->cursor, st->cursor_len} : cur);
 }
@@ -516,7 +571,7 @@ static void ev_unsubscribe(sio_io_t *io, const sio_packet_t *pk)
     long tl = pk->nargs > 1 ? str_arg(pk->args[1], pk->arg_type[1], topic, sizeof(topic)) : -1;
     int i = tl > 0 ? sio_topic_find(io->st, topic, (size_t)tl) : -1;
     if (i < 0) {
-        ack_error(io, pk->ack_id, "invalid", "not subscribed to this topic");
+        sio_ack_error(io, pk->ack_id, "invalid", "not subscribed to this topic");
         return;
     }
     if (!io->polling)
@@ -524,7 +579,7 @@ static void ev_unsubscribe(sio_io_t *io, const sio_packet_t *pk)
     sio_state_t *st = io->st;
     free(st->topics[i].pattern);
     st->topics[i] = st->topics[--st->ntopics];
-    ack(io, pk->ack_id, LIT("{\"ok\":true}"));
+    sio_ack(io, pk->ack_id, LIT("{\"ok\":true}"));
     sio_token_update(st);
     sio_offset_packet(io, io->polling ? (rt_str_t){st->cursor, st->cursor_len} : svc->sub_cursor(io->sub));
 }
@@ -536,9 +591,9 @@ static void ev_presence(sio_io_t *io, const sio_packet_t *pk)
     rt_str_t json;
     int err = tl > 0 ? svc->presence_snapshot(io->sub, (rt_str_t){topic, (size_t)tl}, &json) : RT_ETOPIC;
     if (err != RT_OK)
-        ack_error(io, pk->ack_id, svc->strerror(err), "no presence for this topic");
+        sio_ack_error(io, pk->ack_id, svc->strerror(err), "no presence for this topic");
     else
-        ack(io, pk->ack_id, json.base, json.len);
+        sio_ack(io, pk->ack_id, json.base, json.len);
 }
 
 static void ev_auth(sio_io_t *io, const sio_packet_t *pk)
@@ -549,12 +604,12 @@ static void ev_auth(sio_io_t *io, const sio_packet_t *pk)
     long tl = t ? str_arg(pk->args[1], 's', t, pk->args[1].len) : -1;
     if (tl <= 0 || svc->authenticate(io->sub, (rt_str_t){t, (size_t)tl}, &why) != RT_OK) {
         free(t);
-        ack_error(io, pk->ack_id, "unauthorized", why);
+        sio_ack_error(io, pk->ack_id, "unauthorized", why);
         return;
     }
     free(st->token);
     st->token = t, st->token_len = (size_t)tl;
-    ack(io, pk->ack_id, LIT("{\"ok\":true}"));
+    sio_ack(io, pk->ack_id, LIT("{\"ok\":true}"));
 }
 
 int sio_handle(sio_io_t *io, const char *p, size_t n)
@@ -569,8 +624,8 @@ int sio_handle(sio_io_t *io, const char *p, size_t n)
         on_connect(io, &pk);
         return 0;
     }
-    if (pk.nsp.len != 1 || !io->st->connected)
-        return 0; /* not connected to that namespace: ignored, as Socket.IO servers do */
+    if (pk.nsp.len != 1 || !io->st->connected || io->st->connecting)
+        return 0; /* not connected to that namespace (or not yet): ignored, as Socket.IO servers do */
     if (pk.type == SIO_DISCONNECT) {
         sio_state_t *st = io->st;
         for (size_t i = 0; !io->polling && i < st->ntopics; i++)
@@ -594,7 +649,7 @@ int sio_handle(sio_io_t *io, const char *p, size_t n)
     else if (nl == 4 && memcmp(name, "auth", 4) == 0)
         ev_auth(io, &pk);
     else
-        ack_error(io, pk.ack_id, "unknown_event", "events: subscribe, unsubscribe, publish, presence, auth");
+        sio_ack_error(io, pk.ack_id, "unknown_event", "events: subscribe, unsubscribe, publish, presence, auth");
     return 0;
 }
 
@@ -654,7 +709,7 @@ void sio_expiring(sio_io_t *io, int64_t seconds_left)
 {
     char buf[64];
     int n = snprintf(buf, sizeof(buf), "2[\"rt.expiring\",{\"in_s\":%lld}]", (long long)seconds_left);
-    send_sio(io, buf, (size_t)n, NULL, 0, NULL, 0);
+    sio_send_sio(io, buf, (size_t)n, NULL, 0, NULL, 0);
 }
 
 /* A token refresh dropped a subscription: forget it, and tell the client. */
@@ -668,7 +723,7 @@ void sio_dropped(sio_io_t *io, rt_str_t pattern)
     }
     char *esc = xmalloc(6 * pattern.len + 2);
     size_t el = sio_json_escape(esc, pattern.base, pattern.len);
-    send_sio(io, "2[\"rt.dropped\",{\"topic\":", 24, esc, el, "}]", 2);
+    sio_send_sio(io, "2[\"rt.dropped\",{\"topic\":", 24, esc, el, "}]", 2);
     free(esc);
 }
 
@@ -676,5 +731,5 @@ void sio_gap_packet(sio_io_t *io, rt_str_t from)
 {
     char buf[128];
     int n = snprintf(buf, sizeof(buf), "2[\"rt.gap\",{\"from\":\"%.*s\"}]", (int)(from.len > 64 ? 64 : from.len), from.base);
-    send_sio(io, buf, (size_t)n, NULL, 0, NULL, 0);
+    sio_send_sio(io, buf, (size_t)n, NULL, 0, NULL, 0);
 }

@@ -148,7 +148,9 @@ static void adopt(rt_sub_t *sub, sio_conn_t *c)
     }
     s->out_len = 0;
     pthread_mutex_unlock(&sio_lock);
-    if (c->st.connected && sio_state_subscribe(sub, &c->st, 0) != RT_OK) {
+    if (c->st.connected && sio_proxy_sub && c->st.ntopics) {
+        sio_adopt_ask(sub, c); /* proxy.subscribe: another connection, asked about again */
+    } else if (c->st.connected && sio_state_subscribe(sub, &c->st, 0) != RT_OK) {
         sio_state_free(&c->st, 0);
         sio_ws_send(sub, "41", 2);
     }

@@ -62,6 +62,8 @@ static int sio_init(const rt_services_t *services)
     max_sessions = (size_t)svc->cfg_int("socketio", "max_sessions");
     sio_echo = (int)svc->cfg_int("socketio", "echo");
     max_queue = (size_t)svc->cfg_int("limits", "max_queue_bytes");
+    sio_proxy_connect = svc->cfg_string("proxy", "connect.url").len > 0;
+    sio_proxy_sub = svc->cfg_string("proxy", "subscribe.url").len > 0;
     if (sio_echo) {
         sio_paths[1] = "/engine.io"; /* read per request; the table's other paths are unchanged */
         svc->log(1, "socketio", "socketio.echo is on: /engine.io/ echoes Engine.IO messages (for the protocol test suite)");
@@ -543,6 +545,7 @@ static void sio_release(rt_sub_t *sub)
     }
     if (c->kind == CONN_WS)
         sio_ws_release(sub, c);
+    sio_connect_release(sub, c);
     free(c->buf);
 }
 
