@@ -25,11 +25,14 @@ int rt_bucket_take(rt_bucket_t *b, double rate, uint64_t now_ms)
     if (b->last_ms == 0) {
         b->tokens = rate;
     } else {
-        b->tokens += (double)(now_ms - b->last_ms) * rate / 1000.0;
+        /* another thread may have read the clock before us and taken the lock after: time never goes back here
+         * (an unsigned now - last_ms that wrapped around filled the bucket: two workers let twice the rate pass) */
+        b->tokens += (double)rt_ms_since(b->last_ms, now_ms) * rate / 1000.0;
         if (b->tokens > rate)
             b->tokens = rate;
     }
-    b->last_ms = now_ms;
+    if (now_ms > b->last_ms)
+        b->last_ms = now_ms;
     if (b->tokens < 1.0)
         return 0;
     b->tokens -= 1.0;
@@ -45,8 +48,8 @@ int rt_rate_allow(char kind, rt_str_t key, double rate)
     k[0] = kind, k[1] = ':';
     memcpy(k + 2, key.base, n);
     rt_str_t ks = rt_str(k, n + 2);
-    uint64_t now = rt_now_ms();
     pthread_mutex_lock(&lock);
+    uint64_t now = rt_now_ms();
     entry_t *e = rt_map_get(&buckets, ks);
     if (e == NULL) {
         e = rt_calloc(1, sizeof(*e) + ks.len);
