@@ -229,12 +229,12 @@ static void cap_entry(nb_cache_t *c, centry_t *e)
     if (e->n <= keep)
         return;
     size_t drop = e->n - keep;
+    e->lo = e->msgs[drop - 1]->seq + 1; /* read before the unref below may free it */
     for (size_t i = 0; i < drop; i++) {
         e->bytes -= msg_bytes(e->msgs[i]);
         c->bytes -= msg_bytes(e->msgs[i]);
         rt_msg_unref(e->msgs[i]);
     }
-    e->lo = e->msgs[drop - 1]->seq + 1;
     memmove(e->msgs, e->msgs + drop, (e->n - drop) * sizeof(*e->msgs));
     e->n -= drop;
     e->floor = 1;
