@@ -94,7 +94,7 @@ static const rt_cfg_value_t core_keys[] = {
     K("nats.tls_cert", RT_CFG_STRING, "", 0, 0),
     K("nats.tls_key", RT_CFG_STRING, "", 0, 0),
     K("nats.publish_timeout", RT_CFG_DURATION, "10s", 100, 600000),
-    K("nats.reorder_window", RT_CFG_DURATION, "25ms", 0, 1000),
+    K("nats.reorder_window", RT_CFG_DURATION, "100ms", 0, 1000),
     K("limits.connections_per_ip", RT_CFG_INT, "1000", 0, 1000000),
     K("limits.publish_per_connection", RT_CFG_INT, "200", 0, 1000000),
     K("limits.publish_per_subject", RT_CFG_INT, "1000", 0, 1000000),
