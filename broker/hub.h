@@ -55,6 +55,7 @@ typedef struct rt_worker {
     size_t flush_next;           /* to_flush[flush_next..] are still due: a slice is flushed per loop turn */
     h2o_socket_t *flush_wake;    /* an eventfd: readable while slices are left, so the loop comes back at once */
     int flush_woken;
+    struct rt_task *after_flush, **after_flush_tail; /* run once the slices left are written (rt_hub_after_flush) */
     rt_buf_t scratch;       /* answers handed to plugins "until the next call on this thread" */
     uint64_t shutdown_deadline;
 } rt_worker_t;
@@ -166,6 +167,10 @@ int rt_sub_auth_state(rt_sub_t *sub);
 void rt_hub_inbox_init(rt_worker_t *w);
 /* The end of a dispatched batch: flush the subscribers written to during it, a slice per loop turn. */
 void rt_hub_end_batch(rt_worker_t *w);
+/* Whether w still has slices of a fan-out to write. */
+int rt_hub_behind(const rt_worker_t *w);
+/* fn(arg) once w has written the slices left (in the order given); behind only. */
+void rt_hub_after_flush(rt_worker_t *w, void (*fn)(void *arg), void *arg);
 /* During a batch, listed for rt_hub_end_batch (one write for all its messages of the batch); else flushed now. */
 void rt_sub_flush_soon(rt_sub_t *sub);
 /* hub.c: write what the subscriber has waiting, unless a write is in flight. */

@@ -165,6 +165,14 @@ void rt_hub_end_batch(rt_worker_t *w)
     }
     if (w->flush_next == w->nto_flush) {
         w->flush_next = w->nto_flush = 0;
+        rt_task_t *t = w->after_flush;
+        w->after_flush = NULL, w->after_flush_tail = NULL;
+        while (t) { /* in the order given */
+            rt_task_t *next = t->next;
+            t->fn(t->arg);
+            free(t);
+            t = next;
+        }
         return;
     }
     if (w->flush_next >= w->nto_flush - w->flush_next) { /* at least half done: move the rest down (amortised) */
@@ -173,6 +181,16 @@ void rt_hub_end_batch(rt_worker_t *w)
         w->flush_next = 0;
     }
     flush_wake(w);
+}
+
+int rt_hub_behind(const rt_worker_t *w) { return w->flush_next < w->nto_flush; }
+
+void rt_hub_after_flush(rt_worker_t *w, void (*fn)(void *arg), void *arg)
+{
+    rt_task_t *t = rt_malloc(sizeof(*t));
+    t->fn = fn, t->arg = arg, t->next = NULL;
+    *(w->after_flush_tail ? w->after_flush_tail : &w->after_flush) = t;
+    w->after_flush_tail = &t->next;
 }
 
 static void on_flush_wake(h2o_socket_t *sock, const char *err)

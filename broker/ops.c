@@ -20,7 +20,7 @@
 static const rt_transport_t *tps[MAX_TP];
 static size_t ntps;
 static atomic_long conns[MAX_TP];
-static atomic_ulong published, publish_failed, slow, replays, gaps, auth_failures, http_4xx, http_5xx;
+static atomic_ulong published, publish_failed, publish_paced, slow, replays, gaps, auth_failures, http_4xx, http_5xx;
 
 #define BUMP(c, n) atomic_fetch_add_explicit(&(c), (n), memory_order_relaxed)
 
@@ -106,6 +106,7 @@ void rt_metrics_published(int ok)
         BUMP(publish_failed, 1);
 }
 void rt_metrics_slow(void) { BUMP(slow, 1); }
+void rt_metrics_publish_paced(void) { BUMP(publish_paced, 1); }
 
 /* The most bytes one subscriber has held (waiting and being written) since the start: limits.max_queue_bytes plus
  * at most one message when the limit holds. A relaxed load first: past the warm-up a new peak is rare. */
@@ -161,6 +162,9 @@ static void metrics(h2o_req_t *req)
                   "# TYPE rtbroker_messages_published_total counter\nrtbroker_messages_published_total %lu\n"
                   "# HELP rtbroker_publish_failures_total Publishes refused by the bus.\n"
                   "# TYPE rtbroker_publish_failures_total counter\nrtbroker_publish_failures_total %lu\n"
+                  "# HELP rtbroker_publish_paced_total POST /pub answers held until the worker had written an earlier "
+                  "fan-out.\n"
+                  "# TYPE rtbroker_publish_paced_total counter\nrtbroker_publish_paced_total %lu\n"
                   "# HELP rtbroker_bytes_out_total Bytes written to subscriber streams.\n"
                   "# TYPE rtbroker_bytes_out_total counter\nrtbroker_bytes_out_total %lu\n"
                   "# HELP rtbroker_slow_consumer_closes_total Subscribers closed for exceeding limits.max_queue_bytes.\n"
@@ -173,7 +177,7 @@ static void metrics(h2o_req_t *req)
                   "# TYPE rtbroker_auth_failures_total counter\nrtbroker_auth_failures_total %lu\n"
                   "# HELP rtbroker_http_errors_total Error answers by class.\n# TYPE rtbroker_http_errors_total counter\n"
                   "rtbroker_http_errors_total{class=\"4xx\"} %lu\nrtbroker_http_errors_total{class=\"5xx\"} %lu\n",
-                  LOAD(published), LOAD(publish_failed), sums.bytes_out, LOAD(slow),
+                  LOAD(published), LOAD(publish_failed), LOAD(publish_paced), sums.bytes_out, LOAD(slow),
                   LOAD(replays), LOAD(gaps), LOAD(auth_failures), LOAD(http_4xx), LOAD(http_5xx));
     rt_buf_printf(&b,
                   "# HELP rtbroker_rate_limited_total Requests refused by a rate limit.\n"

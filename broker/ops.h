@@ -12,6 +12,7 @@ void rt_metrics_conn(const rt_transport_t *tp, int delta);
 void rt_metrics_delivered(const rt_transport_t *tp, size_t messages, size_t bytes);
 void rt_metrics_bytes_out(size_t bytes);
 void rt_metrics_published(int ok);
+void rt_metrics_publish_paced(void);
 void rt_metrics_slow(void);
 void rt_metrics_queue_held(size_t bytes); /* what one subscriber holds queued now: the peak is kept */
 void rt_metrics_replay(int gap);

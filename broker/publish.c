@@ -88,6 +88,8 @@ typedef struct pub_ctx {
     struct pub_ctx **anchor;
     rt_str_t topic;
     char topicbuf[RT_TOPIC_MAX + 1];
+    char idbuf[RT_ID_MAX + 1];
+    size_t id_len;
 } pub_ctx_t;
 
 static void on_req_gone(void *p)
@@ -111,12 +113,32 @@ static void respond_published(h2o_req_t *req, rt_str_t id, rt_str_t topic)
     rt_http_respond_buf(req, 200, "application/json", &b);
 }
 
+static void answer_deferred(void *arg)
+{
+    pub_ctx_t *c = arg;
+    if (c->req) {
+        *c->anchor = NULL;
+        respond_published(c->req, rt_str(c->idbuf, c->id_len), c->topic);
+    }
+    free(c);
+}
+
 static void on_published(void *arg, int err, rt_str_t id)
 {
     pub_ctx_t *c = arg;
     rt_metrics_published(err == RT_OK);
     if (c->req == NULL) { /* the client left before the bus answered */
         free(c);
+        return;
+    }
+    rt_worker_t *w = rt_current_worker;
+    if (err == RT_OK && w && rt_hub_behind(w) && id.len <= RT_ID_MAX) {
+        /* backpressure: this worker is still writing an earlier fan-out, so the answer waits until it is written;
+         * a publisher that waits for each answer goes at the pace its subscribers are served */
+        memcpy(c->idbuf, id.base, id.len);
+        c->id_len = id.len;
+        rt_metrics_publish_paced();
+        rt_hub_after_flush(w, answer_deferred, c);
         return;
     }
     *c->anchor = NULL;

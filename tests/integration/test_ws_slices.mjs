@@ -2,7 +2,9 @@
 // per turn of its loop (broker/hub_inbox.c), then comes back for the rest. Every subscriber must still get
 // every message exactly once and in order, messages dispatched between slices must join the queues of the
 // subscribers not written yet, and the last slice must go out without waiting for another publish.
-import { suite, assert, eq, publishOk, subscribe, waitFor } from './lib.mjs';
+// A POST /pub that comes while slices are left is answered once they are written (backpressure: a
+// publisher that waits for each answer goes at the pace the subscribers are served).
+import { suite, assert, eq, publishOk, subscribe, waitFor, request } from './lib.mjs';
 import { wsConnect } from '../conformance/wsraw.mjs';
 
 const t = suite(import.meta.url, { hardTimeoutMs: 60000 });
@@ -49,6 +51,10 @@ t.test('one worker, 400 WebSocket + 60 SSE subscribers of one topic, 3 concurren
     eq(wsData(x), want, 'WebSocket payloads (exactly once, in SEQ order)');
   }
   for (const s of sse) eq(sseData(s), want, 'SSE payloads (exactly once, in SEQ order)');
+  const metric = (await request(b.base, 'GET', '/metrics')).text.match(/^rtbroker_publish_paced_total (\d+)/m);
+  assert(metric, 'rtbroker_publish_paced_total missing from /metrics');
+  assert(Number(metric[1]) > 0, `no answer of ${n} concurrent publishes to 460 subscribers waited for the slices left (rtbroker_publish_paced_total 0)`);
+  c.info(`${metric[1]} of ${n} publish answers waited for the slices left of an earlier fan-out`);
   // one more publish, and nothing after it: the slices after the first must go out by themselves
   const t0 = Date.now();
   await publishOk(b.base, TOPIC, 'last');
