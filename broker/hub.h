@@ -56,6 +56,10 @@ typedef struct rt_worker {
     h2o_socket_t *flush_wake;    /* an eventfd: readable while slices are left, so the loop comes back at once */
     int flush_woken;
     struct rt_task *after_flush, **after_flush_tail; /* run once the slices left are written (rt_hub_after_flush) */
+    struct rt_task *after_all, **after_all_tail; /* then once no other worker has slices left (checked every 1 ms) */
+    h2o_timeout_entry_t recheck;
+    uint64_t paced_since;        /* when the oldest of those began to wait (ms) */
+    _Atomic int behind;          /* slices are left: read by the other workers */
     rt_buf_t scratch;       /* answers handed to plugins "until the next call on this thread" */
     uint64_t shutdown_deadline;
 } rt_worker_t;
@@ -169,7 +173,9 @@ void rt_hub_inbox_init(rt_worker_t *w);
 void rt_hub_end_batch(rt_worker_t *w);
 /* Whether w still has slices of a fan-out to write. */
 int rt_hub_behind(const rt_worker_t *w);
-/* fn(arg) once w has written the slices left (in the order given); behind only. */
+/* Whether any worker has (racy: for pacing only). */
+int rt_hub_any_behind(void);
+/* fn(arg) once every worker has written the slices it had left (in the order given, on w's thread). */
 void rt_hub_after_flush(rt_worker_t *w, void (*fn)(void *arg), void *arg);
 /* During a batch, listed for rt_hub_end_batch (one write for all its messages of the batch); else flushed now. */
 void rt_sub_flush_soon(rt_sub_t *sub);

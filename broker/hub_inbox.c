@@ -16,6 +16,12 @@
 #include "ops.h"
 
 static void dispatch_one(rt_subscription_t *s, void *ctx);
+static void run_after_all(rt_worker_t *w);
+static void after_flush_done(rt_worker_t *w);
+static int pace_over(const rt_worker_t *w);
+
+/* The longest an answer is held for pacing: publishers that do not wait can keep the workers behind for good. */
+#define PACE_MAX_MS 250
 
 typedef struct rt_task {
     struct rt_task *next;
@@ -165,16 +171,14 @@ void rt_hub_end_batch(rt_worker_t *w)
     }
     if (w->flush_next == w->nto_flush) {
         w->flush_next = w->nto_flush = 0;
-        rt_task_t *t = w->after_flush;
-        w->after_flush = NULL, w->after_flush_tail = NULL;
-        while (t) { /* in the order given */
-            rt_task_t *next = t->next;
-            t->fn(t->arg);
-            free(t);
-            t = next;
-        }
+        atomic_store_explicit(&w->behind, 0, memory_order_relaxed);
+        if (w->after_flush) /* now the other workers' slices: they serve the same publishes */
+            after_flush_done(w);
         return;
     }
+    atomic_store_explicit(&w->behind, 1, memory_order_relaxed);
+    if (w->after_flush && pace_over(w)) /* fan-outs keep coming: pacing never holds an answer longer */
+        after_flush_done(w);
     if (w->flush_next >= w->nto_flush - w->flush_next) { /* at least half done: move the rest down (amortised) */
         memmove(w->to_flush, w->to_flush + w->flush_next, (w->nto_flush - w->flush_next) * sizeof(*w->to_flush));
         w->nto_flush -= w->flush_next;
@@ -185,12 +189,63 @@ void rt_hub_end_batch(rt_worker_t *w)
 
 int rt_hub_behind(const rt_worker_t *w) { return w->flush_next < w->nto_flush; }
 
+int rt_hub_any_behind(void)
+{
+    for (size_t i = 0; i < rt_nworkers; i++)
+        if (atomic_load_explicit(&rt_workers[i].behind, memory_order_relaxed))
+            return 1;
+    return 0;
+}
+
+/* Runs what waits for every worker's slices, or looks again in 1 ms. */
+static int pace_over(const rt_worker_t *w) { return w->shutting_down || rt_now_ms() - w->paced_since > PACE_MAX_MS; }
+
+static void run_after_all(rt_worker_t *w)
+{
+    if (w->after_all == NULL || h2o_timeout_is_linked(&w->recheck))
+        return;
+    if (rt_hub_any_behind() && !pace_over(w)) {
+        h2o_timeout_link(w->ctx.loop, rt_worker_timeout(w, 1), &w->recheck);
+        return;
+    }
+    rt_task_t *t = w->after_all;
+    w->after_all = NULL, w->after_all_tail = NULL;
+    while (t) { /* in the order given */
+        rt_task_t *next = t->next;
+        t->fn(t->arg);
+        free(t);
+        t = next;
+    }
+}
+
+static void on_recheck(h2o_timeout_entry_t *entry)
+{
+    run_after_all(H2O_STRUCT_FROM_MEMBER(rt_worker_t, recheck, entry));
+}
+
+/* The answers waiting for this worker's slices go on to wait for the others'. */
+static void after_flush_done(rt_worker_t *w)
+{
+    *(w->after_all_tail ? w->after_all_tail : &w->after_all) = w->after_flush;
+    w->after_all_tail = w->after_flush_tail;
+    w->after_flush = NULL, w->after_flush_tail = NULL;
+    run_after_all(w);
+}
+
 void rt_hub_after_flush(rt_worker_t *w, void (*fn)(void *arg), void *arg)
 {
     rt_task_t *t = rt_malloc(sizeof(*t));
     t->fn = fn, t->arg = arg, t->next = NULL;
-    *(w->after_flush_tail ? w->after_flush_tail : &w->after_flush) = t;
-    w->after_flush_tail = &t->next;
+    if (w->after_flush == NULL && w->after_all == NULL)
+        w->paced_since = rt_now_ms();
+    if (rt_hub_behind(w) || w->after_flush) {
+        *(w->after_flush_tail ? w->after_flush_tail : &w->after_flush) = t;
+        w->after_flush_tail = &t->next;
+        return;
+    }
+    *(w->after_all_tail ? w->after_all_tail : &w->after_all) = t;
+    w->after_all_tail = &t->next;
+    run_after_all(w);
 }
 
 static void on_flush_wake(h2o_socket_t *sock, const char *err)
@@ -206,6 +261,7 @@ static void on_flush_wake(h2o_socket_t *sock, const char *err)
 
 void rt_hub_inbox_init(rt_worker_t *w)
 {
+    w->recheck.cb = on_recheck;
     h2o_multithread_register_receiver(w->ctx.queue, &w->receiver, on_inbox);
     int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (fd < 0) {

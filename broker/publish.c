@@ -132,9 +132,9 @@ static void on_published(void *arg, int err, rt_str_t id)
         return;
     }
     rt_worker_t *w = rt_current_worker;
-    if (err == RT_OK && w && rt_hub_behind(w) && id.len <= RT_ID_MAX) {
-        /* backpressure: this worker is still writing an earlier fan-out, so the answer waits until it is written;
-         * a publisher that waits for each answer goes at the pace its subscribers are served */
+    if (err == RT_OK && w && rt_hub_any_behind() && id.len <= RT_ID_MAX) {
+        /* backpressure: a worker is still writing an earlier fan-out, so the answer waits until every worker's is
+         * written; a publisher that waits for each answer goes at the pace subscribers are served */
         memcpy(c->idbuf, id.base, id.len);
         c->id_len = id.len;
         rt_metrics_publish_paced();

@@ -24,8 +24,8 @@ async function openWs(c, port, n) {
   return conns;
 }
 
-t.test('one worker, 400 WebSocket + 60 SSE subscribers of one topic, 3 concurrent publishers: every message once, in order; the last one alone reaches all', async (c) => {
-  const b = await c.broker({ workers: 1, config: WS });
+for (const workers of [1, 2]) t.test(`${workers === 1 ? 'one worker' : 'two workers (answers wait for both)'}, 400 WebSocket + 60 SSE subscribers of one topic, 3 concurrent publishers: every message once, in order; the last one alone reaches all`, async (c) => {
+  const b = await c.broker({ workers, config: WS });
   const ws = await openWs(c, b.port, 400);
   const sse = [];
   c.defer(() => sse.forEach((s) => s.close()));
