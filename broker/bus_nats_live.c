@@ -209,7 +209,9 @@ static void hold_insert(natsbus_t *nb, natsMsg *m)
         nb->hold = rt_realloc(nb->hold, (nb->holdcap = nb->holdcap ? nb->holdcap * 2 : 64) * sizeof(*nb->hold));
     memmove(nb->hold + i + 1, nb->hold + i, (nb->nhold - i) * sizeof(*nb->hold));
     nb->hold[i] = (nb_held_t){msg, prev, now};
+    pthread_mutex_lock(&nb->lock); /* the live thread alone changes the hold; the metrics read its size */
     nb->nhold++;
+    pthread_mutex_unlock(&nb->lock);
 }
 
 /* One message in SEQ order: first what we missed of its topic, then it. */
@@ -289,7 +291,9 @@ static uint64_t release_due(natsbus_t *nb)
         release_one(nb, h->msg, h->prev);
     }
     memmove(nb->hold, nb->hold + done, (nb->nhold - done) * sizeof(*nb->hold));
+    pthread_mutex_lock(&nb->lock);
     nb->nhold -= done;
+    pthread_mutex_unlock(&nb->lock);
     return wait;
 }
 
@@ -300,7 +304,9 @@ static uint64_t hold_drop(natsbus_t *nb, uint64_t from)
         from = nb->hold[0].msg->seq - 1;
     for (size_t i = 0; i < nb->nhold; i++)
         rt_msg_unref(nb->hold[i].msg);
+    pthread_mutex_lock(&nb->lock);
     nb->nhold = 0;
+    pthread_mutex_unlock(&nb->lock);
     return from;
 }
 
