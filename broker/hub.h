@@ -21,6 +21,11 @@ typedef struct rt_timer_list {
     h2o_timeout_t timeout;
 } rt_timer_list_t;
 
+/* A FIFO of closures (hub_inbox.c). */
+typedef struct rt_taskq {
+    struct rt_task *head, **tail;
+} rt_taskq_t;
+
 typedef struct rt_worker {
     int id;
     pthread_t tid;
@@ -55,11 +60,14 @@ typedef struct rt_worker {
     size_t flush_next;           /* to_flush[flush_next..] are still due: a slice is flushed per loop turn */
     h2o_socket_t *flush_wake;    /* an eventfd: readable while slices are left, so the loop comes back at once */
     int flush_woken;
-    struct rt_task *after_flush, **after_flush_tail; /* run once the slices left are written (rt_hub_after_flush) */
-    struct rt_task *after_all, **after_all_tail; /* then once no other worker has slices left (checked every 1 ms) */
+    /* answers held for pacing (rt_hub_after_flush): until this worker has dispatched its inbox, then until it has
+     * written its slices, then until no other worker has slices left */
+    rt_taskq_t after_inbox, after_flush, after_all;
     h2o_timeout_entry_t recheck;
-    uint64_t paced_since;        /* when the oldest of those began to wait (ms) */
+    uint64_t slice_turns;        /* turns of the loop that left slices for the next */
     _Atomic int behind;          /* slices are left: read by the other workers */
+    _Atomic uint64_t msgs_in, msgs_done; /* messages put in the inbox, and dispatched (their first slice written) */
+    _Atomic int wants_wake;      /* after_all waits for another worker, which posts a look again here on catching up */
     rt_buf_t scratch;       /* answers handed to plugins "until the next call on this thread" */
     uint64_t shutdown_deadline;
 } rt_worker_t;
@@ -173,9 +181,12 @@ void rt_hub_inbox_init(rt_worker_t *w);
 void rt_hub_end_batch(rt_worker_t *w);
 /* Whether w still has slices of a fan-out to write. */
 int rt_hub_behind(const rt_worker_t *w);
+/* Whether w's subscribers of exactly this topic are more than one turn of its loop writes. */
+int rt_hub_fanout_takes_turns(const rt_worker_t *w, rt_str_t topic);
 /* Whether any worker has (racy: for pacing only). */
 int rt_hub_any_behind(void);
-/* fn(arg) once every worker has written the slices it had left (in the order given, on w's thread). */
+/* fn(arg) once w has dispatched the messages in its inbox and written its slices, and no worker has slices left
+ * (in the order given, on w's thread; at most 250 ms later). */
 void rt_hub_after_flush(rt_worker_t *w, void (*fn)(void *arg), void *arg);
 /* During a batch, listed for rt_hub_end_batch (one write for all its messages of the batch); else flushed now. */
 void rt_sub_flush_soon(rt_sub_t *sub);

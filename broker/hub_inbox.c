@@ -17,16 +17,20 @@
 
 static void dispatch_one(rt_subscription_t *s, void *ctx);
 static void run_after_all(rt_worker_t *w);
-static void after_flush_done(rt_worker_t *w);
 static int pace_over(const rt_worker_t *w);
+static void wake_waiters(rt_worker_t *w);
+static void taskq_move(rt_taskq_t *to, rt_taskq_t *from);
 
 /* The longest an answer is held for pacing: publishers that do not wait can keep the workers behind for good. */
 #define PACE_MAX_MS 250
+/* How often answers waiting for another worker look again if no wake comes. */
+#define RECHECK_MS 5
 
 typedef struct rt_task {
     struct rt_task *next;
     void (*fn)(void *arg);
     void *arg;
+    uint64_t since; /* held for pacing: since when (ms) */
 } rt_task_t;
 
 void rt_hub_post(rt_worker_t *w, void (*fn)(void *arg), void *arg)
@@ -78,6 +82,7 @@ void rt_hub_broadcast(rt_msg_t *msg)
             w->inbox = rt_realloc(w->inbox, w->inbox_cap * sizeof(*w->inbox));
         }
         w->inbox[w->inbox_len++] = rt_msg_ref(msg);
+        atomic_fetch_add(&w->msgs_in, 1);
         if (!w->wake_pending) {
             w->wake_pending = 1;
             h2o_multithread_send_message(&w->receiver, &w->wake_msg);
@@ -105,6 +110,7 @@ static void on_inbox(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messa
         w->tasks = NULL;
         if (n == 0 && tasks == NULL)
             w->wake_pending = 0;
+        uint64_t upto = atomic_load(&w->msgs_in); /* all in this batch */
         pthread_mutex_unlock(&w->inbox_lock);
         w->draining = batch, w->draining_cap = cap;
         run_tasks(tasks);
@@ -115,6 +121,10 @@ static void on_inbox(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messa
             rt_index_match(&w->index, batch[i]->topic, dispatch_one, batch[i]);
             rt_msg_unref(batch[i]);
         }
+        taskq_move(&w->after_flush, &w->after_inbox); /* their messages were in this batch */
+        if (w->nto_flush > w->flush_next) /* never seen idle between the dispatch and the first slice */
+            atomic_store(&w->behind, 1);
+        atomic_store(&w->msgs_done, upto);
         rt_hub_end_batch(w);
     }
     if (shutdown)
@@ -171,14 +181,16 @@ void rt_hub_end_batch(rt_worker_t *w)
     }
     if (w->flush_next == w->nto_flush) {
         w->flush_next = w->nto_flush = 0;
-        atomic_store_explicit(&w->behind, 0, memory_order_relaxed);
-        if (w->after_flush) /* now the other workers' slices: they serve the same publishes */
-            after_flush_done(w);
+        atomic_store(&w->behind, 0);
+        wake_waiters(w);
+        taskq_move(&w->after_all, &w->after_flush); /* now the other workers': they serve the same publishes */
+        run_after_all(w);
         return;
     }
-    atomic_store_explicit(&w->behind, 1, memory_order_relaxed);
-    if (w->after_flush && pace_over(w)) /* fan-outs keep coming: pacing never holds an answer longer */
-        after_flush_done(w);
+    w->slice_turns++;
+    atomic_store(&w->behind, 1);
+    if (w->after_flush.head && pace_over(w)) /* fan-outs keep coming: pacing never holds an answer longer */
+        run_after_all(w);
     if (w->flush_next >= w->nto_flush - w->flush_next) { /* at least half done: move the rest down (amortised) */
         memmove(w->to_flush, w->to_flush + w->flush_next, (w->nto_flush - w->flush_next) * sizeof(*w->to_flush));
         w->nto_flush -= w->flush_next;
@@ -187,29 +199,98 @@ void rt_hub_end_batch(rt_worker_t *w)
     flush_wake(w);
 }
 
+int rt_hub_fanout_takes_turns(const rt_worker_t *w, rt_str_t topic)
+{
+    return rt_index_exact_count(&w->index, topic) > FLUSH_SLICE;
+}
+
 int rt_hub_behind(const rt_worker_t *w) { return w->flush_next < w->nto_flush; }
 
 int rt_hub_any_behind(void)
 {
     for (size_t i = 0; i < rt_nworkers; i++)
-        if (atomic_load_explicit(&rt_workers[i].behind, memory_order_relaxed))
+        if (atomic_load(&rt_workers[i].behind))
             return 1;
     return 0;
 }
 
-/* Runs what waits for every worker's slices, or looks again in 1 ms. */
-static int pace_over(const rt_worker_t *w) { return w->shutting_down || rt_now_ms() - w->paced_since > PACE_MAX_MS; }
+static int inbox_pending(rt_worker_t *w) { return atomic_load(&w->msgs_in) != atomic_load(&w->msgs_done); }
 
+/* Whether a worker has messages to dispatch or slices to write. */
+static int any_busy(void)
+{
+    for (size_t i = 0; i < rt_nworkers; i++)
+        if (atomic_load(&rt_workers[i].behind) || inbox_pending(&rt_workers[i]))
+            return 1;
+    return 0;
+}
+
+/* ---------- answers held for pacing ---------- */
+
+static void taskq_push(rt_taskq_t *q, rt_task_t *t)
+{
+    t->next = NULL;
+    *(q->tail ? q->tail : &q->head) = t;
+    q->tail = &t->next;
+}
+
+/* Appends all of from to to. */
+static void taskq_move(rt_taskq_t *to, rt_taskq_t *from)
+{
+    if (from->head == NULL)
+        return;
+    *(to->tail ? to->tail : &to->head) = from->head;
+    to->tail = from->tail;
+    from->head = NULL, from->tail = NULL;
+}
+
+/* Whether the oldest answer held has waited long enough (the queues' heads; tasks enter them in order). */
+static int pace_over(const rt_worker_t *w)
+{
+    const rt_taskq_t *qs[] = {&w->after_all, &w->after_flush, &w->after_inbox};
+    uint64_t now = rt_now_ms();
+    for (size_t i = 0; i < sizeof(qs) / sizeof(*qs); i++)
+        if (qs[i]->head && now - qs[i]->head->since > PACE_MAX_MS)
+            return 1;
+    return w->shutting_down;
+}
+
+static void on_woken(void *arg) { run_after_all(arg); }
+
+/* w has dispatched what came in and written its slices: the workers whose answers wait for it look again.
+ * Sequentially consistent with run_after_all's "wants_wake, then any_busy", so that one of the two sides sees the
+ * other. */
+static void wake_waiters(rt_worker_t *w)
+{
+    for (size_t i = 0; i < rt_nworkers; i++) {
+        rt_worker_t *x = &rt_workers[i];
+        if (x != w && atomic_load(&x->wants_wake) && atomic_exchange(&x->wants_wake, 0))
+            rt_hub_post(x, on_woken, x);
+    }
+}
+
+/* Answers whose fan-out this worker has written go once every worker has dispatched what came in and written its
+ * slices; else the last to finish wakes w (the timer is a fallback, for a worker that stopped). Past PACE_MAX_MS
+ * everything held goes. */
 static void run_after_all(rt_worker_t *w)
 {
-    if (w->after_all == NULL || h2o_timeout_is_linked(&w->recheck))
+    if (pace_over(w)) {
+        taskq_move(&w->after_all, &w->after_inbox);
+        taskq_move(&w->after_all, &w->after_flush);
+    }
+    if (w->after_all.head == NULL)
         return;
-    if (rt_hub_any_behind() && !pace_over(w)) {
-        h2o_timeout_link(w->ctx.loop, rt_worker_timeout(w, 1), &w->recheck);
+    atomic_store(&w->wants_wake, 1);
+    if (any_busy() && !pace_over(w)) {
+        if (!h2o_timeout_is_linked(&w->recheck))
+            h2o_timeout_link(w->ctx.loop, rt_worker_timeout(w, RECHECK_MS), &w->recheck);
         return;
     }
-    rt_task_t *t = w->after_all;
-    w->after_all = NULL, w->after_all_tail = NULL;
+    atomic_store(&w->wants_wake, 0);
+    if (h2o_timeout_is_linked(&w->recheck))
+        h2o_timeout_unlink(&w->recheck);
+    rt_task_t *t = w->after_all.head;
+    w->after_all.head = NULL, w->after_all.tail = NULL;
     while (t) { /* in the order given */
         rt_task_t *next = t->next;
         t->fn(t->arg);
@@ -223,29 +304,18 @@ static void on_recheck(h2o_timeout_entry_t *entry)
     run_after_all(H2O_STRUCT_FROM_MEMBER(rt_worker_t, recheck, entry));
 }
 
-/* The answers waiting for this worker's slices go on to wait for the others'. */
-static void after_flush_done(rt_worker_t *w)
-{
-    *(w->after_all_tail ? w->after_all_tail : &w->after_all) = w->after_flush;
-    w->after_all_tail = w->after_flush_tail;
-    w->after_flush = NULL, w->after_flush_tail = NULL;
-    run_after_all(w);
-}
-
 void rt_hub_after_flush(rt_worker_t *w, void (*fn)(void *arg), void *arg)
 {
     rt_task_t *t = rt_malloc(sizeof(*t));
-    t->fn = fn, t->arg = arg, t->next = NULL;
-    if (w->after_flush == NULL && w->after_all == NULL)
-        w->paced_since = rt_now_ms();
-    if (rt_hub_behind(w) || w->after_flush) {
-        *(w->after_flush_tail ? w->after_flush_tail : &w->after_flush) = t;
-        w->after_flush_tail = &t->next;
-        return;
+    t->fn = fn, t->arg = arg, t->since = rt_now_ms();
+    if (inbox_pending(w)) /* the message is there, most likely */
+        taskq_push(&w->after_inbox, t);
+    else if (rt_hub_behind(w))
+        taskq_push(&w->after_flush, t);
+    else {
+        taskq_push(&w->after_all, t);
+        run_after_all(w);
     }
-    *(w->after_all_tail ? w->after_all_tail : &w->after_all) = t;
-    w->after_all_tail = &t->next;
-    run_after_all(w);
 }
 
 static void on_flush_wake(h2o_socket_t *sock, const char *err)

@@ -14,6 +14,7 @@ struct rt_index_node {
     rt_ilist_t here;       /* patterns ending at this node (and exact topics) */
     rt_ilist_t gt;         /* patterns ending with '>' after this node */
     int is_exact;          /* a node of the exact map, not of the trie */
+    size_t nexact;         /* exact: the subscriptions in here */
     rt_str_t key;          /* segment (trie) or topic (exact); points into keybuf */
     char keybuf[];
 };
@@ -77,6 +78,7 @@ rt_subscription_t *rt_index_add(rt_index_t *ix, rt_str_t pattern, void *owner)
         }
         s->node = n;
         list = &n->here;
+        n->nexact++;
     } else {
         rt_index_node_t *n = ix->root;
         size_t i = 0;
@@ -124,6 +126,7 @@ void rt_index_remove(rt_index_t *ix, rt_subscription_t *s)
     ix->count--;
     free(s);
     if (n->is_exact) {
+        n->nexact--;
         if (node_unused(n)) {
             rt_map_del(&ix->exact, n->key);
             free(n);
@@ -173,4 +176,10 @@ void rt_index_match(rt_index_t *ix, rt_str_t topic, void (*cb)(rt_subscription_t
         call_list(&n->here, cb, ctx);
     if (ix->root->star || ix->root->children.count || !ilist_empty(&ix->root->gt))
         walk(ix->root, topic, 0, cb, ctx);
+}
+
+size_t rt_index_exact_count(const rt_index_t *ix, rt_str_t topic)
+{
+    const rt_index_node_t *n = ix->exact.count ? rt_map_get(&ix->exact, topic) : NULL;
+    return n ? n->nexact : 0;
 }

@@ -38,5 +38,7 @@ void rt_index_remove(rt_index_t *ix, rt_subscription_t *s);
 /* Calls cb for every subscription whose pattern matches the exact topic. cb must not
  * add or remove subscriptions. An owner with overlapping patterns is called once per pattern. */
 void rt_index_match(rt_index_t *ix, rt_str_t topic, void (*cb)(rt_subscription_t *s, void *ctx), void *ctx);
+/* How many subscriptions name exactly this topic (patterns not counted). */
+size_t rt_index_exact_count(const rt_index_t *ix, rt_str_t topic);
 
 #endif

@@ -275,11 +275,12 @@ for h_sc in [sc for sc in ('S2', 'S2p4') if sc in scenarios]:
     p('share of deliveries whose latency (receive time − the send time in the payload) fell in each range.')
     p('"published/s": the publishes each server took (medians). A publishing connection has one request in')
     p('flight, so with one connection a server that cannot fan a message out in 10 ms gets fewer than 100/s,')
-    p('and how many depends on when it answers: nchan and the floor answer after their writes (the next publish')
-    p('waits outside, unmeasured), rtbroker answers first (the next publish is read between slices of 128')
-    p('subscribers and joins the writes of those not yet served: "writes/msg" below 1). S2p4 offers the 100/s')
-    p('through 4 connections, so that every server gets them while it answers within 40 ms. The CPU time per')
-    p('delivery (server cpu / deliveries per second) holds up best when the machine is busy.')
+    p('and how many depends on when it answers. All three answer after their writes here (rtbroker because the')
+    p('fan-out takes more than one slice of 128 subscribers: see Backpressure in the README), so the next publish')
+    p('waits outside, unmeasured, and fan-outs do not overlap. S2p4 offers the 100/s through 4 connections, so')
+    p('that every server gets them while it answers within 40 ms; there a publish read between slices joins the')
+    p('writes of the subscribers not yet served ("writes/msg" below 1). The CPU time per delivery (server cpu /')
+    p('deliveries per second) is lowest when writes carry several messages.')
     p('')
     heads = [f'< {HIST_EDGES[0]} ms'] + [f'{a}–{b} ms' for a, b in zip(HIST_EDGES, HIST_EDGES[1:])] + \
         [f'≥ {HIST_EDGES[-1]} ms']

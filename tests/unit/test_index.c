@@ -79,6 +79,16 @@ static void test_basic(void)
     CHECK(b1->owner == O(1) && rt_str_eqc(b1->pattern, "chat.*"));
     CHECK(c1->owner == O(2) && rt_str_eqc(c1->pattern, "chat.>"));
 
+    CASE("exact counts: the subscriptions naming a topic, patterns left out");
+    CHECK(rt_index_exact_count(&ix, rt_cstr("chat.room1")) == 1);
+    CHECK(rt_index_exact_count(&ix, rt_cstr("news.sports")) == 1);
+    CHECK(rt_index_exact_count(&ix, rt_cstr("chat.room2")) == 0);
+    CHECK(rt_index_exact_count(&ix, rt_cstr("chat.*")) == 0);
+    rt_subscription_t *a3 = rt_index_add(&ix, rt_cstr("chat.room1"), O(3));
+    CHECK(rt_index_exact_count(&ix, rt_cstr("chat.room1")) == 2);
+    rt_index_remove(&ix, a3);
+    CHECK(rt_index_exact_count(&ix, rt_cstr("chat.room1")) == 1);
+
     CASE("match chat.room1: overlapping patterns of one owner are each called");
     h = run(&ix, "chat.room1");
     CHECK(h.per_owner[0] == 2);
@@ -128,6 +138,7 @@ static void test_basic(void)
     CASE("remove one at a time");
     rt_index_remove(&ix, a1);
     CHECK(ix.count == 6);
+    CHECK(rt_index_exact_count(&ix, rt_cstr("chat.room1")) == 0);
     h = run(&ix, "chat.room1");
     CHECK(h.per_owner[0] == 1 && was_seen(&h, a2));
     CHECK(h.total == 4);
