@@ -60,8 +60,8 @@ typedef struct rt_worker {
     size_t flush_next;           /* to_flush[flush_next..] are still due: a slice is flushed per loop turn */
     h2o_socket_t *flush_wake;    /* an eventfd: readable while slices are left, so the loop comes back at once */
     int flush_woken;
-    /* answers held for pacing (rt_hub_after_flush): until this worker has dispatched its inbox, then until it has
-     * written its slices, then until no other worker has slices left */
+    /* answers held for pacing (rt_hub_pace): until this worker has dispatched its inbox, then until it has
+     * written its slices, then until every other worker has done the same */
     rt_taskq_t after_inbox, after_flush, after_all;
     h2o_timeout_entry_t recheck;
     uint64_t slice_turns;        /* turns of the loop that left slices for the next */
@@ -179,15 +179,11 @@ int rt_sub_auth_state(rt_sub_t *sub);
 void rt_hub_inbox_init(rt_worker_t *w);
 /* The end of a dispatched batch: flush the subscribers written to during it, a slice per loop turn. */
 void rt_hub_end_batch(rt_worker_t *w);
-/* Whether w still has slices of a fan-out to write. */
-int rt_hub_behind(const rt_worker_t *w);
-/* Whether w's subscribers of exactly this topic are more than one turn of its loop writes. */
-int rt_hub_fanout_takes_turns(const rt_worker_t *w, rt_str_t topic);
-/* Whether any worker has (racy: for pacing only). */
-int rt_hub_any_behind(void);
-/* fn(arg) once w has dispatched the messages in its inbox and written its slices, and no worker has slices left
- * (in the order given, on w's thread; at most 250 ms later). */
-void rt_hub_after_flush(rt_worker_t *w, void (*fn)(void *arg), void *arg);
+/* Backpressure for the answer to a publish that w took, on w's thread: 0 if it needs none (its topic's subscribers
+ * on w take one turn of the loop and no worker has slices left); else 1, and fn(arg) runs once w has dispatched
+ * the messages in its inbox and written its slices, and every other worker has done the same (in the order given,
+ * on w's thread; at most 250 ms later). rtbroker_publish_paced_total counts those that waited for slices. */
+int rt_hub_pace(rt_worker_t *w, rt_str_t topic, void (*fn)(void *arg), void *arg);
 /* During a batch, listed for rt_hub_end_batch (one write for all its messages of the batch); else flushed now. */
 void rt_sub_flush_soon(rt_sub_t *sub);
 /* hub.c: write what the subscriber has waiting, unless a write is in flight. */

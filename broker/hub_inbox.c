@@ -30,7 +30,9 @@ typedef struct rt_task {
     struct rt_task *next;
     void (*fn)(void *arg);
     void *arg;
-    uint64_t since; /* held for pacing: since when (ms) */
+    /* held for pacing: since when (ms); the worker's slice_turns then; slices were left somewhere then */
+    uint64_t since, turns;
+    int behind;
 } rt_task_t;
 
 void rt_hub_post(rt_worker_t *w, void (*fn)(void *arg), void *arg)
@@ -199,14 +201,9 @@ void rt_hub_end_batch(rt_worker_t *w)
     flush_wake(w);
 }
 
-int rt_hub_fanout_takes_turns(const rt_worker_t *w, rt_str_t topic)
-{
-    return rt_index_exact_count(&w->index, topic) > FLUSH_SLICE;
-}
+static int behind_here(const rt_worker_t *w) { return w->flush_next < w->nto_flush; }
 
-int rt_hub_behind(const rt_worker_t *w) { return w->flush_next < w->nto_flush; }
-
-int rt_hub_any_behind(void)
+static int any_behind(void)
 {
     for (size_t i = 0; i < rt_nworkers; i++)
         if (atomic_load(&rt_workers[i].behind))
@@ -274,14 +271,15 @@ static void wake_waiters(rt_worker_t *w)
  * everything held goes. */
 static void run_after_all(rt_worker_t *w)
 {
-    if (pace_over(w)) {
+    int over = pace_over(w);
+    if (over) {
         taskq_move(&w->after_all, &w->after_inbox);
         taskq_move(&w->after_all, &w->after_flush);
     }
     if (w->after_all.head == NULL)
         return;
     atomic_store(&w->wants_wake, 1);
-    if (any_busy() && !pace_over(w)) {
+    if (!over && any_busy()) {
         if (!h2o_timeout_is_linked(&w->recheck))
             h2o_timeout_link(w->ctx.loop, rt_worker_timeout(w, RECHECK_MS), &w->recheck);
         return;
@@ -293,6 +291,8 @@ static void run_after_all(rt_worker_t *w)
     w->after_all.head = NULL, w->after_all.tail = NULL;
     while (t) { /* in the order given */
         rt_task_t *next = t->next;
+        if (t->behind || t->turns != w->slice_turns) /* it waited for slices, not just for a turn of the loop */
+            rt_metrics_publish_paced();
         t->fn(t->arg);
         free(t);
         t = next;
@@ -304,18 +304,22 @@ static void on_recheck(h2o_timeout_entry_t *entry)
     run_after_all(H2O_STRUCT_FROM_MEMBER(rt_worker_t, recheck, entry));
 }
 
-void rt_hub_after_flush(rt_worker_t *w, void (*fn)(void *arg), void *arg)
+int rt_hub_pace(rt_worker_t *w, rt_str_t topic, void (*fn)(void *arg), void *arg)
 {
+    int behind = any_behind();
+    if (!behind && rt_index_exact_count(&w->index, topic) <= FLUSH_SLICE)
+        return 0; /* written in the turn that dispatches it, and nothing earlier to wait for */
     rt_task_t *t = rt_malloc(sizeof(*t));
-    t->fn = fn, t->arg = arg, t->since = rt_now_ms();
+    t->fn = fn, t->arg = arg, t->since = rt_now_ms(), t->turns = w->slice_turns, t->behind = behind;
     if (inbox_pending(w)) /* the message is there, most likely */
         taskq_push(&w->after_inbox, t);
-    else if (rt_hub_behind(w))
+    else if (behind_here(w))
         taskq_push(&w->after_flush, t);
     else {
         taskq_push(&w->after_all, t);
         run_after_all(w);
     }
+    return 1;
 }
 
 static void on_flush_wake(h2o_socket_t *sock, const char *err)

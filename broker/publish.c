@@ -90,8 +90,6 @@ typedef struct pub_ctx {
     char topicbuf[RT_TOPIC_MAX + 1];
     char idbuf[RT_ID_MAX + 1];
     size_t id_len;
-    uint64_t slice_turns; /* the worker's when the answer began to wait: it waited for slices if they moved */
-    int paced;
 } pub_ctx_t;
 
 static void on_req_gone(void *p)
@@ -118,8 +116,6 @@ static void respond_published(h2o_req_t *req, rt_str_t id, rt_str_t topic)
 static void answer_deferred(void *arg)
 {
     pub_ctx_t *c = arg;
-    if (c->paced || rt_current_worker->slice_turns != c->slice_turns)
-        rt_metrics_publish_paced();
     if (c->req) {
         *c->anchor = NULL;
         respond_published(c->req, rt_str(c->idbuf, c->id_len), c->topic);
@@ -136,18 +132,13 @@ static void on_published(void *arg, int err, rt_str_t id)
         return;
     }
     rt_worker_t *w = rt_current_worker;
-    int paced = w && rt_hub_any_behind();
-    if (err == RT_OK && w && (paced || rt_hub_fanout_takes_turns(w, c->topic)) && id.len <= RT_ID_MAX) {
-        /* backpressure: a worker has an earlier fan-out left, or this one takes more than a turn of the loop; the
-         * answer waits until this worker has written the message's fan-out and every worker the slices it had left,
-         * so a publisher that waits for each answer goes at the pace subscribers are served and its fan-outs do not
-         * overlap (issue 21: overlapping ones doubled S2's p99). Small fan-outs are answered at once. */
+    if (err == RT_OK && w && id.len <= RT_ID_MAX) {
+        /* backpressure: a publisher that waits for each answer goes at the pace subscribers are served, and its
+         * fan-outs do not overlap (issue 21: overlapping ones doubled S2's p99) */
         memcpy(c->idbuf, id.base, id.len);
         c->id_len = id.len;
-        c->paced = paced;
-        c->slice_turns = w->slice_turns;
-        rt_hub_after_flush(w, answer_deferred, c);
-        return;
+        if (rt_hub_pace(w, c->topic, answer_deferred, c))
+            return;
     }
     *c->anchor = NULL;
     if (err == RT_EUNKNOWN)

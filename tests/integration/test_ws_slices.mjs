@@ -55,7 +55,7 @@ for (const workers of [1, 2]) t.test(`${workers === 1 ? 'one worker' : 'two work
   const metric = (await request(b.base, 'GET', '/metrics')).text.match(/^rtbroker_publish_paced_total (\d+)/m);
   assert(metric, 'rtbroker_publish_paced_total missing from /metrics');
   assert(Number(metric[1]) > 0, `no answer of ${n} concurrent publishes to 460 subscribers waited for the slices left (rtbroker_publish_paced_total 0)`);
-  c.info(`${metric[1]} of ${n} publish answers waited for the slices left of an earlier fan-out`);
+  c.info(`${metric[1]} of ${n} publish answers waited for slices (their own or an earlier fan-out's)`);
   // one more publish, and nothing after it: the slices after the first must go out by themselves
   const t0 = Date.now();
   await publishOk(b.base, TOPIC, 'last');
